@@ -1,0 +1,216 @@
+//! Proving a file is a playable bulletin: walk its frames, decode every packet, measure it.
+//!
+//! A file is accepted only after all of its audio has been decoded, so what the library holds
+//! is known to play to the end. Duration comes from the samples actually decoded; loudness and
+//! peaks (EBU R128, `ebur128`) are what the player later uses to set a safe gain.
+
+use std::fmt;
+use std::fs::File;
+use std::io::Seek;
+use std::path::Path;
+
+use ebur128::{EbuR128, Mode};
+use symphonia::core::audio::{AudioBufferRef, Signal};
+use symphonia::core::codecs::{Decoder, DecoderOptions};
+use symphonia::core::errors::Error as SymphoniaError;
+use symphonia::core::formats::{FormatOptions, FormatReader};
+use symphonia::core::io::MediaSourceStream;
+use symphonia::default::codecs::MpaDecoder;
+use symphonia::default::formats::MpaReader;
+
+use crate::clip::AudioFacts;
+use crate::config::ClipLimits;
+use crate::mp3::{self, Problem};
+
+/// Below this sample peak a bulletin is inaudible on any loudspeaker.
+const SILENT_PEAK_DBFS: f64 = -60.0;
+/// EBU R128's absolute gate: programme below it is silence.
+const SILENT_LOUDNESS_LUFS: f64 = -70.0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectKind {
+    Empty,
+    NotMp3,
+    NoAudio,
+    Truncated,
+    DecodeError,
+    Silent,
+    TooShort,
+    TooLong,
+}
+
+impl RejectKind {
+    /// Stable machine-readable code (the HTTP API's error code).
+    pub fn code(self) -> &'static str {
+        match self {
+            RejectKind::Empty => "empty",
+            RejectKind::NotMp3 => "not_mp3",
+            RejectKind::NoAudio => "no_audio",
+            RejectKind::Truncated => "truncated",
+            RejectKind::DecodeError => "decode_error",
+            RejectKind::Silent => "silent",
+            RejectKind::TooShort => "too_short",
+            RejectKind::TooLong => "too_long",
+        }
+    }
+}
+
+impl fmt::Display for RejectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// Why a file is not a playable bulletin, in words an operator can act on.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct Rejection {
+    pub kind: RejectKind,
+    pub message: String,
+}
+
+impl Rejection {
+    fn new(kind: RejectKind, message: impl Into<String>) -> Self {
+        Rejection { kind, message: message.into() }
+    }
+}
+
+impl From<Problem> for Rejection {
+    fn from(problem: Problem) -> Self {
+        let kind = match &problem {
+            Problem::NotMp3(_) => RejectKind::NotMp3,
+            Problem::NoAudio(_) => RejectKind::NoAudio,
+            Problem::Truncated(_) => RejectKind::Truncated,
+            Problem::Corrupt(_) => RejectKind::DecodeError,
+        };
+        Rejection::new(kind, problem.to_string())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    #[error("cannot read the staged file: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Checks and measures the MP3 at `path`.
+pub fn analyse(path: &Path, limits: ClipLimits) -> Result<AudioFacts, AnalysisError> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Err(Rejection::new(RejectKind::Empty, "the file is empty (0 bytes); choose the recording again").into());
+    }
+    let layout = mp3::scan(&file, len)?.map_err(Rejection::from)?;
+    let measured = decode_and_measure(file, limits)?;
+
+    if let Some(declared) = layout.declared_frames {
+        if layout.frames < declared {
+            return Err(Rejection::new(
+                RejectKind::Truncated,
+                format!(
+                    "the file is cut short: its header announces {declared} frames but only {} are present; upload the complete file",
+                    layout.frames
+                ),
+            )
+            .into());
+        }
+    }
+    let duration_ms = measured.samples * 1000 / u64::from(layout.sample_rate);
+    if duration_ms < limits.min_duration_ms {
+        return Err(Rejection::new(
+            RejectKind::TooShort,
+            format!("the audio lasts {duration_ms} ms, shorter than the {} ms minimum (clips.min_seconds)", limits.min_duration_ms),
+        )
+        .into());
+    }
+    if measured.peak_dbfs < SILENT_PEAK_DBFS || !(measured.loudness_lufs > SILENT_LOUDNESS_LUFS) {
+        return Err(Rejection::new(
+            RejectKind::Silent,
+            format!(
+                "the audio is silent (peak {:.1} dBFS, loudness {:.1} LUFS); check the microphone or the export and record again",
+                measured.peak_dbfs, measured.loudness_lufs
+            ),
+        )
+        .into());
+    }
+    Ok(AudioFacts {
+        duration_ms,
+        sample_rate: layout.sample_rate,
+        channels: measured.channels,
+        loudness_lufs: round2(measured.loudness_lufs),
+        peak_dbfs: round2(measured.peak_dbfs),
+        true_peak_dbfs: round2(measured.true_peak_dbfs),
+    })
+}
+
+struct Measured {
+    samples: u64,
+    channels: u16,
+    loudness_lufs: f64,
+    peak_dbfs: f64,
+    true_peak_dbfs: f64,
+}
+
+fn decode_and_measure(mut file: File, limits: ClipLimits) -> Result<Measured, AnalysisError> {
+    file.rewind()?;
+    let source = MediaSourceStream::new(Box::new(file), Default::default());
+    let options = FormatOptions { enable_gapless: true, ..Default::default() };
+    let mut reader = MpaReader::try_new(source, &options).map_err(|e| decode_rejection(&e, 0, 1))?;
+    let params = reader.tracks()[0].codec_params.clone();
+    let sample_rate = params.sample_rate.unwrap_or(44100);
+    let channels = params.channels.map_or(1, |c| c.count()) as u16;
+    let mut decoder = MpaDecoder::try_new(&params, &DecoderOptions::default()).map_err(|e| decode_rejection(&e, 0, sample_rate))?;
+    let mut meter = EbuR128::new(u32::from(channels), sample_rate, Mode::I | Mode::SAMPLE_PEAK | Mode::TRUE_PEAK)
+        .expect("MP3 channel counts and rates are within ebur128's range");
+    let max_samples = limits.max_duration_ms * u64::from(sample_rate) / 1000;
+
+    let mut samples = 0u64;
+    loop {
+        let packet = match reader.next_packet() {
+            Ok(packet) => packet,
+            Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(decode_rejection(&e, samples, sample_rate).into()),
+        };
+        let decoded = decoder.decode(&packet).map_err(|e| decode_rejection(&e, samples, sample_rate))?;
+        let AudioBufferRef::F32(buffer) = decoded else {
+            unreachable!("symphonia's MP3 decoder produces f32 buffers");
+        };
+        let planes = buffer.planes();
+        meter.add_frames_planar_f32(planes.planes()).expect("planes match the meter's channel count");
+        samples += buffer.frames() as u64;
+        if samples > max_samples {
+            return Err(Rejection::new(
+                RejectKind::TooLong,
+                format!("the audio is longer than the {} s maximum (clips.max_seconds); split it or raise the limit", limits.max_duration_ms / 1000),
+            )
+            .into());
+        }
+    }
+    let peak = (0..u32::from(channels)).map(|c| meter.sample_peak(c).unwrap_or(0.0)).fold(0.0, f64::max);
+    let true_peak = (0..u32::from(channels)).map(|c| meter.true_peak(c).unwrap_or(0.0)).fold(0.0, f64::max);
+    Ok(Measured {
+        samples,
+        channels,
+        loudness_lufs: meter.loudness_global().unwrap_or(f64::NEG_INFINITY),
+        peak_dbfs: to_dbfs(peak),
+        true_peak_dbfs: to_dbfs(true_peak),
+    })
+}
+
+fn decode_rejection(error: &SymphoniaError, at_sample: u64, sample_rate: u32) -> Rejection {
+    let seconds = at_sample as f64 / f64::from(sample_rate.max(1));
+    Rejection::new(
+        RejectKind::DecodeError,
+        format!("the audio cannot be decoded at {seconds:.1} s ({error}); re-export or re-encode the file"),
+    )
+}
+
+fn to_dbfs(amplitude: f64) -> f64 {
+    if amplitude > 0.0 { 20.0 * amplitude.log10() } else { f64::NEG_INFINITY }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}

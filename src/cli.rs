@@ -1,0 +1,334 @@
+//! The command line: raw flags (clap) here, validated settings in `config`.
+//!
+//! The verbs and flags are a contract other tools script against; add to them, never rename.
+//! Exit status: 0 success, 1 the command failed (e.g. a rejected clip), 2 bad usage or config.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use chrono::NaiveDate;
+use clap::{Parser, Subcommand};
+
+use crate::clip::{self, Clip, ClipMeta, Priority};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{self, Config, ConfigError, QuotaPeriod};
+use crate::ingest::{IngestError, Library};
+use crate::store::{Inserted, Store};
+
+#[derive(Debug, Parser)]
+#[command(name = "loa", version, about = "Plans, airs and proves bulletins at a community loudspeaker station")]
+pub struct Args {
+    /// Station config file (TOML).
+    #[arg(long, global = true, value_name = "PATH", default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate the config and show the station, its slots and the next 10 slot times.
+    CheckConfig,
+    /// Manage the bulletin library.
+    #[command(subcommand)]
+    Clip(ClipCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ClipCommand {
+    /// Check an MP3 by decoding all of it, then add it to the library.
+    Add {
+        file: PathBuf,
+        #[arg(long)]
+        title: String,
+        /// e.g. cchc
+        #[arg(long)]
+        topic: String,
+        /// Language code: vi, hmn (Mông), tay (Tày), km (Khmer), ...
+        #[arg(long, default_value = "vi")]
+        lang: String,
+        #[arg(long, default_value = "normal", value_parser = parse_priority)]
+        priority: Priority,
+        /// First local date the clip may air (YYYY-MM-DD, inclusive).
+        #[arg(long, value_parser = parse_valid_from)]
+        valid_from: Option<NaiveDate>,
+        /// Last local date the clip may air (YYYY-MM-DD, inclusive).
+        #[arg(long, value_parser = parse_valid_until)]
+        valid_until: Option<NaiveDate>,
+    },
+    /// List the library, retired clips included.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one clip.
+    Show {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop airing a clip. It stays in the library: proof records refer to it.
+    Retire { id: i64 },
+}
+
+fn parse_priority(text: &str) -> Result<Priority, String> {
+    text.parse()
+}
+
+fn parse_valid_from(text: &str) -> Result<NaiveDate, String> {
+    clip::parse_date("valid_from", text).map_err(|e| e.message)
+}
+
+fn parse_valid_until(text: &str) -> Result<NaiveDate, String> {
+    clip::parse_date("valid_until", text).map_err(|e| e.message)
+}
+
+/// A command's failure, with the exit status it maps to.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl Failure {
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            Failure::Config(_) => ExitCode::from(2),
+            Failure::Failed(_) => ExitCode::from(1),
+        }
+    }
+}
+
+fn failed(message: impl Into<String>) -> Failure {
+    Failure::Failed(message.into())
+}
+
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args, &SystemClock, &mut io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {failure}");
+            failure.exit_code()
+        }
+    }
+}
+
+fn run(args: Args, clock: &dyn Clock, out: &mut dyn Write) -> Result<(), Failure> {
+    let config = Config::load(&args.config)?;
+    match args.command {
+        Command::CheckConfig => check_config(&config, clock, out),
+        Command::Clip(command) => run_clip(command, &config, clock, out),
+    }
+    .or_else(|failure| match failure {
+        // A closed stdout (e.g. `| head`) is not the command failing.
+        Failure::Failed(ref m) if m.contains("Broken pipe") => Ok(()),
+        other => Err(other),
+    })
+}
+
+fn write_err(e: io::Error) -> Failure {
+    failed(format!("cannot write output: {e}"))
+}
+
+fn check_config(config: &Config, clock: &dyn Clock, out: &mut dyn Write) -> Result<(), Failure> {
+    let s = &config.station;
+    let mut text = format!(
+        "{}: OK\nstation   {} — {}\ntimezone  {}\ndata_dir  {}\naudio     device \"{}\", target {:.1} LUFS\nhttp      {} (uploads up to {} MiB)\n",
+        config.path.display(),
+        s.id,
+        s.name,
+        s.timezone,
+        s.data_dir.display(),
+        config.audio.device,
+        config.audio.target_lufs,
+        config.http.listen,
+        config.http.max_upload_mib,
+    );
+    text.push_str(&format!("slots ({}):\n", config.slots.len()));
+    for slot in &config.slots {
+        let peak = if slot.peak { "peak" } else { "" };
+        text.push_str(&format!("  {:<10} \"{}\"  up to {} min  {peak}\n", slot.name, slot.cron.text(), slot.max_minutes));
+    }
+    text.push_str(&format!("quotas ({}):\n", config.quotas.len()));
+    for quota in &config.quotas {
+        let per = match quota.per {
+            QuotaPeriod::Week => "ISO week",
+            QuotaPeriod::Month => "month",
+        };
+        let language = quota.language.as_deref().map(|l| format!(" in \"{l}\"")).unwrap_or_default();
+        let slots = if quota.peak_only { "peak slots only" } else { "any slot" };
+        text.push_str(&format!("  {} × \"{}\"{language} per {per}, {slots}\n", quota.count, quota.topic));
+    }
+    let now = clock.now().with_timezone(&s.timezone);
+    let mut upcoming: Vec<_> = config
+        .slots
+        .iter()
+        .flat_map(|slot| slot.cron.after(&now).take(10).map(move |at| (at, &slot.name)))
+        .collect();
+    upcoming.sort();
+    text.push_str(&format!("next {} slot times ({}):\n", upcoming.len().min(10), s.timezone));
+    for (at, name) in upcoming.into_iter().take(10) {
+        text.push_str(&format!("  {}  {name}\n", at.format("%a %Y-%m-%d %H:%M:%S %:z")));
+    }
+    out.write_all(text.as_bytes()).map_err(write_err)
+}
+
+fn open_station(config: &Config) -> Result<(Store, Library), Failure> {
+    let data_dir = &config.station.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| failed(format!("cannot create data_dir {}: {e}; check station.data_dir in {}", data_dir.display(), config.path.display())))?;
+    let store = Store::open(data_dir).map_err(|e| failed(e.to_string()))?;
+    let library = Library::open(data_dir, config.clips)
+        .map_err(|e| failed(format!("cannot prepare the clip library in {}: {e}", data_dir.display())))?;
+    Ok((store, library))
+}
+
+fn run_clip(command: ClipCommand, config: &Config, clock: &dyn Clock, out: &mut dyn Write) -> Result<(), Failure> {
+    match command {
+        ClipCommand::Add { file, title, topic, lang, priority, valid_from, valid_until } => {
+            let meta = ClipMeta { title, topic, language: lang, priority, valid_from, valid_until };
+            meta.check().map_err(|e| failed(format!("--{}: {}", flag_name(e.field), e.message)))?;
+            add_clip(&file, &meta, config, clock, out)
+        }
+        ClipCommand::List { json } => {
+            let (store, _) = open_station(config)?;
+            let clips = store.clips().map_err(|e| failed(e.to_string()))?;
+            if json {
+                write_json(out, &serde_json::json!({ "clips": clips }))
+            } else {
+                write_clip_table(out, &clips)
+            }
+        }
+        ClipCommand::Show { id, json } => {
+            let (store, _) = open_station(config)?;
+            let clip = store.clip(id).map_err(|e| failed(e.to_string()))?.ok_or_else(|| no_such_clip(id))?;
+            if json { write_json(out, &clip) } else { write_clip_details(out, &clip) }
+        }
+        ClipCommand::Retire { id } => {
+            let (mut store, _) = open_station(config)?;
+            let now = clock.now();
+            let clip = store.retire_clip(id, now).map_err(|e| failed(e.to_string()))?.ok_or_else(|| no_such_clip(id))?;
+            let retired_at = clip.retired_at.as_deref().unwrap_or_default();
+            let line = if retired_at == crate::store::timestamp(now) {
+                format!("clip {id} \"{}\" retired at {retired_at}; it will not air again\n", clip.meta.title)
+            } else {
+                format!("clip {id} \"{}\" was already retired at {retired_at}\n", clip.meta.title)
+            };
+            out.write_all(line.as_bytes()).map_err(write_err)
+        }
+    }
+}
+
+fn add_clip(file: &Path, meta: &ClipMeta, config: &Config, clock: &dyn Clock, out: &mut dyn Write) -> Result<(), Failure> {
+    let mut input = File::open(file).map_err(|e| failed(format!("cannot read {}: {e}", file.display())))?;
+    if input.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err(failed(format!("{} is a directory; give an MP3 file", file.display())));
+    }
+    let (mut store, library) = open_station(config)?;
+    let mut staged = library.stage().map_err(|e| failed(format!("cannot stage the upload in {}: {e}", config.station.data_dir.display())))?;
+    io::copy(&mut input, &mut staged).map_err(|e| failed(format!("cannot copy {} into the library: {e}", file.display())))?;
+    match library.admit(staged, meta, &mut store, clock.now()) {
+        Ok(Inserted::New(clip)) => write_json(out, &clip),
+        Ok(Inserted::Existing(clip)) => {
+            eprintln!(
+                "note: this audio is already in the library as clip {} \"{}\" (same SHA-256); nothing was added",
+                clip.id, clip.meta.title
+            );
+            write_json(out, &clip)
+        }
+        Err(IngestError::Rejected(rejection)) => Err(failed(format!("{} was not added: {rejection}", file.display()))),
+        Err(IngestError::Meta(e)) => Err(failed(format!("--{}: {}", flag_name(e.field), e.message))),
+        Err(e) => Err(failed(format!("{} was not added: {e}", file.display()))),
+    }
+}
+
+fn flag_name(field: &str) -> String {
+    match field {
+        "language" => "lang".to_owned(),
+        other => other.replace('_', "-"),
+    }
+}
+
+fn no_such_clip(id: i64) -> Failure {
+    failed(format!("there is no clip {id}; `loa clip list` shows the ids"))
+}
+
+fn write_json(out: &mut dyn Write, value: &impl serde::Serialize) -> Result<(), Failure> {
+    let mut text = serde_json::to_string_pretty(value).expect("clips serialise to JSON");
+    text.push('\n');
+    out.write_all(text.as_bytes()).map_err(write_err)
+}
+
+fn validity(clip: &Clip) -> String {
+    match (clip.meta.valid_from, clip.meta.valid_until) {
+        (None, None) => "always".to_owned(),
+        (from, until) => format!(
+            "{}..{}",
+            from.map(|d| d.to_string()).unwrap_or_default(),
+            until.map(|d| d.to_string()).unwrap_or_default()
+        ),
+    }
+}
+
+fn write_clip_table(out: &mut dyn Write, clips: &[Clip]) -> Result<(), Failure> {
+    let mut text = format!("{:>4}  {:<7}  {:>7}  {:>6}  {:<8} {:<5} {:<9} {:<22}  title\n", "id", "status", "length", "LUFS", "topic", "lang", "priority", "valid");
+    for clip in clips {
+        let status = if clip.retired_at.is_some() { "retired" } else { "active" };
+        let seconds = clip.audio.duration_ms as f64 / 1000.0;
+        text.push_str(&format!(
+            "{:>4}  {status:<7}  {:>6.1}s  {:>6.1}  {:<8} {:<5} {:<9} {:<22}  {}\n",
+            clip.id,
+            seconds,
+            clip.audio.loudness_lufs,
+            clip.meta.topic,
+            clip.meta.language,
+            clip.meta.priority.as_str(),
+            validity(clip),
+            clip.meta.title
+        ));
+    }
+    if clips.is_empty() {
+        text.push_str("(the library is empty; add a bulletin with `loa clip add FILE --title T --topic cchc`)\n");
+    }
+    out.write_all(text.as_bytes()).map_err(write_err)
+}
+
+fn write_clip_details(out: &mut dyn Write, clip: &Clip) -> Result<(), Failure> {
+    let a = &clip.audio;
+    let text = format!(
+        "id          {}\ntitle       {}\ntopic       {}\nlanguage    {}\npriority    {}\nvalid       {}\nduration    {:.3} s\nformat      {} Hz, {} channel(s)\nloudness    {:.2} LUFS\npeak        {:.2} dBFS (true peak {:.2} dBTP)\nsize        {} bytes\nsha256      {}\ncreated_at  {}\nretired_at  {}\n",
+        clip.id,
+        clip.meta.title,
+        clip.meta.topic,
+        clip.meta.language,
+        clip.meta.priority,
+        validity(clip),
+        a.duration_ms as f64 / 1000.0,
+        a.sample_rate,
+        a.channels,
+        a.loudness_lufs,
+        a.peak_dbfs,
+        a.true_peak_dbfs,
+        clip.size_bytes,
+        clip.sha256,
+        clip.created_at,
+        clip.retired_at.as_deref().unwrap_or("-"),
+    );
+    out.write_all(text.as_bytes()).map_err(write_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Args::command().debug_assert();
+    }
+}

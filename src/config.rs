@@ -1,0 +1,371 @@
+//! The station's configuration: parsed strictly, validated completely, up front.
+//!
+//! A typo in a slot must surface when the admin runs `loa check-config`, not at 05:30 when the
+//! slot should have aired. So unknown keys are errors, and every error names the file, the line,
+//! the key and how to fix it. The raw TOML shapes (`Raw*`) stay private; the rest of the program
+//! only sees the validated [`Config`].
+
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::clip;
+use crate::slots::CronSchedule;
+
+pub const DEFAULT_PATH: &str = "config/station.toml";
+pub const DEFAULT_TIMEZONE: &str = "Asia/Ho_Chi_Minh";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub station: Station,
+    pub audio: Audio,
+    pub http: Http,
+    pub clips: ClipLimits,
+    pub slots: Vec<Slot>,
+    pub quotas: Vec<Quota>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Station {
+    pub id: String,
+    pub name: String,
+    pub timezone: chrono_tz::Tz,
+    /// Absolute, or relative to the current directory; already resolved against the config file.
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct Audio {
+    pub device: String,
+    pub target_lufs: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Http {
+    pub listen: SocketAddr,
+    pub max_upload_mib: u64,
+}
+
+/// Bounds on a bulletin's decoded duration, enforced at ingest.
+#[derive(Debug, Clone, Copy)]
+pub struct ClipLimits {
+    pub min_duration_ms: u64,
+    pub max_duration_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Slot {
+    pub name: String,
+    pub cron: CronSchedule,
+    pub max_minutes: u32,
+    pub peak: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaPeriod {
+    /// ISO week, Monday 00:00 to Sunday 24:00 station time.
+    Week,
+    Month,
+}
+
+#[derive(Debug, Clone)]
+pub struct Quota {
+    pub topic: String,
+    pub per: QuotaPeriod,
+    pub count: u32,
+    pub peak_only: bool,
+    pub language: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read the config file ({source}); pass the right file with --config PATH", path.display())]
+    Unreadable { path: PathBuf, source: std::io::Error },
+    #[error("{}:{line}: {}{message}", path.display(), key.as_deref().map(|k| format!("key `{k}`: ")).unwrap_or_default())]
+    Invalid { path: PathBuf, line: usize, key: Option<String>, message: String },
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Unreadable { path: path.to_owned(), source })?;
+        Config::parse(path, &text)
+    }
+
+    /// Parses `text` as the contents of `path` (used for messages and to resolve `data_dir`).
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let source = Source { path, text };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| source.syntax_error(&e))?;
+        raw.validate(&source)
+    }
+}
+
+/// The config text being validated, so errors can point at lines.
+struct Source<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())].matches('\n').count() + 1
+    }
+
+    fn invalid<T>(&self, value: &Spanned<T>, key: &str, message: impl Into<String>) -> ConfigError {
+        self.invalid_at(value.span(), Some(key.to_owned()), message.into())
+    }
+
+    fn invalid_at(&self, span: Range<usize>, key: Option<String>, message: String) -> ConfigError {
+        ConfigError::Invalid { path: self.path.to_owned(), line: self.line_of(span.start), key, message }
+    }
+
+    /// A TOML syntax or type error. toml's message does not always say which key, so when the
+    /// error points into a `key = value` line we name that key ourselves.
+    fn syntax_error(&self, error: &toml::de::Error) -> ConfigError {
+        let span = error.span().unwrap_or(0..0);
+        let line_start = self.text[..span.start.min(self.text.len())].rfind('\n').map_or(0, |i| i + 1);
+        let line_text = self.text[line_start..].lines().next().unwrap_or("");
+        let key = line_text
+            .split_once('=')
+            .map(|(key, _)| key.trim())
+            .filter(|key| !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)))
+            .map(str::to_owned);
+        let message = error.message().trim().replace('\n', " ");
+        self.invalid_at(span, key, message)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    station: RawStation,
+    #[serde(default)]
+    audio: RawAudio,
+    #[serde(default)]
+    http: RawHttp,
+    #[serde(default)]
+    clips: RawClips,
+    #[serde(default)]
+    slot: Vec<RawSlot>,
+    #[serde(default)]
+    quota: Vec<RawQuota>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStation {
+    id: Spanned<String>,
+    name: Spanned<String>,
+    timezone: Option<Spanned<String>>,
+    data_dir: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAudio {
+    device: Option<Spanned<String>>,
+    target_lufs: Option<Spanned<f64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<Spanned<String>>,
+    max_upload_mib: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawClips {
+    min_seconds: Option<Spanned<f64>>,
+    max_seconds: Option<Spanned<f64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSlot {
+    name: Spanned<String>,
+    cron: Spanned<String>,
+    max_minutes: Spanned<i64>,
+    #[serde(default)]
+    peak: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuota {
+    topic: Spanned<String>,
+    per: Spanned<String>,
+    count: Option<Spanned<i64>>,
+    peak_only: Option<bool>,
+    language: Option<Spanned<String>>,
+}
+
+const MAX_SLOT_MINUTES: i64 = 24 * 60;
+
+impl RawConfig {
+    fn validate(self, src: &Source) -> Result<Config, ConfigError> {
+        let station = self.station.validate(src)?;
+        let audio = self.audio.validate(src)?;
+        let http = self.http.validate(src)?;
+        let clips = self.clips.validate(src)?;
+
+        let mut slots: Vec<Slot> = Vec::with_capacity(self.slot.len());
+        for (i, raw) in self.slot.into_iter().enumerate() {
+            let key = |field: &str| format!("slot[{i}].{field}");
+            let name = raw.name.get_ref().trim().to_owned();
+            if !is_slug(&name, "_-") {
+                return Err(src.invalid(&raw.name, &key("name"), "slot names use lowercase letters, digits, `-` and `_`, e.g. \"sang\" or \"chieu\""));
+            }
+            if slots.iter().any(|s| s.name == name) {
+                return Err(src.invalid(&raw.name, &key("name"), format!("two slots are named \"{name}\"; give each [[slot]] its own name")));
+            }
+            let cron = CronSchedule::parse(raw.cron.get_ref()).map_err(|e| src.invalid(&raw.cron, &key("cron"), e))?;
+            let minutes = *raw.max_minutes.get_ref();
+            if !(1..=MAX_SLOT_MINUTES).contains(&minutes) {
+                return Err(src.invalid(
+                    &raw.max_minutes,
+                    &key("max_minutes"),
+                    format!("{minutes} is not a usable slot length; give whole minutes from 1 to {MAX_SLOT_MINUTES}, e.g. 15"),
+                ));
+            }
+            slots.push(Slot { name, cron, max_minutes: minutes as u32, peak: raw.peak });
+        }
+
+        let mut quotas = Vec::with_capacity(self.quota.len());
+        for (i, raw) in self.quota.into_iter().enumerate() {
+            quotas.push(raw.validate(src, i, &slots)?);
+        }
+
+        Ok(Config { path: src.path.to_owned(), station, audio, http, clips, slots, quotas })
+    }
+}
+
+impl RawStation {
+    fn validate(self, src: &Source) -> Result<Station, ConfigError> {
+        let id = self.id.get_ref().clone();
+        if !is_slug(&id, "-") {
+            return Err(src.invalid(&self.id, "station.id", "use lowercase letters, digits and `-` only, e.g. \"phu-thuy\""));
+        }
+        let name = self.name.get_ref().trim().to_owned();
+        if name.is_empty() {
+            return Err(src.invalid(&self.name, "station.name", "give the station's name, e.g. \"Đài truyền thanh phường Phú Thủy\""));
+        }
+        let timezone = match &self.timezone {
+            None => DEFAULT_TIMEZONE.parse().expect("default timezone is a valid IANA name"),
+            Some(tz) => tz.get_ref().parse().map_err(|_| {
+                src.invalid(tz, "station.timezone", format!("unknown timezone \"{}\"; use an IANA name such as \"{DEFAULT_TIMEZONE}\"", tz.get_ref()))
+            })?,
+        };
+        let data_dir = match &self.data_dir {
+            Some(dir) if dir.get_ref().trim().is_empty() => {
+                return Err(src.invalid(dir, "station.data_dir", "give a directory for the database and clips, e.g. \"data\" or \"/var/lib/loa\""));
+            }
+            Some(dir) => PathBuf::from(dir.get_ref()),
+            None => PathBuf::from("data"),
+        };
+        let base = src.path.parent().unwrap_or(Path::new(""));
+        Ok(Station { id, name, timezone, data_dir: base.join(data_dir) })
+    }
+}
+
+impl RawAudio {
+    fn validate(self, src: &Source) -> Result<Audio, ConfigError> {
+        let device = match &self.device {
+            Some(d) if d.get_ref().trim().is_empty() => {
+                return Err(src.invalid(d, "audio.device", "give an ALSA PCM name, e.g. \"default\" or \"hw:0,0\""));
+            }
+            Some(d) => d.get_ref().clone(),
+            None => "default".to_owned(),
+        };
+        let target_lufs = match &self.target_lufs {
+            Some(t) if !(-40.0..=0.0).contains(t.get_ref()) => {
+                return Err(src.invalid(t, "audio.target_lufs", format!("{} is outside -40..0 LUFS; speech for loudspeakers is usually -16", t.get_ref())));
+            }
+            Some(t) => *t.get_ref(),
+            None => -16.0,
+        };
+        Ok(Audio { device, target_lufs })
+    }
+}
+
+impl RawHttp {
+    fn validate(self, src: &Source) -> Result<Http, ConfigError> {
+        let listen = match &self.listen {
+            Some(l) => l.get_ref().parse().map_err(|_| {
+                src.invalid(l, "http.listen", format!("\"{}\" is not an address:port; use e.g. \"127.0.0.1:8080\" or \"0.0.0.0:8080\" for the LAN", l.get_ref()))
+            })?,
+            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+        };
+        let max_upload_mib = match &self.max_upload_mib {
+            Some(m) if *m.get_ref() < 1 => {
+                return Err(src.invalid(m, "http.max_upload_mib", format!("{} MiB would refuse every upload; give at least 1, e.g. 200", m.get_ref())));
+            }
+            Some(m) => *m.get_ref() as u64,
+            None => 200,
+        };
+        Ok(Http { listen, max_upload_mib })
+    }
+}
+
+impl RawClips {
+    fn validate(self, src: &Source) -> Result<ClipLimits, ConfigError> {
+        let seconds = |value: &Option<Spanned<f64>>, key: &str, default: f64| match value {
+            Some(v) if !(v.get_ref().is_finite() && *v.get_ref() > 0.0) => {
+                Err(src.invalid(v, key, format!("{} is not a positive number of seconds", v.get_ref())))
+            }
+            Some(v) => Ok(*v.get_ref()),
+            None => Ok(default),
+        };
+        let min = seconds(&self.min_seconds, "clips.min_seconds", 1.0)?;
+        let max = seconds(&self.max_seconds, "clips.max_seconds", 1800.0)?;
+        if max < min {
+            let at = self.max_seconds.as_ref().or(self.min_seconds.as_ref()).expect("one bound was given");
+            return Err(src.invalid(at, "clips.max_seconds", format!("{max} s is below clips.min_seconds ({min} s)")));
+        }
+        Ok(ClipLimits { min_duration_ms: (min * 1000.0).round() as u64, max_duration_ms: (max * 1000.0).round() as u64 })
+    }
+}
+
+impl RawQuota {
+    fn validate(self, src: &Source, index: usize, slots: &[Slot]) -> Result<Quota, ConfigError> {
+        let key = |field: &str| format!("quota[{index}].{field}");
+        let topic = self.topic.get_ref().clone();
+        clip::check_topic(&topic).map_err(|e| src.invalid(&self.topic, &key("topic"), e))?;
+        let per = match self.per.get_ref().as_str() {
+            "week" => QuotaPeriod::Week,
+            "month" => QuotaPeriod::Month,
+            other => return Err(src.invalid(&self.per, &key("per"), format!("\"{other}\" is not a period; use \"week\" (ISO week, Mon–Sun) or \"month\""))),
+        };
+        let count = match &self.count {
+            Some(c) if !(1..=1000).contains(c.get_ref()) => {
+                return Err(src.invalid(c, &key("count"), format!("{} airings per period is not usable; give 1 or more", c.get_ref())));
+            }
+            Some(c) => *c.get_ref() as u32,
+            None => 1,
+        };
+        let language = match &self.language {
+            Some(l) => {
+                clip::check_language(l.get_ref()).map_err(|e| src.invalid(l, &key("language"), e))?;
+                Some(l.get_ref().clone())
+            }
+            None => None,
+        };
+        let peak_only = self.peak_only.unwrap_or(true);
+        let can_be_served = if peak_only { slots.iter().any(|s| s.peak) } else { !slots.is_empty() };
+        if !can_be_served {
+            let what = if peak_only { "no [[slot]] has `peak = true`" } else { "there is no [[slot]]" };
+            return Err(src.invalid(&self.topic, &key("topic"), format!("this quota can never be met: {what}; add one or set `peak_only = false`")));
+        }
+        Ok(Quota { topic, per, count, peak_only, language })
+    }
+}
+
+/// Non-empty, lowercase ASCII letters and digits plus the given punctuation.
+pub(crate) fn is_slug(s: &str, punctuation: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || punctuation.contains(c))
+}

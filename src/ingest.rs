@@ -1,0 +1,134 @@
+//! The one gate every bulletin passes, whichever door it comes through (CLI or HTTP).
+//!
+//! Bytes stream into a staging file inside `<data_dir>` and are hashed on the way in; the file
+//! is then decoded in full (`analysis`). Only a file that passed is fsynced and renamed to
+//! `<data_dir>/clips/<sha256>.mp3` and recorded in the store. A staging file deletes itself when
+//! dropped, so a rejected, failed or abandoned upload leaves nothing behind.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use tempfile::NamedTempFile;
+
+use crate::analysis::{self, AnalysisError, Rejection};
+use crate::clip::{ClipMeta, MetaError};
+use crate::config::ClipLimits;
+use crate::store::{Inserted, Store, StoreError};
+
+const CLIPS_DIR: &str = "clips";
+const STAGING_DIR: &str = "staging";
+const STAGING_PREFIX: &str = "upload-";
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("{0}")]
+    Meta(#[from] MetaError),
+    #[error("{0}")]
+    Rejected(#[from] Rejection),
+    #[error("storage error: {0}")]
+    Io(#[from] io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<AnalysisError> for IngestError {
+    fn from(e: AnalysisError) -> Self {
+        match e {
+            AnalysisError::Rejected(r) => IngestError::Rejected(r),
+            AnalysisError::Io(e) => IngestError::Io(e),
+        }
+    }
+}
+
+/// The content-addressed clip files under `<data_dir>`.
+#[derive(Debug, Clone)]
+pub struct Library {
+    clips_dir: PathBuf,
+    staging_dir: PathBuf,
+    limits: ClipLimits,
+}
+
+/// An upload in progress: written to, hashed as it goes, deleted unless admitted.
+pub struct Staged {
+    file: NamedTempFile,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl Write for Staged {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Staged {
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+impl Library {
+    pub fn open(data_dir: &Path, limits: ClipLimits) -> io::Result<Library> {
+        let library = Library { clips_dir: data_dir.join(CLIPS_DIR), staging_dir: data_dir.join(STAGING_DIR), limits };
+        fs::create_dir_all(&library.clips_dir)?;
+        fs::create_dir_all(&library.staging_dir)?;
+        Ok(library)
+    }
+
+    pub fn clip_path(&self, sha256: &str) -> PathBuf {
+        self.clips_dir.join(format!("{sha256}.mp3"))
+    }
+
+    pub fn stage(&self) -> io::Result<Staged> {
+        let file = tempfile::Builder::new().prefix(STAGING_PREFIX).tempfile_in(&self.staging_dir)?;
+        Ok(Staged { file, hasher: Sha256::new(), size: 0 })
+    }
+
+    /// Staging files a crash left behind, untouched since `older_than` (an upload still being
+    /// received by a running daemon is newer and stays).
+    pub fn remove_stale_staging(&self, older_than: DateTime<Utc>) -> io::Result<usize> {
+        let mut removed = 0;
+        for entry in fs::read_dir(&self.staging_dir)? {
+            let entry = entry?;
+            let modified: DateTime<Utc> = entry.metadata()?.modified()?.into();
+            if entry.file_name().to_string_lossy().starts_with(STAGING_PREFIX) && modified < older_than {
+                fs::remove_file(entry.path())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Checks, measures and stores a staged upload. A duplicate (same SHA-256) is reported as
+    /// `Inserted::Existing` without decoding it again.
+    pub fn admit(&self, mut staged: Staged, meta: &ClipMeta, store: &mut Store, now: DateTime<Utc>) -> Result<Inserted, IngestError> {
+        meta.check()?;
+        staged.flush()?;
+        let sha256 = hex::encode(staged.hasher.finalize_reset());
+        if let Some(existing) = store.clip_by_sha256(&sha256)? {
+            return Ok(Inserted::Existing(existing));
+        }
+        let audio = analysis::analyse(staged.file.path(), self.limits)?;
+
+        staged.file.as_file().sync_all()?;
+        let final_path = self.clip_path(&sha256);
+        staged.file.persist(&final_path).map_err(|e| e.error)?;
+        fs::File::open(&self.clips_dir)?.sync_all()?;
+
+        let inserted = store.insert_clip(&sha256, staged.size, meta, &audio, now);
+        if inserted.is_err() && matches!(store.clip_by_sha256(&sha256), Ok(None)) {
+            let _ = fs::remove_file(&final_path); // nothing refers to it; don't leave it behind
+        }
+        Ok(inserted?)
+    }
+}

@@ -1,0 +1,12 @@
+//! `loa`: plans, airs and proves administrative-reform bulletins at a community loudspeaker
+//! station. See ARCHITECTURE.md for the map of modules and the invariants they keep.
+
+pub mod analysis;
+pub mod cli;
+pub mod clip;
+pub mod clock;
+pub mod config;
+pub mod ingest;
+pub mod mp3;
+pub mod slots;
+pub mod store;

@@ -1,0 +1,148 @@
+//! The config contract: shipped configs load; every mistake names file, line and key.
+
+use std::path::Path;
+
+use loa::config::{Config, ConfigError, QuotaPeriod};
+
+use crate::helpers::{MINIMAL_CONFIG, Station, loa};
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(Path::new("/etc/loa/station.toml"), text)
+}
+
+/// Asserts `text` is refused at `line` naming `key`, with `hint` in the message.
+#[track_caller]
+fn refused(text: &str, line: usize, key: &str, hint: &str) {
+    let message = parse(text).expect_err("config should be refused").to_string();
+    assert!(message.starts_with(&format!("/etc/loa/station.toml:{line}: ")), "wrong line in: {message}");
+    assert!(message.contains(key), "key `{key}` not named in: {message}");
+    assert!(message.contains(hint), "hint `{hint}` missing from: {message}");
+}
+
+#[test]
+fn shipped_configs_are_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for name in ["config/station.example.toml", "config/demo.toml"] {
+        let config = Config::load(&root.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(!config.slots.is_empty(), "{name} has slots");
+        assert!(config.quotas.iter().any(|q| q.topic == "cchc" && q.per == QuotaPeriod::Week && q.peak_only), "{name} has the weekly CCHC quota");
+    }
+}
+
+#[test]
+fn defaults_fill_what_is_left_out() {
+    let config = parse(MINIMAL_CONFIG).unwrap();
+    assert_eq!(config.station.timezone, chrono_tz::Asia::Ho_Chi_Minh);
+    assert_eq!(config.station.data_dir, Path::new("/etc/loa/data"), "data_dir is relative to the config file");
+    assert_eq!(config.audio.device, "default");
+    assert_eq!(config.audio.target_lufs, -16.0);
+    assert_eq!(config.http.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(config.http.max_upload_mib, 200);
+    assert_eq!((config.clips.min_duration_ms, config.clips.max_duration_ms), (1000, 1_800_000));
+}
+
+const STATION: &str = "[station]\nid = \"s\"\nname = \"Đài\"\n";
+const SLOT: &str = "[[slot]]\nname = \"sang\"\ncron = \"0 30 5 * * Mon-Sun\"\nmax_minutes = 15\npeak = true\n";
+
+#[test]
+fn numeric_day_of_week_is_refused_with_the_fix() {
+    let text = format!("{STATION}[[slot]]\nname = \"sang\"\ncron = \"0 30 5 * * 1-5\"\nmax_minutes = 15\n");
+    refused(&text, 6, "slot[0].cron", "Mon-Fri");
+}
+
+#[test]
+fn mon_to_sun_is_a_whole_week() {
+    let config = parse(&format!("{STATION}{SLOT}")).unwrap();
+    assert_eq!(config.slots[0].cron.text(), "0 30 5 * * Mon-Sun");
+}
+
+#[test]
+fn unknown_timezone() {
+    refused("[station]\nid = \"s\"\nname = \"Đài\"\ntimezone = \"Asia/Hanoi_City\"\n", 4, "station.timezone", "Asia/Ho_Chi_Minh");
+}
+
+#[test]
+fn two_slots_with_one_name() {
+    refused(&format!("{STATION}{SLOT}{SLOT}"), 10, "slot[1].name", "two slots are named \"sang\"");
+}
+
+#[test]
+fn max_minutes_must_be_positive() {
+    for bad in ["0", "-5"] {
+        let text = format!("{STATION}[[slot]]\nname = \"sang\"\ncron = \"0 30 5 * * Mon-Sun\"\nmax_minutes = {bad}\n");
+        refused(&text, 7, "slot[0].max_minutes", "from 1 to");
+    }
+}
+
+#[test]
+fn unknown_key_is_named() {
+    refused(&format!("{STATION}colour = \"blue\"\n"), 4, "colour", "unknown field");
+}
+
+#[test]
+fn wrong_type_names_the_key() {
+    let text = format!("{STATION}[[slot]]\nname = \"sang\"\ncron = \"0 30 5 * * Mon-Sun\"\nmax_minutes = \"15\"\n");
+    refused(&text, 7, "max_minutes", "invalid type");
+}
+
+#[test]
+fn station_id_shape() {
+    refused("[station]\nid = \"Phu Thuy\"\nname = \"Đài\"\n", 2, "station.id", "lowercase");
+}
+
+#[test]
+fn listen_address_shape() {
+    refused(&format!("{STATION}[http]\nlisten = \"localhost\"\n"), 5, "http.listen", "127.0.0.1:8080");
+}
+
+#[test]
+fn quota_that_can_never_be_met() {
+    let text = format!("{STATION}[[slot]]\nname = \"trua\"\ncron = \"0 0 11 * * Sat,Sun\"\nmax_minutes = 10\n[[quota]]\ntopic = \"cchc\"\nper = \"week\"\n");
+    refused(&text, 9, "quota[0].topic", "peak = true");
+}
+
+#[test]
+fn quota_period_words() {
+    let text = format!("{STATION}{SLOT}[[quota]]\ntopic = \"cchc\"\nper = \"fortnight\"\n");
+    refused(&text, 11, "quota[0].per", "\"week\"");
+}
+
+#[test]
+fn missing_required_key() {
+    let message = parse("[station]\nname = \"Đài\"\n").unwrap_err().to_string();
+    assert!(message.contains(":1:") && message.contains("missing field `id`"), "{message}");
+}
+
+#[test]
+fn syntax_error_has_a_line() {
+    refused(&format!("{STATION}[[slot]\n"), 4, "", "");
+}
+
+#[test]
+fn check_config_exits_2_on_a_bad_config() {
+    let station = Station::with_config("[station]\nid = \"s\"\nname = \"Đài\"\ntimezone = \"Mars/Olympus\"\n");
+    let run = station.loa(&["check-config"]);
+    assert_eq!(run.code, 2);
+    let line = run.error_line();
+    assert!(line.contains("station.toml:4: key `station.timezone`"), "{line}");
+}
+
+#[test]
+fn check_config_exits_2_on_a_missing_file() {
+    let run = loa(&["--config", "/nonexistent/station.toml", "check-config"]);
+    assert_eq!(run.code, 2);
+    assert!(run.error_line().contains("/nonexistent/station.toml: cannot read"), "{}", run.stderr);
+}
+
+#[test]
+fn check_config_lists_the_next_ten_slot_times_in_station_time() {
+    let station = Station::with_config(&format!("{STATION}[[slot]]\nname = \"chieu\"\ncron = \"0 0 17 * * Mon-Fri\"\nmax_minutes = 15\npeak = true\n"));
+    let run = station.loa(&["check-config"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let times: Vec<&str> = run.stdout.lines().skip_while(|l| !l.starts_with("next ")).skip(1).collect();
+    assert_eq!(times.len(), 10, "{}", run.stdout);
+    for line in times {
+        assert!(line.contains(" 17:00:00 +07:00  chieu"), "{line}");
+        assert!(!line.contains("Sat ") && !line.contains("Sun "), "weekday slot on a weekend: {line}");
+    }
+}

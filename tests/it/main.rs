@@ -1,0 +1,5 @@
+//! One integration-test binary (fast to link), one module per area, shared helpers.
+
+mod clips;
+mod config;
+mod helpers;
