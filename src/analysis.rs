@@ -8,6 +8,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::Seek;
 use std::path::Path;
+use std::sync::mpsc;
 
 use ebur128::{EbuR128, Mode};
 use symphonia::core::audio::{AudioBufferRef, Signal};
@@ -121,11 +122,17 @@ pub fn analyse(path: &Path, limits: ClipLimits) -> Result<AudioFacts, AnalysisEr
     if duration_ms < limits.min_duration_ms {
         return Err(Rejection::new(
             RejectKind::TooShort,
-            format!("the audio lasts {duration_ms} ms, shorter than the {} ms minimum (clips.min_seconds)", limits.min_duration_ms),
+            format!(
+                "the audio lasts {duration_ms} ms, shorter than the {} ms minimum (clips.min_seconds)",
+                limits.min_duration_ms
+            ),
         )
         .into());
     }
-    if measured.peak_dbfs < SILENT_PEAK_DBFS || !(measured.loudness_lufs > SILENT_LOUDNESS_LUFS) {
+    if measured.peak_dbfs < SILENT_PEAK_DBFS
+        || !measured.loudness_lufs.is_finite()
+        || measured.loudness_lufs <= SILENT_LOUDNESS_LUFS
+    {
         return Err(Rejection::new(
             RejectKind::Silent,
             format!(
@@ -153,6 +160,11 @@ struct Measured {
     true_peak_dbfs: f64,
 }
 
+/// Decoded packets waiting for the meter; bounds memory when metering falls behind.
+const METER_QUEUE: usize = 64;
+
+/// Decodes on this thread while a second thread meters, so a long clip costs about the
+/// slower of the two rather than their sum (a Pi has 4 cores; the test machine 2).
 fn decode_and_measure(mut file: File, limits: ClipLimits) -> Result<Measured, AnalysisError> {
     file.rewind()?;
     let source = MediaSourceStream::new(Box::new(file), Default::default());
@@ -160,43 +172,67 @@ fn decode_and_measure(mut file: File, limits: ClipLimits) -> Result<Measured, An
     let mut reader = MpaReader::try_new(source, &options).map_err(|e| decode_rejection(&e, 0, 1))?;
     let params = reader.tracks()[0].codec_params.clone();
     let sample_rate = params.sample_rate.unwrap_or(44100);
-    let channels = params.channels.map_or(1, |c| c.count()) as u16;
-    let mut decoder = MpaDecoder::try_new(&params, &DecoderOptions::default()).map_err(|e| decode_rejection(&e, 0, sample_rate))?;
-    let mut meter = EbuR128::new(u32::from(channels), sample_rate, Mode::I | Mode::SAMPLE_PEAK | Mode::TRUE_PEAK)
-        .expect("MP3 channel counts and rates are within ebur128's range");
+    let channels = params.channels.map_or(1, |c| c.count());
+    let mut decoder =
+        MpaDecoder::try_new(&params, &DecoderOptions::default()).map_err(|e| decode_rejection(&e, 0, sample_rate))?;
     let max_samples = limits.max_duration_ms * u64::from(sample_rate) / 1000;
 
-    let mut samples = 0u64;
-    loop {
-        let packet = match reader.next_packet() {
-            Ok(packet) => packet,
-            Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-            Err(e) => return Err(decode_rejection(&e, samples, sample_rate).into()),
+    let (to_meter, from_decoder) = mpsc::sync_channel::<Vec<f32>>(METER_QUEUE);
+    std::thread::scope(|scope| {
+        let metering = scope.spawn(move || meter_planar_blocks(from_decoder, channels, sample_rate));
+        let mut samples = 0u64;
+        let decoded: Result<(), AnalysisError> = loop {
+            let packet = match reader.next_packet() {
+                Ok(packet) => packet,
+                Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break Ok(()),
+                Err(e) => break Err(decode_rejection(&e, samples, sample_rate).into()),
+            };
+            let buffer = match decoder.decode(&packet) {
+                Ok(AudioBufferRef::F32(buffer)) => buffer,
+                Ok(_) => unreachable!("symphonia's MP3 decoder produces f32 buffers"),
+                Err(e) => break Err(decode_rejection(&e, samples, sample_rate).into()),
+            };
+            // One block per packet: the channel planes one after another.
+            let block: Vec<f32> = buffer.planes().planes().concat();
+            samples += buffer.frames() as u64;
+            if samples > max_samples {
+                break Err(Rejection::new(
+                    RejectKind::TooLong,
+                    format!(
+                        "the audio is longer than the {} s maximum (clips.max_seconds); split it or raise the limit",
+                        limits.max_duration_ms / 1000
+                    ),
+                )
+                .into());
+            }
+            if !block.is_empty() && to_meter.send(block).is_err() {
+                break Ok(()); // the meter stopped; its panic surfaces at join
+            }
         };
-        let decoded = decoder.decode(&packet).map_err(|e| decode_rejection(&e, samples, sample_rate))?;
-        let AudioBufferRef::F32(buffer) = decoded else {
-            unreachable!("symphonia's MP3 decoder produces f32 buffers");
+        drop(to_meter);
+        let meter = metering.join().expect("metering thread does not panic");
+        decoded?;
+        let peak_of = |f: &dyn Fn(u32) -> Result<f64, ebur128::Error>| {
+            (0..channels as u32).map(|c| f(c).unwrap_or(0.0)).fold(0.0, f64::max)
         };
-        let planes = buffer.planes();
-        meter.add_frames_planar_f32(planes.planes()).expect("planes match the meter's channel count");
-        samples += buffer.frames() as u64;
-        if samples > max_samples {
-            return Err(Rejection::new(
-                RejectKind::TooLong,
-                format!("the audio is longer than the {} s maximum (clips.max_seconds); split it or raise the limit", limits.max_duration_ms / 1000),
-            )
-            .into());
-        }
-    }
-    let peak = (0..u32::from(channels)).map(|c| meter.sample_peak(c).unwrap_or(0.0)).fold(0.0, f64::max);
-    let true_peak = (0..u32::from(channels)).map(|c| meter.true_peak(c).unwrap_or(0.0)).fold(0.0, f64::max);
-    Ok(Measured {
-        samples,
-        channels,
-        loudness_lufs: meter.loudness_global().unwrap_or(f64::NEG_INFINITY),
-        peak_dbfs: to_dbfs(peak),
-        true_peak_dbfs: to_dbfs(true_peak),
+        Ok(Measured {
+            samples,
+            channels: channels as u16,
+            loudness_lufs: meter.loudness_global().unwrap_or(f64::NEG_INFINITY),
+            peak_dbfs: to_dbfs(peak_of(&|c| meter.sample_peak(c))),
+            true_peak_dbfs: to_dbfs(peak_of(&|c| meter.true_peak(c))),
+        })
     })
+}
+
+fn meter_planar_blocks(blocks: mpsc::Receiver<Vec<f32>>, channels: usize, sample_rate: u32) -> EbuR128 {
+    let mut meter = EbuR128::new(channels as u32, sample_rate, Mode::I | Mode::SAMPLE_PEAK | Mode::TRUE_PEAK)
+        .expect("MP3 channel counts and rates are within ebur128's range");
+    for block in blocks {
+        let planes: Vec<&[f32]> = block.chunks_exact(block.len() / channels).collect();
+        meter.add_frames_planar_f32(&planes).expect("planes match the meter's channel count");
+    }
+    meter
 }
 
 fn decode_rejection(error: &SymphoniaError, at_sample: u64, sample_rate: u32) -> Rejection {

@@ -152,7 +152,12 @@ fn check_config(config: &Config, clock: &dyn Clock, out: &mut dyn Write) -> Resu
     text.push_str(&format!("slots ({}):\n", config.slots.len()));
     for slot in &config.slots {
         let peak = if slot.peak { "peak" } else { "" };
-        text.push_str(&format!("  {:<10} \"{}\"  up to {} min  {peak}\n", slot.name, slot.cron.text(), slot.max_minutes));
+        text.push_str(&format!(
+            "  {:<10} \"{}\"  up to {} min  {peak}\n",
+            slot.name,
+            slot.cron.text(),
+            slot.max_minutes
+        ));
     }
     text.push_str(&format!("quotas ({}):\n", config.quotas.len()));
     for quota in &config.quotas {
@@ -165,11 +170,8 @@ fn check_config(config: &Config, clock: &dyn Clock, out: &mut dyn Write) -> Resu
         text.push_str(&format!("  {} × \"{}\"{language} per {per}, {slots}\n", quota.count, quota.topic));
     }
     let now = clock.now().with_timezone(&s.timezone);
-    let mut upcoming: Vec<_> = config
-        .slots
-        .iter()
-        .flat_map(|slot| slot.cron.after(&now).take(10).map(move |at| (at, &slot.name)))
-        .collect();
+    let mut upcoming: Vec<_> =
+        config.slots.iter().flat_map(|slot| slot.cron.after(&now).take(10).map(move |at| (at, &slot.name))).collect();
     upcoming.sort();
     text.push_str(&format!("next {} slot times ({}):\n", upcoming.len().min(10), s.timezone));
     for (at, name) in upcoming.into_iter().take(10) {
@@ -180,8 +182,13 @@ fn check_config(config: &Config, clock: &dyn Clock, out: &mut dyn Write) -> Resu
 
 fn open_station(config: &Config) -> Result<(Store, Library), Failure> {
     let data_dir = &config.station.data_dir;
-    std::fs::create_dir_all(data_dir)
-        .map_err(|e| failed(format!("cannot create data_dir {}: {e}; check station.data_dir in {}", data_dir.display(), config.path.display())))?;
+    std::fs::create_dir_all(data_dir).map_err(|e| {
+        failed(format!(
+            "cannot create data_dir {}: {e}; check station.data_dir in {}",
+            data_dir.display(),
+            config.path.display()
+        ))
+    })?;
     let store = Store::open(data_dir).map_err(|e| failed(e.to_string()))?;
     let library = Library::open(data_dir, config.clips)
         .map_err(|e| failed(format!("cannot prepare the clip library in {}: {e}", data_dir.display())))?;
@@ -198,11 +205,7 @@ fn run_clip(command: ClipCommand, config: &Config, clock: &dyn Clock, out: &mut 
         ClipCommand::List { json } => {
             let (store, _) = open_station(config)?;
             let clips = store.clips().map_err(|e| failed(e.to_string()))?;
-            if json {
-                write_json(out, &serde_json::json!({ "clips": clips }))
-            } else {
-                write_clip_table(out, &clips)
-            }
+            if json { write_json(out, &serde_json::json!({ "clips": clips })) } else { write_clip_table(out, &clips) }
         }
         ClipCommand::Show { id, json } => {
             let (store, _) = open_station(config)?;
@@ -212,7 +215,8 @@ fn run_clip(command: ClipCommand, config: &Config, clock: &dyn Clock, out: &mut 
         ClipCommand::Retire { id } => {
             let (mut store, _) = open_station(config)?;
             let now = clock.now();
-            let clip = store.retire_clip(id, now).map_err(|e| failed(e.to_string()))?.ok_or_else(|| no_such_clip(id))?;
+            let clip =
+                store.retire_clip(id, now).map_err(|e| failed(e.to_string()))?.ok_or_else(|| no_such_clip(id))?;
             let retired_at = clip.retired_at.as_deref().unwrap_or_default();
             let line = if retired_at == crate::store::timestamp(now) {
                 format!("clip {id} \"{}\" retired at {retired_at}; it will not air again\n", clip.meta.title)
@@ -224,14 +228,23 @@ fn run_clip(command: ClipCommand, config: &Config, clock: &dyn Clock, out: &mut 
     }
 }
 
-fn add_clip(file: &Path, meta: &ClipMeta, config: &Config, clock: &dyn Clock, out: &mut dyn Write) -> Result<(), Failure> {
+fn add_clip(
+    file: &Path,
+    meta: &ClipMeta,
+    config: &Config,
+    clock: &dyn Clock,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
     let mut input = File::open(file).map_err(|e| failed(format!("cannot read {}: {e}", file.display())))?;
     if input.metadata().is_ok_and(|m| m.is_dir()) {
         return Err(failed(format!("{} is a directory; give an MP3 file", file.display())));
     }
     let (mut store, library) = open_station(config)?;
-    let mut staged = library.stage().map_err(|e| failed(format!("cannot stage the upload in {}: {e}", config.station.data_dir.display())))?;
-    io::copy(&mut input, &mut staged).map_err(|e| failed(format!("cannot copy {} into the library: {e}", file.display())))?;
+    let mut staged = library
+        .stage()
+        .map_err(|e| failed(format!("cannot stage the upload in {}: {e}", config.station.data_dir.display())))?;
+    io::copy(&mut input, &mut staged)
+        .map_err(|e| failed(format!("cannot copy {} into the library: {e}", file.display())))?;
     match library.admit(staged, meta, &mut store, clock.now()) {
         Ok(Inserted::New(clip)) => write_json(out, &clip),
         Ok(Inserted::Existing(clip)) => {
@@ -276,7 +289,10 @@ fn validity(clip: &Clip) -> String {
 }
 
 fn write_clip_table(out: &mut dyn Write, clips: &[Clip]) -> Result<(), Failure> {
-    let mut text = format!("{:>4}  {:<7}  {:>7}  {:>6}  {:<8} {:<5} {:<9} {:<22}  title\n", "id", "status", "length", "LUFS", "topic", "lang", "priority", "valid");
+    let mut text = format!(
+        "{:>4}  {:<7}  {:>7}  {:>6}  {:<8} {:<5} {:<9} {:<22}  title\n",
+        "id", "status", "length", "LUFS", "topic", "lang", "priority", "valid"
+    );
     for clip in clips {
         let status = if clip.retired_at.is_some() { "retired" } else { "active" };
         let seconds = clip.audio.duration_ms as f64 / 1000.0;

@@ -83,7 +83,10 @@ impl ClipMeta {
         check_language(&self.language).map_err(|message| MetaError { field: "language", message })?;
         if let (Some(from), Some(until)) = (self.valid_from, self.valid_until) {
             if until < from {
-                return fail("valid_until", format!("{until} is before valid_from {from}; the window would never open"));
+                return fail(
+                    "valid_until",
+                    format!("{until} is before valid_from {from}; the window would never open"),
+                );
             }
         }
         Ok(())
@@ -107,13 +110,17 @@ pub fn check_language(language: &str) -> Result<(), String> {
     if primary_ok && subtags_ok {
         Ok(())
     } else {
-        Err(format!("\"{language}\" is not a language code; use e.g. \"vi\", \"hmn\" (Mông), \"tay\" (Tày), \"km\" (Khmer)"))
+        Err(format!(
+            "\"{language}\" is not a language code; use e.g. \"vi\", \"hmn\" (Mông), \"tay\" (Tày), \"km\" (Khmer)"
+        ))
     }
 }
 
 pub fn parse_date(field: &'static str, text: &str) -> Result<NaiveDate, MetaError> {
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map_err(|_| MetaError { field, message: format!("\"{text}\" is not a date; write YYYY-MM-DD, e.g. 2026-12-01") })
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| MetaError {
+        field,
+        message: format!("\"{text}\" is not a date; write YYYY-MM-DD, e.g. 2026-12-01"),
+    })
 }
 
 /// Facts measured by decoding the whole file at ingest.
@@ -171,7 +178,8 @@ mod tests {
 
     #[test]
     fn each_bad_field_is_named() {
-        let cases: [(&str, fn(&mut ClipMeta)); 5] = [
+        type Spoil = fn(&mut ClipMeta);
+        let cases: [(&str, Spoil); 5] = [
             ("title", |m| m.title = "  ".into()),
             ("title", |m| m.title = "a\nb".into()),
             ("topic", |m| m.topic = "CCHC!".into()),

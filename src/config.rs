@@ -219,10 +219,18 @@ impl RawConfig {
             let key = |field: &str| format!("slot[{i}].{field}");
             let name = raw.name.get_ref().trim().to_owned();
             if !is_slug(&name, "_-") {
-                return Err(src.invalid(&raw.name, &key("name"), "slot names use lowercase letters, digits, `-` and `_`, e.g. \"sang\" or \"chieu\""));
+                return Err(src.invalid(
+                    &raw.name,
+                    &key("name"),
+                    "slot names use lowercase letters, digits, `-` and `_`, e.g. \"sang\" or \"chieu\"",
+                ));
             }
             if slots.iter().any(|s| s.name == name) {
-                return Err(src.invalid(&raw.name, &key("name"), format!("two slots are named \"{name}\"; give each [[slot]] its own name")));
+                return Err(src.invalid(
+                    &raw.name,
+                    &key("name"),
+                    format!("two slots are named \"{name}\"; give each [[slot]] its own name"),
+                ));
             }
             let cron = CronSchedule::parse(raw.cron.get_ref()).map_err(|e| src.invalid(&raw.cron, &key("cron"), e))?;
             let minutes = *raw.max_minutes.get_ref();
@@ -249,21 +257,37 @@ impl RawStation {
     fn validate(self, src: &Source) -> Result<Station, ConfigError> {
         let id = self.id.get_ref().clone();
         if !is_slug(&id, "-") {
-            return Err(src.invalid(&self.id, "station.id", "use lowercase letters, digits and `-` only, e.g. \"phu-thuy\""));
+            return Err(src.invalid(
+                &self.id,
+                "station.id",
+                "use lowercase letters, digits and `-` only, e.g. \"phu-thuy\"",
+            ));
         }
         let name = self.name.get_ref().trim().to_owned();
         if name.is_empty() {
-            return Err(src.invalid(&self.name, "station.name", "give the station's name, e.g. \"Đài truyền thanh phường Phú Thủy\""));
+            return Err(src.invalid(
+                &self.name,
+                "station.name",
+                "give the station's name, e.g. \"Đài truyền thanh phường Phú Thủy\"",
+            ));
         }
         let timezone = match &self.timezone {
             None => DEFAULT_TIMEZONE.parse().expect("default timezone is a valid IANA name"),
             Some(tz) => tz.get_ref().parse().map_err(|_| {
-                src.invalid(tz, "station.timezone", format!("unknown timezone \"{}\"; use an IANA name such as \"{DEFAULT_TIMEZONE}\"", tz.get_ref()))
+                src.invalid(
+                    tz,
+                    "station.timezone",
+                    format!("unknown timezone \"{}\"; use an IANA name such as \"{DEFAULT_TIMEZONE}\"", tz.get_ref()),
+                )
             })?,
         };
         let data_dir = match &self.data_dir {
             Some(dir) if dir.get_ref().trim().is_empty() => {
-                return Err(src.invalid(dir, "station.data_dir", "give a directory for the database and clips, e.g. \"data\" or \"/var/lib/loa\""));
+                return Err(src.invalid(
+                    dir,
+                    "station.data_dir",
+                    "give a directory for the database and clips, e.g. \"data\" or \"/var/lib/loa\"",
+                ));
             }
             Some(dir) => PathBuf::from(dir.get_ref()),
             None => PathBuf::from("data"),
@@ -284,7 +308,11 @@ impl RawAudio {
         };
         let target_lufs = match &self.target_lufs {
             Some(t) if !(-40.0..=0.0).contains(t.get_ref()) => {
-                return Err(src.invalid(t, "audio.target_lufs", format!("{} is outside -40..0 LUFS; speech for loudspeakers is usually -16", t.get_ref())));
+                return Err(src.invalid(
+                    t,
+                    "audio.target_lufs",
+                    format!("{} is outside -40..0 LUFS; speech for loudspeakers is usually -16", t.get_ref()),
+                ));
             }
             Some(t) => *t.get_ref(),
             None => -16.0,
@@ -297,13 +325,24 @@ impl RawHttp {
     fn validate(self, src: &Source) -> Result<Http, ConfigError> {
         let listen = match &self.listen {
             Some(l) => l.get_ref().parse().map_err(|_| {
-                src.invalid(l, "http.listen", format!("\"{}\" is not an address:port; use e.g. \"127.0.0.1:8080\" or \"0.0.0.0:8080\" for the LAN", l.get_ref()))
+                src.invalid(
+                    l,
+                    "http.listen",
+                    format!(
+                        "\"{}\" is not an address:port; use e.g. \"127.0.0.1:8080\" or \"0.0.0.0:8080\" for the LAN",
+                        l.get_ref()
+                    ),
+                )
             })?,
             None => SocketAddr::from(([127, 0, 0, 1], 8080)),
         };
         let max_upload_mib = match &self.max_upload_mib {
             Some(m) if *m.get_ref() < 1 => {
-                return Err(src.invalid(m, "http.max_upload_mib", format!("{} MiB would refuse every upload; give at least 1, e.g. 200", m.get_ref())));
+                return Err(src.invalid(
+                    m,
+                    "http.max_upload_mib",
+                    format!("{} MiB would refuse every upload; give at least 1, e.g. 200", m.get_ref()),
+                ));
             }
             Some(m) => *m.get_ref() as u64,
             None => 200,
@@ -327,7 +366,10 @@ impl RawClips {
             let at = self.max_seconds.as_ref().or(self.min_seconds.as_ref()).expect("one bound was given");
             return Err(src.invalid(at, "clips.max_seconds", format!("{max} s is below clips.min_seconds ({min} s)")));
         }
-        Ok(ClipLimits { min_duration_ms: (min * 1000.0).round() as u64, max_duration_ms: (max * 1000.0).round() as u64 })
+        Ok(ClipLimits {
+            min_duration_ms: (min * 1000.0).round() as u64,
+            max_duration_ms: (max * 1000.0).round() as u64,
+        })
     }
 }
 
@@ -339,11 +381,21 @@ impl RawQuota {
         let per = match self.per.get_ref().as_str() {
             "week" => QuotaPeriod::Week,
             "month" => QuotaPeriod::Month,
-            other => return Err(src.invalid(&self.per, &key("per"), format!("\"{other}\" is not a period; use \"week\" (ISO week, Mon–Sun) or \"month\""))),
+            other => {
+                return Err(src.invalid(
+                    &self.per,
+                    &key("per"),
+                    format!("\"{other}\" is not a period; use \"week\" (ISO week, Mon–Sun) or \"month\""),
+                ));
+            }
         };
         let count = match &self.count {
             Some(c) if !(1..=1000).contains(c.get_ref()) => {
-                return Err(src.invalid(c, &key("count"), format!("{} airings per period is not usable; give 1 or more", c.get_ref())));
+                return Err(src.invalid(
+                    c,
+                    &key("count"),
+                    format!("{} airings per period is not usable; give 1 or more", c.get_ref()),
+                ));
             }
             Some(c) => *c.get_ref() as u32,
             None => 1,
@@ -359,7 +411,11 @@ impl RawQuota {
         let can_be_served = if peak_only { slots.iter().any(|s| s.peak) } else { !slots.is_empty() };
         if !can_be_served {
             let what = if peak_only { "no [[slot]] has `peak = true`" } else { "there is no [[slot]]" };
-            return Err(src.invalid(&self.topic, &key("topic"), format!("this quota can never be met: {what}; add one or set `peak_only = false`")));
+            return Err(src.invalid(
+                &self.topic,
+                &key("topic"),
+                format!("this quota can never be met: {what}; add one or set `peak_only = false`"),
+            ));
         }
         Ok(Quota { topic, per, count, peak_only, language })
     }

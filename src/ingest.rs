@@ -94,24 +94,15 @@ impl Library {
         Ok(Staged { file, hasher: Sha256::new(), size: 0 })
     }
 
-    /// Staging files a crash left behind, untouched since `older_than` (an upload still being
-    /// received by a running daemon is newer and stays).
-    pub fn remove_stale_staging(&self, older_than: DateTime<Utc>) -> io::Result<usize> {
-        let mut removed = 0;
-        for entry in fs::read_dir(&self.staging_dir)? {
-            let entry = entry?;
-            let modified: DateTime<Utc> = entry.metadata()?.modified()?.into();
-            if entry.file_name().to_string_lossy().starts_with(STAGING_PREFIX) && modified < older_than {
-                fs::remove_file(entry.path())?;
-                removed += 1;
-            }
-        }
-        Ok(removed)
-    }
-
     /// Checks, measures and stores a staged upload. A duplicate (same SHA-256) is reported as
     /// `Inserted::Existing` without decoding it again.
-    pub fn admit(&self, mut staged: Staged, meta: &ClipMeta, store: &mut Store, now: DateTime<Utc>) -> Result<Inserted, IngestError> {
+    pub fn admit(
+        &self,
+        mut staged: Staged,
+        meta: &ClipMeta,
+        store: &mut Store,
+        now: DateTime<Utc>,
+    ) -> Result<Inserted, IngestError> {
         meta.check()?;
         staged.flush()?;
         let sha256 = hex::encode(staged.hasher.finalize_reset());

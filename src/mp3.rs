@@ -163,7 +163,10 @@ pub fn scan<R: Read + Seek>(reader: R, len: u64) -> io::Result<Result<Layout, Pr
         return Ok(Err(if all_zero(&mut reader, audio_start, audio_end)? {
             Problem::NoAudio("there is no audio after the tags, only empty bytes".into())
         } else {
-            Problem::NotMp3("no MP3 audio frames were found; this is not an MP3 file (choose the recording, or convert it to MP3)".into())
+            Problem::NotMp3(
+                "no MP3 audio frames were found; this is not an MP3 file (choose the recording, or convert it to MP3)"
+                    .into(),
+            )
         }));
     };
     if first.layer != 3 {
@@ -258,7 +261,11 @@ struct OtherFormat {
     is_audio: bool,
 }
 
-fn sniff_other_format<R: Read + Seek>(reader: &mut BufReader<R>, pos: u64, end: u64) -> io::Result<Option<OtherFormat>> {
+fn sniff_other_format<R: Read + Seek>(
+    reader: &mut BufReader<R>,
+    pos: u64,
+    end: u64,
+) -> io::Result<Option<OtherFormat>> {
     let mut head = vec![0u8; (end - pos).min(512) as usize];
     read_at(reader, pos, &mut head)?;
     let mut magic = [0u8; 12];
@@ -293,7 +300,11 @@ fn looks_like_text(bytes: &[u8]) -> bool {
 }
 
 /// The first position with two consecutive, consistent frame headers.
-fn find_first_frame<R: Read + Seek>(reader: &mut BufReader<R>, start: u64, end: u64) -> io::Result<Option<(u64, Header)>> {
+fn find_first_frame<R: Read + Seek>(
+    reader: &mut BufReader<R>,
+    start: u64,
+    end: u64,
+) -> io::Result<Option<(u64, Header)>> {
     let limit = (start + FIRST_FRAME_SEARCH).min(end);
     for pos in start..limit {
         let Some(first) = read_header(reader, pos)? else { continue };
@@ -309,7 +320,11 @@ fn find_first_frame<R: Read + Seek>(reader: &mut BufReader<R>, start: u64, end: 
 }
 
 /// Frame count from a Xing/Info or VBRI header in the first frame.
-fn read_declared_frames<R: Read + Seek>(reader: &mut BufReader<R>, pos: u64, header: &Header) -> io::Result<Option<u64>> {
+fn read_declared_frames<R: Read + Seek>(
+    reader: &mut BufReader<R>,
+    pos: u64,
+    header: &Header,
+) -> io::Result<Option<u64>> {
     let mut frame = vec![0u8; header.frame_len() as usize];
     if !read_at(reader, pos, &mut frame)? {
         return Ok(None);

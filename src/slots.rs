@@ -57,11 +57,10 @@ fn normalise_day_of_week(field: &str) -> Result<String, String> {
     for item in field.split(',') {
         let (range, step) = match item.split_once('/') {
             Some((range, step)) => {
-                let step: usize = step
-                    .parse()
-                    .ok()
-                    .filter(|s| *s > 0)
-                    .ok_or_else(|| format!("day-of-week step `{step}` in `{field}` must be a positive whole number"))?;
+                let step: usize =
+                    step.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
+                        format!("day-of-week step `{step}` in `{field}` must be a positive whole number")
+                    })?;
                 (range, step)
             }
             None => (item, 1),
@@ -134,7 +133,16 @@ mod tests {
         let fires: Vec<String> = schedule.after(&start).take(8).map(|t| t.format("%a %d %H:%M").to_string()).collect();
         assert_eq!(
             fires,
-            ["Sun 22 05:30", "Mon 23 05:30", "Tue 24 05:30", "Wed 25 05:30", "Thu 26 05:30", "Fri 27 05:30", "Sat 28 05:30", "Sun 29 05:30"]
+            [
+                "Sun 22 05:30",
+                "Mon 23 05:30",
+                "Tue 24 05:30",
+                "Wed 25 05:30",
+                "Thu 26 05:30",
+                "Fri 27 05:30",
+                "Sat 28 05:30",
+                "Sun 29 05:30"
+            ]
         );
     }
 

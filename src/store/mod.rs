@@ -94,7 +94,8 @@ impl Store {
                 timestamp(created_at),
             ],
         )?;
-        let clip = tx.query_row(&format!("SELECT {CLIP_COLUMNS} FROM clips WHERE sha256 = ?1"), [sha256], clip_from_row)?;
+        let clip =
+            tx.query_row(&format!("SELECT {CLIP_COLUMNS} FROM clips WHERE sha256 = ?1"), [sha256], clip_from_row)?;
         tx.commit()?;
         Ok(if added == 1 { Inserted::New(clip) } else { Inserted::Existing(clip) })
     }
@@ -135,7 +136,11 @@ pub fn timestamp(at: DateTime<Utc>) -> String {
 fn clip_from_row(row: &Row) -> rusqlite::Result<Clip> {
     let date = |index: usize| -> rusqlite::Result<Option<NaiveDate>> {
         row.get::<_, Option<String>>(index)?
-            .map(|text| text.parse().map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e))))
+            .map(|text| {
+                text.parse().map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e))
+                })
+            })
             .transpose()
     };
     let priority: String = row.get(5)?;
@@ -170,8 +175,76 @@ fn clip_from_row(row: &Row) -> rusqlite::Result<Clip> {
 mod tests {
     use super::*;
 
+    use crate::clip::Priority;
+
     #[test]
     fn migrations_are_valid() {
         MIGRATIONS.validate().expect("migrations apply cleanly to an empty database");
+    }
+
+    fn meta() -> ClipMeta {
+        ClipMeta {
+            title: "Bản tin".into(),
+            topic: "cchc".into(),
+            language: "vi".into(),
+            priority: Priority::Normal,
+            valid_from: None,
+            valid_until: NaiveDate::from_ymd_opt(2026, 12, 31),
+        }
+    }
+
+    fn audio() -> AudioFacts {
+        AudioFacts {
+            duration_ms: 2000,
+            sample_rate: 44100,
+            channels: 2,
+            loudness_lufs: -16.0,
+            peak_dbfs: -1.0,
+            true_peak_dbfs: -0.9,
+        }
+    }
+
+    const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn opens_in_wal_mode_with_foreign_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mode: String = store.conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+        let fk: i64 = store.conn.pragma_query_value(None, "foreign_keys", |r| r.get(0)).unwrap();
+        assert_eq!((mode.as_str(), fk), ("wal", 1));
+    }
+
+    #[test]
+    fn clips_round_trip_and_are_never_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let Inserted::New(clip) = store.insert_clip(SHA, 1234, &meta(), &audio(), Utc::now()).unwrap() else {
+            panic!("new clip")
+        };
+        assert_eq!((clip.meta.clone(), clip.audio.clone(), clip.size_bytes), (meta(), audio(), 1234));
+        assert_eq!(store.clip(clip.id).unwrap(), Some(clip.clone()));
+        let refused = store.conn.execute("DELETE FROM clips", []).unwrap_err().to_string();
+        assert!(refused.contains("never deleted"), "{refused}");
+        assert_eq!(store.clips().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn concurrent_inserts_of_the_same_audio_make_one_clip() {
+        let dir = tempfile::tempdir().unwrap();
+        Store::open(dir.path()).unwrap();
+        let outcomes: Vec<Inserted> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..4)
+                .map(|_| {
+                    scope.spawn(|| {
+                        Store::open(dir.path()).unwrap().insert_clip(SHA, 1, &meta(), &audio(), Utc::now()).unwrap()
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        let new = outcomes.iter().filter(|o| matches!(o, Inserted::New(_))).count();
+        assert_eq!(new, 1, "{outcomes:?}");
+        assert_eq!(Store::open(dir.path()).unwrap().clips().unwrap().len(), 1);
     }
 }

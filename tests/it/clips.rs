@@ -44,13 +44,18 @@ fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
 /// that is followed by another one exactly one frame later.
 fn frame_boundary(mp3: &[u8], from: usize) -> usize {
     let is_header = |p: usize| mp3.get(p..p + 3).is_some_and(|h| h[0] == 0xff && h[1] == 0xfb && h[2] & 0xfd == 0x90);
-    (from..mp3.len())
-        .find(|&p| is_header(p) && (is_header(p + 417) || is_header(p + 418)))
-        .expect("a frame boundary")
+    (from..mp3.len()).find(|&p| is_header(p) && (is_header(p + 417) || is_header(p + 418))).expect("a frame boundary")
 }
 
 #[track_caller]
-fn assert_accepted(station: &Station, name: &str, bytes: &[u8], rate: u64, channels: u64, duration_ms: std::ops::RangeInclusive<u64>) {
+fn assert_accepted(
+    station: &Station,
+    name: &str,
+    bytes: &[u8],
+    rate: u64,
+    channels: u64,
+    duration_ms: std::ops::RangeInclusive<u64>,
+) {
     let run = station.add(&station.input(name, bytes), &[]);
     assert_eq!(run.code, 0, "{name}: {}", run.stderr);
     let clip = run.json();
@@ -65,7 +70,8 @@ fn assert_accepted(station: &Station, name: &str, bytes: &[u8], rate: u64, chann
     let sha = hex::encode(Sha256::digest(bytes));
     assert_eq!(clip["sha256"], sha, "{name}: identified by the SHA-256 of its bytes");
     assert_eq!(clip["size_bytes"], bytes.len() as u64);
-    let stored = std::fs::read(station.data_dir().join("clips").join(format!("{sha}.mp3"))).expect("content-addressed copy");
+    let stored =
+        std::fs::read(station.data_dir().join("clips").join(format!("{sha}.mp3"))).expect("content-addressed copy");
     assert!(stored == bytes, "{name}: stored copy differs from the upload");
 }
 
@@ -184,9 +190,14 @@ fn duration_bounds_come_from_config() {
     let short = Station::with_config("[station]\nid = \"s\"\nname = \"Đài\"\n[clips]\nmin_seconds = 3\n");
     let run = short.add(&short.input("a.mp3", &fixture(CBR)), &[]);
     assert_eq!(run.code, 1);
-    assert!(run.error_line().contains("too_short: the audio lasts 2000 ms, shorter than the 3000 ms minimum"), "{}", run.stderr);
+    assert!(
+        run.error_line().contains("too_short: the audio lasts 2000 ms, shorter than the 3000 ms minimum"),
+        "{}",
+        run.stderr
+    );
 
-    let long = Station::with_config("[station]\nid = \"s\"\nname = \"Đài\"\n[clips]\nmin_seconds = 0.5\nmax_seconds = 1.5\n");
+    let long =
+        Station::with_config("[station]\nid = \"s\"\nname = \"Đài\"\n[clips]\nmin_seconds = 0.5\nmax_seconds = 1.5\n");
     let run = long.add(&long.input("a.mp3", &fixture(CBR)), &[]);
     assert_eq!(run.code, 1);
     assert!(run.error_line().contains("too_long: the audio is longer than the 1 s maximum"), "{}", run.stderr);
@@ -203,7 +214,10 @@ fn bad_metadata_is_refused_before_reading_the_file() {
         (&["--topic", "CCHC!"], "--topic: \"CCHC!\" is not a topic"),
         (&["--lang", "vietnamese"], "--lang: \"vietnamese\" is not a language code"),
         (&["--title", " "], "--title: give the bulletin a title"),
-        (&["--valid-from", "2026-12-01", "--valid-until", "2026-11-30"], "--valid-until: 2026-11-30 is before valid_from 2026-12-01"),
+        (
+            &["--valid-from", "2026-12-01", "--valid-until", "2026-11-30"],
+            "--valid-until: 2026-11-30 is before valid_from 2026-12-01",
+        ),
     ];
     for (args, message) in cases {
         let run = station.add(&file, args);
@@ -231,11 +245,20 @@ fn a_missing_file_is_named() {
 fn list_show_and_retire() {
     let station = Station::new();
     assert_eq!(station.add(&station.input("a.mp3", &fixture(CBR)), &[]).code, 0);
-    assert_eq!(station.add(&station.input("b.mp3", &fixture("vbr_stereo_44k.mp3")), &["--title", "Giờ làm việc bộ phận một cửa"]).code, 0);
+    assert_eq!(
+        station
+            .add(&station.input("b.mp3", &fixture("vbr_stereo_44k.mp3")), &["--title", "Giờ làm việc bộ phận một cửa"])
+            .code,
+        0
+    );
 
     let table = station.loa(&["clip", "list"]);
     assert_eq!(table.code, 0);
-    assert!(table.stdout.contains("Giờ làm việc bộ phận một cửa") && table.stdout.contains("active"), "{}", table.stdout);
+    assert!(
+        table.stdout.contains("Giờ làm việc bộ phận một cửa") && table.stdout.contains("active"),
+        "{}",
+        table.stdout
+    );
 
     let show = station.loa(&["clip", "show", "2", "--json"]);
     assert_eq!(show.code, 0);

@@ -25,7 +25,10 @@ fn shipped_configs_are_valid() {
     for name in ["config/station.example.toml", "config/demo.toml"] {
         let config = Config::load(&root.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(!config.slots.is_empty(), "{name} has slots");
-        assert!(config.quotas.iter().any(|q| q.topic == "cchc" && q.per == QuotaPeriod::Week && q.peak_only), "{name} has the weekly CCHC quota");
+        assert!(
+            config.quotas.iter().any(|q| q.topic == "cchc" && q.per == QuotaPeriod::Week && q.peak_only),
+            "{name} has the weekly CCHC quota"
+        );
     }
 }
 
@@ -58,7 +61,12 @@ fn mon_to_sun_is_a_whole_week() {
 
 #[test]
 fn unknown_timezone() {
-    refused("[station]\nid = \"s\"\nname = \"Đài\"\ntimezone = \"Asia/Hanoi_City\"\n", 4, "station.timezone", "Asia/Ho_Chi_Minh");
+    refused(
+        "[station]\nid = \"s\"\nname = \"Đài\"\ntimezone = \"Asia/Hanoi_City\"\n",
+        4,
+        "station.timezone",
+        "Asia/Ho_Chi_Minh",
+    );
 }
 
 #[test]
@@ -97,7 +105,9 @@ fn listen_address_shape() {
 
 #[test]
 fn quota_that_can_never_be_met() {
-    let text = format!("{STATION}[[slot]]\nname = \"trua\"\ncron = \"0 0 11 * * Sat,Sun\"\nmax_minutes = 10\n[[quota]]\ntopic = \"cchc\"\nper = \"week\"\n");
+    let text = format!(
+        "{STATION}[[slot]]\nname = \"trua\"\ncron = \"0 0 11 * * Sat,Sun\"\nmax_minutes = 10\n[[quota]]\ntopic = \"cchc\"\nper = \"week\"\n"
+    );
     refused(&text, 9, "quota[0].topic", "peak = true");
 }
 
@@ -136,7 +146,9 @@ fn check_config_exits_2_on_a_missing_file() {
 
 #[test]
 fn check_config_lists_the_next_ten_slot_times_in_station_time() {
-    let station = Station::with_config(&format!("{STATION}[[slot]]\nname = \"chieu\"\ncron = \"0 0 17 * * Mon-Fri\"\nmax_minutes = 15\npeak = true\n"));
+    let station = Station::with_config(&format!(
+        "{STATION}[[slot]]\nname = \"chieu\"\ncron = \"0 0 17 * * Mon-Fri\"\nmax_minutes = 15\npeak = true\n"
+    ));
     let run = station.loa(&["check-config"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let times: Vec<&str> = run.stdout.lines().skip_while(|l| !l.starts_with("next ")).skip(1).collect();
