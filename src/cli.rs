@@ -15,7 +15,8 @@ use crate::clip::{self, Clip, ClipMeta, Priority};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config, ConfigError, QuotaPeriod};
 use crate::ingest::{IngestError, Library};
-use crate::store::{Inserted, Store};
+use crate::proof::StationKey;
+use crate::store::{Inserted, Sealer, Store};
 
 #[derive(Debug, Parser)]
 #[command(name = "loa", version, about = "Plans, airs and proves bulletins at a community loudspeaker station")]
@@ -189,7 +190,10 @@ fn open_station(config: &Config) -> Result<(Store, Library), Failure> {
             config.path.display()
         ))
     })?;
-    let store = Store::open(data_dir).map_err(|e| failed(e.to_string()))?;
+    let key = StationKey::load_or_create(data_dir)
+        .map_err(|e| failed(format!("cannot load the station key in {}: {e}", data_dir.display())))?;
+    let store = Store::open(data_dir, Sealer { station_id: config.station.id.clone(), key })
+        .map_err(|e| failed(e.to_string()))?;
     let library = Library::open(data_dir, config.clips)
         .map_err(|e| failed(format!("cannot prepare the clip library in {}: {e}", data_dir.display())))?;
     Ok((store, library))

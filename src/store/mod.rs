@@ -1,23 +1,35 @@
 //! The station's memory: one SQLite file, `<data_dir>/loa.sqlite`.
 //!
 //! This is the only module that touches rusqlite. The store is synchronous; the daemon keeps it
-//! on its own thread so the async runtime never waits on disk. Schema changes are migrations
-//! (rusqlite_migration), never edits of old ones.
+//! on its own thread ([`StoreHandle`]) so the async runtime never waits on disk. Schema changes
+//! are migrations (rusqlite_migration), never edits of old ones.
+//!
+//! The proof log is appended here and nowhere else: each append reads the last hash and writes
+//! the next event inside one IMMEDIATE transaction, so the daemon and a CLI command writing at the
+//! same time still produce one linear, gapless chain. Clip changes and their events commit together.
 
+mod handle;
+
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations};
+use serde_json::Value;
+
+pub use handle::StoreHandle;
 
 use crate::clip::{AudioFacts, Clip, ClipMeta};
+use crate::events;
+use crate::proof::{Fields, GENESIS_HASH, SealedEvent, StationKey};
 
 pub const DATABASE_FILE: &str = "loa.sqlite";
 
 static MIGRATIONS: LazyLock<Migrations<'static>> =
-    LazyLock::new(|| Migrations::new(vec![M::up(include_str!("migrations.sql"))]));
+    LazyLock::new(|| Migrations::new(vec![M::up(include_str!("v1_clips.sql")), M::up(include_str!("v2_events.sql"))]));
 
 /// Writers (the daemon and a CLI command run beside it) wait this long for each other.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,8 +52,34 @@ pub enum Inserted {
     Existing(Clip),
 }
 
+/// Who seals events: the station's id (in every event) and its signing key.
+pub struct Sealer {
+    pub station_id: String,
+    pub key: StationKey,
+}
+
 pub struct Store {
     conn: Connection,
+    sealer: Sealer,
+}
+
+/// The daemon's last sign of life, kept outside the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub at: i64,
+    /// The airing in progress then (its `airing_started` seq) and how far it had played.
+    pub airing: Option<(i64, u64)>,
+}
+
+/// Which events to read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EventQuery {
+    pub after_seq: i64,
+    /// UTC milliseconds, inclusive.
+    pub from: Option<i64>,
+    /// UTC milliseconds, exclusive.
+    pub to: Option<i64>,
+    pub limit: Option<u32>,
 }
 
 const CLIP_COLUMNS: &str = "id, sha256, title, topic, language, priority, valid_from, valid_until, duration_ms, \
@@ -49,7 +87,7 @@ const CLIP_COLUMNS: &str = "id, sha256, title, topic, language, priority, valid_
 
 impl Store {
     /// Opens (creating if needed) the database in `data_dir` and applies pending migrations.
-    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+    pub fn open(data_dir: &Path, sealer: Sealer) -> Result<Store, StoreError> {
         let path = data_dir.join(DATABASE_FILE);
         let open_error = |source| StoreError::Open { path: path.clone(), source };
         let mut conn = Connection::open(&path).map_err(open_error)?;
@@ -58,7 +96,19 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL").map_err(open_error)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(open_error)?;
         MIGRATIONS.to_latest(&mut conn)?;
-        Ok(Store { conn })
+        Ok(Store { conn, sealer })
+    }
+
+    pub fn public_key_hex(&self) -> String {
+        self.sealer.key.public_key_hex()
+    }
+
+    /// Appends one event at `at`; returns it sealed.
+    pub fn append(&mut self, at: DateTime<Utc>, fields: Fields) -> Result<SealedEvent, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let event = append_in(&tx, &self.sealer, at, fields)?;
+        tx.commit()?;
+        Ok(event)
     }
 
     /// Adds a clip, or returns the one already holding this SHA-256. Atomic against concurrent
@@ -96,6 +146,9 @@ impl Store {
         )?;
         let clip =
             tx.query_row(&format!("SELECT {CLIP_COLUMNS} FROM clips WHERE sha256 = ?1"), [sha256], clip_from_row)?;
+        if added == 1 {
+            append_in(&tx, &self.sealer, created_at, events::clip_added(&clip))?;
+        }
         tx.commit()?;
         Ok(if added == 1 { Inserted::New(clip) } else { Inserted::Existing(clip) })
     }
@@ -120,12 +173,112 @@ impl Store {
     /// Marks a clip retired (kept forever, never aired again). Retiring twice keeps the first
     /// time. `None` when no clip has this id.
     pub fn retire_clip(&mut self, id: i64, at: DateTime<Utc>) -> Result<Option<Clip>, StoreError> {
-        self.conn.execute(
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let retired = tx.execute(
             "UPDATE clips SET retired_at = ?2 WHERE id = ?1 AND retired_at IS NULL",
             params![id, timestamp(at)],
         )?;
-        self.clip(id)
+        let clip =
+            tx.query_row(&format!("SELECT {CLIP_COLUMNS} FROM clips WHERE id = ?1"), [id], clip_from_row).optional()?;
+        if let (1, Some(clip)) = (retired, &clip) {
+            append_in(&tx, &self.sealer, at, events::clip_retired(clip))?;
+        }
+        tx.commit()?;
+        Ok(clip)
     }
+
+    /// Clips that may air on any day (not retired), oldest first.
+    pub fn active_clips(&self) -> Result<Vec<Clip>, StoreError> {
+        let mut stmt =
+            self.conn.prepare(&format!("SELECT {CLIP_COLUMNS} FROM clips WHERE retired_at IS NULL ORDER BY id"))?;
+        let clips = stmt.query_map([], clip_from_row)?.collect::<Result<_, _>>()?;
+        Ok(clips)
+    }
+
+    pub fn events(&self, query: EventQuery) -> Result<Vec<SealedEvent>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, body, hash, sig FROM events WHERE seq > ?1 AND at >= coalesce(?2, at) AND at < coalesce(?3, at + 1) \
+             ORDER BY seq LIMIT ?4",
+        )?;
+        let limit = query.limit.map_or(-1, i64::from);
+        let rows = stmt.query_map(params![query.after_seq, query.from, query.to, limit], event_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Per slot, the latest scheduled instant that fired (aired or was recorded missed), UTC ms.
+    pub fn last_fired_by_slot(&self) -> Result<HashMap<String, i64>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT slot, max(scheduled_at) FROM events WHERE slot IS NOT NULL \
+             AND kind IN ('airing_started', 'slot_missed') GROUP BY slot",
+        )?;
+        let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Per clip, when it last completed an airing (UTC ms).
+    pub fn last_completed_by_clip(&self) -> Result<HashMap<i64, i64>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT clip_id, max(at) FROM events WHERE clip_id IS NOT NULL AND kind = 'airing_ended' \
+             AND status = 'completed' GROUP BY clip_id",
+        )?;
+        let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// `airing_started` events that have no `airing_ended`: airings a crash cut off.
+    pub fn unfinished_airings(&self) -> Result<Vec<SealedEvent>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT s.seq, s.body, s.hash, s.sig FROM events s WHERE s.kind = 'airing_started' AND NOT EXISTS \
+             (SELECT 1 FROM events e WHERE e.airing_seq = s.seq AND e.kind = 'airing_ended') ORDER BY s.seq",
+        )?;
+        let rows = stmt.query_map([], event_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn heartbeat(&self) -> Result<Option<Heartbeat>, StoreError> {
+        let row = self
+            .conn
+            .query_row("SELECT at, airing_seq, played_ms FROM heartbeat WHERE id = 1", [], |row| {
+                let airing: Option<i64> = row.get(1)?;
+                let played: Option<i64> = row.get(2)?;
+                Ok(Heartbeat { at: row.get(0)?, airing: airing.map(|seq| (seq, played.unwrap_or(0) as u64)) })
+            })
+            .optional()?;
+        Ok(row)
+    }
+
+    pub fn beat(&mut self, beat: Heartbeat) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO heartbeat (id, at, airing_seq, played_ms) VALUES (1, ?1, ?2, ?3) \
+             ON CONFLICT (id) DO UPDATE SET at = excluded.at, airing_seq = excluded.airing_seq, played_ms = excluded.played_ms",
+            params![beat.at, beat.airing.map(|(seq, _)| seq), beat.airing.map(|(_, ms)| ms as i64)],
+        )?;
+        Ok(())
+    }
+}
+
+fn append_in(
+    tx: &Transaction,
+    sealer: &Sealer,
+    at: DateTime<Utc>,
+    mut fields: Fields,
+) -> Result<SealedEvent, StoreError> {
+    let last: Option<(i64, String)> = tx
+        .query_row("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (last_seq, prev_hash) = last.unwrap_or((0, GENESIS_HASH.to_owned()));
+    fields.insert("station_id".into(), Value::from(sealer.station_id.as_str()));
+    fields.insert("at".into(), Value::from(at.timestamp_millis()));
+    let event = sealer.key.seal(last_seq + 1, &prev_hash, fields);
+    tx.execute(
+        "INSERT INTO events (seq, body, hash, sig) VALUES (?1, ?2, ?3, ?4)",
+        params![event.seq, event.body, event.hash, event.sig],
+    )?;
+    Ok(event)
+}
+
+fn event_from_row(row: &Row) -> rusqlite::Result<SealedEvent> {
+    Ok(SealedEvent { seq: row.get(0)?, body: row.get(1)?, hash: row.get(2)?, sig: row.get(3)? })
 }
 
 /// Every instant is stored as RFC 3339 UTC with milliseconds, so text order is time order.
@@ -177,6 +330,11 @@ mod tests {
 
     use crate::clip::Priority;
 
+    fn open(dir: &Path) -> Store {
+        let key = StationKey::load_or_create(dir).unwrap();
+        Store::open(dir, Sealer { station_id: "test".into(), key }).unwrap()
+    }
+
     #[test]
     fn migrations_are_valid() {
         MIGRATIONS.validate().expect("migrations apply cleanly to an empty database");
@@ -209,7 +367,7 @@ mod tests {
     #[test]
     fn opens_in_wal_mode_with_foreign_keys() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = open(dir.path());
         let mode: String = store.conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
         let fk: i64 = store.conn.pragma_query_value(None, "foreign_keys", |r| r.get(0)).unwrap();
         assert_eq!((mode.as_str(), fk), ("wal", 1));
@@ -218,7 +376,7 @@ mod tests {
     #[test]
     fn clips_round_trip_and_are_never_deleted() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(dir.path()).unwrap();
+        let mut store = open(dir.path());
         let Inserted::New(clip) = store.insert_clip(SHA, 1234, &meta(), &audio(), Utc::now()).unwrap() else {
             panic!("new clip")
         };
@@ -230,21 +388,31 @@ mod tests {
     }
 
     #[test]
+    fn events_are_append_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        store.append(Utc::now(), events::station_stopped("test")).unwrap();
+        for sql in ["UPDATE events SET sig = sig", "DELETE FROM events"] {
+            let refused = store.conn.execute(sql, []).unwrap_err().to_string();
+            assert!(refused.contains("append-only"), "{sql}: {refused}");
+        }
+    }
+
+    #[test]
     fn concurrent_inserts_of_the_same_audio_make_one_clip() {
         let dir = tempfile::tempdir().unwrap();
-        Store::open(dir.path()).unwrap();
+        open(dir.path());
         let outcomes: Vec<Inserted> = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..4)
-                .map(|_| {
-                    scope.spawn(|| {
-                        Store::open(dir.path()).unwrap().insert_clip(SHA, 1, &meta(), &audio(), Utc::now()).unwrap()
-                    })
-                })
+                .map(|_| scope.spawn(|| open(dir.path()).insert_clip(SHA, 1, &meta(), &audio(), Utc::now()).unwrap()))
                 .collect();
             workers.into_iter().map(|w| w.join().unwrap()).collect()
         });
         let new = outcomes.iter().filter(|o| matches!(o, Inserted::New(_))).count();
         assert_eq!(new, 1, "{outcomes:?}");
-        assert_eq!(Store::open(dir.path()).unwrap().clips().unwrap().len(), 1);
+        let store = open(dir.path());
+        assert_eq!(store.clips().unwrap().len(), 1);
+        let events = store.events(EventQuery::default()).unwrap();
+        assert_eq!(events.len(), 1, "one clip_added event, not one per attempt");
     }
 }

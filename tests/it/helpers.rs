@@ -81,22 +81,13 @@ impl Station {
         run.json()["clips"].as_array().expect("clips array").clone()
     }
 
-    /// Every file under the data dir except the database's own files.
+    /// Audio the station holds or is staging: every file under `clips/` and `staging/`.
     pub fn stored_files(&self) -> Vec<PathBuf> {
-        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-            let Ok(entries) = std::fs::read_dir(dir) else { return };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    walk(&path, out);
-                } else if !path.file_name().unwrap().to_string_lossy().starts_with("loa.sqlite") {
-                    out.push(path);
-                }
-            }
-        }
-        let mut files = Vec::new();
-        walk(&self.data_dir(), &mut files);
-        files
+        ["clips", "staging"]
+            .iter()
+            .filter_map(|dir| std::fs::read_dir(self.data_dir().join(dir)).ok())
+            .flat_map(|entries| entries.flatten().map(|entry| entry.path()))
+            .collect()
     }
 }
 

@@ -1,0 +1,205 @@
+//! What each proof event records. One constructor per kind, so every airing event carries the
+//! same fields wherever it is written, and a report never has to join back to mutable tables.
+//!
+//! Evidence fields (`played_ms`, levels, `started_at`) come only from what the player measured
+//! at the audio output; plan fields (`planned_ms`, `scheduled_at`) say what was intended.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::clip::{Clip, Priority};
+use crate::proof::Fields;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AiringStatus {
+    /// Played to the end, not silent.
+    Completed,
+    /// Some audio reached the device, but not all of it (stream died, stalled, or silent).
+    Partial,
+    /// Stopped by shutdown, or found unfinished after a crash or power cut.
+    Interrupted,
+    /// Cut off by an emergency bulletin.
+    Preempted,
+    /// Nothing reached the device.
+    Failed,
+}
+
+impl AiringStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AiringStatus::Completed => "completed",
+            AiringStatus::Partial => "partial",
+            AiringStatus::Interrupted => "interrupted",
+            AiringStatus::Preempted => "preempted",
+            AiringStatus::Failed => "failed",
+        }
+    }
+}
+
+/// What is about to air: the plan half of an airing record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AiringPlan {
+    /// `None` for an item aired at once, outside any slot.
+    pub slot: Option<String>,
+    pub peak: bool,
+    pub scheduled_at: Option<i64>,
+    pub clip_id: i64,
+    pub clip_sha256: String,
+    pub title: String,
+    pub topic: String,
+    pub language: String,
+    pub priority: Priority,
+    pub planned_ms: u64,
+    /// Gain applied toward the loudness target, in dB.
+    pub gain_db: f64,
+}
+
+impl AiringPlan {
+    pub fn new(clip: &Clip, slot: Option<(&str, bool, DateTime<Utc>)>, gain_db: f64) -> AiringPlan {
+        AiringPlan {
+            slot: slot.map(|(name, _, _)| name.to_owned()),
+            peak: slot.is_some_and(|(_, peak, _)| peak),
+            scheduled_at: slot.map(|(_, _, at)| at.timestamp_millis()),
+            clip_id: clip.id,
+            clip_sha256: clip.sha256.clone(),
+            title: clip.meta.title.clone(),
+            topic: clip.meta.topic.clone(),
+            language: clip.meta.language.clone(),
+            priority: clip.meta.priority,
+            planned_ms: clip.audio.duration_ms,
+            gain_db: round2(gain_db),
+        }
+    }
+}
+
+/// What was measured at the audio output: the evidence half of an airing record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AiringEvidence {
+    /// Wall time of the first frame the device pulled; `None` if none was.
+    pub started_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub played_ms: u64,
+    pub peak_dbfs: f64,
+    pub rms_dbfs: f64,
+    pub silent_ms: u64,
+    /// From the airing's start event to the first frame pulled.
+    pub first_frame_latency_ms: Option<i64>,
+    pub status: AiringStatus,
+    pub reason: Option<String>,
+}
+
+/// Levels below this are recorded as this (JSON has no -∞).
+pub const FLOOR_DBFS: f64 = -120.0;
+
+pub fn level_dbfs(amplitude: f64) -> f64 {
+    if amplitude > 0.0 { round2((20.0 * amplitude.log10()).max(FLOOR_DBFS)) } else { FLOOR_DBFS }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// An event of `kind` made of the fields of each serialisable struct in `parts`.
+fn fields<const N: usize>(kind: &str, parts: [Value; N]) -> Fields {
+    let mut map = Fields::new();
+    map.insert("kind".into(), Value::from(kind));
+    for part in parts {
+        match part {
+            Value::Object(object) => map.extend(object),
+            other => unreachable!("event parts are structs, got {other}"),
+        }
+    }
+    map
+}
+
+fn part(value: &impl Serialize) -> Value {
+    serde_json::to_value(value).expect("event parts serialise")
+}
+
+#[derive(Serialize)]
+struct Synced {
+    clock_synced: bool,
+}
+
+pub fn station_started(version: &str, public_key: &str, last_alive_at: Option<i64>, clock_synced: bool) -> Fields {
+    #[derive(Serialize)]
+    struct Started<'a> {
+        version: &'a str,
+        public_key: &'a str,
+        /// Last heartbeat of the previous run: the station was down from then until now.
+        last_alive_at: Option<i64>,
+    }
+    fields("station_started", [part(&Started { version, public_key, last_alive_at }), part(&Synced { clock_synced })])
+}
+
+pub fn station_stopped(reason: &str) -> Fields {
+    #[derive(Serialize)]
+    struct Stopped<'a> {
+        reason: &'a str,
+    }
+    fields("station_stopped", [part(&Stopped { reason })])
+}
+
+#[derive(Serialize)]
+struct ClipFacts<'a> {
+    clip_id: i64,
+    clip_sha256: &'a str,
+    title: &'a str,
+    topic: &'a str,
+    language: &'a str,
+    priority: Priority,
+    duration_ms: u64,
+    valid_from: Option<String>,
+    valid_until: Option<String>,
+}
+
+impl<'a> From<&'a Clip> for ClipFacts<'a> {
+    fn from(clip: &'a Clip) -> Self {
+        ClipFacts {
+            clip_id: clip.id,
+            clip_sha256: &clip.sha256,
+            title: &clip.meta.title,
+            topic: &clip.meta.topic,
+            language: &clip.meta.language,
+            priority: clip.meta.priority,
+            duration_ms: clip.audio.duration_ms,
+            valid_from: clip.meta.valid_from.map(|d| d.to_string()),
+            valid_until: clip.meta.valid_until.map(|d| d.to_string()),
+        }
+    }
+}
+
+pub fn clip_added(clip: &Clip) -> Fields {
+    fields("clip_added", [part(&ClipFacts::from(clip))])
+}
+
+pub fn clip_retired(clip: &Clip) -> Fields {
+    fields("clip_retired", [part(&ClipFacts::from(clip))])
+}
+
+pub fn airing_started(plan: &AiringPlan, clock_synced: bool) -> Fields {
+    fields("airing_started", [part(plan), part(&Synced { clock_synced })])
+}
+
+pub fn airing_ended(airing_seq: i64, plan: &AiringPlan, evidence: &AiringEvidence, clock_synced: bool) -> Fields {
+    #[derive(Serialize)]
+    struct Link {
+        airing_seq: i64,
+    }
+    fields("airing_ended", [part(&Link { airing_seq }), part(plan), part(evidence), part(&Synced { clock_synced })])
+}
+
+pub fn slot_missed(slot: &str, peak: bool, scheduled_at: DateTime<Utc>, reason: &str, clock_synced: bool) -> Fields {
+    #[derive(Serialize)]
+    struct Missed<'a> {
+        slot: &'a str,
+        peak: bool,
+        scheduled_at: i64,
+        status: &'a str,
+        reason: &'a str,
+    }
+    let missed = Missed { slot, peak, scheduled_at: scheduled_at.timestamp_millis(), status: "missed", reason };
+    fields("slot_missed", [part(&missed), part(&Synced { clock_synced })])
+}
