@@ -8,15 +8,22 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
+use tokio::sync::watch;
 
 use crate::clip::{self, Clip, ClipMeta, Priority};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config, ConfigError, QuotaPeriod};
+use crate::engine::Engine;
+use crate::export::{self, Format};
 use crate::ingest::{IngestError, Library};
-use crate::proof::StationKey;
-use crate::store::{Inserted, Sealer, Store};
+use crate::player::PlayerHandle;
+use crate::proof::{self, StationKey};
+use crate::scheduler;
+use crate::store::{EventQuery, Inserted, Sealer, Store, StoreHandle};
 
 #[derive(Debug, Parser)]
 #[command(name = "loa", version, about = "Plans, airs and proves bulletins at a community loudspeaker station")]
@@ -30,8 +37,40 @@ pub struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the station: air the slots, record every airing as signed proof. Stops on SIGTERM/SIGINT.
+    Run,
     /// Validate the config and show the station, its slots and the next 10 slot times.
     CheckConfig,
+    /// The station's identity and the public key that verifies its proof log.
+    Station {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export the proof log.
+    Airtime {
+        /// Only events after this seq (the last seq of the previous pull).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        after_seq: i64,
+        /// First local date (YYYY-MM-DD, station time, inclusive).
+        #[arg(long, value_parser = parse_from_date)]
+        from: Option<NaiveDate>,
+        /// Last local date (YYYY-MM-DD, station time, inclusive).
+        #[arg(long, value_parser = parse_to_date)]
+        to: Option<NaiveDate>,
+        #[arg(long, default_value = "jsonl", value_parser = parse_format)]
+        format: Format,
+    },
+    /// Check an exported log (JSON Lines, or a JSON page) offline: hashes, chain, signatures.
+    Verify {
+        /// The exported file, or - for standard input.
+        file: PathBuf,
+        /// The station's public key (hex), from `loa station` or the API.
+        #[arg(long, value_name = "HEX")]
+        public_key: String,
+        /// The `hash` of the last event of the previous pull, to prove nothing between pulls was cut.
+        #[arg(long, value_name = "HASH")]
+        expect_prev: Option<String>,
+    },
     /// Manage the bulletin library.
     #[command(subcommand)]
     Clip(ClipCommand),
@@ -86,6 +125,18 @@ fn parse_valid_until(text: &str) -> Result<NaiveDate, String> {
     clip::parse_date("valid_until", text).map_err(|e| e.message)
 }
 
+fn parse_from_date(text: &str) -> Result<NaiveDate, String> {
+    clip::parse_date("from", text).map_err(|e| e.message)
+}
+
+fn parse_to_date(text: &str) -> Result<NaiveDate, String> {
+    clip::parse_date("to", text).map_err(|e| e.message)
+}
+
+fn parse_format(text: &str) -> Result<Format, String> {
+    text.parse()
+}
+
 /// A command's failure, with the exit status it maps to.
 #[derive(Debug, thiserror::Error)]
 enum Failure {
@@ -120,10 +171,18 @@ pub fn main() -> ExitCode {
 }
 
 fn run(args: Args, clock: &dyn Clock, out: &mut dyn Write) -> Result<(), Failure> {
+    // `verify` is the district's tool: it needs no station config.
+    if let Command::Verify { file, public_key, expect_prev } = &args.command {
+        return verify(file, public_key, expect_prev.as_deref(), out);
+    }
     let config = Config::load(&args.config)?;
     match args.command {
+        Command::Run => run_station(config),
         Command::CheckConfig => check_config(&config, clock, out),
+        Command::Station { json } => station(&config, json, out),
+        Command::Airtime { after_seq, from, to, format } => airtime(&config, after_seq, (from, to), format, out),
         Command::Clip(command) => run_clip(command, &config, clock, out),
+        Command::Verify { .. } => unreachable!("handled above"),
     }
     .or_else(|failure| match failure {
         // A closed stdout (e.g. `| head`) is not the command failing.
@@ -170,14 +229,103 @@ fn check_config(config: &Config, clock: &dyn Clock, out: &mut dyn Write) -> Resu
         let slots = if quota.peak_only { "peak slots only" } else { "any slot" };
         text.push_str(&format!("  {} × \"{}\"{language} per {per}, {slots}\n", quota.count, quota.topic));
     }
-    let now = clock.now().with_timezone(&s.timezone);
-    let mut upcoming: Vec<_> =
-        config.slots.iter().flat_map(|slot| slot.cron.after(&now).take(10).map(move |at| (at, &slot.name))).collect();
-    upcoming.sort();
-    text.push_str(&format!("next {} slot times ({}):\n", upcoming.len().min(10), s.timezone));
-    for (at, name) in upcoming.into_iter().take(10) {
-        text.push_str(&format!("  {}  {name}\n", at.format("%a %Y-%m-%d %H:%M:%S %:z")));
+    let upcoming = scheduler::upcoming(&config.slots, s.timezone, clock.now(), 10);
+    text.push_str(&format!("next {} slot times ({}):\n", upcoming.len(), s.timezone));
+    for (slot, at) in upcoming {
+        text.push_str(&format!(
+            "  {}  {}\n",
+            at.with_timezone(&s.timezone).format("%a %Y-%m-%d %H:%M:%S %:z"),
+            config.slots[slot].name
+        ));
     }
+    out.write_all(text.as_bytes()).map_err(write_err)
+}
+
+fn run_station(config: Config) -> Result<(), Failure> {
+    // LOA_LOG overrides, e.g. LOA_LOG=debug. The decoders' own notes ("estimating duration")
+    // are noise at a station.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOA_LOG")
+        .unwrap_or_else(|_| "info,symphonia_core=error,symphonia_bundle_mp3=error,rodio=warn".into());
+    tracing_subscriber::fmt().with_writer(io::stderr).with_target(false).with_env_filter(filter).init();
+    let (store, library) = open_station(&config)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| failed(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(async {
+        let (stop, shutdown) = watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_stop_signal().await;
+            let _ = stop.send(true);
+        });
+        let engine = Engine {
+            config: Arc::new(config),
+            store: StoreHandle::spawn(store),
+            player: PlayerHandle::spawn(),
+            clock: Arc::new(SystemClock),
+            library,
+            shutdown,
+        };
+        engine.run().await.map_err(|e| failed(format!("the station stopped: {e}")))
+    })
+}
+
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut interrupt)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = interrupt.recv() => tracing::info!("SIGINT: stopping"),
+    }
+}
+
+fn station(config: &Config, json: bool, out: &mut dyn Write) -> Result<(), Failure> {
+    let (store, _) = open_station(config)?;
+    let s = &config.station;
+    let public_key = store.public_key_hex();
+    if json {
+        let value = serde_json::json!({
+            "id": s.id, "name": s.name, "timezone": s.timezone.name(), "public_key": public_key,
+        });
+        return write_json(out, &value);
+    }
+    let text =
+        format!("id          {}\nname        {}\ntimezone    {}\npublic_key  {public_key}\n", s.id, s.name, s.timezone);
+    out.write_all(text.as_bytes()).map_err(write_err)
+}
+
+fn airtime(
+    config: &Config,
+    after_seq: i64,
+    (from, to): (Option<NaiveDate>, Option<NaiveDate>),
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let (store, _) = open_station(config)?;
+    let (from, to) = export::local_date_bounds(from, to, config.station.timezone);
+    let events = store.events(EventQuery { after_seq, from, to, limit: None }).map_err(|e| failed(e.to_string()))?;
+    export::write(out, format, &events, after_seq, &store.public_key_hex(), config.station.timezone).map_err(write_err)
+}
+
+fn verify(file: &Path, public_key: &str, expect_prev: Option<&str>, out: &mut dyn Write) -> Result<(), Failure> {
+    let key = proof::parse_public_key(public_key).map_err(|e| failed(format!("--public-key: {e}")))?;
+    let text = if file == Path::new("-") {
+        io::read_to_string(io::stdin()).map_err(|e| failed(format!("cannot read standard input: {e}")))?
+    } else {
+        std::fs::read_to_string(file).map_err(|e| failed(format!("cannot read {}: {e}", file.display())))?
+    };
+    let events = export::read(&text).map_err(failed)?;
+    let verified = proof::verify(events.iter().map(|(line, e)| (*line, e)), &key, expect_prev)
+        .map_err(|broken| failed(format!("{}: {broken}", file.display())))?;
+    let text = match (verified.first_seq, verified.last_seq, &verified.last_hash) {
+        (Some(first), Some(last), Some(hash)) => format!(
+            "ok: {} events, seq {first}..{last}: hashes, chain and signatures hold\nlast hash {hash} (pass it as --expect-prev to check the next pull)\n",
+            verified.events
+        ),
+        _ => "ok: the file holds no events\n".to_owned(),
+    };
     out.write_all(text.as_bytes()).map_err(write_err)
 }
 

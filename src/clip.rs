@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::config::is_slug;
 
 /// Thông tư 39/2020 levels: thông thường / ưu tiên / khẩn cấp.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     Normal,

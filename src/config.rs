@@ -27,6 +27,16 @@ pub struct Config {
     pub clips: ClipLimits,
     pub slots: Vec<Slot>,
     pub quotas: Vec<Quota>,
+    pub preload: Vec<Preload>,
+}
+
+/// A bulletin `loa run` adds to the library at start if it is not there yet (the demo's way of
+/// airing something on a newcomer's first run).
+#[derive(Debug, Clone)]
+pub struct Preload {
+    /// Resolved against the config file's directory.
+    pub file: PathBuf,
+    pub meta: clip::ClipMeta,
 }
 
 #[derive(Debug, Clone)]
@@ -63,6 +73,8 @@ pub struct Slot {
     pub cron: CronSchedule,
     pub max_minutes: u32,
     pub peak: bool,
+    /// A slot found late by at most this much still airs; later than that it is recorded missed.
+    pub grace: chrono::TimeDelta,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,6 +165,17 @@ struct RawConfig {
     slot: Vec<RawSlot>,
     #[serde(default)]
     quota: Vec<RawQuota>,
+    #[serde(default)]
+    preload: Vec<RawPreload>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPreload {
+    file: Spanned<String>,
+    title: Spanned<String>,
+    topic: Spanned<String>,
+    language: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -193,6 +216,7 @@ struct RawSlot {
     max_minutes: Spanned<i64>,
     #[serde(default)]
     peak: bool,
+    grace_seconds: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -206,6 +230,7 @@ struct RawQuota {
 }
 
 const MAX_SLOT_MINUTES: i64 = 24 * 60;
+const DEFAULT_GRACE_SECONDS: i64 = 300;
 
 impl RawConfig {
     fn validate(self, src: &Source) -> Result<Config, ConfigError> {
@@ -241,7 +266,24 @@ impl RawConfig {
                     format!("{minutes} is not a usable slot length; give whole minutes from 1 to {MAX_SLOT_MINUTES}, e.g. 15"),
                 ));
             }
-            slots.push(Slot { name, cron, max_minutes: minutes as u32, peak: raw.peak });
+            let grace = match &raw.grace_seconds {
+                Some(g) if !(0..=86_400).contains(g.get_ref()) => {
+                    return Err(src.invalid(
+                        g,
+                        &key("grace_seconds"),
+                        format!("{} s is not usable; give 0 to 86400 seconds, e.g. 300", g.get_ref()),
+                    ));
+                }
+                Some(g) => *g.get_ref(),
+                None => DEFAULT_GRACE_SECONDS,
+            };
+            slots.push(Slot {
+                name,
+                cron,
+                max_minutes: minutes as u32,
+                peak: raw.peak,
+                grace: chrono::TimeDelta::seconds(grace),
+            });
         }
 
         let mut quotas = Vec::with_capacity(self.quota.len());
@@ -249,7 +291,30 @@ impl RawConfig {
             quotas.push(raw.validate(src, i, &slots)?);
         }
 
-        Ok(Config { path: src.path.to_owned(), station, audio, http, clips, slots, quotas })
+        let base = src.path.parent().unwrap_or(Path::new(""));
+        let mut preload = Vec::with_capacity(self.preload.len());
+        for (i, raw) in self.preload.into_iter().enumerate() {
+            let key = |field: &str| format!("preload[{i}].{field}");
+            let meta = clip::ClipMeta {
+                title: raw.title.get_ref().clone(),
+                topic: raw.topic.get_ref().clone(),
+                language: raw.language.as_ref().map_or_else(|| "vi".to_owned(), |l| l.get_ref().clone()),
+                priority: clip::Priority::Normal,
+                valid_from: None,
+                valid_until: None,
+            };
+            if let Err(e) = meta.check() {
+                let at = match e.field {
+                    "title" => &raw.title,
+                    "topic" => &raw.topic,
+                    _ => raw.language.as_ref().unwrap_or(&raw.topic),
+                };
+                return Err(src.invalid(at, &key(e.field), e.message));
+            }
+            preload.push(Preload { file: base.join(raw.file.get_ref()), meta });
+        }
+
+        Ok(Config { path: src.path.to_owned(), station, audio, http, clips, slots, quotas, preload })
     }
 }
 

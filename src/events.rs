@@ -5,7 +5,7 @@
 //! at the audio output; plan fields (`planned_ms`, `scheduled_at`) say what was intended.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::clip::{Clip, Priority};
@@ -39,7 +39,7 @@ impl AiringStatus {
 }
 
 /// What is about to air: the plan half of an airing record.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AiringPlan {
     /// `None` for an item aired at once, outside any slot.
     pub slot: Option<String>,

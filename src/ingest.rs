@@ -94,6 +94,21 @@ impl Library {
         Ok(Staged { file, hasher: Sha256::new(), size: 0 })
     }
 
+    /// Removes staging files a crash left behind, untouched since `older_than` (an upload a
+    /// running daemon is still receiving is newer and stays).
+    pub fn remove_stale_staging(&self, older_than: DateTime<Utc>) -> io::Result<usize> {
+        let mut removed = 0;
+        for entry in fs::read_dir(&self.staging_dir)? {
+            let entry = entry?;
+            let modified: DateTime<Utc> = entry.metadata()?.modified()?.into();
+            if entry.file_name().to_string_lossy().starts_with(STAGING_PREFIX) && modified < older_than {
+                fs::remove_file(entry.path())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Checks, measures and stores a staged upload. A duplicate (same SHA-256) is reported as
     /// `Inserted::Existing` without decoding it again.
     pub fn admit(

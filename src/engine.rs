@@ -1,0 +1,332 @@
+//! The broadcast loop behind `loa run`: wake at least every second, fire due slots, play their
+//! programs, and write what happened to the proof log.
+//!
+//! It owns no blocking work: the store and the player each run on their own thread and are
+//! awaited here. Every airing is two events: `airing_started` before the device is asked to
+//! play, and `airing_ended` with what the player measured. Whatever ends the process, the next
+//! start closes the open airing as `interrupted` and records the slots that fell while it was
+//! down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use tokio::sync::watch;
+
+use crate::clip::Clip;
+use crate::clock::Clock;
+use crate::config::{Config, Slot};
+use crate::events::{self, AiringEvidence, AiringPlan, AiringStatus, level_dbfs};
+use crate::ingest::{IngestError, Library};
+use crate::planner;
+use crate::player::{Measurement, PlayItem, PlaybackEnd, PlayerHandle, Progress, StopCause, StopSignal};
+use crate::proof::Fields;
+use crate::scheduler::{Due, RECOVERY_WINDOW, SlotTimer};
+use crate::store::{Heartbeat, StoreError, StoreHandle};
+
+/// The scheduler never sleeps longer than this against the wall clock, so a step is noticed.
+const MAX_SLEEP: Duration = Duration::from_secs(1);
+/// Heartbeats: rarely while idle (SD cards wear), every second while airing (so a power cut's
+/// record says how far the airing got).
+const HEARTBEAT_IDLE: TimeDelta = TimeDelta::seconds(5);
+const HEARTBEAT_AIRING: TimeDelta = TimeDelta::seconds(1);
+/// Played within this of the plan counts as played to the end.
+const END_TOLERANCE_MS: u64 = 50;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct Engine {
+    pub config: Arc<Config>,
+    pub store: StoreHandle,
+    pub player: PlayerHandle,
+    pub clock: Arc<dyn Clock>,
+    pub library: Library,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// What the loop remembers between slots.
+struct Run {
+    started_at: DateTime<Utc>,
+    /// When the last slot's program ended: a slot that fell during it and is now beyond its
+    /// grace was missed because the station was busy.
+    busy_until: Option<DateTime<Utc>>,
+    last_beat: Option<DateTime<Utc>>,
+    stopping: bool,
+}
+
+impl Engine {
+    pub async fn run(mut self) -> Result<(), EngineError> {
+        let now = self.clock.now();
+        let previous = self.store.call(|s| s.heartbeat()).await?;
+        self.close_unfinished_airings(previous).await?;
+        self.preload().await;
+        if let Err(e) = self.library.remove_stale_staging(now - TimeDelta::hours(1)) {
+            tracing::warn!("cannot clean the staging directory: {e}");
+        }
+        let public_key = self.store.call(|s| s.public_key_hex()).await;
+        let started = events::station_started(
+            env!("CARGO_PKG_VERSION"),
+            &public_key,
+            previous.map(|h| h.at),
+            self.clock.synchronized(),
+        );
+        self.append(started).await?;
+
+        let last_fired = self.store.call(|s| s.last_fired_by_slot()).await?;
+        let resume_from = previous
+            .and_then(|h| DateTime::from_timestamp_millis(h.at))
+            .map_or(now, |alive| alive.max(now - RECOVERY_WINDOW));
+        let mut timer = SlotTimer::new(&self.config.slots, self.config.station.timezone, &last_fired, resume_from);
+        let mut run = Run { started_at: now, busy_until: None, last_beat: None, stopping: false };
+        tracing::info!(station = %self.config.station.id, next_slot = ?timer.next_fire(), "station on air");
+
+        while !run.stopping {
+            let now = self.clock.now();
+            self.beat(&mut run, now, None).await?;
+            while let Some(due) = timer.due(self.clock.now()) {
+                match due {
+                    Due::Air { slot, at } => self.air_slot(&mut run, timer.slot(slot).clone(), at).await?,
+                    Due::Missed { slot, at } => self.record_missed(&run, timer.slot(slot), at).await?,
+                }
+                if run.stopping {
+                    break;
+                }
+            }
+            let until_next =
+                timer.next_fire().map_or(MAX_SLEEP, |next| (next - self.clock.now()).to_std().unwrap_or_default());
+            tokio::select! {
+                _ = self.clock.sleep(until_next.min(MAX_SLEEP)) => {}
+                _ = self.shutdown.wait_for(|stop| *stop) => run.stopping = true,
+            }
+        }
+        self.append(events::station_stopped("shutdown")).await?;
+        let stopped_at = self.clock.now().timestamp_millis();
+        self.store.call(move |s| s.beat(Heartbeat { at: stopped_at, airing: None })).await?;
+        tracing::info!("station stopped");
+        Ok(())
+    }
+
+    async fn append(&self, fields: Fields) -> Result<i64, EngineError> {
+        let at = self.clock.now();
+        Ok(self.store.call(move |s| s.append(at, fields)).await?.seq)
+    }
+
+    async fn beat(&self, run: &mut Run, now: DateTime<Utc>, airing: Option<(i64, u64)>) -> Result<(), EngineError> {
+        let every = if airing.is_some() { HEARTBEAT_AIRING } else { HEARTBEAT_IDLE };
+        if run.last_beat.is_some_and(|last| now >= last && now - last < every) {
+            return Ok(());
+        }
+        run.last_beat = Some(now);
+        self.store.call(move |s| s.beat(Heartbeat { at: now.timestamp_millis(), airing })).await?;
+        Ok(())
+    }
+
+    /// After a crash or power cut: close every airing left open, with what the last heartbeat
+    /// measured of it.
+    async fn close_unfinished_airings(&self, previous: Option<Heartbeat>) -> Result<(), EngineError> {
+        for start in self.store.call(|s| s.unfinished_airings()).await? {
+            let plan: AiringPlan =
+                serde_json::from_str(&start.body).expect("airing_started bodies hold an airing plan");
+            let progress =
+                previous.and_then(|h| h.airing.filter(|(seq, _)| *seq == start.seq).map(|(_, played)| (h.at, played)));
+            let evidence = AiringEvidence {
+                started_at: None,
+                ended_at: progress.map(|(alive_at, _)| alive_at),
+                played_ms: progress.map_or(0, |(_, played)| played),
+                peak_dbfs: events::FLOOR_DBFS,
+                rms_dbfs: events::FLOOR_DBFS,
+                silent_ms: 0,
+                first_frame_latency_ms: None,
+                status: AiringStatus::Interrupted,
+                reason: Some("power loss or crash: the station stopped during this airing".into()),
+            };
+            tracing::warn!(airing = start.seq, clip = plan.clip_id, "closing an airing a crash or power cut left open");
+            self.append(events::airing_ended(start.seq, &plan, &evidence, self.clock.synchronized())).await?;
+        }
+        Ok(())
+    }
+
+    /// Adds the config's `[[preload]]` bulletins that are not in the library yet.
+    async fn preload(&self) {
+        for preload in &self.config.preload {
+            let staged = std::fs::File::open(&preload.file).and_then(|mut file| {
+                let mut staged = self.library.stage()?;
+                std::io::copy(&mut file, &mut staged)?;
+                Ok(staged)
+            });
+            let staged = match staged {
+                Ok(staged) => staged,
+                Err(e) => {
+                    tracing::warn!(file = %preload.file.display(), "cannot preload: {e}");
+                    continue;
+                }
+            };
+            let (library, meta, now) = (self.library.clone(), preload.meta.clone(), self.clock.now());
+            match self.store.call(move |s| library.admit(staged, &meta, s, now)).await {
+                Ok(inserted) => tracing::debug!(?inserted, "preloaded"),
+                Err(IngestError::Rejected(r)) => tracing::warn!(file = %preload.file.display(), "preload refused: {r}"),
+                Err(e) => tracing::warn!(file = %preload.file.display(), "cannot preload: {e}"),
+            }
+        }
+    }
+
+    async fn record_missed(&self, run: &Run, slot: &Slot, at: DateTime<Utc>) -> Result<(), EngineError> {
+        let reason = if at < run.started_at {
+            "station_down"
+        } else if run.busy_until.is_some_and(|busy| busy > at) {
+            "previous_airing_overran"
+        } else {
+            "clock_jumped"
+        };
+        tracing::warn!(slot = %slot.name, %at, reason, "slot missed");
+        self.append(events::slot_missed(&slot.name, slot.peak, at, reason, self.clock.synchronized())).await?;
+        Ok(())
+    }
+
+    async fn air_slot(&mut self, run: &mut Run, slot: Slot, at: DateTime<Utc>) -> Result<(), EngineError> {
+        let date = at.with_timezone(&self.config.station.timezone).date_naive();
+        let (clips, last_completed) =
+            self.store.call(|s| Ok::<_, StoreError>((s.active_clips()?, s.last_completed_by_clip()?))).await?;
+        let program = planner::program(&clips, &last_completed, date, u64::from(slot.max_minutes) * 60_000);
+        if program.is_empty() {
+            tracing::warn!(slot = %slot.name, "nothing eligible to air");
+            let fields = events::slot_missed(&slot.name, slot.peak, at, "no_eligible_clip", self.clock.synchronized());
+            self.append(fields).await?;
+            return Ok(());
+        }
+        tracing::info!(slot = %slot.name, clips = program.len(), "slot starts");
+        let opened = self.player.open(&self.config.audio.device).await;
+        for clip in &program {
+            let plan = AiringPlan::new(clip, Some((&slot.name, slot.peak, at)), self.gain_db(clip));
+            let status = match &opened {
+                Ok(()) => self.air(run, plan, clip).await?,
+                Err(reason) => self.record_failed(plan, reason).await?,
+            };
+            if status == AiringStatus::Failed || run.stopping {
+                break; // a dead device fails the rest too; the next slot opens it afresh
+            }
+        }
+        self.player.close();
+        run.busy_until = Some(self.clock.now());
+        Ok(())
+    }
+
+    /// Gain toward the loudness target that never lifts the clip's peak above 0 dBFS.
+    fn gain_db(&self, clip: &Clip) -> f64 {
+        let headroom = -clip.audio.peak_dbfs.max(clip.audio.true_peak_dbfs);
+        (self.config.audio.target_lufs - clip.audio.loudness_lufs).min(headroom)
+    }
+
+    async fn record_failed(&self, plan: AiringPlan, reason: &str) -> Result<AiringStatus, EngineError> {
+        let synced = self.clock.synchronized();
+        let seq = self.append(events::airing_started(&plan, synced)).await?;
+        let evidence = evidence_of(None, Some(reason), &plan, self.clock.now(), self.clock.now());
+        tracing::error!(clip = plan.clip_id, "airing failed: {reason}");
+        self.append(events::airing_ended(seq, &plan, &evidence, synced)).await?;
+        Ok(AiringStatus::Failed)
+    }
+
+    /// Plays one clip and records it. Returns its status.
+    async fn air(&mut self, run: &mut Run, plan: AiringPlan, clip: &Clip) -> Result<AiringStatus, EngineError> {
+        let synced = self.clock.synchronized();
+        let seq = self.append(events::airing_started(&plan, synced)).await?;
+        let requested_at = self.clock.now();
+        let stop = StopSignal::default();
+        let progress = Progress::default();
+        let planned = Duration::from_millis(plan.planned_ms);
+        let item =
+            PlayItem { path: self.library.clip_path(&clip.sha256), gain_db: plan.gain_db, planned, stop: stop.clone() };
+        // Beyond the player's own deadline: only a stuck audio thread gets here.
+        let give_up = tokio::time::Instant::now() + planned + planned / 20 + Duration::from_secs(15);
+        let play = self.player.play(item, progress.clone());
+        tokio::pin!(play);
+        let mut shutdown = self.shutdown.clone();
+        let measurement = loop {
+            tokio::select! {
+                measured = &mut play => break measured,
+                _ = shutdown.wait_for(|stop| *stop), if !run.stopping => {
+                    run.stopping = true;
+                    stop.stop(StopCause::Shutdown);
+                }
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                    let played = progress.played().as_millis() as u64;
+                    self.beat(run, self.clock.now(), Some((seq, played))).await?;
+                }
+                _ = tokio::time::sleep_until(give_up) => break None,
+            }
+        };
+        let evidence = evidence_of(measurement.as_ref(), None, &plan, requested_at, self.clock.now());
+        tracing::info!(
+            clip = plan.clip_id,
+            status = evidence.status.as_str(),
+            played_ms = evidence.played_ms,
+            "airing ended"
+        );
+        self.append(events::airing_ended(seq, &plan, &evidence, synced)).await?;
+        self.beat(run, self.clock.now(), None).await?;
+        Ok(evidence.status)
+    }
+}
+
+/// Turns what the player measured into the airing's evidence and verdict.
+fn evidence_of(
+    measured: Option<&Measurement>,
+    open_error: Option<&str>,
+    plan: &AiringPlan,
+    requested_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> AiringEvidence {
+    let Some(m) = measured else {
+        let reason = open_error.unwrap_or("the audio thread did not answer; it may be stuck on the device");
+        return AiringEvidence {
+            started_at: None,
+            ended_at: Some(now.timestamp_millis()),
+            played_ms: 0,
+            peak_dbfs: events::FLOOR_DBFS,
+            rms_dbfs: events::FLOOR_DBFS,
+            silent_ms: 0,
+            first_frame_latency_ms: None,
+            status: AiringStatus::Failed,
+            reason: Some(reason.to_owned()),
+        };
+    };
+    let played_ms = m.played().as_millis() as u64;
+    let silent_ms = m.silent.as_millis() as u64;
+    let some_or = |played: AiringStatus| if m.frames > 0 { played } else { AiringStatus::Failed };
+    let (status, reason) = match &m.end {
+        PlaybackEnd::Finished if played_ms + END_TOLERANCE_MS < plan.planned_ms => {
+            (some_or(AiringStatus::Partial), Some(format!("the audio ended {} ms early", plan.planned_ms - played_ms)))
+        }
+        PlaybackEnd::Finished if silent_ms * 10 >= played_ms * 9 => {
+            (AiringStatus::Partial, Some("the output was silent".to_owned()))
+        }
+        PlaybackEnd::Finished => (AiringStatus::Completed, None),
+        PlaybackEnd::Stopped(StopCause::Shutdown) => (AiringStatus::Interrupted, Some("shutdown".to_owned())),
+        PlaybackEnd::Stopped(StopCause::Preempted) => {
+            (AiringStatus::Preempted, Some("pre-empted by an emergency bulletin".to_owned()))
+        }
+        PlaybackEnd::DeviceError(e) => (some_or(AiringStatus::Partial), Some(format!("audio device error: {e}"))),
+        PlaybackEnd::Stalled => {
+            (some_or(AiringStatus::Partial), Some("the audio device stopped taking samples".to_owned()))
+        }
+        PlaybackEnd::Overran => {
+            (some_or(AiringStatus::Partial), Some("still playing past its duration and margin; stopped".to_owned()))
+        }
+    };
+    let at = |d: Duration| (requested_at + TimeDelta::from_std(d).unwrap_or_default()).timestamp_millis();
+    AiringEvidence {
+        started_at: m.first_frame_after.map(at),
+        ended_at: Some(at(m.elapsed)),
+        played_ms,
+        peak_dbfs: level_dbfs(f64::from(m.peak)),
+        rms_dbfs: level_dbfs(m.rms),
+        silent_ms,
+        first_frame_latency_ms: m.first_frame_after.map(|d| d.as_millis() as i64),
+        status,
+        reason,
+    }
+}
