@@ -8,9 +8,9 @@
 //! hash bytes. The first event's `prev_hash` is 64 zeros.
 
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
@@ -68,21 +68,26 @@ pub struct StationKey {
 }
 
 impl StationKey {
-    /// Loads the key, creating it on first use. Safe when two processes start at once: the
-    /// file is created exclusively, and the loser reads the winner's key.
+    /// Loads the key, creating it on first use. Safe when two processes start at once: the key
+    /// is written to a private temporary file and hard-linked into place, which either wins
+    /// whole or finds the other process's key already there.
     pub fn load_or_create(data_dir: &Path) -> io::Result<StationKey> {
         let path = data_dir.join(KEY_FILE);
-        let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).map_err(|e| io::Error::other(format!("no randomness for the station key: {e}")))?;
-        match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
-            Ok(mut file) => {
-                file.write_all(format!("{}\n", hex::encode(seed)).as_bytes())?;
-                file.sync_all()?;
-                fs::File::open(data_dir)?.sync_all()?;
-                return Ok(StationKey { signing: SigningKey::from_bytes(&seed) });
+        if !path.exists() {
+            let mut seed = [0u8; 32];
+            getrandom::fill(&mut seed)
+                .map_err(|e| io::Error::other(format!("no randomness for the station key: {e}")))?;
+            let mut candidate = tempfile::Builder::new()
+                .prefix(".station.key-")
+                .permissions(fs::Permissions::from_mode(0o600))
+                .tempfile_in(data_dir)?;
+            candidate.write_all(format!("{}\n", hex::encode(seed)).as_bytes())?;
+            candidate.as_file().sync_all()?;
+            match fs::hard_link(candidate.path(), &path) {
+                Ok(()) => fs::File::open(data_dir)?.sync_all()?,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
             }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
         }
         let text = fs::read_to_string(&path)?;
         let bytes = hex::decode(text.trim())

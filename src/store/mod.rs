@@ -92,10 +92,9 @@ impl Store {
         let open_error = |source| StoreError::Open { path: path.clone(), source };
         let mut conn = Connection::open(&path).map_err(open_error)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_error)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(open_error)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(open_error)?;
-        MIGRATIONS.to_latest(&mut conn)?;
+        migrate(data_dir, &mut conn)?;
         Ok(Store { conn, sealer })
     }
 
@@ -255,6 +254,28 @@ impl Store {
         )?;
         Ok(())
     }
+}
+
+/// Brings the schema up to date under an exclusive lock: the daemon and a CLI command starting
+/// together on a new station must not both create the tables.
+fn migrate(data_dir: &Path, conn: &mut Connection) -> Result<(), StoreError> {
+    let lock_path = data_dir.join(".migrate.lock");
+    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| {
+        StoreError::Open { path: lock_path.clone(), source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)) }
+    })?;
+    // SAFETY: flock on a descriptor we own; released when `lock` is dropped.
+    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
+        let source = rusqlite::Error::ToSqlConversionFailure(Box::new(std::io::Error::last_os_error()));
+        return Err(StoreError::Open { path: lock_path, source });
+    }
+    // Switching to WAL takes a lock that waits for no busy handler; once set it stays set, so
+    // only a new database (under this lock) ever switches.
+    let mode: String = conn.pragma_query_value(None, "journal_mode", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+    }
+    MIGRATIONS.to_latest(conn)?;
+    Ok(())
 }
 
 fn append_in(

@@ -125,3 +125,161 @@ impl Run {
         lines[0]
     }
 }
+
+/// How the test's ALSA `default` device behaves.
+#[derive(Debug, Clone, Copy)]
+pub enum Device {
+    /// The `file` plugin on a `null` slave: as fast as the CPU allows.
+    Unpaced,
+    /// The same, written through `pv -L` at 48 kHz stereo f32 rate: real time.
+    Paced,
+    /// An ALSA config with no usable `default` PCM.
+    Missing,
+}
+
+/// Bytes per second of the air signal the player negotiates on the file device.
+pub const AIR_RATE: u32 = 48_000;
+pub const AIR_CHANNELS: usize = 2;
+
+impl Station {
+    pub fn air_path(&self) -> PathBuf {
+        self.dir.path().join("air.raw")
+    }
+
+    fn alsa_config(&self, device: Device) -> PathBuf {
+        let air = self.air_path();
+        let pcm = match device {
+            Device::Unpaced => format!(
+                "pcm.!default {{ type file; slave {{ pcm {{ type null }} }}; file \"{}\"; format \"raw\" }}\n",
+                air.display()
+            ),
+            Device::Paced => {
+                assert!(
+                    Command::new("pv").arg("--version").output().is_ok(),
+                    "the paced ALSA test device needs `pv` (apt-get install pv)"
+                );
+                let bytes_per_second = AIR_RATE as usize * AIR_CHANNELS * 4;
+                format!(
+                    "pcm.!default {{ type file; slave {{ pcm {{ type null }} }}; file \"|pv -q -L {bytes_per_second} > {}\"; format \"raw\" }}\n",
+                    air.display()
+                )
+            }
+            Device::Missing => "pcm.!default { type hw; card 99 }\n".to_owned(),
+        };
+        let path = self.dir.path().join("alsa.conf");
+        std::fs::write(&path, pcm).expect("write ALSA config");
+        path
+    }
+
+    /// Starts `loa run` on this station with the given audio device.
+    pub fn start(&self, device: Device) -> Daemon {
+        let log = std::fs::File::create(self.dir.path().join("daemon.log")).expect("daemon log");
+        let child = Command::new(env!("CARGO_BIN_EXE_loa"))
+            .arg("--config")
+            .arg(self.config_path())
+            .arg("run")
+            .env("ALSA_CONFIG_PATH", self.alsa_config(device))
+            .env("LOA_LOG", "debug,symphonia_core=error,symphonia_bundle_mp3=error")
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("start loa run");
+        Daemon { child: Some(child), log: self.dir.path().join("daemon.log") }
+    }
+
+    /// The proof log as `loa airtime --format jsonl` exports it.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        let run = self.loa(&["airtime", "--format", "jsonl"]);
+        assert_eq!(run.code, 0, "airtime: {}", run.stderr);
+        run.stdout.lines().map(|line| serde_json::from_str(line).expect("JSON line")).collect()
+    }
+
+    pub fn public_key(&self) -> String {
+        let run = self.loa(&["station", "--json"]);
+        assert_eq!(run.code, 0, "station: {}", run.stderr);
+        run.json()["public_key"].as_str().expect("public_key").to_owned()
+    }
+
+    /// Polls the proof log until `done` holds; panics after `limit` with the log and daemon output.
+    pub fn wait_for(
+        &self,
+        what: &str,
+        limit: std::time::Duration,
+        done: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let start = std::time::Instant::now();
+        loop {
+            let events = self.events();
+            if done(&events) {
+                return events;
+            }
+            if start.elapsed() > limit {
+                let log = std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default();
+                panic!("timed out waiting for {what}\nevents: {events:#?}\ndaemon log:\n{log}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+/// Events of `kind` (and `status`, when given).
+pub fn of_kind<'a>(events: &'a [serde_json::Value], kind: &str, status: Option<&str>) -> Vec<&'a serde_json::Value> {
+    events.iter().filter(|e| e["kind"] == kind && status.is_none_or(|s| e["status"] == s)).collect()
+}
+
+/// A running `loa run`; killed if the test forgets to stop it.
+pub struct Daemon {
+    child: Option<std::process::Child>,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn signal(&self, signal: i32) {
+        let pid = self.child.as_ref().expect("running").id() as i32;
+        // SAFETY: sending a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill({pid}, {signal})");
+    }
+
+    /// SIGTERM, then wait: the daemon must exit 0 on its own.
+    pub fn stop(mut self) {
+        self.signal(libc::SIGTERM);
+        let status = self.child.take().expect("running").wait().expect("wait for loa");
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        assert!(status.success(), "loa run exited with {status} after SIGTERM\n{log}");
+    }
+
+    /// kill -9: no chance to record anything.
+    pub fn kill(mut self) {
+        self.signal(libc::SIGKILL);
+        self.child.take().expect("running").wait().expect("wait for loa");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Samples of the captured air signal (f32 LE, interleaved stereo).
+pub fn air_samples(path: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("air signal {}: {e}", path.display()));
+    bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+}
+
+/// Runs the real `loa` binary with `stdin` piped in.
+pub fn loa_with_stdin(args: &[&str], stdin: &[u8]) -> Run {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loa"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run loa");
+    child.stdin.take().expect("stdin").write_all(stdin).expect("write stdin");
+    Run::from(child.wait_with_output().expect("wait for loa"))
+}

@@ -2,4 +2,6 @@
 
 mod clips;
 mod config;
+mod daemon;
 mod helpers;
+mod proof;

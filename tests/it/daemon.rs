@@ -1,0 +1,176 @@
+//! `loa run` for real: slots air through rodio → cpal → ALSA (a `file` device), every airing
+//! lands in the proof log with what the device took, and crashes, shutdowns, outages and a
+//! missing device are recorded as what they were.
+
+use std::time::Duration;
+
+use crate::helpers::{AIR_CHANNELS, AIR_RATE, Device, FIXTURES, Station, air_samples, of_kind};
+
+const TONE: &str = "cbr128_stereo_44k.mp3"; // 2.000 s, 440 Hz, -6 dBFS
+const LONG_SPEECH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/audio/cchc-ban-tin-tuan.mp3"); // 16.6 s
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A station with one slot every `every` seconds and the given preloaded files.
+fn station(every: u32, grace: u32, files: &[&str]) -> Station {
+    let mut config = format!(
+        "[station]\nid = \"phu-thuy\"\nname = \"Đài truyền thanh phường Phú Thủy\"\ndata_dir = \"data\"\n\
+         [[slot]]\nname = \"nhanh\"\ncron = \"*/{every} * * * * Mon-Sun\"\nmax_minutes = 1\npeak = true\ngrace_seconds = {grace}\n"
+    );
+    for (i, file) in files.iter().enumerate() {
+        let path = if file.starts_with('/') { file.to_string() } else { format!("{FIXTURES}/{file}") };
+        config.push_str(&format!("[[preload]]\nfile = \"{path}\"\ntitle = \"Bản tin {i}\"\ntopic = \"cchc\"\n"));
+    }
+    Station::with_config(&config)
+}
+
+fn verify(station: &Station) -> crate::helpers::Run {
+    let export = station.dir.path().join("export.jsonl");
+    let run = station.loa(&["airtime", "--format", "jsonl"]);
+    std::fs::write(&export, &run.stdout).unwrap();
+    station.loa(&["verify", export.to_str().unwrap(), "--public-key", &station.public_key()])
+}
+
+#[test]
+fn a_slot_airs_through_alsa_and_its_proof_verifies() {
+    let station = station(3, 2, &[TONE]);
+    let daemon = station.start(Device::Unpaced);
+    let events =
+        station.wait_for("a completed airing", WAIT, |e| !of_kind(e, "airing_ended", Some("completed")).is_empty());
+    daemon.stop();
+
+    let ended = of_kind(&events, "airing_ended", Some("completed"))[0];
+    assert_eq!(ended["planned_ms"], 2000);
+    let played = ended["played_ms"].as_i64().unwrap();
+    assert!((1950..=2050).contains(&played), "played {played} ms of 2000");
+    assert_eq!(ended["slot"], "nhanh");
+    assert_eq!(ended["peak"], true);
+    assert!(ended["started_at"].as_i64().unwrap() >= ended["scheduled_at"].as_i64().unwrap());
+    assert!(ended["clock_synced"].is_boolean());
+
+    // The air signal the device took: as long as the clip, at the level the record claims.
+    let samples = air_samples(&station.air_path());
+    let loud: Vec<usize> = samples.iter().enumerate().filter(|(_, s)| s.abs() > 0.01).map(|(i, _)| i).collect();
+    let (first, last) = (loud.first().copied().expect("non-silent air"), loud.last().copied().unwrap());
+    let heard_ms = ((last - first) / AIR_CHANNELS) as f64 * 1000.0 / AIR_RATE as f64;
+    assert!((heard_ms - 2000.0).abs() <= 50.0, "heard {heard_ms:.1} ms of a 2000 ms tone");
+    let captured_peak = samples.iter().fold(0f32, |m, s| m.max(s.abs()));
+    let captured_dbfs = 20.0 * f64::from(captured_peak).log10();
+    let recorded_dbfs = ended["peak_dbfs"].as_f64().unwrap();
+    assert!((captured_dbfs - recorded_dbfs).abs() < 0.5, "captured {captured_dbfs:.2} dBFS, recorded {recorded_dbfs}");
+    // Gain toward -16 LUFS: the -7 LUFS tone is turned down about 9 dB.
+    assert!((-16.5..=-14.0).contains(&recorded_dbfs), "peak after gain {recorded_dbfs}");
+
+    let events = station.events();
+    assert_eq!(events.last().unwrap()["kind"], "station_stopped");
+    let run = verify(&station);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.starts_with(&format!("ok: {} events", events.len())), "{}", run.stdout);
+}
+
+#[test]
+fn every_airing_start_has_exactly_one_end_and_seq_is_gapless() {
+    let station = station(2, 1, &[TONE, "vbr_stereo_44k.mp3"]);
+    let daemon = station.start(Device::Unpaced);
+    // A clip added from the CLI while the daemon writes: one linear chain all the same.
+    let added = station.add(&station.input("mono.mp3", &crate::helpers::fixture("mono_22k.mp3")), &[]);
+    assert_eq!(added.code, 0, "{}", added.stderr);
+    station.wait_for("three slots", WAIT, |e| of_kind(e, "airing_ended", None).len() >= 6);
+    daemon.stop();
+
+    let events = station.events();
+    for (i, event) in events.iter().enumerate() {
+        assert_eq!(event["seq"], i as i64 + 1, "seq is gapless");
+    }
+    for start in of_kind(&events, "airing_started", None) {
+        let ends = events.iter().filter(|e| e["kind"] == "airing_ended" && e["airing_seq"] == start["seq"]).count();
+        assert_eq!(ends, 1, "airing {} has {ends} endings", start["seq"]);
+    }
+    assert_eq!(verify(&station).code, 0);
+}
+
+#[test]
+fn kill_9_mid_airing_is_recorded_interrupted_after_restart() {
+    let station = station(2, 1, &[LONG_SPEECH]);
+    let daemon = station.start(Device::Paced);
+    station.wait_for("an airing under way", WAIT, |e| !of_kind(e, "airing_started", None).is_empty());
+    std::thread::sleep(Duration::from_millis(2500)); // let heartbeats record progress
+    daemon.kill();
+
+    let daemon = station.start(Device::Unpaced);
+    let events = station
+        .wait_for("the cut airing closed", WAIT, |e| !of_kind(e, "airing_ended", Some("interrupted")).is_empty());
+    daemon.stop();
+
+    let ended = of_kind(&events, "airing_ended", Some("interrupted"))[0];
+    assert_eq!(ended["airing_seq"], of_kind(&events, "airing_started", None)[0]["seq"]);
+    assert!(ended["reason"].as_str().unwrap().contains("power loss or crash"), "{ended}");
+    let played = ended["played_ms"].as_i64().unwrap();
+    assert!(played > 500 && played < 16_000, "the last heartbeat measured {played} ms played");
+    let started = of_kind(&events, "station_started", None);
+    assert_eq!(started.len(), 2);
+    assert!(started[1]["last_alive_at"].is_i64(), "the restart names when the station was last alive");
+    assert_eq!(verify(&station).code, 0);
+}
+
+#[test]
+fn shutdown_mid_airing_is_recorded_interrupted() {
+    let station = station(2, 1, &[LONG_SPEECH]);
+    let daemon = station.start(Device::Paced);
+    station.wait_for("an airing under way", WAIT, |e| !of_kind(e, "airing_started", None).is_empty());
+    std::thread::sleep(Duration::from_millis(1000));
+    daemon.stop();
+
+    let events = station.events();
+    let ended = of_kind(&events, "airing_ended", None);
+    assert_eq!(ended.len(), 1);
+    assert_eq!((ended[0]["status"].as_str(), ended[0]["reason"].as_str()), (Some("interrupted"), Some("shutdown")));
+    let played = ended[0]["played_ms"].as_i64().unwrap();
+    assert!(played > 300 && played < 16_000, "played {played}");
+    assert_eq!(events.last().unwrap()["kind"], "station_stopped");
+    assert_eq!(verify(&station).code, 0);
+}
+
+#[test]
+fn slots_that_fall_while_the_station_is_down_are_recorded_missed() {
+    let station = station(2, 1, &[TONE]);
+    let daemon = station.start(Device::Unpaced);
+    station.wait_for("one airing", WAIT, |e| !of_kind(e, "airing_ended", None).is_empty());
+    daemon.stop();
+    std::thread::sleep(Duration::from_secs(5)); // at least two slots fall while down
+    let daemon = station.start(Device::Unpaced);
+    let events = station.wait_for("the outage recorded", WAIT, |e| !of_kind(e, "slot_missed", None).is_empty());
+    daemon.stop();
+
+    let missed = of_kind(&events, "slot_missed", None);
+    assert!(
+        missed.iter().all(|m| m["reason"] == "station_down" && m["slot"] == "nhanh" && m["status"] == "missed"),
+        "{missed:#?}"
+    );
+    let scheduled: Vec<i64> = missed.iter().map(|m| m["scheduled_at"].as_i64().unwrap()).collect();
+    let fired: Vec<i64> =
+        of_kind(&events, "airing_started", None).iter().map(|e| e["scheduled_at"].as_i64().unwrap()).collect();
+    assert!(scheduled.iter().all(|at| !fired.contains(at)), "a slot both aired and missed");
+    assert_eq!(verify(&station).code, 0);
+}
+
+#[test]
+fn a_missing_device_fails_the_airing_and_the_daemon_keeps_going() {
+    let station = station(2, 1, &[TONE]);
+    let daemon = station.start(Device::Missing);
+    let events = station.wait_for("two failed slots", WAIT, |e| of_kind(e, "airing_ended", Some("failed")).len() >= 2);
+    daemon.stop();
+    let failed = of_kind(&events, "airing_ended", Some("failed"));
+    assert!(failed[0]["reason"].as_str().unwrap().contains("ALSA"), "{}", failed[0]);
+    assert_eq!(failed[0]["played_ms"], 0);
+    assert!(failed[0]["started_at"].is_null(), "nothing reached the device, so no start time");
+    assert_eq!(verify(&station).code, 0);
+}
+
+#[test]
+fn a_slot_with_nothing_to_air_is_recorded() {
+    let station = station(2, 1, &[]);
+    let daemon = station.start(Device::Unpaced);
+    let events = station.wait_for("an empty slot", WAIT, |e| !of_kind(e, "slot_missed", None).is_empty());
+    daemon.stop();
+    assert_eq!(of_kind(&events, "slot_missed", None)[0]["reason"], "no_eligible_clip");
+}
