@@ -100,7 +100,7 @@ impl Engine {
                 timer.next_fire().map_or(MAX_SLEEP, |next| (next - self.clock.now()).to_std().unwrap_or_default());
             tokio::select! {
                 _ = self.clock.sleep(until_next.min(MAX_SLEEP)) => {}
-                _ = self.shutdown.wait_for(|stop| *stop) => run.stopping = true,
+                () = stop_requested(&mut self.shutdown) => run.stopping = true,
             }
         }
         self.append(events::station_stopped("shutdown")).await?;
@@ -248,7 +248,7 @@ impl Engine {
         let measurement = loop {
             tokio::select! {
                 measured = &mut play => break measured,
-                _ = shutdown.wait_for(|stop| *stop), if !run.stopping => {
+                () = stop_requested(&mut shutdown), if !run.stopping => {
                     run.stopping = true;
                     stop.stop(StopCause::Shutdown);
                 }
@@ -270,6 +270,11 @@ impl Engine {
         self.beat(run, self.clock.now(), None).await?;
         Ok(evidence.status)
     }
+}
+
+/// Resolves once shutdown is requested (or its sender is gone).
+async fn stop_requested(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 /// Turns what the player measured into the airing's evidence and verdict.

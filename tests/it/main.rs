@@ -3,5 +3,6 @@
 mod clips;
 mod config;
 mod daemon;
+mod engine;
 mod helpers;
 mod proof;

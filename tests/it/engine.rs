@@ -1,0 +1,107 @@
+//! The real engine loop on a virtual clock: NTP steps back and forward through the loop itself
+//! (store, scheduler, player thread and all), with no waiting for real time. The audio device
+//! is one that does not exist, so each fired slot is a quick `failed` airing: what is checked
+//! here is which slots fired, and how often.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use loa::clock::{Clock, VirtualClock};
+use loa::config::Config;
+use loa::engine::Engine;
+use loa::ingest::Library;
+use loa::player::PlayerHandle;
+use loa::proof::StationKey;
+use loa::store::{EventQuery, Sealer, Store, StoreHandle};
+use serde_json::Value;
+
+use crate::helpers::{Station, fixture};
+
+const CONFIG: &str = r#"
+[station]
+id = "phu-thuy"
+name = "Đài truyền thanh phường Phú Thủy"
+data_dir = "data"
+[audio]
+device = "loa-test-no-such-device"
+[[slot]]
+name = "sang"
+cron = "0 30 5 * * Mon-Sun"
+max_minutes = 15
+peak = true
+grace_seconds = 300
+[[slot]]
+name = "chieu"
+cron = "0 0 17 * * Mon-Sun"
+max_minutes = 15
+peak = true
+grace_seconds = 300
+"#;
+
+fn local(d: u32, h: u32, m: u32) -> DateTime<Utc> {
+    chrono_tz::Asia::Ho_Chi_Minh.with_ymd_and_hms(2026, 11, d, h, m, 0).unwrap().with_timezone(&Utc)
+}
+
+/// Lets the engine run until the virtual clock reaches `t`.
+async fn run_until(clock: &VirtualClock, t: DateTime<Utc>) {
+    while clock.now() < t {
+        tokio::task::yield_now().await;
+    }
+}
+
+fn open_store(config: &Config) -> Store {
+    let key = StationKey::load_or_create(&config.station.data_dir).unwrap();
+    Store::open(&config.station.data_dir, Sealer { station_id: config.station.id.clone(), key }).unwrap()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn clock_steps_never_double_air_nor_silently_skip() {
+    let station = Station::with_config(CONFIG);
+    assert_eq!(station.add(&station.input("a.mp3", &fixture("cbr128_stereo_44k.mp3")), &[]).code, 0);
+    let config = Config::load(&station.config_path()).unwrap();
+    let clock = Arc::new(VirtualClock::new(local(23, 5, 29)));
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let engine = Engine {
+        store: StoreHandle::spawn(open_store(&config)),
+        player: PlayerHandle::spawn(),
+        clock: clock.clone(),
+        library: Library::open(&config.station.data_dir, config.clips).unwrap(),
+        shutdown,
+        config: Arc::new(config.clone()),
+    };
+    let running = tokio::spawn(engine.run());
+
+    run_until(&clock, local(23, 5, 31)).await; // 05:30 fires
+    clock.step(-TimeDelta::hours(1)); // NTP steps back an hour: 04:31
+    run_until(&clock, local(23, 4, 33)).await;
+    clock.step(TimeDelta::minutes(59)); // and forward again past 05:30: 05:32
+    run_until(&clock, local(23, 5, 34)).await;
+    clock.step(TimeDelta::hours(11) + TimeDelta::minutes(30)); // 17:04: four minutes late, inside the grace
+    run_until(&clock, local(23, 17, 6)).await;
+    clock.step(TimeDelta::days(1) + TimeDelta::minutes(5)); // 17:11 next day: both of its slots are past the grace
+    run_until(&clock, local(24, 17, 13)).await;
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+
+    let events: Vec<Value> = open_store(&config)
+        .events(EventQuery::default())
+        .unwrap()
+        .iter()
+        .map(|e| Value::Object(e.to_json()))
+        .collect();
+    let fired = |kind: &str| -> Vec<(String, i64)> {
+        events
+            .iter()
+            .filter(|e| e["kind"] == kind)
+            .map(|e| (e["slot"].as_str().unwrap().to_owned(), e["scheduled_at"].as_i64().unwrap()))
+            .collect()
+    };
+    let ms = |t: DateTime<Utc>| t.timestamp_millis();
+    assert_eq!(fired("airing_started"), [("sang".into(), ms(local(23, 5, 30))), ("chieu".into(), ms(local(23, 17, 0)))], "each slot once");
+    assert_eq!(fired("slot_missed"), [("sang".into(), ms(local(24, 5, 30))), ("chieu".into(), ms(local(24, 17, 0)))]);
+    for missed in events.iter().filter(|e| e["kind"] == "slot_missed") {
+        assert_eq!(missed["reason"], "clock_jumped");
+    }
+    let failed: Vec<&Value> = events.iter().filter(|e| e["kind"] == "airing_ended").collect();
+    assert!(failed.iter().all(|e| e["status"] == "failed" && e["reason"].as_str().unwrap().contains("loa-test-no-such-device")));
+}
