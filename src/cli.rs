@@ -244,9 +244,17 @@ fn check_config(config: &Config, clock: &dyn Clock, out: &mut dyn Write) -> Resu
 fn run_station(config: Config) -> Result<(), Failure> {
     // LOA_LOG overrides, e.g. LOA_LOG=debug. The decoders' own notes ("estimating duration")
     // are noise at a station.
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LOA_LOG")
-        .unwrap_or_else(|_| "info,symphonia_core=error,symphonia_bundle_mp3=error,rodio=warn".into());
-    tracing_subscriber::fmt().with_writer(io::stderr).with_target(false).with_env_filter(filter).init();
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    const DEFAULT_LOG: &str = "info,symphonia_core=error,symphonia_bundle_mp3=error,rodio=warn";
+    let filter: tracing_subscriber::filter::Targets = std::env::var("LOA_LOG")
+        .ok()
+        .and_then(|directives| directives.parse().ok())
+        .unwrap_or_else(|| DEFAULT_LOG.parse().expect("default log directives parse"));
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(io::stderr).with_target(false))
+        .with(filter)
+        .init();
     let (store, library) = open_station(&config)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

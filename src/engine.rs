@@ -26,6 +26,9 @@ use crate::store::{Heartbeat, StoreError, StoreHandle};
 
 /// The scheduler never sleeps longer than this against the wall clock, so a step is noticed.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
+/// A slot is prepared this far ahead (program, device open, `airing_started` written), so its
+/// first frame leaves at the scheduled instant rather than after all that work.
+const CUE: TimeDelta = TimeDelta::seconds(2);
 /// Heartbeats: rarely while idle (SD cards wear), every second while airing (so a power cut's
 /// record says how far the airing got).
 const HEARTBEAT_IDLE: TimeDelta = TimeDelta::seconds(5);
@@ -87,7 +90,7 @@ impl Engine {
         while !run.stopping {
             let now = self.clock.now();
             self.beat(&mut run, now, None).await?;
-            while let Some(due) = timer.due(self.clock.now()) {
+            while let Some(due) = timer.due(self.clock.now(), CUE) {
                 match due {
                     Due::Air { slot, at } => self.air_slot(&mut run, timer.slot(slot).clone(), at).await?,
                     Due::Missed { slot, at } => self.record_missed(&run, timer.slot(slot), at).await?,
@@ -96,10 +99,11 @@ impl Engine {
                     break;
                 }
             }
-            let until_next =
-                timer.next_fire().map_or(MAX_SLEEP, |next| (next - self.clock.now()).to_std().unwrap_or_default());
+            let until_cue = timer
+                .next_fire()
+                .map_or(MAX_SLEEP, |next| (next - CUE - self.clock.now()).to_std().unwrap_or_default());
             tokio::select! {
-                _ = self.clock.sleep(until_next.min(MAX_SLEEP)) => {}
+                _ = self.clock.sleep(until_cue.min(MAX_SLEEP)) => {}
                 () = stop_requested(&mut self.shutdown) => run.stopping = true,
             }
         }
@@ -199,18 +203,15 @@ impl Engine {
             return Ok(());
         }
         tracing::info!(slot = %slot.name, clips = program.len(), "slot starts");
-        let opened = self.player.open(&self.config.audio.device).await;
-        for clip in &program {
+        self.player.begin_slot(&self.config.audio.device);
+        for (i, clip) in program.iter().enumerate() {
             let plan = AiringPlan::new(clip, Some((&slot.name, slot.peak, at)), self.gain_db(clip));
-            let status = match &opened {
-                Ok(()) => self.air(run, plan, clip).await?,
-                Err(reason) => self.record_failed(plan, reason).await?,
-            };
+            let status = self.air(run, plan, clip, (i == 0).then_some(at)).await?;
             if status == AiringStatus::Failed || run.stopping {
                 break; // a dead device fails the rest too; the next slot opens it afresh
             }
         }
-        self.player.close();
+        self.player.end_slot();
         run.busy_until = Some(self.clock.now());
         Ok(())
     }
@@ -221,27 +222,26 @@ impl Engine {
         (self.config.audio.target_lufs - clip.audio.loudness_lufs).min(headroom)
     }
 
-    async fn record_failed(&self, plan: AiringPlan, reason: &str) -> Result<AiringStatus, EngineError> {
-        let synced = self.clock.synchronized();
-        let seq = self.append(events::airing_started(&plan, synced)).await?;
-        let evidence = evidence_of(None, Some(reason), &plan, self.clock.now(), self.clock.now());
-        tracing::error!(clip = plan.clip_id, "airing failed: {reason}");
-        self.append(events::airing_ended(seq, &plan, &evidence, synced)).await?;
-        Ok(AiringStatus::Failed)
-    }
-
-    /// Plays one clip and records it. Returns its status.
-    async fn air(&mut self, run: &mut Run, plan: AiringPlan, clip: &Clip) -> Result<AiringStatus, EngineError> {
+    /// Plays one clip, released to the device at `start_at` if given (else at once), and
+    /// records it. Returns its status.
+    async fn air(
+        &mut self,
+        run: &mut Run,
+        plan: AiringPlan,
+        clip: &Clip,
+        start_at: Option<DateTime<Utc>>,
+    ) -> Result<AiringStatus, EngineError> {
         let synced = self.clock.synchronized();
         let seq = self.append(events::airing_started(&plan, synced)).await?;
         let requested_at = self.clock.now();
+        let start_after = start_at.and_then(|at| (at - requested_at).to_std().ok()).unwrap_or_default();
         let stop = StopSignal::default();
         let progress = Progress::default();
         let planned = Duration::from_millis(plan.planned_ms);
-        let item =
-            PlayItem { path: self.library.clip_path(&clip.sha256), gain_db: plan.gain_db, planned, stop: stop.clone() };
+        let path = self.library.clip_path(&clip.sha256);
+        let item = PlayItem { path, gain_db: plan.gain_db, planned, start_after, stop: stop.clone() };
         // Beyond the player's own deadline: only a stuck audio thread gets here.
-        let give_up = tokio::time::Instant::now() + planned + planned / 20 + Duration::from_secs(15);
+        let give_up = tokio::time::Instant::now() + start_after + planned + planned / 20 + Duration::from_secs(15);
         let play = self.player.play(item, progress.clone());
         tokio::pin!(play);
         let mut shutdown = self.shutdown.clone();
@@ -259,7 +259,7 @@ impl Engine {
                 _ = tokio::time::sleep_until(give_up) => break None,
             }
         };
-        let evidence = evidence_of(measurement.as_ref(), None, &plan, requested_at, self.clock.now());
+        let evidence = evidence_of(measurement.as_ref(), &plan, (requested_at, start_after), self.clock.now());
         tracing::info!(
             clip = plan.clip_id,
             status = evidence.status.as_str(),
@@ -277,16 +277,16 @@ async fn stop_requested(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
-/// Turns what the player measured into the airing's evidence and verdict.
+/// Turns what the player measured into the airing's evidence and verdict. `requested_at` is
+/// the wall time of the play request, `start_after` how long after it the clip was due out.
 fn evidence_of(
     measured: Option<&Measurement>,
-    open_error: Option<&str>,
     plan: &AiringPlan,
-    requested_at: DateTime<Utc>,
+    (requested_at, start_after): (DateTime<Utc>, Duration),
     now: DateTime<Utc>,
 ) -> AiringEvidence {
     let Some(m) = measured else {
-        let reason = open_error.unwrap_or("the audio thread did not answer; it may be stuck on the device");
+        let reason = "the audio thread did not answer; it may be stuck on the device";
         return AiringEvidence {
             started_at: None,
             ended_at: Some(now.timestamp_millis()),
@@ -330,7 +330,7 @@ fn evidence_of(
         peak_dbfs: level_dbfs(f64::from(m.peak)),
         rms_dbfs: level_dbfs(m.rms),
         silent_ms,
-        first_frame_latency_ms: m.first_frame_after.map(|d| d.as_millis() as i64),
+        first_frame_latency_ms: m.first_frame_after.map(|d| d.saturating_sub(start_after).as_millis() as i64),
         status,
         reason,
     }

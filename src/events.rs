@@ -84,7 +84,8 @@ pub struct AiringEvidence {
     pub peak_dbfs: f64,
     pub rms_dbfs: f64,
     pub silent_ms: u64,
-    /// From the airing's start event to the first frame pulled.
+    /// From the moment the clip was due out (the slot's instant for its first clip, else the
+    /// end of the clip before) to the first frame the device pulled.
     pub first_frame_latency_ms: Option<i64>,
     pub status: AiringStatus,
     pub reason: Option<String>,

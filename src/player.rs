@@ -1,7 +1,9 @@
 //! The audio output: the only module that touches rodio (and through it cpal and ALSA).
 //!
-//! One dedicated thread owns the device. The device is opened for a slot and closed after, so a
-//! station's amplifier input is idle between slots and a device that failed is retried fresh.
+//! One dedicated thread owns the device. The device is opened for a slot — at the instant its
+//! first clip is released, so the stream's first callback takes the first frame at once — and
+//! closed after the slot, so the amplifier input is idle between slots and a device that failed
+//! is retried fresh next time.
 //! Every clip is played through [`MeteredSource`], which counts the frames the device actually
 //! pulls and measures their level *after* gain: that, not the plan, is the evidence an airing
 //! record carries. The thread never waits on rodio's `sleep_until_end` (it waits forever when a
@@ -65,6 +67,9 @@ pub struct PlayItem {
     pub path: PathBuf,
     pub gain_db: f64,
     pub planned: Duration,
+    /// Hold the clip, ready, this long after the request, then release it to the device: a
+    /// slot is cued ahead so its first frame goes out at the scheduled instant.
+    pub start_after: Duration,
     pub stop: StopSignal,
 }
 
@@ -83,7 +88,7 @@ pub enum PlaybackEnd {
 /// What reached the device while one clip played.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Measurement {
-    /// From the play request to the first frame the device pulled.
+    /// From the play request to the first frame the device pulled (including `start_after`).
     pub first_frame_after: Option<Duration>,
     /// From the play request to the end.
     pub elapsed: Duration,
@@ -130,9 +135,9 @@ impl Progress {
 }
 
 enum Command {
-    Open { device: String, reply: oneshot::Sender<Result<(), String>> },
+    BeginSlot { device: String },
     Play { item: PlayItem, progress: Progress, reply: oneshot::Sender<Measurement> },
-    Close,
+    EndSlot,
 }
 
 /// The async side's handle to the player thread.
@@ -151,14 +156,13 @@ impl PlayerHandle {
         PlayerHandle { commands }
     }
 
-    /// Opens the ALSA PCM `device` ("default", "hw:0,0", …) for a slot.
-    pub async fn open(&self, device: &str) -> Result<(), String> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Open { device: device.to_owned(), reply })?;
-        answer.await.map_err(|_| "the audio thread died".to_owned())?
+    /// Starts a slot on the ALSA PCM `device` ("default", "hw:0,0", …); the device opens when
+    /// the slot's first clip is released (an open failure is that clip's `DeviceError`).
+    pub fn begin_slot(&self, device: &str) {
+        let _ = self.send(Command::BeginSlot { device: device.to_owned() });
     }
 
-    /// Plays one clip on the open device and reports what reached it. `None` if the audio
+    /// Plays one clip in the slot and reports what reached the device. `None` if the audio
     /// thread did not answer (it died or is stuck).
     pub async fn play(&self, item: PlayItem, progress: Progress) -> Option<Measurement> {
         let (reply, answer) = oneshot::channel();
@@ -166,8 +170,9 @@ impl PlayerHandle {
         answer.await.ok()
     }
 
-    pub fn close(&self) {
-        let _ = self.send(Command::Close);
+    /// Ends the slot: the device is closed.
+    pub fn end_slot(&self) {
+        let _ = self.send(Command::EndSlot);
     }
 
     fn send(&self, command: Command) -> Result<(), String> {
@@ -181,28 +186,32 @@ struct Output {
     error: Arc<Mutex<Option<String>>>,
 }
 
+/// The device of the slot in progress: its name, and the output once opened.
+#[derive(Default)]
+struct SlotDevice {
+    name: Option<String>,
+    output: Option<Output>,
+}
+
+impl SlotDevice {
+    fn open(&mut self) -> Result<&Output, String> {
+        if self.output.is_none() {
+            let name = self.name.as_deref().ok_or("no slot is in progress")?;
+            self.output = Some(open_output(name)?);
+        }
+        Ok(self.output.as_ref().expect("just opened"))
+    }
+}
+
 fn player_thread(commands: mpsc::Receiver<Command>) {
-    let mut output: Option<Output> = None;
+    let mut device = SlotDevice::default();
     for command in commands {
         match command {
-            Command::Open { device, reply } => {
-                drop(output.take()); // close any previous one first
-                let opened = open_output(&device);
-                let result = opened.as_ref().map(|_| ()).map_err(Clone::clone);
-                output = opened.ok();
-                let _ = reply.send(result);
-            }
+            Command::BeginSlot { device: name } => device = SlotDevice { name: Some(name), output: None },
             Command::Play { item, progress, reply } => {
-                let measurement = match &output {
-                    Some(output) => play_one(output, &item, &progress),
-                    None => Measurement::nothing(
-                        PlaybackEnd::DeviceError("the audio device is not open".into()),
-                        Duration::ZERO,
-                    ),
-                };
-                let _ = reply.send(measurement);
+                let _ = reply.send(play_one(&mut device, &item, &progress));
             }
-            Command::Close => output = None,
+            Command::EndSlot => device = SlotDevice::default(),
         }
     }
 }
@@ -247,11 +256,8 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-fn play_one(output: &Output, item: &PlayItem, progress: &Progress) -> Measurement {
+fn play_one(device: &mut SlotDevice, item: &PlayItem, progress: &Progress) -> Measurement {
     let requested = Instant::now();
-    if let Some(error) = output.error.lock().expect("error lock").clone() {
-        return Measurement::nothing(PlaybackEnd::DeviceError(error), requested.elapsed());
-    }
     let source = match open_clip(item) {
         Ok(source) => source,
         Err(e) => return Measurement::nothing(PlaybackEnd::DeviceError(e), requested.elapsed()),
@@ -259,11 +265,26 @@ fn play_one(output: &Output, item: &PlayItem, progress: &Progress) -> Measuremen
     let meter = Arc::new(Mutex::new(MeterState::default()));
     let sample_rate = source.sample_rate().get();
     let gain = 10f32.powf(item.gain_db as f32 / 20.0);
-    output.sink.mixer().add(MeteredSource::new(source, gain, Arc::clone(&meter), item.stop.clone()));
+    let metered = MeteredSource::new(source, gain, Arc::clone(&meter), item.stop.clone());
+    let release_at = requested + item.start_after;
+    while let Some(wait) = release_at.checked_duration_since(Instant::now()).filter(|w| !w.is_zero()) {
+        if let Some(cause) = item.stop.cause() {
+            return Measurement::nothing(PlaybackEnd::Stopped(cause), requested.elapsed());
+        }
+        thread::sleep(wait.min(POLL));
+    }
+    let output = match device.open() {
+        Ok(output) => output,
+        Err(e) => return Measurement::nothing(PlaybackEnd::DeviceError(e), requested.elapsed()),
+    };
+    if let Some(error) = output.error.lock().expect("error lock").clone() {
+        return Measurement::nothing(PlaybackEnd::DeviceError(error), requested.elapsed());
+    }
+    output.sink.mixer().add(metered);
 
-    let deadline = item.planned + item.planned / 20 + Duration::from_secs(3);
+    let deadline = item.start_after + item.planned + item.planned / 20 + Duration::from_secs(3);
     let mut last_frames = 0;
-    let mut last_progress = requested;
+    let mut last_progress = Instant::now();
     let end = loop {
         thread::sleep(POLL);
         let state = meter.lock().expect("meter lock").clone();

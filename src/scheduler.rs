@@ -56,15 +56,16 @@ impl SlotTimer {
         &self.slots[index]
     }
 
-    /// The earliest unhandled fire instant that has come, marked handled. Call repeatedly until
-    /// `None`: after an outage several may be due.
-    pub fn due(&mut self, now: DateTime<Utc>) -> Option<Due> {
+    /// The earliest unhandled fire instant that has come by `now + cue` (the engine prepares a
+    /// slot `cue` ahead of its instant), marked handled. Lateness is judged against `now`. Call
+    /// repeatedly until `None`: after an outage several may be due.
+    pub fn due(&mut self, now: DateTime<Utc>, cue: TimeDelta) -> Option<Due> {
         let (slot, at) = self
             .next
             .iter()
             .enumerate()
             .filter_map(|(i, next)| next.map(|at| (i, at)))
-            .filter(|(_, at)| *at <= now)
+            .filter(|(_, at)| *at <= now + cue)
             .min_by_key(|(i, at)| (*at, *i))?;
         self.next[slot] = first_fire_after(&self.slots[slot], self.timezone, at);
         Some(if now - at <= self.slots[slot].grace { Due::Air { slot, at } } else { Due::Missed { slot, at } })
@@ -119,7 +120,10 @@ mod tests {
 
     /// Every decision while the clock walks through `times`.
     fn run(timer: &mut SlotTimer, times: &[DateTime<Utc>]) -> Vec<Due> {
-        times.iter().flat_map(|now| std::iter::from_fn(|| timer.due(*now)).collect::<Vec<_>>()).collect()
+        times
+            .iter()
+            .flat_map(|now| std::iter::from_fn(|| timer.due(*now, TimeDelta::zero())).collect::<Vec<_>>())
+            .collect()
     }
 
     #[test]
@@ -131,12 +135,12 @@ mod tests {
             local(2026, 11, 23, 5, 0, 0),
         );
         assert_eq!(timer.next_fire(), Some(local(2026, 11, 23, 5, 30, 0)));
-        assert_eq!(timer.due(local(2026, 11, 23, 5, 29, 59)), None);
+        assert_eq!(timer.due(local(2026, 11, 23, 5, 29, 59), TimeDelta::zero()), None);
         assert_eq!(
-            timer.due(local(2026, 11, 23, 5, 30, 0)),
+            timer.due(local(2026, 11, 23, 5, 30, 0), TimeDelta::zero()),
             Some(Due::Air { slot: 0, at: local(2026, 11, 23, 5, 30, 0) })
         );
-        assert_eq!(timer.due(local(2026, 11, 23, 5, 30, 1)), None, "fired once");
+        assert_eq!(timer.due(local(2026, 11, 23, 5, 30, 1), TimeDelta::zero()), None, "fired once");
         assert_eq!(timer.next_fire(), Some(local(2026, 11, 24, 5, 30, 0)));
     }
 
@@ -202,6 +206,23 @@ mod tests {
     }
 
     #[test]
+    fn a_slot_is_handed_out_cue_ahead_of_its_instant_once() {
+        let mut timer = SlotTimer::new(
+            &[slot("sang", "0 30 5 * * Mon-Sun", 300)],
+            tz(),
+            &HashMap::new(),
+            local(2026, 11, 23, 5, 0, 0),
+        );
+        let cue = TimeDelta::seconds(2);
+        assert_eq!(timer.due(local(2026, 11, 23, 5, 29, 57), cue), None);
+        assert_eq!(
+            timer.due(local(2026, 11, 23, 5, 29, 58), cue),
+            Some(Due::Air { slot: 0, at: local(2026, 11, 23, 5, 30, 0) })
+        );
+        assert_eq!(timer.due(local(2026, 11, 23, 5, 30, 0), cue), None);
+    }
+
+    #[test]
     fn station_time_not_utc_decides_the_day() {
         // 05:30 on Monday in Hà Nội is 22:30 UTC on Sunday: a Mon-Fri slot fires then.
         let mut timer = SlotTimer::new(
@@ -212,7 +233,7 @@ mod tests {
         );
         let fire = timer.next_fire().unwrap();
         assert_eq!(fire.to_rfc3339(), "2026-11-22T22:30:00+00:00");
-        assert!(matches!(timer.due(fire), Some(Due::Air { .. })));
+        assert!(matches!(timer.due(fire, TimeDelta::zero()), Some(Due::Air { .. })));
     }
 
     #[test]

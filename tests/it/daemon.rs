@@ -23,6 +23,13 @@ fn station(every: u32, grace: u32, files: &[&str]) -> Station {
     Station::with_config(&config)
 }
 
+/// Sleeps until `ms` after the first airing's scheduled instant (its audio starts then).
+fn sleep_into_first_airing(events: &[serde_json::Value], ms: i64) {
+    let scheduled = of_kind(events, "airing_started", None)[0]["scheduled_at"].as_i64().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    std::thread::sleep(Duration::from_millis((scheduled + ms - now).max(0) as u64));
+}
+
 fn verify(station: &Station) -> crate::helpers::Run {
     let export = station.dir.path().join("export.jsonl");
     let run = station.loa(&["airtime", "--format", "jsonl"]);
@@ -92,8 +99,8 @@ fn every_airing_start_has_exactly_one_end_and_seq_is_gapless() {
 fn kill_9_mid_airing_is_recorded_interrupted_after_restart() {
     let station = station(2, 1, &[LONG_SPEECH]);
     let daemon = station.start(Device::Paced);
-    station.wait_for("an airing under way", WAIT, |e| !of_kind(e, "airing_started", None).is_empty());
-    std::thread::sleep(Duration::from_millis(2500)); // let heartbeats record progress
+    let events = station.wait_for("an airing under way", WAIT, |e| !of_kind(e, "airing_started", None).is_empty());
+    sleep_into_first_airing(&events, 2500); // let heartbeats record progress
     daemon.kill();
 
     let daemon = station.start(Device::Unpaced);
@@ -116,8 +123,8 @@ fn kill_9_mid_airing_is_recorded_interrupted_after_restart() {
 fn shutdown_mid_airing_is_recorded_interrupted() {
     let station = station(2, 1, &[LONG_SPEECH]);
     let daemon = station.start(Device::Paced);
-    station.wait_for("an airing under way", WAIT, |e| !of_kind(e, "airing_started", None).is_empty());
-    std::thread::sleep(Duration::from_millis(1000));
+    let events = station.wait_for("an airing under way", WAIT, |e| !of_kind(e, "airing_started", None).is_empty());
+    sleep_into_first_airing(&events, 1000);
     daemon.stop();
 
     let events = station.events();

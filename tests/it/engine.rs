@@ -83,12 +83,8 @@ async fn clock_steps_never_double_air_nor_silently_skip() {
     stop.send(true).unwrap();
     running.await.unwrap().unwrap();
 
-    let events: Vec<Value> = open_store(&config)
-        .events(EventQuery::default())
-        .unwrap()
-        .iter()
-        .map(|e| Value::Object(e.to_json()))
-        .collect();
+    let events: Vec<Value> =
+        open_store(&config).events(EventQuery::default()).unwrap().iter().map(|e| Value::Object(e.to_json())).collect();
     let fired = |kind: &str| -> Vec<(String, i64)> {
         events
             .iter()
@@ -97,11 +93,19 @@ async fn clock_steps_never_double_air_nor_silently_skip() {
             .collect()
     };
     let ms = |t: DateTime<Utc>| t.timestamp_millis();
-    assert_eq!(fired("airing_started"), [("sang".into(), ms(local(23, 5, 30))), ("chieu".into(), ms(local(23, 17, 0)))], "each slot once");
+    assert_eq!(
+        fired("airing_started"),
+        [("sang".into(), ms(local(23, 5, 30))), ("chieu".into(), ms(local(23, 17, 0)))],
+        "each slot once"
+    );
     assert_eq!(fired("slot_missed"), [("sang".into(), ms(local(24, 5, 30))), ("chieu".into(), ms(local(24, 17, 0)))]);
     for missed in events.iter().filter(|e| e["kind"] == "slot_missed") {
         assert_eq!(missed["reason"], "clock_jumped");
     }
     let failed: Vec<&Value> = events.iter().filter(|e| e["kind"] == "airing_ended").collect();
-    assert!(failed.iter().all(|e| e["status"] == "failed" && e["reason"].as_str().unwrap().contains("loa-test-no-such-device")));
+    assert!(
+        failed
+            .iter()
+            .all(|e| e["status"] == "failed" && e["reason"].as_str().unwrap().contains("loa-test-no-such-device"))
+    );
 }
