@@ -14,16 +14,19 @@ use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 
+use crate::auth;
 use crate::clip::{self, Clip, ClipMeta, Priority};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config, ConfigError, QuotaPeriod};
 use crate::engine::Engine;
 use crate::export::{self, Format};
+use crate::http::{self, AppState};
 use crate::ingest::{IngestError, Library};
+use crate::live::Live;
 use crate::player::PlayerHandle;
 use crate::proof::{self, StationKey};
 use crate::scheduler;
-use crate::store::{EventQuery, Inserted, Sealer, Store, StoreHandle};
+use crate::store::{EventQuery, Inserted, Role, Sealer, Store, StoreHandle};
 
 #[derive(Debug, Parser)]
 #[command(name = "loa", version, about = "Plans, airs and proves bulletins at a community loudspeaker station")]
@@ -74,6 +77,32 @@ enum Command {
     /// Manage the bulletin library.
     #[command(subcommand)]
     Clip(ClipCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Make a token and print it once (only its SHA-256 is kept).
+    Create {
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// Who holds it, e.g. "Chị Lan, văn phòng phường".
+        #[arg(long)]
+        label: String,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token: it stops working at once.
+    Revoke { id: i64 },
+}
+
+fn parse_role(text: &str) -> Result<Role, String> {
+    text.parse()
 }
 
 #[derive(Debug, Subcommand)]
@@ -182,6 +211,7 @@ fn run(args: Args, clock: &dyn Clock, out: &mut dyn Write) -> Result<(), Failure
         Command::Station { json } => station(&config, json, out),
         Command::Airtime { after_seq, from, to, format } => airtime(&config, after_seq, (from, to), format, out),
         Command::Clip(command) => run_clip(command, &config, clock, out),
+        Command::Token(command) => run_token(command, &config, clock, out),
         Command::Verify { .. } => unreachable!("handled above"),
     }
     .or_else(|failure| match failure {
@@ -242,6 +272,7 @@ fn check_config(config: &Config, clock: &dyn Clock, out: &mut dyn Write) -> Resu
 }
 
 fn run_station(config: Config) -> Result<(), Failure> {
+    let config = Arc::new(config);
     // LOA_LOG overrides, e.g. LOA_LOG=debug. The decoders' own notes ("estimating duration")
     // are noise at a station.
     use tracing_subscriber::layer::SubscriberExt;
@@ -256,25 +287,51 @@ fn run_station(config: Config) -> Result<(), Failure> {
         .with(filter)
         .init();
     let (store, library) = open_station(&config)?;
+    let public_key = store.public_key_hex();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| failed(format!("cannot start the runtime: {e}")))?;
     runtime.block_on(async {
         let (stop, shutdown) = watch::channel(false);
+        let stop = Arc::new(stop);
+        let on_signal = Arc::clone(&stop);
         tokio::spawn(async move {
             wait_for_stop_signal().await;
-            let _ = stop.send(true);
+            let _ = on_signal.send(true);
         });
-        let engine = Engine {
-            config: Arc::new(config),
-            store: StoreHandle::spawn(store),
-            player: PlayerHandle::spawn(),
-            clock: Arc::new(SystemClock),
-            library,
-            shutdown,
+        let listener = tokio::net::TcpListener::bind(config.http.listen).await.map_err(|e| {
+            failed(format!(
+                "cannot listen on {} ({e}); change http.listen in {}",
+                config.http.listen,
+                config.path.display()
+            ))
+        })?;
+        let address = listener.local_addr().map_err(|e| failed(format!("cannot read the bound address: {e}")))?;
+        tracing::info!(%address, "HTTP API listening");
+        let (store, clock, live): (_, Arc<dyn Clock>, _) =
+            (StoreHandle::spawn(store), Arc::new(SystemClock), Live::default());
+        let api = AppState {
+            config: Arc::clone(&config),
+            store: store.clone(),
+            library: library.clone(),
+            clock: Arc::clone(&clock),
+            live: live.clone(),
+            public_key,
+            counters: Default::default(),
         };
-        engine.run().await.map_err(|e| failed(format!("the station stopped: {e}")))
+        let mut server_shutdown = shutdown.clone();
+        let server = tokio::spawn(http::serve(listener, api, async move {
+            let _ = server_shutdown.wait_for(|stop| *stop).await;
+        }));
+        let engine = Engine { config, store, player: PlayerHandle::spawn(), clock, library, live, shutdown };
+        let result = engine.run().await.map_err(|e| failed(format!("the station stopped: {e}")));
+        let _ = stop.send(true); // whatever ended the engine ends the API too
+        match server.await {
+            Ok(Ok(())) => result,
+            Ok(Err(e)) => result.and(Err(failed(format!("the HTTP API failed: {e}")))),
+            Err(e) => result.and(Err(failed(format!("the HTTP API task failed: {e}")))),
+        }
     })
 }
 
@@ -383,6 +440,50 @@ fn run_clip(command: ClipCommand, config: &Config, clock: &dyn Clock, out: &mut 
             } else {
                 format!("clip {id} \"{}\" was already retired at {retired_at}\n", clip.meta.title)
             };
+            out.write_all(line.as_bytes()).map_err(write_err)
+        }
+    }
+}
+
+fn run_token(command: TokenCommand, config: &Config, clock: &dyn Clock, out: &mut dyn Write) -> Result<(), Failure> {
+    let (mut store, _) = open_station(config)?;
+    let store_error = |e: crate::store::StoreError| failed(e.to_string());
+    match command {
+        TokenCommand::Create { role, label } => {
+            let label = label.trim();
+            if label.is_empty() {
+                return Err(failed("--label: say who holds the token, e.g. \"Chị Lan, văn phòng phường\""));
+            }
+            let secret = auth::generate().map_err(|e| failed(e.to_string()))?;
+            let token = store.create_token(role, label, &auth::digest(&secret), clock.now()).map_err(store_error)?;
+            eprintln!("token {} ({}, \"{}\") created; it is shown only now:", token.id, role.as_str(), token.label);
+            out.write_all(format!("{secret}\n").as_bytes()).map_err(write_err)
+        }
+        TokenCommand::List { json } => {
+            let tokens = store.tokens().map_err(store_error)?;
+            if json {
+                return write_json(out, &serde_json::json!({ "tokens": tokens }));
+            }
+            let mut text = format!("{:>4}  {:<9} {:<8} {:<25} label\n", "id", "role", "status", "created_at");
+            for t in &tokens {
+                let status = if t.revoked_at.is_some() { "revoked" } else { "active" };
+                text.push_str(&format!(
+                    "{:>4}  {:<9} {status:<8} {:<25} {}\n",
+                    t.id,
+                    t.role.as_str(),
+                    t.created_at,
+                    t.label
+                ));
+            }
+            out.write_all(text.as_bytes()).map_err(write_err)
+        }
+        TokenCommand::Revoke { id } => {
+            let token = store
+                .revoke_token(id, clock.now())
+                .map_err(store_error)?
+                .ok_or_else(|| failed(format!("there is no token {id}; `loa token list` shows the ids")))?;
+            let line =
+                format!("token {id} (\"{}\") revoked at {}\n", token.label, token.revoked_at.unwrap_or_default());
             out.write_all(line.as_bytes()).map_err(write_err)
         }
     }

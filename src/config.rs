@@ -58,6 +58,8 @@ pub struct Audio {
 pub struct Http {
     pub listen: SocketAddr,
     pub max_upload_mib: u64,
+    /// Serve `/metrics` without a token (for a Prometheus on the LAN).
+    pub metrics_public: bool,
 }
 
 /// Bounds on a bulletin's decoded duration, enforced at ingest.
@@ -199,6 +201,8 @@ struct RawAudio {
 struct RawHttp {
     listen: Option<Spanned<String>>,
     max_upload_mib: Option<Spanned<i64>>,
+    #[serde(default)]
+    metrics_public: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -412,7 +416,7 @@ impl RawHttp {
             Some(m) => *m.get_ref() as u64,
             None => 200,
         };
-        Ok(Http { listen, max_upload_mib })
+        Ok(Http { listen, max_upload_mib, metrics_public: self.metrics_public })
     }
 }
 

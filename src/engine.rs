@@ -18,11 +18,12 @@ use crate::clock::Clock;
 use crate::config::{Config, Slot};
 use crate::events::{self, AiringEvidence, AiringPlan, AiringStatus, level_dbfs};
 use crate::ingest::{IngestError, Library};
+use crate::live::{DeviceReport, Live};
 use crate::planner;
 use crate::player::{Measurement, PlayItem, PlaybackEnd, PlayerHandle, Progress, StopCause, StopSignal};
 use crate::proof::Fields;
 use crate::scheduler::{Due, RECOVERY_WINDOW, SlotTimer};
-use crate::store::{Heartbeat, StoreError, StoreHandle};
+use crate::store::{Heartbeat, StoreError, StoreHandle, Wanted};
 
 /// The scheduler never sleeps longer than this against the wall clock, so a step is noticed.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
@@ -48,6 +49,7 @@ pub struct Engine {
     pub player: PlayerHandle,
     pub clock: Arc<dyn Clock>,
     pub library: Library,
+    pub live: Live,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -99,11 +101,16 @@ impl Engine {
                     break;
                 }
             }
+            self.air_queued_now(&mut run).await?;
+            self.live.update(|l| {
+                l.next_slot = timer.next_slot().map(|(slot, at)| (slot.name.clone(), at.timestamp_millis()))
+            });
             let until_cue = timer
                 .next_fire()
                 .map_or(MAX_SLEEP, |next| (next - CUE - self.clock.now()).to_std().unwrap_or_default());
             tokio::select! {
                 _ = self.clock.sleep(until_cue.min(MAX_SLEEP)) => {}
+                () = self.live.rung() => {}
                 () = stop_requested(&mut self.shutdown) => run.stopping = true,
             }
         }
@@ -193,9 +200,24 @@ impl Engine {
 
     async fn air_slot(&mut self, run: &mut Run, slot: Slot, at: DateTime<Utc>) -> Result<(), EngineError> {
         let date = at.with_timezone(&self.config.station.timezone).date_naive();
-        let (clips, last_completed) =
-            self.store.call(|s| Ok::<_, StoreError>((s.active_clips()?, s.last_completed_by_clip()?))).await?;
-        let program = planner::program(&clips, &last_completed, date, u64::from(slot.max_minutes) * 60_000);
+        let (clips, last_completed, queued) = self
+            .store
+            .call(|s| {
+                let queued = s.pending_queue(Wanted::NextSlot)?;
+                let queued_clips =
+                    queued.iter().filter_map(|q| s.clip(q.clip_id).transpose().map(|c| c.map(|c| (c, Some(q.id)))));
+                let queued_clips: Vec<(Clip, Option<i64>)> = queued_clips.collect::<Result<_, _>>()?;
+                Ok::<_, StoreError>((s.active_clips()?, s.last_completed_by_clip()?, queued_clips))
+            })
+            .await?;
+        let planned = planner::program(&clips, &last_completed, date, u64::from(slot.max_minutes) * 60_000);
+        // Operators' "next slot" items lead, then the planner's program without repeats.
+        let mut program = queued;
+        for clip in planned {
+            if !program.iter().any(|(c, _)| c.id == clip.id) {
+                program.push((clip, None));
+            }
+        }
         if program.is_empty() {
             tracing::warn!(slot = %slot.name, "nothing eligible to air");
             let fields = events::slot_missed(&slot.name, slot.peak, at, "no_eligible_clip", self.clock.synchronized());
@@ -204,16 +226,55 @@ impl Engine {
         }
         tracing::info!(slot = %slot.name, clips = program.len(), "slot starts");
         self.player.begin_slot(&self.config.audio.device);
-        for (i, clip) in program.iter().enumerate() {
+        for (i, (clip, queue_item)) in program.iter().enumerate() {
+            if let Some(id) = *queue_item {
+                let now = self.clock.now();
+                self.store.call(move |s| s.take_queue_item(id, now)).await?;
+            }
             let plan = AiringPlan::new(clip, Some((&slot.name, slot.peak, at)), self.gain_db(clip));
-            let status = self.air(run, plan, clip, (i == 0).then_some(at)).await?;
+            let status = self.air(run, plan, clip, (i == 0).then_some(at), true).await?;
             if status == AiringStatus::Failed || run.stopping {
                 break; // a dead device fails the rest too; the next slot opens it afresh
+            }
+            if status == AiringStatus::Preempted {
+                self.player.end_slot();
+                self.air_queued_now(run).await?;
+                self.player.begin_slot(&self.config.audio.device);
             }
         }
         self.player.end_slot();
         run.busy_until = Some(self.clock.now());
         Ok(())
+    }
+
+    /// Airs every bulletin queued "now" at once, outside any slot, oldest first.
+    async fn air_queued_now(&mut self, run: &mut Run) -> Result<(), EngineError> {
+        loop {
+            let pending = self.store.call(|s| s.pending_queue(Wanted::Now)).await?;
+            if pending.is_empty() || run.stopping {
+                return Ok(());
+            }
+            self.player.begin_slot(&self.config.audio.device);
+            for item in pending {
+                let now = self.clock.now();
+                let (id, clip_id) = (item.id, item.clip_id);
+                let clip = self
+                    .store
+                    .call(move |s| {
+                        s.take_queue_item(id, now)?;
+                        s.clip(clip_id)
+                    })
+                    .await?;
+                let Some(clip) = clip else { continue };
+                tracing::warn!(clip = clip.id, title = %clip.meta.title, "airing a bulletin queued now");
+                let plan = AiringPlan::new(&clip, None, self.gain_db(&clip));
+                let status = self.air(run, plan, &clip, None, false).await?;
+                if status == AiringStatus::Failed || run.stopping {
+                    break;
+                }
+            }
+            self.player.end_slot();
+        }
     }
 
     /// Gain toward the loudness target that never lifts the clip's peak above 0 dBFS.
@@ -230,6 +291,7 @@ impl Engine {
         plan: AiringPlan,
         clip: &Clip,
         start_at: Option<DateTime<Utc>>,
+        preemptible: bool,
     ) -> Result<AiringStatus, EngineError> {
         let synced = self.clock.synchronized();
         let seq = self.append(events::airing_started(&plan, synced)).await?;
@@ -257,6 +319,11 @@ impl Engine {
                     self.beat(run, self.clock.now(), Some((seq, played))).await?;
                 }
                 _ = tokio::time::sleep_until(give_up) => break None,
+                () = self.live.rung(), if preemptible => {
+                    if !self.store.call(|s| s.pending_queue(Wanted::Now)).await?.is_empty() {
+                        stop.stop(StopCause::Preempted);
+                    }
+                }
             }
         };
         let evidence = evidence_of(measurement.as_ref(), &plan, (requested_at, start_after), self.clock.now());
@@ -268,6 +335,12 @@ impl Engine {
         );
         self.append(events::airing_ended(seq, &plan, &evidence, synced)).await?;
         self.beat(run, self.clock.now(), None).await?;
+        let report = DeviceReport {
+            ok: evidence.status != AiringStatus::Failed,
+            detail: evidence.reason.clone().unwrap_or_else(|| format!("{} ms played", evidence.played_ms)),
+            at: self.clock.now().timestamp_millis(),
+        };
+        self.live.update(|l| l.audio_device = Some(report));
         Ok(evidence.status)
     }
 }

@@ -180,6 +180,17 @@ pub fn clip_retired(clip: &Clip) -> Fields {
     fields("clip_retired", [part(&ClipFacts::from(clip))])
 }
 
+/// `token_created` / `token_revoked`: who may act on the station (never the secret).
+pub fn token(token: &crate::store::Token, kind: &str) -> Fields {
+    #[derive(Serialize)]
+    struct TokenFacts<'a> {
+        token_id: i64,
+        role: &'a str,
+        label: &'a str,
+    }
+    fields(kind, [part(&TokenFacts { token_id: token.id, role: token.role.as_str(), label: &token.label })])
+}
+
 pub fn airing_started(plan: &AiringPlan, clock_synced: bool) -> Fields {
     fields("airing_started", [part(plan), part(&Synced { clock_synced })])
 }

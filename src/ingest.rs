@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use tempfile::NamedTempFile;
 
 use crate::analysis::{self, AnalysisError, Rejection};
-use crate::clip::{ClipMeta, MetaError};
+use crate::clip::{AudioFacts, ClipMeta, MetaError};
 use crate::config::ClipLimits;
 use crate::store::{Inserted, Store, StoreError};
 
@@ -75,6 +75,19 @@ impl Staged {
     pub fn size(&self) -> u64 {
         self.size
     }
+
+    /// All bytes are in: flush and name the content.
+    pub fn finish(mut self) -> io::Result<Finished> {
+        self.file.flush()?;
+        Ok(Finished { sha256: hex::encode(self.hasher.finalize()), size: self.size, file: self.file })
+    }
+}
+
+/// A complete upload, identified by its SHA-256, not yet checked.
+pub struct Finished {
+    file: NamedTempFile,
+    pub sha256: String,
+    pub size: u64,
 }
 
 impl Library {
@@ -109,30 +122,46 @@ impl Library {
         Ok(removed)
     }
 
-    /// Checks, measures and stores a staged upload. A duplicate (same SHA-256) is reported as
-    /// `Inserted::Existing` without decoding it again.
+    /// Checks, measures and stores a staged upload, in one call (the CLI's way). A duplicate
+    /// (same SHA-256) is reported as `Inserted::Existing` without decoding it again.
     pub fn admit(
         &self,
-        mut staged: Staged,
+        staged: Staged,
         meta: &ClipMeta,
         store: &mut Store,
         now: DateTime<Utc>,
     ) -> Result<Inserted, IngestError> {
         meta.check()?;
-        staged.flush()?;
-        let sha256 = hex::encode(staged.hasher.finalize_reset());
-        if let Some(existing) = store.clip_by_sha256(&sha256)? {
+        let finished = staged.finish()?;
+        if let Some(existing) = store.clip_by_sha256(&finished.sha256)? {
             return Ok(Inserted::Existing(existing));
         }
-        let audio = analysis::analyse(staged.file.path(), self.limits)?;
+        let audio = self.analyse(&finished)?;
+        self.keep(finished, meta, &audio, store, now)
+    }
 
-        staged.file.as_file().sync_all()?;
-        let final_path = self.clip_path(&sha256);
-        staged.file.persist(&final_path).map_err(|e| e.error)?;
+    /// Decodes the whole upload and measures it (seconds of CPU for a long clip: callers in
+    /// async code run it on a blocking thread).
+    pub fn analyse(&self, finished: &Finished) -> Result<AudioFacts, IngestError> {
+        Ok(analysis::analyse(finished.file.path(), self.limits)?)
+    }
+
+    /// Makes a checked upload durable under its SHA-256 and records it (with its event).
+    pub fn keep(
+        &self,
+        finished: Finished,
+        meta: &ClipMeta,
+        audio: &AudioFacts,
+        store: &mut Store,
+        now: DateTime<Utc>,
+    ) -> Result<Inserted, IngestError> {
+        finished.file.as_file().sync_all()?;
+        let final_path = self.clip_path(&finished.sha256);
+        finished.file.persist(&final_path).map_err(|e| e.error)?;
         fs::File::open(&self.clips_dir)?.sync_all()?;
 
-        let inserted = store.insert_clip(&sha256, staged.size, meta, &audio, now);
-        if inserted.is_err() && matches!(store.clip_by_sha256(&sha256), Ok(None)) {
+        let inserted = store.insert_clip(&finished.sha256, finished.size, meta, audio, now);
+        if inserted.is_err() && matches!(store.clip_by_sha256(&finished.sha256), Ok(None)) {
             let _ = fs::remove_file(&final_path); // nothing refers to it; don't leave it behind
         }
         Ok(inserted?)

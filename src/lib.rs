@@ -2,6 +2,7 @@
 //! station. See ARCHITECTURE.md for the map of modules and the invariants they keep.
 
 pub mod analysis;
+pub mod auth;
 pub mod cli;
 pub mod clip;
 pub mod clock;
@@ -9,7 +10,9 @@ pub mod config;
 pub mod engine;
 pub mod events;
 pub mod export;
+pub mod http;
 pub mod ingest;
+pub mod live;
 pub mod mp3;
 pub mod planner;
 pub mod player;

@@ -73,7 +73,17 @@ impl SlotTimer {
 
     /// The earliest unhandled fire instant, if any slot will ever fire again.
     pub fn next_fire(&self) -> Option<DateTime<Utc>> {
-        self.next.iter().flatten().min().copied()
+        self.next_slot().map(|(_, at)| at)
+    }
+
+    /// The slot that fires next, and when.
+    pub fn next_slot(&self) -> Option<(&Slot, DateTime<Utc>)> {
+        self.next
+            .iter()
+            .enumerate()
+            .filter_map(|(i, at)| at.map(|at| (i, at)))
+            .min_by_key(|(i, at)| (*at, *i))
+            .map(|(i, at)| (&self.slots[i], at))
     }
 }
 

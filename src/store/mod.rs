@@ -28,8 +28,13 @@ use crate::proof::{Fields, GENESIS_HASH, SealedEvent, StationKey};
 
 pub const DATABASE_FILE: &str = "loa.sqlite";
 
-static MIGRATIONS: LazyLock<Migrations<'static>> =
-    LazyLock::new(|| Migrations::new(vec![M::up(include_str!("v1_clips.sql")), M::up(include_str!("v2_events.sql"))]));
+static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
+    Migrations::new(vec![
+        M::up(include_str!("v1_clips.sql")),
+        M::up(include_str!("v2_events.sql")),
+        M::up(include_str!("v3_tokens_queue.sql")),
+    ])
+});
 
 /// Writers (the daemon and a CLI command run beside it) wait this long for each other.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -69,6 +74,71 @@ pub struct Heartbeat {
     pub at: i64,
     /// The airing in progress then (its `airing_started` seq) and how far it had played.
     pub airing: Option<(i64, u64)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Operator,
+    District,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::District => "district",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "operator" => Ok(Role::Operator),
+            "district" => Ok(Role::District),
+            other => Err(format!("\"{other}\" is not a role; use operator or district")),
+        }
+    }
+}
+
+/// An API token as stored: never the secret itself.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Token {
+    pub id: i64,
+    pub role: Role,
+    pub label: String,
+    #[serde(skip)]
+    pub token_sha256: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Wanted {
+    NextSlot,
+    Now,
+}
+
+impl Wanted {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Wanted::NextSlot => "next_slot",
+            Wanted::Now => "now",
+        }
+    }
+}
+
+/// A bulletin an operator asked to air.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct QueueItem {
+    pub id: i64,
+    pub clip_id: i64,
+    pub when: Wanted,
+    pub created_at: String,
+    pub taken_at: Option<String>,
 }
 
 /// Which events to read.
@@ -234,6 +304,93 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Records a token by its SHA-256 (the secret itself is never stored).
+    pub fn create_token(
+        &mut self,
+        role: Role,
+        label: &str,
+        token_sha256: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Token, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO tokens (role, label, token_sha256, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![role.as_str(), label, token_sha256, timestamp(at)],
+        )?;
+        let token = tx.query_row(
+            &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"),
+            [tx.last_insert_rowid()],
+            token_from_row,
+        )?;
+        append_in(&tx, &self.sealer, at, events::token(&token, "token_created"))?;
+        tx.commit()?;
+        Ok(token)
+    }
+
+    pub fn tokens(&self) -> Result<Vec<Token>, StoreError> {
+        let mut stmt = self.conn.prepare(&format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY id"))?;
+        let tokens = stmt.query_map([], token_from_row)?.collect::<Result<_, _>>()?;
+        Ok(tokens)
+    }
+
+    /// Revokes a token (idempotent); `None` when no token has this id.
+    pub fn revoke_token(&mut self, id: i64, at: DateTime<Utc>) -> Result<Option<Token>, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let revoked = tx.execute(
+            "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+            params![id, timestamp(at)],
+        )?;
+        let token = tx
+            .query_row(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"), [id], token_from_row)
+            .optional()?;
+        if let (1, Some(token)) = (revoked, &token) {
+            append_in(&tx, &self.sealer, at, events::token(token, "token_revoked"))?;
+        }
+        tx.commit()?;
+        Ok(token)
+    }
+
+    pub fn enqueue(&mut self, clip_id: i64, when: Wanted, at: DateTime<Utc>) -> Result<QueueItem, StoreError> {
+        self.conn.execute(
+            "INSERT INTO queue (clip_id, wanted, created_at) VALUES (?1, ?2, ?3)",
+            params![clip_id, when.as_str(), timestamp(at)],
+        )?;
+        let id = self.conn.last_insert_rowid();
+        Ok(self.conn.query_row(&format!("SELECT {QUEUE_COLUMNS} FROM queue WHERE id = ?1"), [id], queue_from_row)?)
+    }
+
+    /// Queue items not yet taken, oldest first.
+    pub fn pending_queue(&self, when: Wanted) -> Result<Vec<QueueItem>, StoreError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {QUEUE_COLUMNS} FROM queue WHERE taken_at IS NULL AND wanted = ?1 ORDER BY id"
+        ))?;
+        let items = stmt.query_map([when.as_str()], queue_from_row)?.collect::<Result<_, _>>()?;
+        Ok(items)
+    }
+
+    pub fn take_queue_item(&mut self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.conn
+            .execute("UPDATE queue SET taken_at = ?2 WHERE id = ?1 AND taken_at IS NULL", params![id, timestamp(at)])?;
+        Ok(())
+    }
+
+    /// Completed/partial/... airing counts and the latest airing's end, for metrics.
+    pub fn airing_counts(&self) -> Result<(Vec<(String, i64)>, Option<i64>), StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT status, count(*), max(at) FROM events WHERE kind IN ('airing_ended', 'slot_missed') GROUP BY status ORDER BY status",
+        )?;
+        let rows: Vec<(String, i64, Option<i64>)> =
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
+        let last = rows.iter().filter(|(status, _, _)| status != "missed").filter_map(|(_, _, at)| *at).max();
+        Ok((rows.into_iter().map(|(status, n, _)| (status, n)).collect(), last))
+    }
+
+    /// Whether the database answers a trivial query (for health checks).
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.conn.query_row("SELECT 1", [], |_| Ok(()))?;
+        Ok(())
+    }
+
     pub fn heartbeat(&self) -> Result<Option<Heartbeat>, StoreError> {
         let row = self
             .conn
@@ -296,6 +453,35 @@ fn append_in(
         params![event.seq, event.body, event.hash, event.sig],
     )?;
     Ok(event)
+}
+
+const TOKEN_COLUMNS: &str = "id, role, label, token_sha256, created_at, revoked_at";
+
+fn token_from_row(row: &Row) -> rusqlite::Result<Token> {
+    let role: String = row.get(1)?;
+    Ok(Token {
+        id: row.get(0)?,
+        role: role
+            .parse()
+            .map_err(|e: String| rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, e.into()))?,
+        label: row.get(2)?,
+        token_sha256: row.get(3)?,
+        created_at: row.get(4)?,
+        revoked_at: row.get(5)?,
+    })
+}
+
+const QUEUE_COLUMNS: &str = "id, clip_id, wanted, created_at, taken_at";
+
+fn queue_from_row(row: &Row) -> rusqlite::Result<QueueItem> {
+    let wanted: String = row.get(2)?;
+    Ok(QueueItem {
+        id: row.get(0)?,
+        clip_id: row.get(1)?,
+        when: if wanted == "now" { Wanted::Now } else { Wanted::NextSlot },
+        created_at: row.get(3)?,
+        taken_at: row.get(4)?,
+    })
 }
 
 fn event_from_row(row: &Row) -> rusqlite::Result<SealedEvent> {
@@ -406,6 +592,19 @@ mod tests {
         let refused = store.conn.execute("DELETE FROM clips", []).unwrap_err().to_string();
         assert!(refused.contains("never deleted"), "{refused}");
         assert_eq!(store.clips().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn queue_items_wait_until_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        let Inserted::New(clip) = store.insert_clip(SHA, 1, &meta(), &audio(), Utc::now()).unwrap() else { panic!() };
+        let now = store.enqueue(clip.id, Wanted::Now, Utc::now()).unwrap();
+        store.enqueue(clip.id, Wanted::NextSlot, Utc::now()).unwrap();
+        assert_eq!(store.pending_queue(Wanted::Now).unwrap(), [now.clone()]);
+        store.take_queue_item(now.id, Utc::now()).unwrap();
+        assert!(store.pending_queue(Wanted::Now).unwrap().is_empty());
+        assert_eq!(store.pending_queue(Wanted::NextSlot).unwrap().len(), 1);
     }
 
     #[test]

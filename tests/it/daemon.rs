@@ -13,7 +13,7 @@ const WAIT: Duration = Duration::from_secs(30);
 /// A station with one slot every `every` seconds and the given preloaded files.
 fn station(every: u32, grace: u32, files: &[&str]) -> Station {
     let mut config = format!(
-        "[station]\nid = \"phu-thuy\"\nname = \"Đài truyền thanh phường Phú Thủy\"\ndata_dir = \"data\"\n\
+        "[station]\nid = \"phu-thuy\"\nname = \"Đài truyền thanh phường Phú Thủy\"\ndata_dir = \"data\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
          [[slot]]\nname = \"nhanh\"\ncron = \"*/{every} * * * * Mon-Sun\"\nmax_minutes = 1\npeak = true\ngrace_seconds = {grace}\n"
     );
     for (i, file) in files.iter().enumerate() {

@@ -42,9 +42,10 @@ fn local(d: u32, h: u32, m: u32) -> DateTime<Utc> {
     chrono_tz::Asia::Ho_Chi_Minh.with_ymd_and_hms(2026, 11, d, h, m, 0).unwrap().with_timezone(&Utc)
 }
 
-/// Lets the engine run until the virtual clock reaches `t`.
-async fn run_until(clock: &VirtualClock, t: DateTime<Utc>) {
+/// Lets the engine run until the virtual clock reaches `t`; fails if the engine stops first.
+async fn run_until<T>(clock: &VirtualClock, engine: &tokio::task::JoinHandle<T>, t: DateTime<Utc>) {
     while clock.now() < t {
+        assert!(!engine.is_finished(), "the engine stopped at {} before {t}", clock.now());
         tokio::task::yield_now().await;
     }
 }
@@ -66,20 +67,21 @@ async fn clock_steps_never_double_air_nor_silently_skip() {
         player: PlayerHandle::spawn(),
         clock: clock.clone(),
         library: Library::open(&config.station.data_dir, config.clips).unwrap(),
+        live: loa::live::Live::default(),
         shutdown,
         config: Arc::new(config.clone()),
     };
     let running = tokio::spawn(engine.run());
 
-    run_until(&clock, local(23, 5, 31)).await; // 05:30 fires
+    run_until(&clock, &running, local(23, 5, 31)).await; // 05:30 fires
     clock.step(-TimeDelta::hours(1)); // NTP steps back an hour: 04:31
-    run_until(&clock, local(23, 4, 33)).await;
+    run_until(&clock, &running, local(23, 4, 33)).await;
     clock.step(TimeDelta::minutes(59)); // and forward again past 05:30: 05:32
-    run_until(&clock, local(23, 5, 34)).await;
+    run_until(&clock, &running, local(23, 5, 34)).await;
     clock.step(TimeDelta::hours(11) + TimeDelta::minutes(30)); // 17:04: four minutes late, inside the grace
-    run_until(&clock, local(23, 17, 6)).await;
+    run_until(&clock, &running, local(23, 17, 6)).await;
     clock.step(TimeDelta::days(1) + TimeDelta::minutes(5)); // 17:11 next day: both of its slots are past the grace
-    run_until(&clock, local(24, 17, 13)).await;
+    run_until(&clock, &running, local(24, 17, 13)).await;
     stop.send(true).unwrap();
     running.await.unwrap().unwrap();
 

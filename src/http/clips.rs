@@ -1,0 +1,271 @@
+//! Bulletins over HTTP: upload (streamed through the shared ingest), list, show, audio with
+//! Range, retire, and the queue.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::multipart::{Multipart, MultipartRejection};
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tower::ServiceExt;
+
+use super::{ApiError, AppState, Caller};
+use crate::clip::{self, Clip, ClipMeta, Priority};
+use crate::ingest::{IngestError, Staged};
+use crate::store::{Inserted, Role, Wanted};
+
+const READERS: &[Role] = &[Role::Operator, Role::District];
+const OPERATORS: &[Role] = &[Role::Operator];
+/// Text fields of an upload form are short; a longer one is refused rather than buffered.
+const MAX_TEXT_FIELD: usize = 4096;
+const TEXT_FIELDS: [&str; 6] = ["title", "topic", "language", "priority", "valid_from", "valid_until"];
+
+pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(READERS)?;
+    let clips = state.store.call(|s| s.clips()).await.map_err(ApiError::internal)?;
+    Ok(Json(json!({ "clips": clips })))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Clip>, ApiError> {
+    caller.require(READERS)?;
+    Ok(Json(find_clip(&state, &id).await?))
+}
+
+pub async fn retire(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(OPERATORS)?;
+    let id = clip_id(&id)?;
+    let now = state.clock.now();
+    let retired = state.store.call(move |s| s.retire_clip(id, now)).await.map_err(ApiError::internal)?;
+    retired.map(|_| StatusCode::NO_CONTENT).ok_or_else(|| no_such_clip(id))
+}
+
+pub async fn audio(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    caller.require(READERS)?;
+    let clip = find_clip(&state, &id).await?;
+    // `.mp3` → audio/mpeg; ServeFile answers Range requests (206) and HEAD.
+    let file = tower_http::services::ServeFile::new(state.library.clip_path(&clip.sha256));
+    let response = file.oneshot(request).await.map_err(ApiError::internal)?;
+    Ok(response.map(Body::new))
+}
+
+fn clip_id(text: &str) -> Result<i64, ApiError> {
+    text.parse().map_err(|_| {
+        ApiError::bad_request(format!("\"{text}\" is not a clip id; ids are whole numbers, see GET /api/v1/clips"))
+    })
+}
+
+fn no_such_clip(id: i64) -> ApiError {
+    ApiError::not_found(format!("there is no clip {id}; GET /api/v1/clips lists them"))
+}
+
+async fn find_clip(state: &AppState, id: &str) -> Result<Clip, ApiError> {
+    let id = clip_id(id)?;
+    state.store.call(move |s| s.clip(id)).await.map_err(ApiError::internal)?.ok_or_else(|| no_such_clip(id))
+}
+
+pub async fn upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<(StatusCode, Json<Clip>), ApiError> {
+    caller.require(OPERATORS)?;
+    let outcome = receive_upload(&state, multipart).await;
+    let counter = match &outcome {
+        Ok(_) => &state.counters.uploads_accepted,
+        Err(e) if e.code == "duplicate" => &state.counters.uploads_duplicate,
+        Err(_) => &state.counters.uploads_refused,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    outcome.map(|clip| (StatusCode::CREATED, Json(clip)))
+}
+
+async fn receive_upload(state: &AppState, multipart: Result<Multipart, MultipartRejection>) -> Result<Clip, ApiError> {
+    let mut multipart =
+        multipart.map_err(|e| ApiError::bad_request(format!("send the bulletin as multipart/form-data ({e})")))?;
+    let limit = state.config.http.max_upload_mib * 1024 * 1024;
+    let mut text: HashMap<String, String> = HashMap::new();
+    let mut staged: Option<Staged> = None;
+    while let Some(mut field) = multipart.next_field().await.map_err(broken_form)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        if name == "file" {
+            if staged.is_some() {
+                return Err(ApiError::invalid_field("file", "send one file per upload"));
+            }
+            let mut upload = state.library.stage().map_err(storage_error)?;
+            while let Some(chunk) = field.chunk().await.map_err(broken_form)? {
+                if upload.size() + chunk.len() as u64 > limit {
+                    return Err(ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "too_large",
+                        format!(
+                            "the file is over the {} MiB limit (http.max_upload_mib); shorten or re-encode it",
+                            limit / 1024 / 1024
+                        ),
+                    ));
+                }
+                upload = write_chunk(upload, chunk).await?;
+            }
+            staged = Some(upload);
+        } else if TEXT_FIELDS.contains(&name.as_str()) {
+            let mut value = Vec::new();
+            while let Some(chunk) = field.chunk().await.map_err(broken_form)? {
+                value.extend_from_slice(&chunk);
+                if value.len() > MAX_TEXT_FIELD {
+                    return Err(ApiError::invalid_field(&name, format!("longer than {MAX_TEXT_FIELD} bytes")));
+                }
+            }
+            let value = String::from_utf8(value).map_err(|_| ApiError::invalid_field(&name, "not UTF-8 text"))?;
+            text.insert(name, value);
+        } else {
+            return Err(ApiError::invalid_field(
+                &name,
+                format!("unknown field; the form takes `file` and {}", TEXT_FIELDS.join(", ")),
+            ));
+        }
+    }
+    let meta = meta_from_form(&text)?;
+    let staged =
+        staged.ok_or_else(|| ApiError::invalid_field("file", "missing: attach the MP3 as the `file` field"))?;
+
+    let finished = tokio::task::spawn_blocking(move || staged.finish())
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(storage_error)?;
+    let sha256 = finished.sha256.clone();
+    if let Some(existing) = state.store.call(move |s| s.clip_by_sha256(&sha256)).await.map_err(ApiError::internal)? {
+        return Err(duplicate(&existing));
+    }
+    let library = state.library.clone();
+    let (finished, audio) = tokio::task::spawn_blocking(move || {
+        let audio = library.analyse(&finished);
+        (finished, audio)
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    let audio = audio.map_err(ingest_error)?;
+    let (library, now) = (state.library.clone(), state.clock.now());
+    let inserted =
+        state.store.call(move |s| library.keep(finished, &meta, &audio, s, now)).await.map_err(ingest_error)?;
+    match inserted {
+        Inserted::New(clip) => Ok(clip),
+        Inserted::Existing(clip) => Err(duplicate(&clip)),
+    }
+}
+
+async fn write_chunk(mut upload: Staged, chunk: Bytes) -> Result<Staged, ApiError> {
+    tokio::task::spawn_blocking(move || upload.write_all(&chunk).map(|()| upload))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(storage_error)
+}
+
+fn meta_from_form(text: &HashMap<String, String>) -> Result<ClipMeta, ApiError> {
+    let required = |name: &str| {
+        text.get(name).cloned().ok_or_else(|| ApiError::invalid_field(name, "missing: this field is required"))
+    };
+    let date = |name: &'static str| {
+        text.get(name)
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| clip::parse_date(name, v.trim()).map_err(|e| ApiError::invalid_field(e.field, e.message)))
+            .transpose()
+    };
+    let priority = match text.get("priority") {
+        Some(p) => p.parse::<Priority>().map_err(|e| ApiError::invalid_field("priority", e))?,
+        None => Priority::Normal,
+    };
+    let meta = ClipMeta {
+        title: required("title")?,
+        topic: required("topic")?,
+        language: text.get("language").cloned().unwrap_or_else(|| "vi".to_owned()),
+        priority,
+        valid_from: date("valid_from")?,
+        valid_until: date("valid_until")?,
+    };
+    meta.check().map_err(|e| ApiError::invalid_field(e.field, e.message))?;
+    Ok(meta)
+}
+
+fn duplicate(existing: &Clip) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "duplicate",
+        format!("this audio is already clip {} (\"{}\"); nothing was added", existing.id, existing.meta.title),
+    )
+    .with("clip_id", json!(existing.id))
+}
+
+fn broken_form(error: axum::extract::multipart::MultipartError) -> ApiError {
+    ApiError::bad_request(format!("the upload form could not be read ({error}); send it again"))
+}
+
+fn storage_error(error: std::io::Error) -> ApiError {
+    if error.kind() == std::io::ErrorKind::StorageFull {
+        ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "disk_full",
+            "the station's disk is full; retire old clips or free space, then upload again",
+        )
+    } else {
+        ApiError::internal(error)
+    }
+}
+
+fn ingest_error(error: IngestError) -> ApiError {
+    match error {
+        IngestError::Rejected(rejection) => {
+            ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, rejection.kind.code(), rejection.message)
+        }
+        IngestError::Meta(e) => ApiError::invalid_field(e.field, e.message),
+        IngestError::Io(e) => storage_error(e),
+        IngestError::Store(e) => ApiError::internal(e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueueRequest {
+    clip_id: i64,
+    when: Wanted,
+}
+
+/// `{"clip_id": N, "when": "next_slot"|"now"}`: `now` pre-empts whatever plays.
+pub async fn enqueue(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(OPERATORS)?;
+    let request: QueueRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "send JSON like {{\"clip_id\": 3, \"when\": \"now\"}} (when: now or next_slot); {e}"
+        ))
+    })?;
+    let id = request.clip_id;
+    let clip =
+        state.store.call(move |s| s.clip(id)).await.map_err(ApiError::internal)?.ok_or_else(|| no_such_clip(id))?;
+    if clip.retired_at.is_some() {
+        return Err(ApiError::invalid_field("clip_id", format!("clip {id} is retired and cannot air")));
+    }
+    let now = state.clock.now();
+    let item = state.store.call(move |s| s.enqueue(id, request.when, now)).await.map_err(ApiError::internal)?;
+    state.live.ring();
+    Ok((StatusCode::ACCEPTED, Json(item)))
+}

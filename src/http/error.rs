@@ -1,0 +1,55 @@
+//! The API's one error shape: `{"error": {"code": "snake_case", "message": "…"}}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: String,
+    pub message: String,
+    /// Extra members of the error object (e.g. the existing `clip_id` of a duplicate).
+    pub extra: Option<(&'static str, serde_json::Value)>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: impl Into<String>, message: impl Into<String>) -> ApiError {
+        ApiError { status, code: code.into(), message: message.into(), extra: None }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn invalid_field(field: &str, message: impl Into<String>) -> ApiError {
+        let message = message.into();
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", format!("{field}: {message}"))
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// A failure of the station itself, not of the request: logged, and reported without detail.
+    pub fn internal(error: impl std::fmt::Display) -> ApiError {
+        tracing::error!("request failed: {error}");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the station could not do this; see its log")
+    }
+
+    pub fn with(mut self, key: &'static str, value: serde_json::Value) -> ApiError {
+        self.extra = Some((key, value));
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let Some((key, value)) = self.extra {
+            error[key] = value;
+        }
+        (self.status, Json(json!({ "error": error }))).into_response()
+    }
+}

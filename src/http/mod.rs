@@ -1,0 +1,153 @@
+//! The HTTP API: the only module that touches axum.
+//!
+//! Operators upload and queue bulletins; the district pulls the proof log. Every failure is a
+//! JSON `{"error": {"code", "message"}}` with a 4xx status that says what and how to fix it;
+//! bad input never reaches a 500 or a panic. Uploads stream to disk through the same ingest as
+//! `loa clip add` — hashed on the way in, decoded on a blocking thread, recorded on the store
+//! thread — so the runtime never waits on disk or CPU.
+
+mod clips;
+mod error;
+mod station;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+
+pub use error::ApiError;
+
+use crate::auth;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::ingest::Library;
+use crate::live::Live;
+use crate::store::{Role, StoreHandle};
+
+/// Everything a handler may use.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: StoreHandle,
+    pub library: Library,
+    pub clock: Arc<dyn Clock>,
+    pub live: Live,
+    pub public_key: String,
+    pub counters: Arc<Counters>,
+}
+
+/// In-memory counters for `/metrics` (the proof log holds the durable numbers).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub requests_2xx: AtomicU64,
+    pub requests_4xx: AtomicU64,
+    pub requests_5xx: AtomicU64,
+    pub uploads_accepted: AtomicU64,
+    pub uploads_duplicate: AtomicU64,
+    pub uploads_refused: AtomicU64,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(station::healthz))
+        .route("/metrics", get(station::metrics))
+        .route("/api/v1/station", get(station::station))
+        .route("/api/v1/clips", get(clips::list).post(clips::upload))
+        .route("/api/v1/clips/{id}", get(clips::show).delete(clips::retire))
+        .route("/api/v1/clips/{id}/audio", get(clips::audio))
+        .route("/api/v1/schedule", get(station::schedule))
+        .route("/api/v1/queue", post(clips::enqueue))
+        .route("/api/v1/airtime", get(station::airtime))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Uploads are limited while they stream (http.max_upload_mib), not buffered.
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "not_found",
+        "no such route; the API is under /api/v1 (see README)",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+}
+
+async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let counter = match response.status().as_u16() {
+        200..=399 => &state.counters.requests_2xx,
+        400..=499 => &state.counters.requests_4xx,
+        _ => &state.counters.requests_5xx,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    response
+}
+
+/// The authenticated caller, from `Authorization: Bearer <token>`.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub role: Role,
+}
+
+impl Caller {
+    /// 403 unless the caller has one of `roles`.
+    fn require(self, roles: &[Role]) -> Result<(), ApiError> {
+        if roles.contains(&self.role) {
+            return Ok(());
+        }
+        let allowed: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("a {} token cannot do this; it needs a {} token", self.role.as_str(), allowed.join(" or ")),
+        ))
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let unauthorized = |message: &str| ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "unauthorized", message);
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| unauthorized("send `Authorization: Bearer <token>`; `loa token create` makes one"))?;
+        let presented = header
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?
+            .to_owned();
+        let tokens = state.store.call(|s| s.tokens()).await.map_err(ApiError::internal)?;
+        auth::find(&tokens, &presented)
+            .map(|token| Caller { role: token.role })
+            .ok_or_else(|| unauthorized("unknown or revoked token; ask the station admin for a new one"))
+    }
+}

@@ -1,0 +1,223 @@
+//! The station's state over HTTP: health, identity, schedule, the proof log, metrics.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::str::FromStr;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState, Caller};
+use crate::export::{self, Format};
+use crate::store::{EventQuery, Role, Wanted};
+use crate::{planner, scheduler};
+
+const READERS: &[Role] = &[Role::Operator, Role::District];
+const DEFAULT_LIMIT: u32 = 1000;
+const MAX_LIMIT: u32 = 10_000;
+
+/// A query parameter parsed as `T`, with a 400 that names it when it does not parse.
+fn param<T: FromStr>(query: &HashMap<String, String>, name: &str, expected: &str) -> Result<Option<T>, ApiError> {
+    query
+        .get(name)
+        .map(|text| text.parse().map_err(|_| ApiError::bad_request(format!("{name}: \"{text}\" is not {expected}"))))
+        .transpose()
+}
+
+fn local_time(state: &AppState, at: DateTime<Utc>) -> String {
+    at.with_timezone(&state.config.station.timezone).to_rfc3339()
+}
+
+pub async fn healthz(State(state): State<AppState>) -> Response {
+    let store = state.store.call(|s| s.ping()).await;
+    let live = state.live.snapshot();
+    let clock_synced = state.clock.synchronized();
+    let device_ok = live.audio_device.as_ref().is_none_or(|d| d.ok);
+    let healthy = store.is_ok() && device_ok && clock_synced;
+    let body = json!({
+        "status": if healthy { "ok" } else { "degraded" },
+        "checks": {
+            "store": match &store { Ok(()) => "ok".to_owned(), Err(e) => e.to_string() },
+            "audio_device": live.audio_device,
+            "clock_synced": clock_synced,
+            "next_slot": live.next_slot.map(|(slot, at)| json!({
+                "slot": slot,
+                "at": DateTime::from_timestamp_millis(at).map(|t| local_time(&state, t)),
+            })),
+        }
+    });
+    let status = if store.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}
+
+fn next_slots(state: &AppState, count: usize) -> Vec<Value> {
+    scheduler::upcoming(&state.config.slots, state.config.station.timezone, state.clock.now(), count)
+        .into_iter()
+        .map(|(slot, at)| json!({ "slot": state.config.slots[slot].name, "at": local_time(state, at) }))
+        .collect()
+}
+
+pub async fn station(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.require(READERS)?;
+    let s = &state.config.station;
+    Ok(Json(json!({
+        "id": s.id,
+        "name": s.name,
+        "timezone": s.timezone.name(),
+        "public_key": state.public_key,
+        "version": env!("CARGO_PKG_VERSION"),
+        "clock_synced": state.clock.synchronized(),
+        "next_slots": next_slots(&state, 10),
+    })))
+}
+
+/// What each slot in the next `days` would air if the planner decided now.
+pub async fn schedule(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(READERS)?;
+    let days: i64 = param(&query, "days", "a whole number of days (1 to 31)")?.unwrap_or(7);
+    if !(1..=31).contains(&days) {
+        return Err(ApiError::bad_request(format!("days: {days} is outside 1 to 31")));
+    }
+    let (clips, last_completed, queued) = state
+        .store
+        .call(|s| {
+            Ok::<_, crate::store::StoreError>((
+                s.active_clips()?,
+                s.last_completed_by_clip()?,
+                s.pending_queue(Wanted::NextSlot)?,
+            ))
+        })
+        .await
+        .map_err(ApiError::internal)?;
+    let now = state.clock.now();
+    let until = now + TimeDelta::days(days);
+    let tz = state.config.station.timezone;
+    let mut slots = Vec::new();
+    for (i, (slot_index, at)) in scheduler::upcoming(&state.config.slots, tz, now, 10_000)
+        .into_iter()
+        .take_while(|(_, at)| *at <= until)
+        .enumerate()
+    {
+        let slot = &state.config.slots[slot_index];
+        let program = planner::program(
+            &clips,
+            &last_completed,
+            at.with_timezone(&tz).date_naive(),
+            u64::from(slot.max_minutes) * 60_000,
+        );
+        let queued_first: Vec<Value> = if i == 0 {
+            queued.iter().filter_map(|q| clips.iter().find(|c| c.id == q.clip_id)).map(|c| item(c, true)).collect()
+        } else {
+            Vec::new()
+        };
+        let items: Vec<Value> = queued_first.into_iter().chain(program.iter().map(|c| item(c, false))).collect();
+        slots.push(json!({ "slot": slot.name, "peak": slot.peak, "at": local_time(&state, at), "items": items }));
+    }
+    Ok(Json(json!({ "from": local_time(&state, now), "days": days, "slots": slots })))
+}
+
+fn item(clip: &crate::clip::Clip, queued: bool) -> Value {
+    json!({
+        "clip_id": clip.id,
+        "title": clip.meta.title,
+        "topic": clip.meta.topic,
+        "language": clip.meta.language,
+        "priority": clip.meta.priority,
+        "duration_ms": clip.audio.duration_ms,
+        "queued": queued,
+    })
+}
+
+pub async fn airtime(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    caller.require(READERS)?;
+    let after_seq: i64 = param(&query, "after_seq", "a whole number (the last seq you have, or 0)")?.unwrap_or(0);
+    if after_seq < 0 {
+        return Err(ApiError::bad_request(format!("after_seq: {after_seq} is negative; use 0 for the start")));
+    }
+    let limit: u32 = param(&query, "limit", &format!("a whole number from 1 to {MAX_LIMIT}"))?.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(format!("limit: {limit} is outside 1 to {MAX_LIMIT}")));
+    }
+    let date = |name| {
+        param::<String>(&query, name, "a date").and_then(|d| {
+            d.map(|d| {
+                crate::clip::parse_date("date", &d)
+                    .map_err(|_| ApiError::bad_request(format!("{name}: \"{d}\" is not a date; write YYYY-MM-DD")))
+            })
+            .transpose()
+        })
+    };
+    let (from, to) = (date("from")?, date("to")?);
+    let format: Format = match query.get("format") {
+        Some(f) => f.parse().map_err(|e| ApiError::bad_request(format!("format: {e}")))?,
+        None => Format::Json,
+    };
+    let tz = state.config.station.timezone;
+    let (from, to) = export::local_date_bounds(from, to, tz);
+    let events = state
+        .store
+        .call(move |s| s.events(EventQuery { after_seq, from, to, limit: Some(limit) }))
+        .await
+        .map_err(ApiError::internal)?;
+    let public_key = state.public_key.clone();
+    let body = tokio::task::spawn_blocking(move || {
+        let mut body = Vec::with_capacity(events.len() * 700);
+        export::write(&mut body, format, &events, after_seq, &public_key, tz).map(|()| body)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?;
+    let content_type = match format {
+        Format::Json => "application/json",
+        Format::Jsonl => "application/x-ndjson",
+        Format::Csv => "text/csv; charset=utf-8",
+    };
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
+}
+
+pub async fn metrics(State(state): State<AppState>, caller: Result<Caller, ApiError>) -> Result<Response, ApiError> {
+    if !state.config.http.metrics_public {
+        caller?.require(READERS)?;
+    }
+    let (by_status, last_airing) = state.store.call(|s| s.airing_counts()).await.map_err(ApiError::internal)?;
+    let now = state.clock.now().timestamp_millis();
+    let c = &state.counters;
+    let mut text = String::new();
+    text.push_str("# HELP loa_airings_total Airings and missed slots in the proof log, by status.\n# TYPE loa_airings_total counter\n");
+    for (status, count) in by_status {
+        let _ = writeln!(text, "loa_airings_total{{status=\"{status}\"}} {count}");
+    }
+    text.push_str("# HELP loa_last_airing_age_seconds Seconds since the last airing ended.\n# TYPE loa_last_airing_age_seconds gauge\n");
+    if let Some(last) = last_airing {
+        let _ = writeln!(text, "loa_last_airing_age_seconds {:.3}", (now - last) as f64 / 1000.0);
+    }
+    let _ = writeln!(
+        text,
+        "# HELP loa_clock_synced Whether the system clock is synchronised.\n# TYPE loa_clock_synced gauge\nloa_clock_synced {}",
+        u8::from(state.clock.synchronized())
+    );
+    text.push_str("# HELP loa_uploads_total Uploads since start, by result.\n# TYPE loa_uploads_total counter\n");
+    for (result, counter) in
+        [("accepted", &c.uploads_accepted), ("duplicate", &c.uploads_duplicate), ("refused", &c.uploads_refused)]
+    {
+        let _ = writeln!(text, "loa_uploads_total{{result=\"{result}\"}} {}", counter.load(Ordering::Relaxed));
+    }
+    text.push_str("# HELP loa_http_requests_total HTTP requests since start, by status class.\n# TYPE loa_http_requests_total counter\n");
+    for (class, counter) in [("2xx", &c.requests_2xx), ("4xx", &c.requests_4xx), ("5xx", &c.requests_5xx)] {
+        let _ = writeln!(text, "loa_http_requests_total{{class=\"{class}\"}} {}", counter.load(Ordering::Relaxed));
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}

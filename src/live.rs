@@ -1,0 +1,49 @@
+//! What the running station knows right now and the API reports: the audio device's last
+//! result, the next slot, the clip on air — and the doorbell the API rings when an operator
+//! queues something, so the engine looks at the queue at once.
+
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tokio::sync::Notify;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LiveState {
+    /// The last airing's outcome at the device: `None` until something aired.
+    pub audio_device: Option<DeviceReport>,
+    /// (slot name, UTC ms)
+    pub next_slot: Option<(String, i64)>,
+    pub on_air_clip: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceReport {
+    pub ok: bool,
+    pub detail: String,
+    pub at: i64,
+}
+
+#[derive(Clone, Default)]
+pub struct Live {
+    state: Arc<Mutex<LiveState>>,
+    queue: Arc<Notify>,
+}
+
+impl Live {
+    pub fn snapshot(&self) -> LiveState {
+        self.state.lock().expect("live state lock").clone()
+    }
+
+    pub fn update(&self, change: impl FnOnce(&mut LiveState)) {
+        change(&mut self.state.lock().expect("live state lock"));
+    }
+
+    /// Something was queued: wake the engine.
+    pub fn ring(&self) {
+        self.queue.notify_one();
+    }
+
+    pub async fn rung(&self) {
+        self.queue.notified().await;
+    }
+}
