@@ -283,7 +283,12 @@ fn run_station(config: Config) -> Result<(), Failure> {
         .and_then(|directives| directives.parse().ok())
         .unwrap_or_else(|| DEFAULT_LOG.parse().expect("default log directives parse"));
     tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(io::stderr).with_target(false))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(io::stderr)
+                .with_target(false)
+                .with_ansi(io::IsTerminal::is_terminal(&io::stderr())),
+        )
         .with(filter)
         .init();
     let (store, library) = open_station(&config)?;

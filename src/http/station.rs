@@ -192,16 +192,16 @@ pub async fn metrics(State(state): State<AppState>, caller: Result<Caller, ApiEr
     if !state.config.http.metrics_public {
         caller?.require(READERS)?;
     }
-    let (by_status, last_airing) = state.store.call(|s| s.airing_counts()).await.map_err(ApiError::internal)?;
+    let counts = state.store.call(|s| s.airing_counts()).await.map_err(ApiError::internal)?;
     let now = state.clock.now().timestamp_millis();
     let c = &state.counters;
     let mut text = String::new();
     text.push_str("# HELP loa_airings_total Airings and missed slots in the proof log, by status.\n# TYPE loa_airings_total counter\n");
-    for (status, count) in by_status {
+    for (status, count) in counts.by_status {
         let _ = writeln!(text, "loa_airings_total{{status=\"{status}\"}} {count}");
     }
     text.push_str("# HELP loa_last_airing_age_seconds Seconds since the last airing ended.\n# TYPE loa_last_airing_age_seconds gauge\n");
-    if let Some(last) = last_airing {
+    if let Some(last) = counts.last_airing_at {
         let _ = writeln!(text, "loa_last_airing_age_seconds {:.3}", (now - last) as f64 / 1000.0);
     }
     let _ = writeln!(

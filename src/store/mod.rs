@@ -141,6 +141,13 @@ pub struct QueueItem {
     pub taken_at: Option<String>,
 }
 
+#[derive(Debug, Clone, PartialEq)]
+pub struct AiringCounts {
+    pub by_status: Vec<(String, i64)>,
+    /// UTC ms.
+    pub last_airing_at: Option<i64>,
+}
+
 /// Which events to read.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EventQuery {
@@ -374,15 +381,15 @@ impl Store {
         Ok(())
     }
 
-    /// Completed/partial/... airing counts and the latest airing's end, for metrics.
-    pub fn airing_counts(&self) -> Result<(Vec<(String, i64)>, Option<i64>), StoreError> {
+    /// Airing and missed-slot counts by status, and when the latest airing ended, for metrics.
+    pub fn airing_counts(&self) -> Result<AiringCounts, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT status, count(*), max(at) FROM events WHERE kind IN ('airing_ended', 'slot_missed') GROUP BY status ORDER BY status",
         )?;
         let rows: Vec<(String, i64, Option<i64>)> =
             stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
-        let last = rows.iter().filter(|(status, _, _)| status != "missed").filter_map(|(_, _, at)| *at).max();
-        Ok((rows.into_iter().map(|(status, n, _)| (status, n)).collect(), last))
+        let last_airing_at = rows.iter().filter(|(status, _, _)| status != "missed").filter_map(|(_, _, at)| *at).max();
+        Ok(AiringCounts { by_status: rows.into_iter().map(|(status, n, _)| (status, n)).collect(), last_airing_at })
     }
 
     /// Whether the database answers a trivial query (for health checks).
@@ -601,7 +608,7 @@ mod tests {
         let Inserted::New(clip) = store.insert_clip(SHA, 1, &meta(), &audio(), Utc::now()).unwrap() else { panic!() };
         let now = store.enqueue(clip.id, Wanted::Now, Utc::now()).unwrap();
         store.enqueue(clip.id, Wanted::NextSlot, Utc::now()).unwrap();
-        assert_eq!(store.pending_queue(Wanted::Now).unwrap(), [now.clone()]);
+        assert_eq!(store.pending_queue(Wanted::Now).unwrap(), std::slice::from_ref(&now));
         store.take_queue_item(now.id, Utc::now()).unwrap();
         assert!(store.pending_queue(Wanted::Now).unwrap().is_empty());
         assert_eq!(store.pending_queue(Wanted::NextSlot).unwrap().len(), 1);

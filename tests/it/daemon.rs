@@ -181,3 +181,54 @@ fn a_slot_with_nothing_to_air_is_recorded() {
     daemon.stop();
     assert_eq!(of_kind(&events, "slot_missed", None)[0]["reason"], "no_eligible_clip");
 }
+
+#[test]
+fn an_emergency_queued_now_preempts_the_airing_and_airs_at_once() {
+    let station = station(30, 30, &[LONG_SPEECH]);
+    let run = station.add(
+        &station.input("khan-cap.mp3", &crate::helpers::fixture(TONE)),
+        &["--title", "Khẩn cấp: bão", "--priority", "emergency", "--valid-until", "2020-01-01"],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let emergency = run.json()["id"].as_i64().unwrap();
+    let token = station.loa(&["token", "create", "--role", "operator", "--label", "test"]);
+    assert_eq!(token.code, 0, "{}", token.stderr);
+    let token = token.stdout.trim().to_owned();
+
+    let daemon = station.start(Device::Paced);
+    let base = daemon.http_base();
+    let events = station
+        .wait_for("the speech on air", Duration::from_secs(45), |e| !of_kind(e, "airing_started", None).is_empty());
+    sleep_into_first_airing(&events, 1500);
+    let body = format!("{{\"clip_id\": {emergency}, \"when\": \"now\"}}");
+    let queued = http_post(&base, "/api/v1/queue", &token, &body);
+    assert_eq!(queued, "202");
+    let events = station.wait_for("the emergency aired", WAIT, |e| {
+        e.iter().any(|x| x["kind"] == "airing_ended" && x["clip_id"] == emergency && x["status"] == "completed")
+    });
+    daemon.stop();
+
+    let preempted = of_kind(&events, "airing_ended", Some("preempted"));
+    assert_eq!(preempted.len(), 1, "{events:#?}");
+    assert!(preempted[0]["played_ms"].as_i64().unwrap() < 16_000);
+    let aired = events.iter().find(|x| x["kind"] == "airing_ended" && x["clip_id"] == emergency).unwrap();
+    assert!(aired["slot"].is_null(), "an emergency airs outside any slot: {aired}");
+    assert!(aired["seq"].as_i64() > preempted[0]["seq"].as_i64());
+    assert_eq!(verify(&station).code, 0);
+}
+
+/// A minimal HTTP/1.1 POST; returns the status code.
+fn http_post(base: &str, path: &str, token: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let address = base.trim_start_matches("http://");
+    let mut socket = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        socket,
+        "POST {path} HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).unwrap();
+    answer.split_whitespace().nth(1).unwrap_or_default().to_owned()
+}

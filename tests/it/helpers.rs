@@ -234,6 +234,19 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// The API's base URL, from the daemon's "HTTP API listening" log line.
+    pub fn http_base(&self) -> String {
+        for _ in 0..300 {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if let Some(line) = log.lines().find(|l| l.contains("HTTP API listening")) {
+                let address = line.split("address=").nth(1).expect("address field").split_whitespace().next().unwrap();
+                return format!("http://{address}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("the daemon never said where it listens:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+    }
+
     fn signal(&self, signal: i32) {
         let pid = self.child.as_ref().expect("running").id() as i32;
         // SAFETY: sending a signal to our own child process.

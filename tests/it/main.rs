@@ -5,4 +5,5 @@ mod config;
 mod daemon;
 mod engine;
 mod helpers;
+mod http;
 mod proof;

@@ -1,0 +1,423 @@
+//! The HTTP API: the auth matrix and malformed input in-process (`oneshot` on the router), and
+//! uploads against the real server on port 0 — streaming, refusals, limits, races, a client
+//! that hangs up. Every answer is checked for the JSON error shape; none may be a 500.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use loa::clock::SystemClock;
+use loa::config::Config;
+use loa::http::{AppState, router};
+use loa::ingest::Library;
+use loa::live::Live;
+use loa::proof::StationKey;
+use loa::store::{Role, Sealer, Store, StoreHandle};
+use serde_json::Value;
+use tower::ServiceExt;
+
+use crate::helpers::{Station, fixture};
+
+const CBR: &str = "cbr128_stereo_44k.mp3";
+
+/// A station's API in-process, with one operator and one district token.
+struct Api {
+    station: Station,
+    state: AppState,
+    operator: String,
+    district: String,
+}
+
+fn api(extra_config: &str) -> Api {
+    let station = Station::with_config(&format!("{}{extra_config}", crate::helpers::MINIMAL_CONFIG));
+    let config = Config::load(&station.config_path()).unwrap();
+    std::fs::create_dir_all(&config.station.data_dir).unwrap();
+    let key = StationKey::load_or_create(&config.station.data_dir).unwrap();
+    let mut store =
+        Store::open(&config.station.data_dir, Sealer { station_id: config.station.id.clone(), key }).unwrap();
+    let mut token = |role| {
+        let secret = loa::auth::generate().unwrap();
+        store.create_token(role, "test", &loa::auth::digest(&secret), chrono::Utc::now()).unwrap();
+        secret
+    };
+    let (operator, district) = (token(Role::Operator), token(Role::District));
+    let public_key = store.public_key_hex();
+    let state = AppState {
+        library: Library::open(&config.station.data_dir, config.clips).unwrap(),
+        config: Arc::new(config),
+        store: StoreHandle::spawn(store),
+        clock: Arc::new(SystemClock),
+        live: Live::default(),
+        public_key,
+        counters: Default::default(),
+    };
+    Api { station, state, operator, district }
+}
+
+impl Api {
+    /// One request through the real router; returns status and JSON (or text as a JSON string).
+    async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Body,
+        content_type: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let response = router(self.state.clone()).oneshot(request.body(body).unwrap()).await.unwrap();
+        let status = response.status();
+        assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "{method} {uri} gave a 500");
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        if status.is_client_error() {
+            assert!(
+                value["error"]["code"].is_string() && value["error"]["message"].is_string(),
+                "{method} {uri}: error shape: {value}"
+            );
+        }
+        (status, value)
+    }
+
+    async fn get(&self, uri: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.call("GET", uri, token, Body::empty(), None).await
+    }
+
+    /// Serves the router on 127.0.0.1:0; returns its base URL.
+    async fn serve(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(loa::http::serve(listener, self.state.clone(), std::future::pending()));
+        format!("http://{address}")
+    }
+
+    fn leftovers(&self) -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(self.station.data_dir().join("staging")).unwrap().map(|e| e.unwrap().path()).collect()
+    }
+}
+
+fn form(file: Option<(&str, Vec<u8>)>, fields: &[(&str, &str)]) -> reqwest::multipart::Form {
+    let mut form = reqwest::multipart::Form::new();
+    for (name, value) in fields {
+        form = form.text(name.to_string(), value.to_string());
+    }
+    if let Some((name, bytes)) = file {
+        form = form.part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()).mime_str("audio/mpeg").unwrap(),
+        );
+    }
+    form
+}
+
+const FIELDS: &[(&str, &str)] = &[("title", "Bản tin CCHC tuần 48"), ("topic", "cchc")];
+
+async fn upload(base: &str, token: &str, form: reqwest::multipart::Form) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/api/v1/clips"))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn every_auth_case() {
+    let api = api("");
+    let (status, body) = api.get("/api/v1/clips", None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")));
+    let (status, _) = api.call("GET", "/api/v1/clips", None, Body::empty(), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(api.get("/api/v1/clips", Some("loa_0000")).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(api.get("/api/v1/clips", Some(&api.district)).await.0, StatusCode::OK);
+    assert_eq!(api.get("/api/v1/clips", Some(&api.operator)).await.0, StatusCode::OK);
+    let (status, body) = api.call("DELETE", "/api/v1/clips/1", Some(&api.district), Body::empty(), None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
+    let (status, _) =
+        api.call("POST", "/api/v1/queue", Some(&api.district), Body::from("{}"), Some("application/json")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // A revoked token stops working at once.
+    let revoked = api.state.store.call(|s| s.revoke_token(2, chrono::Utc::now())).await.unwrap();
+    assert!(revoked.is_some());
+    assert_eq!(api.get("/api/v1/clips", Some(&api.district)).await.0, StatusCode::UNAUTHORIZED);
+
+    // Health needs no token; metrics do (unless http.metrics_public).
+    let (status, body) = api.get("/healthz", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body["status"] == "ok" || body["status"] == "degraded", "{body}");
+    assert_eq!(body["checks"]["store"], "ok");
+    assert_eq!(api.get("/metrics", None).await.0, StatusCode::UNAUTHORIZED);
+    let (status, text) = api.get("/metrics", Some(&api.operator)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(text.as_str().unwrap().contains("loa_http_requests_total{class=\"4xx\"}"), "{text}");
+    let public = api_public_metrics().await;
+    assert_eq!(public, StatusCode::OK);
+}
+
+async fn api_public_metrics() -> StatusCode {
+    api("[http]\nmetrics_public = true\n").get("/metrics", None).await.0
+}
+
+#[tokio::test]
+async fn malformed_queries_and_paths_get_a_400_or_404_that_says_why() {
+    let api = api("");
+    let token = Some(api.operator.as_str());
+    for (uri, status, hint) in [
+        ("/api/v1/airtime?after_seq=abc", StatusCode::BAD_REQUEST, "after_seq: \"abc\" is not a whole number"),
+        ("/api/v1/airtime?after_seq=-5", StatusCode::BAD_REQUEST, "negative"),
+        ("/api/v1/airtime?limit=-1", StatusCode::BAD_REQUEST, "limit: \"-1\""),
+        ("/api/v1/airtime?limit=0", StatusCode::BAD_REQUEST, "outside 1 to 10000"),
+        ("/api/v1/airtime?limit=10001", StatusCode::BAD_REQUEST, "outside 1 to 10000"),
+        ("/api/v1/airtime?from=2026-13-01", StatusCode::BAD_REQUEST, "from: \"2026-13-01\" is not a date"),
+        ("/api/v1/airtime?format=xml", StatusCode::BAD_REQUEST, "format"),
+        ("/api/v1/schedule?days=abc", StatusCode::BAD_REQUEST, "days"),
+        ("/api/v1/schedule?days=0", StatusCode::BAD_REQUEST, "outside 1 to 31"),
+        ("/api/v1/clips/abc", StatusCode::BAD_REQUEST, "not a clip id"),
+        ("/api/v1/clips/99", StatusCode::NOT_FOUND, "there is no clip 99"),
+        ("/api/v1/clips/99/audio", StatusCode::NOT_FOUND, "there is no clip 99"),
+        ("/api/v1/clips/..%2F..%2Fetc%2Fpasswd/audio", StatusCode::BAD_REQUEST, "not a clip id"),
+        ("/api/v1/../../etc/passwd", StatusCode::NOT_FOUND, "no such route"),
+        ("/api/v2/clips", StatusCode::NOT_FOUND, "no such route"),
+    ] {
+        let (got, body) = api.get(uri, token).await;
+        assert_eq!(got, status, "{uri}: {body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains(hint), "{uri}: `{hint}` not in {body}");
+    }
+    for (body, status, hint) in [
+        ("not json", StatusCode::BAD_REQUEST, "send JSON like"),
+        (r#"{"clip_id": 1, "when": "later"}"#, StatusCode::BAD_REQUEST, "when: now or next_slot"),
+        (r#"{"clip_id": 42, "when": "now"}"#, StatusCode::NOT_FOUND, "there is no clip 42"),
+    ] {
+        let (got, answer) = api.call("POST", "/api/v1/queue", token, Body::from(body), Some("application/json")).await;
+        assert_eq!(got, status, "{body}: {answer}");
+        assert!(answer["error"]["message"].as_str().unwrap().contains(hint), "{answer}");
+    }
+    let (got, _) = api.call("PUT", "/api/v1/clips", token, Body::empty(), None).await;
+    assert_eq!(got, StatusCode::METHOD_NOT_ALLOWED);
+    let (got, body) = api.call("POST", "/api/v1/clips", token, Body::from("x"), Some("text/plain")).await;
+    assert_eq!(got, StatusCode::BAD_REQUEST, "{body}");
+}
+
+#[tokio::test]
+async fn upload_list_show_audio_queue_retire_and_pull_airtime() {
+    let api = api("");
+    let base = api.serve().await;
+    let fields = [
+        ("title", "Bản tin CCHC tuần 48"),
+        ("topic", "cchc"),
+        ("language", "hmn"),
+        ("priority", "priority"),
+        ("valid_from", "2026-11-23"),
+        ("valid_until", "2026-12-31"),
+    ];
+    let (status, clip) = upload(&base, &api.operator, form(Some(("ban-tin.mp3", fixture(CBR))), &fields)).await;
+    assert_eq!(status, 201, "{clip}");
+    for (key, value) in [
+        ("title", "Bản tin CCHC tuần 48"),
+        ("language", "hmn"),
+        ("priority", "priority"),
+        ("valid_until", "2026-12-31"),
+    ] {
+        assert_eq!(clip[key], value, "{key}");
+    }
+    for key in [
+        "id",
+        "sha256",
+        "duration_ms",
+        "sample_rate",
+        "channels",
+        "loudness_lufs",
+        "peak_dbfs",
+        "size_bytes",
+        "created_at",
+        "valid_from",
+        "topic",
+    ] {
+        assert!(!clip[key].is_null(), "clip JSON lacks {key}: {clip}");
+    }
+    assert_eq!(clip["duration_ms"], 2000);
+
+    let (status, again) = upload(&base, &api.operator, form(Some(("copy.mp3", fixture(CBR))), FIELDS)).await;
+    assert_eq!(
+        (status, again["error"]["code"].as_str(), again["error"]["clip_id"].as_i64()),
+        (409, Some("duplicate"), Some(1))
+    );
+
+    let (status, list) = api.get("/api/v1/clips", Some(&api.district)).await;
+    assert_eq!((status, list["clips"].as_array().unwrap().len()), (StatusCode::OK, 1));
+    assert_eq!(api.get("/api/v1/clips/1", Some(&api.district)).await.1["sha256"], clip["sha256"]);
+
+    let audio = reqwest::Client::new()
+        .get(format!("{base}/api/v1/clips/1/audio"))
+        .bearer_auth(&api.district)
+        .header("range", "bytes=0-99")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(audio.status().as_u16(), 206);
+    assert_eq!(audio.headers()["content-type"], "audio/mpeg");
+    assert!(audio.headers()["content-range"].to_str().unwrap().starts_with("bytes 0-99/"));
+    assert_eq!(audio.bytes().await.unwrap().as_ref(), &fixture(CBR)[..100]);
+
+    let (status, item) = api
+        .call(
+            "POST",
+            "/api/v1/queue",
+            Some(&api.operator),
+            Body::from(r#"{"clip_id": 1, "when": "next_slot"}"#),
+            Some("application/json"),
+        )
+        .await;
+    assert_eq!(
+        (status, item["clip_id"].as_i64(), item["when"].as_str()),
+        (StatusCode::ACCEPTED, Some(1), Some("next_slot"))
+    );
+    let (status, schedule) = api.get("/api/v1/schedule?days=2", Some(&api.district)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(schedule["slots"][0]["items"][0]["queued"], true, "{schedule}");
+
+    let (status, _) = api.call("DELETE", "/api/v1/clips/1", Some(&api.operator), Body::empty(), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(api.get("/api/v1/clips/1", Some(&api.operator)).await.1["retired_at"].is_string());
+
+    // The log pulled over HTTP is the CLI's log: it verifies, in pages, with continuity.
+    let (status, page) = api.get("/api/v1/airtime?limit=2", Some(&api.district)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["public_key"], api.state.public_key);
+    let next = page["next_after_seq"].as_i64().unwrap();
+    assert_eq!(page["events"].as_array().unwrap().len(), 2);
+    let (_, rest) = api.get(&format!("/api/v1/airtime?after_seq={next}&format=jsonl"), Some(&api.district)).await;
+    let key = loa::proof::parse_public_key(&api.state.public_key).unwrap();
+    let first: Vec<_> =
+        page["events"].as_array().unwrap().iter().map(|e| e.as_object().unwrap().clone()).enumerate().collect();
+    let last_hash = first.last().unwrap().1["hash"].as_str().unwrap().to_owned();
+    assert!(loa::proof::verify(first.iter().map(|(i, e)| (*i, e)), &key, None).is_ok());
+    let rest = loa::export::read(rest.as_str().unwrap()).unwrap();
+    let verified = loa::proof::verify(rest.iter().map(|(i, e)| (*i, e)), &key, Some(&last_hash)).unwrap();
+    assert!(verified.events >= 2, "clip_added, then the tokens and the retirement follow");
+    let csv = reqwest::Client::new()
+        .get(format!("{base}/api/v1/airtime?format=csv"))
+        .bearer_auth(&api.district)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    assert!(csv.text().await.unwrap().starts_with("\u{feff}seq,kind,at_utc,at_local"));
+}
+
+#[tokio::test]
+async fn each_bad_upload_is_refused_and_leaves_nothing() {
+    let api = api("");
+    let base = api.serve().await;
+    let mut truncated = fixture(CBR);
+    truncated.truncate(truncated.len() * 6 / 10);
+    let cases: Vec<(Option<(&str, Vec<u8>)>, Vec<(&str, &str)>, u16, &str)> = vec![
+        (Some(("a.mp3", vec![])), FIELDS.to_vec(), 415, "empty"),
+        (Some(("a.mp3", b"hello, not audio".to_vec())), FIELDS.to_vec(), 415, "not_mp3"),
+        (Some(("a.mp3", fixture("wav_renamed.mp3"))), FIELDS.to_vec(), 415, "not_mp3"),
+        (Some(("a.mp3", truncated)), FIELDS.to_vec(), 415, "truncated"),
+        (Some(("a.mp3", fixture("silent.mp3"))), FIELDS.to_vec(), 415, "silent"),
+        (None, FIELDS.to_vec(), 422, "invalid_field"),
+        (Some(("a.mp3", fixture(CBR))), vec![("topic", "cchc")], 422, "invalid_field"),
+        (Some(("a.mp3", fixture(CBR))), vec![("title", "x"), ("topic", "CCHC!")], 422, "invalid_field"),
+        (
+            Some(("a.mp3", fixture(CBR))),
+            vec![("title", "x"), ("topic", "cchc"), ("valid_from", "2026-12-02"), ("valid_until", "2026-12-01")],
+            422,
+            "invalid_field",
+        ),
+        (
+            Some(("a.mp3", fixture(CBR))),
+            vec![("title", "x"), ("topic", "cchc"), ("valid_from", "02/12/2026")],
+            422,
+            "invalid_field",
+        ),
+        (
+            Some(("a.mp3", fixture(CBR))),
+            vec![("title", "x"), ("topic", "cchc"), ("colour", "blue")],
+            422,
+            "invalid_field",
+        ),
+    ];
+    for (file, fields, status, code) in cases {
+        let (got, body) = upload(&base, &api.operator, form(file, &fields)).await;
+        assert_eq!((got, body["error"]["code"].as_str()), (status, Some(code)), "{fields:?}: {body}");
+        assert!(api.leftovers().is_empty(), "staging left {:?}", api.leftovers());
+    }
+    assert!(api.get("/api/v1/clips", Some(&api.operator)).await.1["clips"].as_array().unwrap().is_empty());
+    assert!(std::fs::read_dir(api.station.data_dir().join("clips")).unwrap().next().is_none());
+}
+
+#[tokio::test]
+async fn an_oversize_upload_is_cut_off_with_413() {
+    let api = api("[http]\nmax_upload_mib = 1\n");
+    let base = api.serve().await;
+    let mut big = fixture(CBR);
+    big.resize(3 * 1024 * 1024, 0);
+    let (status, body) = upload(&base, &api.operator, form(Some(("big.mp3", big)), FIELDS)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (413, Some("too_large")), "{body}");
+    assert!(api.leftovers().is_empty());
+}
+
+#[tokio::test]
+async fn concurrent_uploads_of_one_file_make_one_clip() {
+    let api = api("");
+    let base = api.serve().await;
+    let uploads: Vec<_> = (0..3)
+        .map(|_| {
+            let (base, token) = (base.clone(), api.operator.clone());
+            tokio::spawn(async move { upload(&base, &token, form(Some(("a.mp3", fixture(CBR))), FIELDS)).await })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for upload in uploads {
+        statuses.push(upload.await.unwrap().0);
+    }
+    statuses.sort();
+    assert_eq!(statuses, [201, 409, 409]);
+    assert!(api.leftovers().is_empty());
+}
+
+#[tokio::test]
+async fn a_client_that_hangs_up_mid_upload_leaves_nothing() {
+    use tokio::io::AsyncWriteExt;
+    let api = api("");
+    let base = api.serve().await;
+    let address = base.trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST /api/v1/clips HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {}\r\ncontent-type: multipart/form-data; boundary=XYZ\r\ncontent-length: 10000000\r\n\r\n--XYZ\r\ncontent-disposition: form-data; name=\"file\"; filename=\"a.mp3\"\r\n\r\n",
+        api.operator
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(&fixture(CBR)).await.unwrap();
+    // The upload is being staged…
+    let staging = api.station.data_dir().join("staging");
+    for _ in 0..100 {
+        if std::fs::read_dir(&staging).unwrap().next().is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(!api.leftovers().is_empty(), "the upload should be staging");
+    drop(socket); // …and the client is gone.
+    for _ in 0..100 {
+        if api.leftovers().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(api.leftovers().is_empty(), "staging left {:?}", api.leftovers());
+    assert_eq!(api.get("/healthz", None).await.0, StatusCode::OK, "the server carries on");
+}
