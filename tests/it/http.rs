@@ -322,7 +322,8 @@ async fn each_bad_upload_is_refused_and_leaves_nothing() {
     let base = api.serve().await;
     let mut truncated = fixture(CBR);
     truncated.truncate(truncated.len() * 6 / 10);
-    let cases: Vec<(Option<(&str, Vec<u8>)>, Vec<(&str, &str)>, u16, &str)> = vec![
+    type Case<'a> = (Option<(&'a str, Vec<u8>)>, Vec<(&'a str, &'a str)>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (Some(("a.mp3", vec![])), FIELDS.to_vec(), 415, "empty"),
         (Some(("a.mp3", b"hello, not audio".to_vec())), FIELDS.to_vec(), 415, "not_mp3"),
         (Some(("a.mp3", fixture("wav_renamed.mp3"))), FIELDS.to_vec(), 415, "not_mp3"),
