@@ -34,7 +34,14 @@ pub struct SealedEvent {
 }
 
 impl SealedEvent {
-    /// The export form: the body's fields plus `hash` and `sig`.
+    /// The export line: the stored canonical body with `hash` and `sig` appended, spliced as
+    /// text (no parse, no re-encoding: the exported bytes are the hashed bytes).
+    pub fn export_line(&self) -> String {
+        let open = self.body.strip_suffix('}').expect("stored bodies are JSON objects");
+        format!("{open},\"hash\":\"{}\",\"sig\":\"{}\"}}", self.hash, self.sig)
+    }
+
+    /// The export form as a JSON object: the body's fields plus `hash` and `sig`.
     pub fn to_json(&self) -> Map<String, Value> {
         let mut object: Map<String, Value> = serde_json::from_str(&self.body).expect("stored bodies are JSON objects");
         object.insert("hash".into(), Value::String(self.hash.clone()));
@@ -233,6 +240,13 @@ mod tests {
 
     fn check(events: &[Map<String, Value>], expect_prev: Option<&str>) -> Result<Verified, Broken> {
         verify(events.iter().enumerate().map(|(i, e)| (i + 1, e)), &key().signing.verifying_key(), expect_prev)
+    }
+
+    #[test]
+    fn the_export_line_is_the_json_object() {
+        let sealed = key().seal(1, GENESIS_HASH, Fields::new());
+        let parsed: Map<String, Value> = serde_json::from_str(&sealed.export_line()).unwrap();
+        assert_eq!(parsed, sealed.to_json());
     }
 
     #[test]
