@@ -99,7 +99,7 @@ pub fn write(
             }
             let next_after_seq = events.last().map_or(after_seq, |e| e.seq);
             let tail = json!({ "next_after_seq": next_after_seq, "public_key": public_key }).to_string();
-            write!(out, "],{}\n", &tail[1..])
+            writeln!(out, "],{}", &tail[1..])
         }
         Format::Csv => write_csv(out, events, timezone),
     }
