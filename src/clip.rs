@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::config::is_slug;
 
 /// Thông tư 39/2020 levels: thông thường / ưu tiên / khẩn cấp.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     Normal,
@@ -49,7 +49,7 @@ impl FromStr for Priority {
 }
 
 /// What the operator says about a bulletin.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ClipMeta {
     pub title: String,
     pub topic: String,
@@ -124,7 +124,7 @@ pub fn parse_date(field: &'static str, text: &str) -> Result<NaiveDate, MetaErro
 }
 
 /// Facts measured by decoding the whole file at ingest.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AudioFacts {
     /// From the samples actually decoded (encoder delay and padding removed), not the header.
     pub duration_ms: u64,
@@ -139,7 +139,7 @@ pub struct AudioFacts {
 }
 
 /// A bulletin in the library.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Clip {
     pub id: i64,
     pub sha256: String,

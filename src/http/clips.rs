@@ -14,23 +14,41 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tower::ServiceExt;
 
-use super::{ApiError, AppState, Caller};
+use super::{ApiError, AppState, Caller, ErrorBody};
 use crate::clip::{self, Clip, ClipMeta, Priority};
 use crate::ingest::{IngestError, Staged};
-use crate::store::{Inserted, Role, Wanted};
+use crate::store::{Inserted, QueueItem, Role, Wanted};
 
 const READERS: &[Role] = &[Role::Operator, Role::District];
 const OPERATORS: &[Role] = &[Role::Operator];
 /// Text fields of an upload form are short; a longer one is refused rather than buffered.
 const MAX_TEXT_FIELD: usize = 4096;
+/// The upload form (for the OpenAPI document; the handler reads the fields as they stream).
+#[allow(dead_code)]
+#[derive(utoipa::ToSchema)]
+pub struct UploadForm {
+    #[schema(format = Binary, value_type = String)]
+    file: Vec<u8>,
+    title: String,
+    topic: String,
+    language: Option<String>,
+    priority: Option<Priority>,
+    valid_from: Option<chrono::NaiveDate>,
+    valid_until: Option<chrono::NaiveDate>,
+}
+
 const TEXT_FIELDS: [&str; 6] = ["title", "topic", "language", "priority", "valid_from", "valid_until"];
 
+#[utoipa::path(get, path = "/api/v1/clips", tag = "clips", security(("bearer" = [])),
+    responses((status = 200, description = "`{\"clips\": [...]}`, retired clips included"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(READERS)?;
     let clips = state.store.call(|s| s.clips()).await.map_err(ApiError::internal)?;
     Ok(Json(json!({ "clips": clips })))
 }
 
+#[utoipa::path(get, path = "/api/v1/clips/{id}", tag = "clips", security(("bearer" = [])), params(("id" = i64, Path, description = "clip id")),
+    responses((status = 200, body = Clip), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -40,6 +58,8 @@ pub async fn show(
     Ok(Json(find_clip(&state, &id).await?))
 }
 
+#[utoipa::path(delete, path = "/api/v1/clips/{id}", tag = "clips", security(("bearer" = [])), params(("id" = i64, Path, description = "clip id")),
+    responses((status = 204, description = "retired; it stays in the library"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn retire(
     State(state): State<AppState>,
     caller: Caller,
@@ -52,6 +72,8 @@ pub async fn retire(
     retired.map(|_| StatusCode::NO_CONTENT).ok_or_else(|| no_such_clip(id))
 }
 
+#[utoipa::path(get, path = "/api/v1/clips/{id}/audio", tag = "clips", security(("bearer" = [])), params(("id" = i64, Path, description = "clip id")),
+    responses((status = 200, description = "the MP3", content_type = "audio/mpeg"), (status = 206, description = "a Range of it"), (status = 404, body = ErrorBody)))]
 pub async fn audio(
     State(state): State<AppState>,
     caller: Caller,
@@ -81,6 +103,11 @@ async fn find_clip(state: &AppState, id: &str) -> Result<Clip, ApiError> {
     state.store.call(move |s| s.clip(id)).await.map_err(ApiError::internal)?.ok_or_else(|| no_such_clip(id))
 }
 
+#[utoipa::path(post, path = "/api/v1/clips", tag = "clips", security(("bearer" = [])),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses((status = 201, body = Clip), (status = 409, body = ErrorBody, description = "duplicate; `clip_id` names the existing clip"),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody, description = "not a playable MP3; the code says why"),
+        (status = 422, body = ErrorBody), (status = 507, body = ErrorBody)))]
 pub async fn upload(
     State(state): State<AppState>,
     caller: Caller,
@@ -239,14 +266,16 @@ fn ingest_error(error: IngestError) -> ApiError {
     }
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct QueueRequest {
+pub struct QueueRequest {
     clip_id: i64,
     when: Wanted,
 }
 
 /// `{"clip_id": N, "when": "next_slot"|"now"}`: `now` pre-empts whatever plays.
+#[utoipa::path(post, path = "/api/v1/queue", tag = "queue", security(("bearer" = [])), request_body = QueueRequest,
+    responses((status = 202, body = QueueItem), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn enqueue(
     State(state): State<AppState>,
     caller: Caller,

@@ -5,6 +5,22 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+/// The body of every error response (for the OpenAPI document).
+#[allow(dead_code)]
+#[derive(utoipa::ToSchema)]
+pub struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[allow(dead_code)]
+#[derive(utoipa::ToSchema)]
+struct ErrorDetail {
+    /// snake_case, stable: what kind of failure
+    code: String,
+    /// what is wrong and how to fix it
+    message: String,
+}
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,

@@ -19,9 +19,13 @@ use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::get;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorBody};
 
 use crate::auth;
 use crate::clock::Clock;
@@ -53,17 +57,51 @@ pub struct Counters {
     pub uploads_refused: AtomicU64,
 }
 
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "loa", description = "Loudspeaker station API: bulletins, queue, signed proof of airing."),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let scheme =
+            HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("`loa token create` makes one")).build();
+        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+/// The routes and their OpenAPI document, from the same declarations (so they cannot drift).
+fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(station::healthz))
+        .routes(routes!(station::metrics))
+        .routes(routes!(station::station))
+        .routes(routes!(clips::list, clips::upload))
+        .routes(routes!(clips::show, clips::retire))
+        .routes(routes!(clips::audio))
+        .routes(routes!(station::schedule))
+        .routes(routes!(clips::enqueue))
+        .routes(routes!(station::airtime))
+        .split_for_parts()
+}
+
+/// The OpenAPI 3 document of this API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().1
+}
+
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(station::healthz))
-        .route("/metrics", get(station::metrics))
-        .route("/api/v1/station", get(station::station))
-        .route("/api/v1/clips", get(clips::list).post(clips::upload))
-        .route("/api/v1/clips/{id}", get(clips::show).delete(clips::retire))
-        .route("/api/v1/clips/{id}/audio", get(clips::audio))
-        .route("/api/v1/schedule", get(station::schedule))
-        .route("/api/v1/queue", post(clips::enqueue))
-        .route("/api/v1/airtime", get(station::airtime))
+    // The document is rebuilt when asked for, not kept: a station box is short of memory and
+    // the document is read rarely.
+    let (routes, _) = routes();
+    routes
+        .route("/api/v1/openapi.json", get(|| async { axum::Json(openapi()) }))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Uploads are limited while they stream (http.max_upload_mib), not buffered.

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState, Caller};
+use super::{ApiError, AppState, Caller, ErrorBody};
 use crate::export::{self, Format};
 use crate::store::{EventQuery, Role, Wanted};
 use crate::{planner, scheduler};
@@ -33,6 +33,8 @@ fn local_time(state: &AppState, at: DateTime<Utc>) -> String {
     at.with_timezone(&state.config.station.timezone).to_rfc3339()
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "station",
+    responses((status = 200, description = "`{\"status\": \"ok\"|\"degraded\", \"checks\": {store, audio_device, clock_synced, next_slot}}`"), (status = 503, description = "the store does not answer")))]
 pub async fn healthz(State(state): State<AppState>) -> Response {
     let store = state.store.call(|s| s.ping()).await;
     let live = state.live.snapshot();
@@ -62,6 +64,8 @@ fn next_slots(state: &AppState, count: usize) -> Vec<Value> {
         .collect()
 }
 
+#[utoipa::path(get, path = "/api/v1/station", tag = "station", security(("bearer" = [])),
+    responses((status = 200, description = "id, name, timezone, public_key, version, clock_synced, next_slots"), (status = 401, body = ErrorBody)))]
 pub async fn station(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     caller.require(READERS)?;
     let s = &state.config.station;
@@ -77,6 +81,9 @@ pub async fn station(State(state): State<AppState>, caller: Caller) -> Result<Js
 }
 
 /// What each slot in the next `days` would air if the planner decided now.
+#[utoipa::path(get, path = "/api/v1/schedule", tag = "station", security(("bearer" = [])),
+    params(("days" = Option<i64>, Query, description = "1 to 31, default 7")),
+    responses((status = 200, description = "each slot in the period and what the planner would air now"), (status = 400, body = ErrorBody)))]
 pub async fn schedule(
     State(state): State<AppState>,
     caller: Caller,
@@ -137,6 +144,13 @@ fn item(clip: &crate::clip::Clip, queued: bool) -> Value {
     })
 }
 
+#[utoipa::path(get, path = "/api/v1/airtime", tag = "proof", security(("bearer" = [])),
+    params(("after_seq" = Option<i64>, Query, description = "events after this seq (default 0)"),
+        ("limit" = Option<u32>, Query, description = "1 to 10000, default 1000"),
+        ("from" = Option<String>, Query, description = "first local date, YYYY-MM-DD"),
+        ("to" = Option<String>, Query, description = "last local date, YYYY-MM-DD"),
+        ("format" = Option<String>, Query, description = "json (default), jsonl or csv")),
+    responses((status = 200, description = "events exactly as `loa airtime` exports them; JSON: `{events, next_after_seq, public_key}`"), (status = 400, body = ErrorBody)))]
 pub async fn airtime(
     State(state): State<AppState>,
     caller: Caller,
@@ -188,6 +202,8 @@ pub async fn airtime(
     Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "station", security(("bearer" = [])),
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"), (status = 401, body = ErrorBody)))]
 pub async fn metrics(State(state): State<AppState>, caller: Result<Caller, ApiError>) -> Result<Response, ApiError> {
     if !state.config.http.metrics_public {
         caller?.require(READERS)?;

@@ -115,7 +115,7 @@ pub struct Token {
     pub revoked_at: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Wanted {
     NextSlot,
@@ -132,7 +132,7 @@ impl Wanted {
 }
 
 /// A bulletin an operator asked to air.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct QueueItem {
     pub id: i64,
     pub clip_id: i64,

@@ -422,3 +422,44 @@ async fn a_client_that_hangs_up_mid_upload_leaves_nothing() {
     assert!(api.leftovers().is_empty(), "staging left {:?}", api.leftovers());
     assert_eq!(api.get("/healthz", None).await.0, StatusCode::OK, "the server carries on");
 }
+
+#[tokio::test]
+async fn the_openapi_document_and_the_routes_agree() {
+    let api = api("");
+    let (status, document) = api.get("/api/v1/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(document["openapi"].as_str().unwrap().starts_with("3."), "{}", document["openapi"]);
+    assert_eq!(document, serde_json::to_value(loa::http::openapi()).unwrap(), "served document = generated document");
+
+    let paths = document["paths"].as_object().unwrap();
+    let mut documented: Vec<&str> = paths.keys().map(String::as_str).collect();
+    documented.sort();
+    let mut contract = [
+        "/healthz",
+        "/metrics",
+        "/api/v1/station",
+        "/api/v1/clips",
+        "/api/v1/clips/{id}",
+        "/api/v1/clips/{id}/audio",
+        "/api/v1/schedule",
+        "/api/v1/queue",
+        "/api/v1/airtime",
+    ];
+    contract.sort();
+    assert_eq!(documented, contract, "the document lists exactly the API's routes");
+
+    // Every documented operation is routed: the router answers it with something other than
+    // "no such route" or "method not allowed".
+    for (path, operations) in paths {
+        for method in operations.as_object().unwrap().keys() {
+            let uri = path.replace("{id}", "1");
+            let (status, body) = api.call(&method.to_uppercase(), &uri, Some(&api.operator), Body::empty(), None).await;
+            assert!(
+                status != StatusCode::METHOD_NOT_ALLOWED
+                    && !(status == StatusCode::NOT_FOUND
+                        && body["error"]["message"].as_str().is_some_and(|m| m.contains("no such route"))),
+                "{method} {path} is documented but not routed: {status} {body}"
+            );
+        }
+    }
+}
