@@ -217,18 +217,69 @@ fn an_emergency_queued_now_preempts_the_airing_and_airs_at_once() {
     assert_eq!(verify(&station).code, 0);
 }
 
-/// A minimal HTTP/1.1 POST; returns the status code.
-fn http_post(base: &str, path: &str, token: &str, body: &str) -> String {
+/// A minimal HTTP/1.1 POST over a plain socket; returns the status code.
+fn http_post_raw(base: &str, path: &str, token: &str, content_type: &str, body: &[u8]) -> String {
     use std::io::{Read, Write};
     let address = base.trim_start_matches("http://");
     let mut socket = std::net::TcpStream::connect(address).unwrap();
     write!(
         socket,
-        "POST {path} HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {token}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         body.len()
     )
     .unwrap();
+    socket.write_all(body).unwrap();
     let mut answer = String::new();
     socket.read_to_string(&mut answer).unwrap();
     answer.split_whitespace().nth(1).unwrap_or_default().to_owned()
+}
+
+fn http_post(base: &str, path: &str, token: &str, body: &str) -> String {
+    http_post_raw(base, path, token, "application/json", body.as_bytes())
+}
+
+#[test]
+fn an_upload_during_an_airing_does_not_disturb_it() {
+    let station = station(30, 30, &[LONG_SPEECH]);
+    let token = station.loa(&["token", "create", "--role", "operator", "--label", "test"]);
+    let token = token.stdout.trim().to_owned();
+    let daemon = station.start(Device::Paced);
+    let base = daemon.http_base();
+    let events = station
+        .wait_for("the speech on air", Duration::from_secs(45), |e| !of_kind(e, "airing_started", None).is_empty());
+    sleep_into_first_airing(&events, 1000);
+
+    // A 3 MiB upload (valid MP3: the tone repeated), decoded by the station while it airs.
+    let tone = crate::helpers::fixture(TONE);
+    let mut big = Vec::new();
+    while big.len() < 3 << 20 {
+        big.extend_from_slice(&tone);
+    }
+    let status = http_upload(&base, &token, &big);
+    assert_eq!(status, "201");
+    let events = station.wait_for("the airing ended", WAIT, |e| !of_kind(e, "airing_ended", None).is_empty());
+    daemon.stop();
+
+    let ended = of_kind(&events, "airing_ended", None)[0];
+    assert_eq!(ended["status"], "completed", "{ended}");
+    let (played, planned) = (ended["played_ms"].as_i64().unwrap(), ended["planned_ms"].as_i64().unwrap());
+    assert!((played - planned).abs() <= 50, "played {played} of {planned} ms");
+    assert!(ended["silent_ms"].as_i64().unwrap() < planned / 2, "no gap of silence: {ended}");
+}
+
+/// A multipart upload over a plain socket; returns the status code.
+fn http_upload(base: &str, token: &str, mp3: &[u8]) -> String {
+    use std::io::Write;
+    let mut body = Vec::new();
+    for (name, value) in [("title", "Bản tin dài"), ("topic", "cchc")] {
+        write!(body, "--B\r\ncontent-disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").unwrap();
+    }
+    write!(
+        body,
+        "--B\r\ncontent-disposition: form-data; name=\"file\"; filename=\"a.mp3\"\r\ncontent-type: audio/mpeg\r\n\r\n"
+    )
+    .unwrap();
+    body.extend_from_slice(mp3);
+    write!(body, "\r\n--B--\r\n").unwrap();
+    http_post_raw(base, "/api/v1/clips", token, "multipart/form-data; boundary=B", &body)
 }
