@@ -19,11 +19,11 @@ use crate::config::{Config, Slot};
 use crate::events::{self, AiringEvidence, AiringPlan, AiringStatus, level_dbfs};
 use crate::ingest::{IngestError, Library};
 use crate::live::{DeviceReport, Live};
-use crate::planner;
 use crate::player::{Measurement, PlayItem, PlaybackEnd, PlayerHandle, Progress, StopCause, StopSignal};
 use crate::proof::Fields;
 use crate::scheduler::{Due, RECOVERY_WINDOW, SlotTimer};
 use crate::store::{Heartbeat, StoreError, StoreHandle, Wanted};
+use crate::{planner, quota};
 
 /// The scheduler never sleeps longer than this against the wall clock, so a step is noticed.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
@@ -200,22 +200,25 @@ impl Engine {
 
     async fn air_slot(&mut self, run: &mut Run, slot: Slot, at: DateTime<Utc>) -> Result<(), EngineError> {
         let date = at.with_timezone(&self.config.station.timezone).date_naive();
-        let (clips, last_completed, queued) = self
+        let (quotas, timezone, peak) = (self.config.quotas.clone(), self.config.station.timezone, slot.peak);
+        let (clips, last_completed, queued, needs) = self
             .store
-            .call(|s| {
+            .call(move |s| {
                 let queued = s.pending_queue(Wanted::NextSlot)?;
                 let queued_clips =
                     queued.iter().filter_map(|q| s.clip(q.clip_id).transpose().map(|c| c.map(|c| (c, Some(q.id)))));
                 let queued_clips: Vec<(Clip, Option<i64>)> = queued_clips.collect::<Result<_, _>>()?;
-                Ok::<_, StoreError>((s.active_clips()?, s.last_completed_by_clip()?, queued_clips))
+                let needs = quota::unmet(s, &quotas, peak, at, timezone)?;
+                Ok::<_, StoreError>((s.active_clips()?, s.last_completed_by_clip()?, queued_clips, needs))
             })
             .await?;
-        let planned = planner::program(&clips, &last_completed, date, u64::from(slot.max_minutes) * 60_000);
-        // Operators' "next slot" items lead, then the planner's program without repeats.
+        let planned = planner::program(&clips, &last_completed, date, u64::from(slot.max_minutes) * 60_000, &needs);
+        // Operators' "next slot" items lead, then the planner's program (quota items first)
+        // without repeats.
         let mut program = queued;
-        for clip in planned {
-            if !program.iter().any(|(c, _)| c.id == clip.id) {
-                program.push((clip, None));
+        for planned in planned {
+            if !program.iter().any(|(c, _)| c.id == planned.clip.id) {
+                program.push((planned.clip, None));
             }
         }
         if program.is_empty() {

@@ -17,6 +17,7 @@ pub mod mp3;
 pub mod planner;
 pub mod player;
 pub mod proof;
+pub mod quota;
 pub mod scheduler;
 pub mod slots;
 pub mod store;

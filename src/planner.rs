@@ -1,11 +1,21 @@
-//! What a slot plays: eligible clips, most urgent first, then the least recently completed,
-//! within the slot's minutes and never the same clip twice in one slot.
+//! What a slot plays: first one eligible clip for each quota still unmet (the least recently
+//! completed of its topic, so listeners hear the bulletins in rotation), then the other
+//! eligible clips, most urgent first, then the least recently completed — within the slot's
+//! minutes and never the same clip twice in one slot.
 
 use std::collections::HashMap;
 
 use chrono::NaiveDate;
 
 use crate::clip::Clip;
+use crate::quota::Need;
+
+/// A clip in a slot's program, and the quota (index in the config) it is there to serve.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Planned {
+    pub clip: Clip,
+    pub quota: Option<usize>,
+}
 
 /// Whether `clip` may air on local date `date` (inclusive validity window).
 pub fn is_valid_on(clip: &Clip, date: NaiveDate) -> bool {
@@ -15,17 +25,37 @@ pub fn is_valid_on(clip: &Clip, date: NaiveDate) -> bool {
 }
 
 /// The program of one slot on local date `date`. `last_completed`: per clip id, when it last
-/// completed an airing (UTC ms); never-aired clips come first among equals.
-pub fn program(clips: &[Clip], last_completed: &HashMap<i64, i64>, date: NaiveDate, budget_ms: u64) -> Vec<Clip> {
+/// completed an airing (UTC ms); never-aired clips come first among equals. `needs`: the
+/// quotas this slot should serve.
+pub fn program(
+    clips: &[Clip],
+    last_completed: &HashMap<i64, i64>,
+    date: NaiveDate,
+    budget_ms: u64,
+    needs: &[Need],
+) -> Vec<Planned> {
     let mut eligible: Vec<&Clip> = clips.iter().filter(|clip| is_valid_on(clip, date)).collect();
+    let mut used = 0;
+    let mut chosen: Vec<Planned> = Vec::new();
+    eligible.sort_by_key(|clip| (last_completed.get(&clip.id).copied(), clip.id));
+    for need in needs {
+        let serves = |clip: &&&Clip| {
+            clip.meta.topic == need.topic
+                && need.language.as_ref().is_none_or(|l| *l == clip.meta.language)
+                && used + clip.audio.duration_ms <= budget_ms
+                && !chosen.iter().any(|p| p.clip.id == clip.id)
+        };
+        if let Some(clip) = eligible.iter().find(serves) {
+            used += clip.audio.duration_ms;
+            chosen.push(Planned { clip: (*clip).clone(), quota: Some(need.quota) });
+        }
+    }
     eligible
         .sort_by_key(|clip| (std::cmp::Reverse(clip.meta.priority), last_completed.get(&clip.id).copied(), clip.id));
-    let mut used = 0;
-    let mut chosen = Vec::new();
     for clip in eligible {
-        if used + clip.audio.duration_ms <= budget_ms {
+        if used + clip.audio.duration_ms <= budget_ms && !chosen.iter().any(|p| p.clip.id == clip.id) {
             used += clip.audio.duration_ms;
-            chosen.push(clip.clone());
+            chosen.push(Planned { clip: clip.clone(), quota: None });
         }
     }
     chosen
@@ -37,13 +67,24 @@ mod tests {
     use crate::clip::{AudioFacts, ClipMeta, Priority};
 
     fn clip(id: i64, priority: Priority, duration_ms: u64, window: (Option<&str>, Option<&str>)) -> Clip {
+        topical(id, priority, duration_ms, window, "cchc", "vi")
+    }
+
+    fn topical(
+        id: i64,
+        priority: Priority,
+        duration_ms: u64,
+        window: (Option<&str>, Option<&str>),
+        topic: &str,
+        language: &str,
+    ) -> Clip {
         Clip {
             id,
             sha256: format!("{id:064}"),
             meta: ClipMeta {
                 title: format!("clip {id}"),
-                topic: "cchc".into(),
-                language: "vi".into(),
+                topic: topic.into(),
+                language: language.into(),
                 priority,
                 valid_from: window.0.map(|d| d.parse().unwrap()),
                 valid_until: window.1.map(|d| d.parse().unwrap()),
@@ -66,8 +107,8 @@ mod tests {
         text.parse().unwrap()
     }
 
-    fn ids(program: &[Clip]) -> Vec<i64> {
-        program.iter().map(|c| c.id).collect()
+    fn ids(program: &[Planned]) -> Vec<i64> {
+        program.iter().map(|p| p.clip.id).collect()
     }
 
     #[test]
@@ -79,7 +120,7 @@ mod tests {
             clip(4, Priority::Normal, 60_000, (None, None)),
         ];
         let last = HashMap::from([(1, 300), (2, 100)]); // 4 never aired
-        assert_eq!(ids(&program(&clips, &last, date("2026-11-23"), 900_000)), [3, 4, 2, 1]);
+        assert_eq!(ids(&program(&clips, &last, date("2026-11-23"), 900_000, &[])), [3, 4, 2, 1]);
     }
 
     #[test]
@@ -89,23 +130,49 @@ mod tests {
             clip(2, Priority::Normal, 400_000, (None, None)),
             clip(3, Priority::Normal, 300_000, (None, None)),
         ];
-        let chosen = program(&clips, &HashMap::new(), date("2026-11-23"), 900_000);
+        let chosen = program(&clips, &HashMap::new(), date("2026-11-23"), 900_000, &[]);
         assert_eq!(ids(&chosen), [1, 3]);
-        assert!(chosen.iter().map(|c| c.audio.duration_ms).sum::<u64>() <= 900_000);
+        assert!(chosen.iter().map(|p| p.clip.audio.duration_ms).sum::<u64>() <= 900_000);
     }
 
     #[test]
     fn validity_windows_are_inclusive_local_dates() {
         let clips = [clip(1, Priority::Normal, 1000, (Some("2026-03-01"), Some("2026-03-31")))];
         for (day, airs) in [("2026-02-28", false), ("2026-03-01", true), ("2026-03-31", true), ("2026-04-01", false)] {
-            assert_eq!(!program(&clips, &HashMap::new(), date(day), 900_000).is_empty(), airs, "{day}");
+            assert_eq!(!program(&clips, &HashMap::new(), date(day), 900_000, &[]).is_empty(), airs, "{day}");
         }
+    }
+
+    #[test]
+    fn each_unmet_quota_gets_one_clip_first_in_rotation() {
+        let clips = [
+            topical(1, Priority::Priority, 60_000, (None, None), "thong-bao", "vi"),
+            topical(2, Priority::Normal, 60_000, (None, None), "cchc", "vi"),
+            topical(3, Priority::Normal, 60_000, (None, None), "cchc", "vi"),
+            topical(4, Priority::Normal, 60_000, (None, None), "cchc", "hmn"),
+        ];
+        let needs = [
+            Need { quota: 0, topic: "cchc".into(), language: Some("vi".into()) },
+            Need { quota: 1, topic: "cchc".into(), language: Some("hmn".into()) },
+        ];
+        // Clip 2 aired last week, clip 3 longer ago: 3 serves the vi quota this time.
+        let last = HashMap::from([(2, 2_000), (3, 1_000)]);
+        let program = program(&clips, &last, date("2026-11-23"), 180_000, &needs);
+        let quotas: Vec<(i64, Option<usize>)> = program.iter().map(|p| (p.clip.id, p.quota)).collect();
+        assert_eq!(quotas, [(3, Some(0)), (4, Some(1)), (1, None)], "quota items lead, within the budget");
+    }
+
+    #[test]
+    fn a_quota_with_no_eligible_clip_is_left_unserved() {
+        let clips = [topical(1, Priority::Normal, 60_000, (Some("2026-03-01"), Some("2026-03-31")), "cchc", "vi")];
+        let needs = [Need { quota: 0, topic: "cchc".into(), language: None }];
+        assert!(program(&clips, &HashMap::new(), date("2026-04-01"), 900_000, &needs).is_empty());
     }
 
     #[test]
     fn retired_clips_never_air() {
         let mut retired = clip(1, Priority::Emergency, 1000, (None, None));
         retired.retired_at = Some("2026-11-01T00:00:00.000Z".into());
-        assert!(program(&[retired], &HashMap::new(), date("2026-11-23"), 900_000).is_empty());
+        assert!(program(&[retired], &HashMap::new(), date("2026-11-23"), 900_000, &[]).is_empty());
     }
 }

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Json;
@@ -15,7 +16,7 @@ use serde_json::{Value, json};
 use super::{ApiError, AppState, Caller, ErrorBody};
 use crate::export::{self, Format};
 use crate::store::{EventQuery, Role, Wanted};
-use crate::{planner, scheduler};
+use crate::{planner, quota, scheduler};
 
 const READERS: &[Role] = &[Role::Operator, Role::District];
 const DEFAULT_LIMIT: u32 = 1000;
@@ -94,46 +95,61 @@ pub async fn schedule(
     if !(1..=31).contains(&days) {
         return Err(ApiError::bad_request(format!("days: {days} is outside 1 to 31")));
     }
-    let (clips, last_completed, queued) = state
-        .store
-        .call(|s| {
-            Ok::<_, crate::store::StoreError>((
-                s.active_clips()?,
-                s.last_completed_by_clip()?,
-                s.pending_queue(Wanted::NextSlot)?,
-            ))
-        })
-        .await
-        .map_err(ApiError::internal)?;
     let now = state.clock.now();
     let until = now + TimeDelta::days(days);
     let tz = state.config.station.timezone;
-    let mut slots = Vec::new();
-    for (i, (slot_index, at)) in scheduler::upcoming(&state.config.slots, tz, now, 10_000)
+    let upcoming: Vec<(usize, DateTime<Utc>)> = scheduler::upcoming(&state.config.slots, tz, now, 10_000)
         .into_iter()
         .take_while(|(_, at)| *at <= until)
-        .enumerate()
-    {
+        .collect();
+    let (config, slots_ahead) = (Arc::clone(&state.config), upcoming.clone());
+    let (clips, last_completed, queued, needs) = state
+        .store
+        .call(move |s| {
+            // Quotas as they stand now: what each slot would carry if nothing aired before it.
+            let needs = slots_ahead
+                .iter()
+                .map(|(slot, at)| {
+                    quota::unmet(s, &config.quotas, config.slots[*slot].peak, *at, config.station.timezone)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let queued = s.pending_queue(Wanted::NextSlot)?;
+            Ok::<_, crate::store::StoreError>((s.active_clips()?, s.last_completed_by_clip()?, queued, needs))
+        })
+        .await
+        .map_err(ApiError::internal)?;
+    let mut slots = Vec::new();
+    for (i, ((slot_index, at), needs)) in upcoming.into_iter().zip(needs).enumerate() {
         let slot = &state.config.slots[slot_index];
-        let program = planner::program(
-            &clips,
-            &last_completed,
-            at.with_timezone(&tz).date_naive(),
-            u64::from(slot.max_minutes) * 60_000,
-        );
+        let budget = u64::from(slot.max_minutes) * 60_000;
+        let program = planner::program(&clips, &last_completed, at.with_timezone(&tz).date_naive(), budget, &needs);
         let queued_first: Vec<Value> = if i == 0 {
-            queued.iter().filter_map(|q| clips.iter().find(|c| c.id == q.clip_id)).map(|c| item(c, true)).collect()
+            queued
+                .iter()
+                .filter_map(|q| clips.iter().find(|c| c.id == q.clip_id))
+                .map(|c| item(&state, c, true, None))
+                .collect()
         } else {
             Vec::new()
         };
-        let items: Vec<Value> = queued_first.into_iter().chain(program.iter().map(|c| item(c, false))).collect();
+        let planned = program.iter().map(|p| item(&state, &p.clip, false, p.quota));
+        let items: Vec<Value> = queued_first.into_iter().chain(planned).collect();
         slots.push(json!({ "slot": slot.name, "peak": slot.peak, "at": local_time(&state, at), "items": items }));
     }
     Ok(Json(json!({ "from": local_time(&state, now), "days": days, "slots": slots })))
 }
 
-fn item(clip: &crate::clip::Clip, queued: bool) -> Value {
+fn item(state: &AppState, clip: &crate::clip::Clip, queued: bool, quota: Option<usize>) -> Value {
+    let quota = quota.map(|i| {
+        let q = &state.config.quotas[i];
+        let per = match q.per {
+            crate::config::QuotaPeriod::Week => "week",
+            crate::config::QuotaPeriod::Month => "month",
+        };
+        json!({ "index": i, "topic": q.topic, "language": q.language, "per": per, "count": q.count })
+    });
     json!({
+        "quota": quota,
         "clip_id": clip.id,
         "title": clip.meta.title,
         "topic": clip.meta.topic,

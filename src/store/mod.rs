@@ -323,6 +323,25 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Completed airings of `topic` (in `language`, in peak slots when `peak_only`) that ended
+    /// in [from, to) UTC ms: what a quota counts.
+    pub fn completed_airings(
+        &self,
+        topic: &str,
+        language: Option<&str>,
+        peak_only: bool,
+        from: i64,
+        to: i64,
+    ) -> Result<u32, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM events WHERE at >= ?4 AND at < ?5 AND kind = 'airing_ended' AND status = 'completed' \
+             AND json_extract(body, '$.topic') = ?1 AND (?2 IS NULL OR json_extract(body, '$.language') = ?2) \
+             AND (?3 = 0 OR json_extract(body, '$.peak') = 1)",
+            params![topic, language, peak_only, from, to],
+            |row| row.get(0),
+        )?)
+    }
+
     /// `airing_started` events that have no `airing_ended`: airings a crash cut off.
     pub fn unfinished_airings(&self) -> Result<Vec<SealedEvent>, StoreError> {
         let mut stmt = self.conn.prepare(

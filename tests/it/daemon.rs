@@ -283,3 +283,26 @@ fn http_upload(base: &str, token: &str, mp3: &[u8]) -> String {
     write!(body, "\r\n--B--\r\n").unwrap();
     http_post_raw(base, "/api/v1/clips", token, "multipart/form-data; boundary=B", &body)
 }
+
+#[test]
+fn an_unmet_quota_leads_the_slot_until_a_completed_airing_meets_it() {
+    let station = Station::with_config(
+        "[station]\nid = \"phu-thuy\"\nname = \"Đài\"\ndata_dir = \"data\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+         [[slot]]\nname = \"nhanh\"\ncron = \"*/3 * * * * Mon-Sun\"\nmax_minutes = 1\npeak = true\ngrace_seconds = 1\n\
+         [[quota]]\ntopic = \"cchc\"\nper = \"week\"\ncount = 1\npeak_only = true\n",
+    );
+    let add = |file: &str, extra: &[&str]| {
+        let run = station.add(&station.input(file, &crate::helpers::fixture(file)), extra);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        run.json()["id"].as_i64().unwrap()
+    };
+    let notice = add(TONE, &["--topic", "thong-bao", "--priority", "priority"]);
+    let bulletin = add("vbr_stereo_44k.mp3", &["--topic", "cchc"]);
+    let daemon = station.start(Device::Unpaced);
+    let events = station.wait_for("two slots", WAIT, |e| of_kind(e, "airing_ended", Some("completed")).len() >= 4);
+    daemon.stop();
+
+    let order: Vec<i64> =
+        of_kind(&events, "airing_started", None).iter().map(|e| e["clip_id"].as_i64().unwrap()).collect();
+    assert_eq!(&order[..4], [bulletin, notice, notice, bulletin], "quota first while unmet, then priority first");
+}

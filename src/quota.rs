@@ -1,0 +1,160 @@
+//! The reform plan's quotas: which period "now" is in, in station time, and what a slot must
+//! carry so each quota is met.
+//!
+//! Counting is done from the proof log only (completed airings, per topic, language, peak), so
+//! a failed, partial or pre-empted quota airing leaves the quota unmet and the next qualifying
+//! slot carries it again: that is the make-up.
+
+use chrono::{DateTime, Datelike, Days, Months, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+
+use crate::config::{Quota, QuotaPeriod};
+use crate::store::{Store, StoreError};
+
+/// A half-open span of time [start, end) with its name (`2026-W48`, `2026-11`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Period {
+    pub label: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// Local midnight at the start of `date` in `timezone`.
+fn midnight(date: NaiveDate, timezone: Tz) -> DateTime<Utc> {
+    let local = date.and_hms_opt(0, 0, 0).expect("midnight exists");
+    timezone.from_local_datetime(&local).earliest().expect("Vietnam has no DST gaps at midnight").with_timezone(&Utc)
+}
+
+/// The quota period (ISO week Monday 00:00 → Monday 00:00, or calendar month) holding `at`.
+pub fn period_of(per: QuotaPeriod, at: DateTime<Utc>, timezone: Tz) -> Period {
+    let date = at.with_timezone(&timezone).date_naive();
+    match per {
+        QuotaPeriod::Week => {
+            let monday = date - Days::new(u64::from(date.weekday().num_days_from_monday()));
+            let week = date.iso_week();
+            Period {
+                label: format!("{}-W{:02}", week.year(), week.week()),
+                start: midnight(monday, timezone),
+                end: midnight(monday + Days::new(7), timezone),
+            }
+        }
+        QuotaPeriod::Month => {
+            let first = date.with_day(1).expect("day 1 exists");
+            Period {
+                label: format!("{}-{:02}", first.year(), first.month()),
+                start: midnight(first, timezone),
+                end: midnight(first + Months::new(1), timezone),
+            }
+        }
+    }
+}
+
+/// A quota this slot should serve: still short of its count in the slot's period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Need {
+    pub quota: usize,
+    pub topic: String,
+    pub language: Option<String>,
+}
+
+/// Quotas a slot (peak or not) can serve that are unmet: `completed(quota index, period)` is
+/// the count of completed qualifying airings in the period, from the proof log.
+pub fn needs(
+    quotas: &[Quota],
+    slot_is_peak: bool,
+    at: DateTime<Utc>,
+    timezone: Tz,
+    completed: impl Fn(usize, &Period) -> u32,
+) -> Vec<Need> {
+    quotas
+        .iter()
+        .enumerate()
+        .filter(|(_, q)| slot_is_peak || !q.peak_only)
+        .filter(|(i, q)| completed(*i, &period_of(q.per, at, timezone)) < q.count)
+        .map(|(i, q)| Need { quota: i, topic: q.topic.clone(), language: q.language.clone() })
+        .collect()
+}
+
+/// The quotas a slot at `at` should serve, counted from the store's proof log.
+pub fn unmet(
+    store: &Store,
+    quotas: &[Quota],
+    slot_is_peak: bool,
+    at: DateTime<Utc>,
+    timezone: Tz,
+) -> Result<Vec<Need>, StoreError> {
+    let counts = quotas
+        .iter()
+        .map(|q| {
+            let period = period_of(q.per, at, timezone);
+            store.completed_airings(
+                &q.topic,
+                q.language.as_deref(),
+                q.peak_only,
+                period.start.timestamp_millis(),
+                period.end.timestamp_millis(),
+            )
+        })
+        .collect::<Result<Vec<u32>, _>>()?;
+    Ok(needs(quotas, slot_is_peak, at, timezone, |i, _| counts[i]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tz() -> Tz {
+        chrono_tz::Asia::Ho_Chi_Minh
+    }
+
+    fn local(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
+        tz().with_ymd_and_hms(y, m, d, h, 0, 0).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn iso_weeks_run_monday_to_sunday_in_station_time() {
+        // Sunday 23:00 in Hà Nội is still week 48; Monday 00:00 local (17:00 UTC Sunday) is week 49.
+        let sunday = period_of(QuotaPeriod::Week, local(2026, 11, 29, 23), tz());
+        assert_eq!(sunday.label, "2026-W48");
+        assert_eq!(sunday.start, local(2026, 11, 23, 0));
+        assert_eq!(sunday.end, local(2026, 11, 30, 0));
+        assert_eq!(sunday.end.to_rfc3339(), "2026-11-29T17:00:00+00:00");
+        assert_eq!(period_of(QuotaPeriod::Week, local(2026, 11, 30, 0), tz()).label, "2026-W49");
+    }
+
+    #[test]
+    fn week_53_and_year_boundaries_follow_iso() {
+        // 2026-12-31 is a Thursday: ISO 2026-W53 runs to Sunday 2027-01-03.
+        let week = period_of(QuotaPeriod::Week, local(2027, 1, 2, 12), tz());
+        assert_eq!(week.label, "2026-W53");
+        assert_eq!((week.start, week.end), (local(2026, 12, 28, 0), local(2027, 1, 4, 0)));
+        assert_eq!(period_of(QuotaPeriod::Week, local(2027, 1, 4, 0), tz()).label, "2027-W01");
+    }
+
+    #[test]
+    fn months_are_calendar_months_in_station_time() {
+        let m = period_of(QuotaPeriod::Month, local(2026, 12, 31, 23), tz());
+        assert_eq!((m.label.as_str(), m.start, m.end), ("2026-12", local(2026, 12, 1, 0), local(2027, 1, 1, 0)));
+        assert_eq!(period_of(QuotaPeriod::Month, local(2027, 1, 1, 0), tz()).label, "2027-01");
+    }
+
+    #[test]
+    fn only_unmet_quotas_this_slot_can_serve_are_needed() {
+        let quota = |topic: &str, count, peak_only, language: Option<&str>| Quota {
+            topic: topic.into(),
+            per: QuotaPeriod::Week,
+            count,
+            peak_only,
+            language: language.map(Into::into),
+        };
+        let quotas =
+            [quota("cchc", 1, true, Some("vi")), quota("cchc", 1, true, Some("hmn")), quota("an-toan", 2, false, None)];
+        let done = |i: usize, _: &Period| [1, 0, 1][i];
+        let peak: Vec<usize> =
+            needs(&quotas, true, local(2026, 11, 25, 5), tz(), done).iter().map(|n| n.quota).collect();
+        assert_eq!(peak, [1, 2], "vi met; hmn and the second an-toan airing still needed");
+        let off_peak: Vec<usize> =
+            needs(&quotas, false, local(2026, 11, 25, 11), tz(), done).iter().map(|n| n.quota).collect();
+        assert_eq!(off_peak, [2], "peak-only quotas are not served off peak");
+    }
+}
