@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use crate::auth;
 use crate::clip::{self, Clip, ClipMeta, Priority};
 use crate::clock::{Clock, SystemClock};
+use crate::compliance::{self, ReportFormat};
 use crate::config::{self, Config, ConfigError, QuotaPeriod};
 use crate::engine::Engine;
 use crate::export::{self, Format};
@@ -62,6 +63,14 @@ enum Command {
         to: Option<NaiveDate>,
         #[arg(long, default_value = "jsonl", value_parser = parse_format)]
         format: Format,
+    },
+    /// Compliance report for a period, from the proof log.
+    Compliance {
+        /// 2026-W47, 2026-11, 2026-Q4, 2026-H2 or 2026 (station time).
+        #[arg(long)]
+        period: String,
+        #[arg(long, default_value = "json", value_parser = parse_report_format)]
+        format: ReportFormat,
     },
     /// Check an exported log (JSON Lines, or a JSON page) offline: hashes, chain, signatures.
     Verify {
@@ -166,6 +175,10 @@ fn parse_format(text: &str) -> Result<Format, String> {
     text.parse()
 }
 
+fn parse_report_format(text: &str) -> Result<ReportFormat, String> {
+    text.parse()
+}
+
 /// A command's failure, with the exit status it maps to.
 #[derive(Debug, thiserror::Error)]
 enum Failure {
@@ -212,6 +225,14 @@ fn run(args: Args, clock: &dyn Clock, out: &mut dyn Write) -> Result<(), Failure
         Command::Airtime { after_seq, from, to, format } => airtime(&config, after_seq, (from, to), format, out),
         Command::Clip(command) => run_clip(command, &config, clock, out),
         Command::Token(command) => run_token(command, &config, clock, out),
+        Command::Compliance { period, format } => {
+            let period = compliance::parse_period(&period, config.station.timezone)
+                .map_err(|e| failed(format!("--period: {e}")))?;
+            let (store, _) = open_station(&config)?;
+            let report =
+                compliance::from_store(&store, &config, &period, clock.now()).map_err(|e| failed(e.to_string()))?;
+            out.write_all(&compliance::render(&report, format).0).map_err(write_err)
+        }
         Command::Verify { .. } => unreachable!("handled above"),
     }
     .or_else(|failure| match failure {

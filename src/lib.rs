@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cli;
 pub mod clip;
 pub mod clock;
+pub mod compliance;
 pub mod config;
 pub mod engine;
 pub mod events;

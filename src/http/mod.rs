@@ -88,6 +88,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(station::schedule))
         .routes(routes!(clips::enqueue))
         .routes(routes!(station::airtime))
+        .routes(routes!(station::compliance))
         .split_for_parts()
 }
 

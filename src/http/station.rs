@@ -218,6 +218,33 @@ pub async fn airtime(
     Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }
 
+#[utoipa::path(get, path = "/api/v1/compliance", tag = "proof", security(("bearer" = [])),
+    params(("period" = String, Query, description = "2026-W47, 2026-11, 2026-Q4, 2026-H2 or 2026"),
+        ("format" = Option<String>, Query, description = "json (default), csv or html (printable, Vietnamese)")),
+    responses((status = 200, description = "per quota and week/month: required, completed, met, reason; airings by status, topic, language, peak"), (status = 400, body = ErrorBody)))]
+pub async fn compliance(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    caller.require(READERS)?;
+    let period = query.get("period").ok_or_else(|| ApiError::bad_request("period: missing; e.g. period=2026-Q4"))?;
+    let period = crate::compliance::parse_period(period, state.config.station.timezone)
+        .map_err(|e| ApiError::bad_request(format!("period: {e}")))?;
+    let format: crate::compliance::ReportFormat = match query.get("format") {
+        Some(f) => f.parse().map_err(|e| ApiError::bad_request(format!("format: {e}")))?,
+        None => crate::compliance::ReportFormat::Json,
+    };
+    let (config, now) = (Arc::clone(&state.config), state.clock.now());
+    let report = state
+        .store
+        .call(move |s| crate::compliance::from_store(s, &config, &period, now))
+        .await
+        .map_err(ApiError::internal)?;
+    let (body, content_type) = crate::compliance::render(&report, format);
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
+}
+
 #[utoipa::path(get, path = "/metrics", tag = "station", security(("bearer" = [])),
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain"), (status = 401, body = ErrorBody)))]
 pub async fn metrics(State(state): State<AppState>, caller: Result<Caller, ApiError>) -> Result<Response, ApiError> {

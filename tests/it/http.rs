@@ -444,6 +444,7 @@ async fn the_openapi_document_and_the_routes_agree() {
         "/api/v1/schedule",
         "/api/v1/queue",
         "/api/v1/airtime",
+        "/api/v1/compliance",
     ];
     contract.sort();
     assert_eq!(documented, contract, "the document lists exactly the API's routes");

@@ -1,0 +1,499 @@
+//! Reports for the auditing office: for a week, month, quarter, half-year or year, what the
+//! station aired against each quota — computed from the proof log only.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Months, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::config::{Config, Quota, QuotaPeriod};
+use crate::quota::{Period, period_of};
+use crate::store::{EventQuery, Store, StoreError};
+
+/// Parses `2026-W47`, `2026-11`, `2026-Q4`, `2026-H2` or `2026` into local bounds.
+pub fn parse_period(text: &str, timezone: Tz) -> Result<Period, String> {
+    let bad = || format!("\"{text}\" is not a period; use 2026-W47, 2026-11, 2026-Q4, 2026-H2 or 2026");
+    let midnight = |date: NaiveDate| {
+        timezone
+            .from_local_datetime(&date.and_hms_opt(0, 0, 0).expect("midnight"))
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+            .ok_or_else(bad)
+    };
+    let (year, rest) = text.split_once('-').map_or((text, None), |(y, r)| (y, Some(r)));
+    let year: i32 = year.parse().ok().filter(|y| (2000..=2100).contains(y)).ok_or_else(bad)?;
+    let months = |first: u32, count: u32| -> Result<Period, String> {
+        let start = NaiveDate::from_ymd_opt(year, first, 1).ok_or_else(bad)?;
+        Ok(Period { label: text.to_owned(), start: midnight(start)?, end: midnight(start + Months::new(count))? })
+    };
+    match rest {
+        None => months(1, 12),
+        Some(r) if r.starts_with('W') => {
+            let week: u32 = r[1..].parse().map_err(|_| bad())?;
+            let monday = NaiveDate::from_isoywd_opt(year, week, chrono::Weekday::Mon).ok_or_else(bad)?;
+            let at = midnight(monday)?;
+            Ok(Period { label: text.to_owned(), ..period_of(QuotaPeriod::Week, at, timezone) })
+        }
+        Some(r) if r.starts_with('Q') => match r[1..].parse::<u32>() {
+            Ok(q @ 1..=4) => months(3 * q - 2, 3),
+            _ => Err(bad()),
+        },
+        Some(r) if r.starts_with('H') => match r[1..].parse::<u32>() {
+            Ok(h @ 1..=2) => months(6 * h - 5, 6),
+            _ => Err(bad()),
+        },
+        Some(r) => match r.parse::<u32>() {
+            Ok(m @ 1..=12) if r.len() == 2 => months(m, 1),
+            _ => Err(bad()),
+        },
+    }
+}
+
+/// One quota period inside the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QuotaPeriodResult {
+    pub period: String,
+    pub required: u32,
+    pub completed: u32,
+    pub met: bool,
+    /// Why an ended period was missed: `station_down`, `all_attempts_failed`, `no_clip`;
+    /// `in_progress` for the period still running.
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QuotaReport {
+    pub topic: String,
+    pub language: Option<String>,
+    pub per: String,
+    pub count: u32,
+    pub peak_only: bool,
+    pub periods: Vec<QuotaPeriodResult>,
+    pub met: usize,
+    pub missed: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Tally {
+    pub airings: u32,
+    pub minutes: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub station_id: String,
+    pub station_name: String,
+    pub period: String,
+    pub from: String,
+    pub to: String,
+    pub generated_at: String,
+    pub quotas: Vec<QuotaReport>,
+    /// Airing endings and missed slots by status.
+    pub by_status: BTreeMap<String, u32>,
+    /// Completed airings by topic and language ("cchc/vi").
+    pub by_topic_language: BTreeMap<String, Tally>,
+    pub peak: Tally,
+    pub off_peak: Tally,
+    /// The last event the report counted (ties the report to the verifiable log).
+    pub last_seq: Option<i64>,
+    pub last_hash: Option<String>,
+}
+
+fn text<'a>(event: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    event.get(key).and_then(Value::as_str)
+}
+
+fn int(event: &Map<String, Value>, key: &str) -> Option<i64> {
+    event.get(key).and_then(Value::as_i64)
+}
+
+fn serves(event: &Map<String, Value>, quota: &Quota) -> bool {
+    text(event, "topic") == Some(&quota.topic)
+        && quota.language.as_deref().is_none_or(|l| text(event, "language") == Some(l))
+        && (!quota.peak_only || event.get("peak").and_then(Value::as_bool) == Some(true))
+}
+
+/// The report for `period` from `events` (exported event objects, ascending seq), at `now`.
+pub fn report(config: &Config, period: &Period, events: &[Map<String, Value>], now: DateTime<Utc>) -> Report {
+    let tz = config.station.timezone;
+    let local = |t: DateTime<Utc>| t.with_timezone(&tz).to_rfc3339();
+    let in_range = |e: &Map<String, Value>, from: DateTime<Utc>, to: DateTime<Utc>| {
+        int(e, "at").is_some_and(|at| at >= from.timestamp_millis() && at < to.timestamp_millis())
+    };
+    let mut by_status = BTreeMap::new();
+    let mut by_topic_language: BTreeMap<String, Tally> = BTreeMap::new();
+    let (mut peak, mut off_peak) = (Tally::default(), Tally::default());
+    for e in events.iter().filter(|e| in_range(e, period.start, period.end)) {
+        let kind = text(e, "kind");
+        if kind != Some("airing_ended") && kind != Some("slot_missed") {
+            continue;
+        }
+        *by_status.entry(text(e, "status").unwrap_or("unknown").to_owned()).or_insert(0) += 1;
+        if kind == Some("airing_ended") && text(e, "status") == Some("completed") {
+            let minutes = int(e, "played_ms").unwrap_or(0) as f64 / 60_000.0;
+            let key = format!("{}/{}", text(e, "topic").unwrap_or("?"), text(e, "language").unwrap_or("?"));
+            for tally in [
+                by_topic_language.entry(key).or_default(),
+                if e.get("peak") == Some(&Value::Bool(true)) { &mut peak } else { &mut off_peak },
+            ] {
+                tally.airings += 1;
+                tally.minutes = ((tally.minutes + minutes) * 100.0).round() / 100.0;
+            }
+        }
+    }
+
+    let quotas = config.quotas.iter().map(|quota| quota_report(quota, period, events, now, tz)).collect();
+    let last = events.iter().rev().find(|e| int(e, "at").is_some_and(|at| at < period.end.timestamp_millis()));
+    Report {
+        station_id: config.station.id.clone(),
+        station_name: config.station.name.clone(),
+        period: period.label.clone(),
+        from: local(period.start),
+        to: local(period.end),
+        generated_at: local(now),
+        quotas,
+        by_status,
+        by_topic_language,
+        peak,
+        off_peak,
+        last_seq: last.and_then(|e| int(e, "seq")),
+        last_hash: last.and_then(|e| text(e, "hash")).map(str::to_owned),
+    }
+}
+
+fn quota_report(
+    quota: &Quota,
+    period: &Period,
+    events: &[Map<String, Value>],
+    now: DateTime<Utc>,
+    tz: Tz,
+) -> QuotaReport {
+    let mut periods = Vec::new();
+    let mut at = period.start;
+    while at < period.end {
+        let sub = period_of(quota.per, at, tz);
+        let within = |e: &&Map<String, Value>| {
+            int(e, "at").is_some_and(|t| t >= sub.start.timestamp_millis() && t < sub.end.timestamp_millis())
+        };
+        let attempts: Vec<&Map<String, Value>> = events
+            .iter()
+            .filter(within)
+            .filter(|e| text(e, "kind") == Some("airing_ended") && serves(e, quota))
+            .collect();
+        let completed = attempts.iter().filter(|e| text(e, "status") == Some("completed")).count() as u32;
+        let met = completed >= quota.count;
+        let reason = if met {
+            None
+        } else if sub.end > now {
+            Some("in_progress")
+        } else if events
+            .iter()
+            .filter(within)
+            .any(|e| text(e, "kind") == Some("slot_missed") && text(e, "reason") == Some("station_down"))
+        {
+            Some("station_down")
+        } else if !attempts.is_empty() {
+            Some("all_attempts_failed")
+        } else {
+            Some("no_clip")
+        };
+        periods.push(QuotaPeriodResult {
+            period: sub.label.clone(),
+            required: quota.count,
+            completed,
+            met,
+            reason: reason.map(str::to_owned),
+        });
+        at = sub.end;
+    }
+    let met = periods.iter().filter(|p| p.met).count();
+    let missed = periods.iter().filter(|p| !p.met && p.reason.as_deref() != Some("in_progress")).count();
+    let per = match quota.per {
+        QuotaPeriod::Week => "week",
+        QuotaPeriod::Month => "month",
+    };
+    QuotaReport {
+        topic: quota.topic.clone(),
+        language: quota.language.clone(),
+        per: per.to_owned(),
+        count: quota.count,
+        peak_only: quota.peak_only,
+        periods,
+        met,
+        missed,
+    }
+}
+
+/// The report for `period`, read from `store` (events a month either side, so quota weeks
+/// and months that straddle the period's edges are counted whole).
+pub fn from_store(store: &Store, config: &Config, period: &Period, now: DateTime<Utc>) -> Result<Report, StoreError> {
+    let margin = chrono::TimeDelta::days(31).num_milliseconds();
+    let query = EventQuery {
+        after_seq: 0,
+        from: Some(period.start.timestamp_millis() - margin),
+        to: Some(period.end.timestamp_millis() + margin),
+        limit: None,
+    };
+    let events: Vec<Map<String, Value>> = store.events(query)?.iter().map(|e| e.to_json()).collect();
+    Ok(report(config, period, &events, now))
+}
+
+/// How a report is rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportFormat {
+    Json,
+    Csv,
+    Html,
+}
+
+impl std::str::FromStr for ReportFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "json" => Ok(ReportFormat::Json),
+            "csv" => Ok(ReportFormat::Csv),
+            "html" => Ok(ReportFormat::Html),
+            other => Err(format!("\"{other}\" is not a report format; use json, csv or html")),
+        }
+    }
+}
+
+/// The rendered report and its content type.
+pub fn render(report: &Report, format: ReportFormat) -> (Vec<u8>, &'static str) {
+    match format {
+        ReportFormat::Json => (serde_json::to_vec_pretty(report).expect("reports serialise"), "application/json"),
+        ReportFormat::Csv => (to_csv(report), "text/csv; charset=utf-8"),
+        ReportFormat::Html => (to_html(report).into_bytes(), "text/html; charset=utf-8"),
+    }
+}
+
+/// CSV for Excel (UTF-8 with BOM): one row per quota period.
+pub fn to_csv(report: &Report) -> Vec<u8> {
+    let mut out = "\u{feff}".as_bytes().to_vec();
+    {
+        let mut csv = csv::Writer::from_writer(&mut out);
+        let header = [
+            "station_id",
+            "report_period",
+            "topic",
+            "language",
+            "per",
+            "peak_only",
+            "period",
+            "required",
+            "completed",
+            "met",
+            "reason",
+        ];
+        csv.write_record(header).expect("in-memory CSV");
+        for q in &report.quotas {
+            for p in &q.periods {
+                let row = [
+                    report.station_id.clone(),
+                    report.period.clone(),
+                    q.topic.clone(),
+                    q.language.clone().unwrap_or_default(),
+                    q.per.clone(),
+                    q.peak_only.to_string(),
+                    p.period.clone(),
+                    p.required.to_string(),
+                    p.completed.to_string(),
+                    p.met.to_string(),
+                    p.reason.clone().unwrap_or_default(),
+                ];
+                csv.write_record(row).expect("in-memory CSV");
+            }
+        }
+        csv.flush().expect("in-memory CSV");
+    }
+    out
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn reason_vi(reason: Option<&str>) -> &'static str {
+    match reason {
+        None => "Đạt",
+        Some("in_progress") => "Đang thực hiện",
+        Some("station_down") => "Không đạt: đài ngừng hoạt động",
+        Some("all_attempts_failed") => "Không đạt: phát lỗi",
+        Some("no_clip") => "Không đạt: không có bản tin",
+        Some(_) => "Không đạt",
+    }
+}
+
+/// A printable one-page report in Vietnamese.
+pub fn to_html(report: &Report) -> String {
+    let mut rows = String::new();
+    for q in &report.quotas {
+        let language = q.language.as_deref().map(|l| format!(" ({l})")).unwrap_or_default();
+        let per = if q.per == "week" { "tuần" } else { "tháng" };
+        let hours = if q.peak_only { ", giờ cao điểm" } else { "" };
+        rows.push_str(&format!(
+            "<tr class=\"quota\"><th colspan=\"4\">Chủ đề «{}»{language}: ít nhất {} lần/{per}{hours} — đạt {}, không đạt {}</th></tr>\n",
+            escape(&q.topic),
+            q.count,
+            q.met,
+            q.missed
+        ));
+        for p in &q.periods {
+            rows.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                escape(&p.period),
+                p.required,
+                p.completed,
+                reason_vi(p.reason.as_deref())
+            ));
+        }
+    }
+    let mut statuses = String::new();
+    for (status, count) in &report.by_status {
+        statuses.push_str(&format!("<li>{}: {count}</li>", escape(status)));
+    }
+    format!(
+        r#"<!DOCTYPE html>
+<html lang="vi"><head><meta charset="utf-8"><title>Báo cáo phát thanh CCHC {period}</title>
+<style>
+body {{ font-family: "Times New Roman", serif; margin: 2cm; font-size: 13pt; }}
+h1 {{ font-size: 15pt; text-align: center; text-transform: uppercase; }}
+table {{ border-collapse: collapse; width: 100%; margin: 1em 0; }}
+th, td {{ border: 1px solid #000; padding: 3px 6px; text-align: left; }}
+tr.quota th {{ background: #eee; }}
+.sign {{ display: flex; justify-content: space-between; margin-top: 3em; text-align: center; }}
+.small {{ font-size: 9pt; color: #444; word-break: break-all; }}
+@media print {{ body {{ margin: 1cm; }} }}
+</style></head><body>
+<p>{station}</p>
+<h1>Báo cáo kết quả phát thanh cải cách hành chính</h1>
+<p style="text-align:center">Kỳ báo cáo: <b>{period}</b> (từ {from} đến {to})</p>
+<table><tr><th>Kỳ</th><th>Yêu cầu</th><th>Đã phát trọn vẹn</th><th>Kết quả</th></tr>
+{rows}</table>
+<p>Tổng số lượt phát theo trạng thái:</p><ul>{statuses}</ul>
+<p>Giờ cao điểm: {peak_n} lượt, {peak_m} phút. Giờ khác: {off_n} lượt, {off_m} phút.</p>
+<div class="sign"><div>Người lập báo cáo<br><br><br>(Ký, ghi rõ họ tên)</div><div>Thủ trưởng đơn vị<br><br><br>(Ký, đóng dấu)</div></div>
+<p class="small">Số liệu lấy từ nhật ký phát sóng có chữ ký số của đài ({station_id}), đến sự kiện số {seq}, mã băm {hash}; kiểm tra bằng <code>loa verify</code>. Lập lúc {generated}.</p>
+</body></html>
+"#,
+        station = escape(&report.station_name),
+        period = escape(&report.period),
+        from = escape(&report.from),
+        to = escape(&report.to),
+        peak_n = report.peak.airings,
+        peak_m = report.peak.minutes,
+        off_n = report.off_peak.airings,
+        off_m = report.off_peak.minutes,
+        station_id = escape(&report.station_id),
+        seq = report.last_seq.map_or("-".to_owned(), |s| s.to_string()),
+        hash = report.last_hash.as_deref().unwrap_or("-"),
+        generated = escape(&report.generated_at),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tz() -> Tz {
+        chrono_tz::Asia::Ho_Chi_Minh
+    }
+
+    fn local(m: u32, d: u32, h: u32) -> DateTime<Utc> {
+        tz().with_ymd_and_hms(2026, m, d, h, 0, 0).unwrap().with_timezone(&Utc)
+    }
+
+    fn event(seq: i64, kind: &str, at: DateTime<Utc>, fields: &[(&str, Value)]) -> Map<String, Value> {
+        let mut e = Map::new();
+        e.insert("seq".into(), seq.into());
+        e.insert("kind".into(), kind.into());
+        e.insert("at".into(), at.timestamp_millis().into());
+        for (k, v) in fields {
+            e.insert((*k).into(), v.clone());
+        }
+        e
+    }
+
+    fn ended(seq: i64, at: DateTime<Utc>, topic: &str, peak: bool, status: &str) -> Map<String, Value> {
+        let fields = [
+            ("topic", topic.into()),
+            ("language", "vi".into()),
+            ("peak", peak.into()),
+            ("status", status.into()),
+            ("played_ms", 120_000.into()),
+        ];
+        event(seq, "airing_ended", at, &fields)
+    }
+
+    #[test]
+    fn each_week_is_met_or_missed_with_its_true_reason() {
+        let text = "[station]\nid = \"s\"\nname = \"Đài\"\n[[slot]]\nname = \"sang\"\ncron = \"0 30 5 * * Mon-Sun\"\nmax_minutes = 15\npeak = true\n[[quota]]\ntopic = \"cchc\"\nper = \"week\"\n";
+        let config = Config::parse(std::path::Path::new("/etc/loa/station.toml"), text).unwrap();
+        let events = vec![
+            // W45 (2–8 Nov): an off-peak completion does not count, a peak one does.
+            ended(1, local(11, 3, 11), "cchc", false, "completed"),
+            ended(2, local(11, 4, 5), "cchc", true, "completed"),
+            // W46: tried, but partial and failed.
+            ended(3, local(11, 10, 5), "cchc", true, "partial"),
+            ended(4, local(11, 11, 5), "cchc", true, "failed"),
+            // W47: the station was down; a completion of another topic does not help.
+            event(
+                5,
+                "slot_missed",
+                local(11, 17, 5),
+                &[("status", "missed".into()), ("reason", "station_down".into()), ("peak", true.into())],
+            ),
+            ended(6, local(11, 18, 5), "thong-bao", true, "completed"),
+            // W48: nothing aired at all; W49 is still running at `now`.
+        ];
+        let period = parse_period("2026-11", tz()).unwrap();
+        let report = report(&config, &period, &events, local(12, 2, 12));
+        let weeks: Vec<(&str, u32, bool, Option<&str>)> = report.quotas[0]
+            .periods
+            .iter()
+            .map(|p| (p.period.as_str(), p.completed, p.met, p.reason.as_deref()))
+            .collect();
+        assert_eq!(
+            weeks,
+            [
+                ("2026-W44", 0, false, Some("no_clip")),
+                ("2026-W45", 1, true, None),
+                ("2026-W46", 0, false, Some("all_attempts_failed")),
+                ("2026-W47", 0, false, Some("station_down")),
+                ("2026-W48", 0, false, Some("no_clip")),
+                ("2026-W49", 0, false, Some("in_progress")),
+            ]
+        );
+        assert_eq!((report.quotas[0].met, report.quotas[0].missed), (1, 4));
+        assert_eq!(report.by_status.get("completed"), Some(&3));
+        assert_eq!(report.by_status.get("missed"), Some(&1));
+        assert_eq!((report.peak.airings, report.off_peak.airings), (2, 1));
+        assert_eq!(report.by_topic_language["cchc/vi"].airings, 2);
+        assert_eq!(report.last_seq, Some(6));
+        let html = to_html(&report);
+        assert!(
+            html.contains("Báo cáo kết quả phát thanh cải cách hành chính")
+                && html.contains("Không đạt: đài ngừng hoạt động")
+        );
+        assert!(String::from_utf8(to_csv(&report)).unwrap().starts_with("\u{feff}station_id,report_period"));
+    }
+
+    #[test]
+    fn every_period_form_parses_in_station_time() {
+        let check = |text: &str, start: &str, end: &str| {
+            let p = parse_period(text, tz()).unwrap();
+            assert_eq!((p.start.to_rfc3339(), p.end.to_rfc3339()), (start.to_owned(), end.to_owned()), "{text}");
+        };
+        check("2026-W47", "2026-11-15T17:00:00+00:00", "2026-11-22T17:00:00+00:00");
+        check("2026-11", "2026-10-31T17:00:00+00:00", "2026-11-30T17:00:00+00:00");
+        check("2026-Q4", "2026-09-30T17:00:00+00:00", "2026-12-31T17:00:00+00:00");
+        check("2026-H2", "2026-06-30T17:00:00+00:00", "2026-12-31T17:00:00+00:00");
+        check("2026", "2025-12-31T17:00:00+00:00", "2026-12-31T17:00:00+00:00");
+        check("2026-W53", "2026-12-27T17:00:00+00:00", "2027-01-03T17:00:00+00:00");
+        for bad in ["2026-W54", "2026-13", "2026-Q5", "2026-H3", "26", "2026-1", "last week"] {
+            assert!(parse_period(bad, tz()).is_err(), "{bad}");
+        }
+    }
+}
