@@ -88,6 +88,7 @@ impl Engine {
         let mut timer = SlotTimer::new(&self.config.slots, self.config.station.timezone, &last_fired, resume_from);
         let mut run = Run { started_at: now, busy_until: None, last_beat: None, stopping: false };
         tracing::info!(station = %self.config.station.id, next_slot = ?timer.next_fire(), "station on air");
+        self.warn_quotas_at_risk().await?;
 
         while !run.stopping {
             let now = self.clock.now();
@@ -247,6 +248,16 @@ impl Engine {
         }
         self.player.end_slot();
         run.busy_until = Some(self.clock.now());
+        self.warn_quotas_at_risk().await
+    }
+
+    async fn warn_quotas_at_risk(&self) -> Result<(), EngineError> {
+        let (config, now) = (Arc::clone(&self.config), self.clock.now());
+        for q in self.store.call(move |s| quota::standings(s, &config, now)).await? {
+            if q.status == "at_risk" {
+                tracing::warn!(topic = %q.topic, language = ?q.language, period = %q.period, completed = q.completed, required = q.required, reason = ?q.reason, "quota at risk");
+            }
+        }
         Ok(())
     }
 

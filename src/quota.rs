@@ -8,7 +8,10 @@
 use chrono::{DateTime, Datelike, Days, Months, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 
-use crate::config::{Quota, QuotaPeriod};
+use serde::Serialize;
+
+use crate::config::{Config, Quota, QuotaPeriod};
+use crate::scheduler;
 use crate::store::{Store, StoreError};
 
 /// A half-open span of time [start, end) with its name (`2026-W48`, `2026-11`).
@@ -97,6 +100,72 @@ pub fn unmet(
         })
         .collect::<Result<Vec<u32>, _>>()?;
     Ok(needs(quotas, slot_is_peak, at, timezone, |i, _| counts[i]))
+}
+
+/// Where a quota stands in its current period.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Standing {
+    pub topic: String,
+    pub language: Option<String>,
+    pub period: String,
+    pub required: u32,
+    pub completed: u32,
+    /// `met`, `on_track` or `at_risk`.
+    pub status: &'static str,
+    /// Why at risk: `no_clip` (nothing eligible left this period) or `not_enough_slots`.
+    pub reason: Option<&'static str>,
+}
+
+/// Each quota's standing at `now`: counted from the log, judged against the library and the
+/// qualifying slots left in the period.
+pub fn standings(store: &Store, config: &Config, now: DateTime<Utc>) -> Result<Vec<Standing>, StoreError> {
+    let tz = config.station.timezone;
+    let clips = store.active_clips()?;
+    config
+        .quotas
+        .iter()
+        .map(|q| {
+            let period = period_of(q.per, now, tz);
+            let completed = store.completed_airings(
+                &q.topic,
+                q.language.as_deref(),
+                q.peak_only,
+                period.start.timestamp_millis(),
+                period.end.timestamp_millis(),
+            )?;
+            let slots_left = scheduler::upcoming(&config.slots, tz, now, 2_000)
+                .into_iter()
+                .take_while(|(_, at)| *at < period.end)
+                .filter(|(slot, _)| !q.peak_only || config.slots[*slot].peak)
+                .count() as u32;
+            let today = now.with_timezone(&tz).date_naive();
+            let last_day = (period.end - chrono::TimeDelta::milliseconds(1)).with_timezone(&tz).date_naive();
+            let has_clip = clips.iter().any(|c| {
+                c.meta.topic == q.topic
+                    && q.language.as_ref().is_none_or(|l| *l == c.meta.language)
+                    && c.meta.valid_from.is_none_or(|from| from <= last_day)
+                    && c.meta.valid_until.is_none_or(|until| until >= today)
+            });
+            let (status, reason) = if completed >= q.count {
+                ("met", None)
+            } else if !has_clip {
+                ("at_risk", Some("no_clip"))
+            } else if slots_left < q.count - completed {
+                ("at_risk", Some("not_enough_slots"))
+            } else {
+                ("on_track", None)
+            };
+            Ok(Standing {
+                topic: q.topic.clone(),
+                language: q.language.clone(),
+                period: period.label,
+                required: q.count,
+                completed,
+                status,
+                reason,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

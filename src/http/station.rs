@@ -38,16 +38,20 @@ fn local_time(state: &AppState, at: DateTime<Utc>) -> String {
     responses((status = 200, description = "`{\"status\": \"ok\"|\"degraded\", \"checks\": {store, audio_device, clock_synced, next_slot}}`"), (status = 503, description = "the store does not answer")))]
 pub async fn healthz(State(state): State<AppState>) -> Response {
     let store = state.store.call(|s| s.ping()).await;
+    let (config, now) = (Arc::clone(&state.config), state.clock.now());
+    let quotas = state.store.call(move |s| quota::standings(s, &config, now)).await.unwrap_or_default();
     let live = state.live.snapshot();
     let clock_synced = state.clock.synchronized();
     let device_ok = live.audio_device.as_ref().is_none_or(|d| d.ok);
-    let healthy = store.is_ok() && device_ok && clock_synced;
+    let quotas_ok = quotas.iter().all(|q| q.status != "at_risk");
+    let healthy = store.is_ok() && device_ok && clock_synced && quotas_ok;
     let body = json!({
         "status": if healthy { "ok" } else { "degraded" },
         "checks": {
             "store": match &store { Ok(()) => "ok".to_owned(), Err(e) => e.to_string() },
             "audio_device": live.audio_device,
             "clock_synced": clock_synced,
+            "quotas": quotas,
             "next_slot": live.next_slot.map(|(slot, at)| json!({
                 "slot": slot,
                 "at": DateTime::from_timestamp_millis(at).map(|t| local_time(&state, t)),
@@ -252,6 +256,8 @@ pub async fn metrics(State(state): State<AppState>, caller: Result<Caller, ApiEr
         caller?.require(READERS)?;
     }
     let counts = state.store.call(|s| s.airing_counts()).await.map_err(ApiError::internal)?;
+    let (config, now) = (Arc::clone(&state.config), state.clock.now());
+    let standings = state.store.call(move |s| quota::standings(s, &config, now)).await.map_err(ApiError::internal)?;
     let now = state.clock.now().timestamp_millis();
     let c = &state.counters;
     let mut text = String::new();
@@ -268,6 +274,22 @@ pub async fn metrics(State(state): State<AppState>, caller: Result<Caller, ApiEr
         "# HELP loa_clock_synced Whether the system clock is synchronised.\n# TYPE loa_clock_synced gauge\nloa_clock_synced {}",
         u8::from(state.clock.synchronized())
     );
+    text.push_str(
+        "# HELP loa_quota_at_risk 1 when a quota may not be met this period.\n# TYPE loa_quota_at_risk gauge\n",
+    );
+    text.push_str(
+        "# HELP loa_quota_completed Completed qualifying airings this period.\n# TYPE loa_quota_completed gauge\n",
+    );
+    for q in &standings {
+        let labels = format!(
+            "topic=\"{}\",language=\"{}\",period=\"{}\"",
+            q.topic,
+            q.language.as_deref().unwrap_or(""),
+            q.period
+        );
+        let _ = writeln!(text, "loa_quota_at_risk{{{labels}}} {}", u8::from(q.status == "at_risk"));
+        let _ = writeln!(text, "loa_quota_completed{{{labels}}} {}", q.completed);
+    }
     text.push_str("# HELP loa_uploads_total Uploads since start, by result.\n# TYPE loa_uploads_total counter\n");
     for (result, counter) in
         [("accepted", &c.uploads_accepted), ("duplicate", &c.uploads_duplicate), ("refused", &c.uploads_refused)]

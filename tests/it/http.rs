@@ -165,6 +165,18 @@ async fn every_auth_case() {
     assert_eq!(public, StatusCode::OK);
 }
 
+#[tokio::test]
+async fn a_quota_at_risk_degrades_health_and_shows_in_metrics() {
+    let api = api("[[quota]]\ntopic = \"cchc\"\nper = \"week\"\n");
+    let (status, health) = api.get("/healthz", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(health["checks"]["quotas"][0]["status"], "at_risk", "{health}");
+    assert_eq!(health["checks"]["quotas"][0]["reason"], "no_clip");
+    let (_, metrics) = api.get("/metrics", Some(&api.district)).await;
+    assert!(metrics.as_str().unwrap().contains("loa_quota_at_risk{topic=\"cchc\",language=\"\""), "{metrics}");
+}
+
 async fn api_public_metrics() -> StatusCode {
     api("[http]\nmetrics_public = true\n").get("/metrics", None).await.0
 }

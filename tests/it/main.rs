@@ -7,3 +7,4 @@ mod engine;
 mod helpers;
 mod http;
 mod proof;
+mod quota;
