@@ -19,7 +19,7 @@ use crate::clip::{self, Clip, ClipMeta, Priority};
 use crate::clock::{Clock, SystemClock};
 use crate::compliance::{self, ReportFormat};
 use crate::config::{self, Config, ConfigError, QuotaPeriod};
-use crate::engine::Engine;
+use crate::engine::{Engine, WALL_CLOCK_POLL};
 use crate::export::{self, Format};
 use crate::http::{self, AppState};
 use crate::ingest::{IngestError, Library};
@@ -350,7 +350,8 @@ fn run_station(config: Config) -> Result<(), Failure> {
         let server = tokio::spawn(http::serve(listener, api, async move {
             let _ = server_shutdown.wait_for(|stop| *stop).await;
         }));
-        let engine = Engine { config, store, player: PlayerHandle::spawn(), clock, library, live, shutdown };
+        let player = Arc::new(PlayerHandle::spawn());
+        let engine = Engine { config, store, player, longest_sleep: WALL_CLOCK_POLL, clock, library, live, shutdown };
         let result = engine.run().await.map_err(|e| failed(format!("the station stopped: {e}")));
         let _ = stop.send(true); // whatever ended the engine ends the API too
         match server.await {

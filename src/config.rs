@@ -95,6 +95,20 @@ pub struct Quota {
     pub language: Option<String>,
 }
 
+impl Quota {
+    /// A short self-describing name, recorded on the airings that serve it: `cchc/week`,
+    /// `cchc[hmn]/week`, `cchc/month/any-slot`.
+    pub fn label(&self) -> String {
+        let language = self.language.as_deref().map(|l| format!("[{l}]")).unwrap_or_default();
+        let per = match self.per {
+            QuotaPeriod::Week => "week",
+            QuotaPeriod::Month => "month",
+        };
+        let slots = if self.peak_only { "" } else { "/any-slot" };
+        format!("{}{language}/{per}{slots}", self.topic)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{}: cannot read the config file ({source}); pass the right file with --config PATH", path.display())]

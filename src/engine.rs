@@ -19,14 +19,15 @@ use crate::config::{Config, Slot};
 use crate::events::{self, AiringEvidence, AiringPlan, AiringStatus, level_dbfs};
 use crate::ingest::{IngestError, Library};
 use crate::live::{DeviceReport, Live};
-use crate::player::{Measurement, PlayItem, PlaybackEnd, PlayerHandle, Progress, StopCause, StopSignal};
+use crate::player::{Measurement, Output, PlayItem, PlaybackEnd, Progress, StopCause, StopSignal};
 use crate::proof::Fields;
 use crate::scheduler::{Due, RECOVERY_WINDOW, SlotTimer};
 use crate::store::{Heartbeat, StoreError, StoreHandle, Wanted};
 use crate::{planner, quota};
 
-/// The scheduler never sleeps longer than this against the wall clock, so a step is noticed.
-const MAX_SLEEP: Duration = Duration::from_secs(1);
+/// The scheduler never sleeps longer than this against the wall clock, so a step is noticed
+/// (`Engine::longest_sleep` on a station; simulations on a virtual clock may sleep longer).
+pub const WALL_CLOCK_POLL: Duration = Duration::from_secs(1);
 /// A slot is prepared this far ahead (program, device open, `airing_started` written), so its
 /// first frame leaves at the scheduled instant rather than after all that work.
 const CUE: TimeDelta = TimeDelta::seconds(2);
@@ -46,7 +47,9 @@ pub enum EngineError {
 pub struct Engine {
     pub config: Arc<Config>,
     pub store: StoreHandle,
-    pub player: PlayerHandle,
+    pub player: Arc<dyn Output>,
+    /// The longest the loop sleeps between looks at the clock: [`WALL_CLOCK_POLL`] on a station.
+    pub longest_sleep: Duration,
     pub clock: Arc<dyn Clock>,
     pub library: Library,
     pub live: Live,
@@ -108,9 +111,9 @@ impl Engine {
             });
             let until_cue = timer
                 .next_fire()
-                .map_or(MAX_SLEEP, |next| (next - CUE - self.clock.now()).to_std().unwrap_or_default());
+                .map_or(self.longest_sleep, |next| (next - CUE - self.clock.now()).to_std().unwrap_or_default());
             tokio::select! {
-                _ = self.clock.sleep(until_cue.min(MAX_SLEEP)) => {}
+                _ = self.clock.sleep(until_cue.min(self.longest_sleep)) => {}
                 () = self.live.rung() => {}
                 () = stop_requested(&mut self.shutdown) => run.stopping = true,
             }
@@ -208,7 +211,8 @@ impl Engine {
                 let queued = s.pending_queue(Wanted::NextSlot)?;
                 let queued_clips =
                     queued.iter().filter_map(|q| s.clip(q.clip_id).transpose().map(|c| c.map(|c| (c, Some(q.id)))));
-                let queued_clips: Vec<(Clip, Option<i64>)> = queued_clips.collect::<Result<_, _>>()?;
+                let queued_clips: Vec<(Clip, Option<i64>, Option<String>)> =
+                    queued_clips.map(|c| c.map(|(clip, id)| (clip, id, None))).collect::<Result<_, _>>()?;
                 let needs = quota::unmet(s, &quotas, peak, at, timezone)?;
                 Ok::<_, StoreError>((s.active_clips()?, s.last_completed_by_clip()?, queued_clips, needs))
             })
@@ -218,8 +222,9 @@ impl Engine {
         // without repeats.
         let mut program = queued;
         for planned in planned {
-            if !program.iter().any(|(c, _)| c.id == planned.clip.id) {
-                program.push((planned.clip, None));
+            if !program.iter().any(|(c, _, _)| c.id == planned.clip.id) {
+                let quota = planned.quota.map(|i| self.config.quotas[i].label());
+                program.push((planned.clip, None, quota));
             }
         }
         if program.is_empty() {
@@ -230,12 +235,15 @@ impl Engine {
         }
         tracing::info!(slot = %slot.name, clips = program.len(), "slot starts");
         self.player.begin_slot(&self.config.audio.device);
-        for (i, (clip, queue_item)) in program.iter().enumerate() {
+        for (i, (clip, queue_item, quota)) in program.iter().enumerate() {
             if let Some(id) = *queue_item {
                 let now = self.clock.now();
                 self.store.call(move |s| s.take_queue_item(id, now)).await?;
             }
-            let plan = AiringPlan::new(clip, Some((&slot.name, slot.peak, at)), self.gain_db(clip));
+            let plan = AiringPlan {
+                quota: quota.clone(),
+                ..AiringPlan::new(clip, Some((&slot.name, slot.peak, at)), self.gain_db(clip))
+            };
             let status = self.air(run, plan, clip, (i == 0).then_some(at), true).await?;
             if status == AiringStatus::Failed || run.stopping {
                 break; // a dead device fails the rest too; the next slot opens it afresh

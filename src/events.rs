@@ -54,6 +54,9 @@ pub struct AiringPlan {
     pub planned_ms: u64,
     /// Gain applied toward the loudness target, in dB.
     pub gain_db: f64,
+    /// The quota this airing was planned to serve (its label), if any.
+    #[serde(default)]
+    pub quota: Option<String>,
 }
 
 impl AiringPlan {
@@ -70,6 +73,7 @@ impl AiringPlan {
             priority: clip.meta.priority,
             planned_ms: clip.audio.duration_ms,
             gain_db: round2(gain_db),
+            quota: None,
         }
     }
 }

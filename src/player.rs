@@ -13,8 +13,10 @@
 //! and the caller turns them into wall times through `clock`.
 
 use std::fs::File;
+use std::future::Future;
 use std::io::BufReader;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
@@ -140,6 +142,39 @@ enum Command {
     EndSlot,
 }
 
+/// Where the engine sends airings: the device thread ([`PlayerHandle`]) on a station, or a
+/// stand-in when a test simulates months of airings on a virtual clock.
+pub trait Output: Send + Sync {
+    /// Starts a slot on `device`; it opens when the slot's first clip is released.
+    fn begin_slot(&self, device: &str);
+    /// Plays one clip and reports what reached the device (`None`: the output did not answer).
+    fn play(
+        &self,
+        item: PlayItem,
+        progress: Progress,
+    ) -> Pin<Box<dyn Future<Output = Option<Measurement>> + Send + '_>>;
+    /// Ends the slot: the device is closed.
+    fn end_slot(&self);
+}
+
+impl Output for PlayerHandle {
+    fn begin_slot(&self, device: &str) {
+        PlayerHandle::begin_slot(self, device);
+    }
+
+    fn play(
+        &self,
+        item: PlayItem,
+        progress: Progress,
+    ) -> Pin<Box<dyn Future<Output = Option<Measurement>> + Send + '_>> {
+        Box::pin(PlayerHandle::play(self, item, progress))
+    }
+
+    fn end_slot(&self) {
+        PlayerHandle::end_slot(self);
+    }
+}
+
 /// The async side's handle to the player thread.
 #[derive(Clone)]
 pub struct PlayerHandle {
@@ -180,8 +215,8 @@ impl PlayerHandle {
     }
 }
 
-/// An open output: rodio's sink plus the last error its stream reported.
-struct Output {
+/// An open device: rodio's sink plus the last error its stream reported.
+struct OpenDevice {
     sink: MixerDeviceSink,
     error: Arc<Mutex<Option<String>>>,
 }
@@ -190,11 +225,11 @@ struct Output {
 #[derive(Default)]
 struct SlotDevice {
     name: Option<String>,
-    output: Option<Output>,
+    output: Option<OpenDevice>,
 }
 
 impl SlotDevice {
-    fn open(&mut self) -> Result<&Output, String> {
+    fn open(&mut self) -> Result<&OpenDevice, String> {
         if self.output.is_none() {
             let name = self.name.as_deref().ok_or("no slot is in progress")?;
             self.output = Some(open_output(name)?);
@@ -216,7 +251,7 @@ fn player_thread(commands: mpsc::Receiver<Command>) {
     }
 }
 
-fn open_output(device_name: &str) -> Result<Output, String> {
+fn open_output(device_name: &str) -> Result<OpenDevice, String> {
     let host = rodio::cpal::default_host();
     let device = if device_name == "default" {
         host.default_output_device()
@@ -242,7 +277,7 @@ fn open_output(device_name: &str) -> Result<Output, String> {
         format = ?config.sample_format(),
         "audio device open"
     );
-    Ok(Output { sink, error })
+    Ok(OpenDevice { sink, error })
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {

@@ -11,7 +11,6 @@ use chrono_tz::Tz;
 use serde::Serialize;
 
 use crate::config::{Config, Quota, QuotaPeriod};
-use crate::scheduler;
 use crate::store::{Store, StoreError};
 
 /// A half-open span of time [start, end) with its name (`2026-W48`, `2026-11`).
@@ -133,11 +132,14 @@ pub fn standings(store: &Store, config: &Config, now: DateTime<Utc>) -> Result<V
                 period.start.timestamp_millis(),
                 period.end.timestamp_millis(),
             )?;
-            let slots_left = scheduler::upcoming(&config.slots, tz, now, 2_000)
-                .into_iter()
-                .take_while(|(_, at)| *at < period.end)
-                .filter(|(slot, _)| !q.peak_only || config.slots[*slot].peak)
-                .count() as u32;
+            let local_now = now.with_timezone(&tz);
+            let slots_left: usize = config
+                .slots
+                .iter()
+                .filter(|slot| !q.peak_only || slot.peak)
+                .map(|slot| slot.cron.after(&local_now).take_while(|at| *at < period.end).count())
+                .sum();
+            let slots_left = slots_left as u32;
             let today = now.with_timezone(&tz).date_naive();
             let last_day = (period.end - chrono::TimeDelta::milliseconds(1)).with_timezone(&tz).date_naive();
             let has_clip = clips.iter().any(|c| {

@@ -64,7 +64,8 @@ async fn clock_steps_never_double_air_nor_silently_skip() {
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let engine = Engine {
         store: StoreHandle::spawn(open_store(&config)),
-        player: PlayerHandle::spawn(),
+        player: Arc::new(PlayerHandle::spawn()),
+        longest_sleep: loa::engine::WALL_CLOCK_POLL,
         clock: clock.clone(),
         library: Library::open(&config.station.data_dir, config.clips).unwrap(),
         live: loa::live::Live::default(),

@@ -8,3 +8,4 @@ mod helpers;
 mod http;
 mod proof;
 mod quota;
+mod year;
