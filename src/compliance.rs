@@ -170,44 +170,63 @@ fn quota_report(
     now: DateTime<Utc>,
     tz: Tz,
 ) -> QuotaReport {
-    let mut periods = Vec::new();
+    // The quota's weeks or months touching the report period, then one pass over the events
+    // into them (binary search on the starts), so a year costs one scan, not one per week.
+    let mut subs = Vec::new();
     let mut at = period.start;
     while at < period.end {
         let sub = period_of(quota.per, at, tz);
-        let within = |e: &&Map<String, Value>| {
-            int(e, "at").is_some_and(|t| t >= sub.start.timestamp_millis() && t < sub.end.timestamp_millis())
-        };
-        let attempts: Vec<&Map<String, Value>> = events
-            .iter()
-            .filter(within)
-            .filter(|e| text(e, "kind") == Some("airing_ended") && serves(e, quota))
-            .collect();
-        let completed = attempts.iter().filter(|e| text(e, "status") == Some("completed")).count() as u32;
-        let met = completed >= quota.count;
-        let reason = if met {
-            None
-        } else if sub.end > now {
-            Some("in_progress")
-        } else if events
-            .iter()
-            .filter(within)
-            .any(|e| text(e, "kind") == Some("slot_missed") && text(e, "reason") == Some("station_down"))
-        {
-            Some("station_down")
-        } else if !attempts.is_empty() {
-            Some("all_attempts_failed")
-        } else {
-            Some("no_clip")
-        };
-        periods.push(QuotaPeriodResult {
-            period: sub.label.clone(),
-            required: quota.count,
-            completed,
-            met,
-            reason: reason.map(str::to_owned),
-        });
         at = sub.end;
+        subs.push(sub);
     }
+    let starts: Vec<i64> = subs.iter().map(|p| p.start.timestamp_millis()).collect();
+    #[derive(Default, Clone, Copy)]
+    struct Tally {
+        completed: u32,
+        attempts: u32,
+        station_down: bool,
+    }
+    let mut tallies = vec![Tally::default(); subs.len()];
+    for e in events {
+        let Some(at) = int(e, "at") else { continue };
+        let Some(i) = starts.partition_point(|start| *start <= at).checked_sub(1) else { continue };
+        if at >= subs[i].end.timestamp_millis() {
+            continue;
+        }
+        match text(e, "kind") {
+            Some("airing_ended") if serves(e, quota) => {
+                tallies[i].attempts += 1;
+                tallies[i].completed += u32::from(text(e, "status") == Some("completed"));
+            }
+            Some("slot_missed") if text(e, "reason") == Some("station_down") => tallies[i].station_down = true,
+            _ => {}
+        }
+    }
+    let periods: Vec<QuotaPeriodResult> = subs
+        .iter()
+        .zip(tallies)
+        .map(|(sub, tally)| {
+            let met = tally.completed >= quota.count;
+            let reason = if met {
+                None
+            } else if sub.end > now {
+                Some("in_progress")
+            } else if tally.station_down {
+                Some("station_down")
+            } else if tally.attempts > 0 {
+                Some("all_attempts_failed")
+            } else {
+                Some("no_clip")
+            };
+            QuotaPeriodResult {
+                period: sub.label.clone(),
+                required: quota.count,
+                completed: tally.completed,
+                met,
+                reason: reason.map(str::to_owned),
+            }
+        })
+        .collect();
     let met = periods.iter().filter(|p| p.met).count();
     let missed = periods.iter().filter(|p| !p.met && p.reason.as_deref() != Some("in_progress")).count();
     let per = match quota.per {

@@ -186,8 +186,10 @@ fn a_slot_with_nothing_to_air_is_recorded() {
 }
 
 #[test]
-fn an_emergency_queued_now_preempts_the_airing_and_airs_at_once() {
+fn an_emergency_queued_now_preempts_a_quota_airing_which_is_then_made_up() {
     let station = station(30, 30, &[LONG_SPEECH]);
+    let config = std::fs::read_to_string(station.config_path()).unwrap();
+    std::fs::write(station.config_path(), format!("{config}[[quota]]\ntopic = \"cchc\"\nper = \"week\"\n")).unwrap();
     let run = station.add(
         &station.input("khan-cap.mp3", &crate::helpers::fixture(TONE)),
         &["--title", "Khẩn cấp: bão", "--priority", "emergency", "--valid-until", "2020-01-01"],
@@ -206,13 +208,19 @@ fn an_emergency_queued_now_preempts_the_airing_and_airs_at_once() {
     let body = format!("{{\"clip_id\": {emergency}, \"when\": \"now\"}}");
     let queued = http_post(&base, "/api/v1/queue", &token, &body);
     assert_eq!(queued, "202");
-    let events = station.wait_for("the emergency aired", WAIT, |e| {
-        e.iter().any(|x| x["kind"] == "airing_ended" && x["clip_id"] == emergency && x["status"] == "completed")
+    let events = station.wait_for("the emergency aired and the quota item came back", Duration::from_secs(90), |e| {
+        let aired =
+            e.iter().any(|x| x["kind"] == "airing_ended" && x["clip_id"] == emergency && x["status"] == "completed");
+        aired && of_kind(e, "airing_started", None).iter().filter(|x| x["quota"] == "cchc/week").count() >= 2
     });
     daemon.stop();
 
     let preempted = of_kind(&events, "airing_ended", Some("preempted"));
     assert_eq!(preempted.len(), 1, "{events:#?}");
+    assert_eq!(preempted[0]["quota"], "cchc/week", "the pre-empted airing was the quota item");
+    let make_up =
+        of_kind(&events, "airing_started", None).into_iter().filter(|x| x["quota"] == "cchc/week").nth(1).unwrap();
+    assert!(make_up["scheduled_at"].as_i64() > preempted[0]["scheduled_at"].as_i64(), "made up in the next slot");
     assert!(preempted[0]["played_ms"].as_i64().unwrap() < 16_000);
     let aired = events.iter().find(|x| x["kind"] == "airing_ended" && x["clip_id"] == emergency).unwrap();
     assert!(aired["slot"].is_null(), "an emergency airs outside any slot: {aired}");

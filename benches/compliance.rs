@@ -1,0 +1,135 @@
+//! Compliance benchmark (`cargo bench --bench compliance`), printed in one run:
+//! - a year's report (10 slots a day, every airing recorded) from the store, as JSON, CSV, HTML
+//!   (goal ≤ 100 ms);
+//! - the planner's decision for one slot (quota standing from the log + program) with 50 clips.
+
+use std::time::Instant;
+
+use chrono::{TimeDelta, TimeZone, Utc};
+use loa::clip::{AudioFacts, ClipMeta, Priority};
+use loa::compliance::{self, ReportFormat};
+use loa::config::Config;
+use loa::proof::StationKey;
+use loa::store::{Sealer, Store};
+use serde_json::json;
+
+const SLOTS: &str = "[[slot]]\nname = \"s05\"\ncron = \"0 30 5 * * Mon-Sun\"\nmax_minutes = 15\npeak = true\n\
+    [[slot]]\nname = \"s06\"\ncron = \"0 30 6 * * Mon-Sun\"\nmax_minutes = 15\npeak = true\n\
+    [[slot]]\nname = \"s07\"\ncron = \"0 30 7 * * Mon-Sun\"\nmax_minutes = 15\n\
+    [[slot]]\nname = \"s09\"\ncron = \"0 0 9 * * Mon-Sun\"\nmax_minutes = 15\n\
+    [[slot]]\nname = \"s11\"\ncron = \"0 0 11 * * Mon-Sun\"\nmax_minutes = 15\n\
+    [[slot]]\nname = \"s13\"\ncron = \"0 0 13 * * Mon-Sun\"\nmax_minutes = 15\n\
+    [[slot]]\nname = \"s15\"\ncron = \"0 0 15 * * Mon-Sun\"\nmax_minutes = 15\n\
+    [[slot]]\nname = \"s17\"\ncron = \"0 0 17 * * Mon-Sun\"\nmax_minutes = 15\npeak = true\n\
+    [[slot]]\nname = \"s19\"\ncron = \"0 0 19 * * Mon-Sun\"\nmax_minutes = 15\npeak = true\n\
+    [[slot]]\nname = \"s21\"\ncron = \"0 0 21 * * Mon-Sun\"\nmax_minutes = 15\n\
+    [[quota]]\ntopic = \"cchc\"\nper = \"week\"\n[[quota]]\ntopic = \"cchc\"\nper = \"week\"\nlanguage = \"hmn\"\n\
+    [[quota]]\ntopic = \"an-toan\"\nper = \"month\"\ncount = 4\npeak_only = false\n";
+
+fn median(mut times: Vec<f64>) -> f64 {
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    times[times.len() / 2]
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("station.toml");
+    std::fs::write(&path, format!("[station]\nid = \"bench\"\nname = \"Đài\"\ndata_dir = \"data\"\n{SLOTS}")).unwrap();
+    let config = Config::load(&path).unwrap();
+    std::fs::create_dir_all(&config.station.data_dir).unwrap();
+    let key = StationKey::load_or_create(&config.station.data_dir).unwrap();
+    let mut store = Store::open(&config.station.data_dir, Sealer { station_id: "bench".into(), key }).unwrap();
+
+    // 50 clips across topics and languages.
+    let audio = AudioFacts {
+        duration_ms: 120_000,
+        sample_rate: 44100,
+        channels: 1,
+        loudness_lufs: -16.0,
+        peak_dbfs: -1.0,
+        true_peak_dbfs: -1.0,
+    };
+    for i in 0..50 {
+        let (topic, language) = [("cchc", "vi"), ("cchc", "hmn"), ("an-toan", "vi"), ("thong-bao", "vi")][i % 4];
+        let meta = ClipMeta {
+            title: format!("Bản tin {i}"),
+            topic: topic.into(),
+            language: language.into(),
+            priority: Priority::Normal,
+            valid_from: None,
+            valid_until: None,
+        };
+        store.insert_clip(&format!("{i:064x}"), 1, &meta, &audio, Utc::now()).unwrap();
+    }
+
+    // A year of airings at 10 slots a day, three clips a slot.
+    let tz = config.station.timezone;
+    let year_start = tz.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap().with_timezone(&Utc);
+    let mut events = Vec::new();
+    let mut seq = 0;
+    for day in 0..365 {
+        for (s, slot) in config.slots.iter().enumerate() {
+            for c in 0..3u32 {
+                let at = year_start
+                    + TimeDelta::days(day)
+                    + TimeDelta::hours(5 + s as i64 * 2)
+                    + TimeDelta::minutes(i64::from(c) * 3);
+                let (topic, language) = [("cchc", "vi"), ("cchc", "hmn"), ("an-toan", "vi")][c as usize];
+                let status = if seq % 17 == 0 { "failed" } else { "completed" };
+                seq += 1;
+                let mut fields = serde_json::Map::new();
+                for (k, v) in [
+                    ("kind", json!("airing_ended")),
+                    ("slot", json!(slot.name)),
+                    ("peak", json!(slot.peak)),
+                    ("scheduled_at", json!(at.timestamp_millis())),
+                    ("topic", json!(topic)),
+                    ("language", json!(language)),
+                    ("status", json!(status)),
+                    ("played_ms", json!(120_000)),
+                ] {
+                    fields.insert(k.into(), v);
+                }
+                events.push((at, fields));
+            }
+        }
+    }
+    let written = store.append_batch(events).unwrap();
+    println!("store: {written} airing events over 2026 (10 slots a day, 3 airings a slot)");
+
+    let now = year_start + TimeDelta::days(366);
+    let period = compliance::parse_period("2026", tz).unwrap();
+    for format in [ReportFormat::Json, ReportFormat::Csv, ReportFormat::Html] {
+        let times: Vec<f64> = (0..11)
+            .map(|_| {
+                let t = Instant::now();
+                let report = compliance::from_store(&store, &config, &period, now).unwrap();
+                let _ = compliance::render(&report, format);
+                t.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect();
+        println!(
+            "a year's report as {format:?}: median {:.1} ms, max {:.1} ms (goal <= 100)",
+            median(times.clone()),
+            times.iter().cloned().fold(0.0, f64::max)
+        );
+    }
+
+    let clips = store.active_clips().unwrap();
+    let last = store.last_completed_by_clip().unwrap();
+    let at = tz.with_ymd_and_hms(2026, 11, 25, 17, 0, 0).unwrap().with_timezone(&Utc);
+    let times: Vec<f64> = (0..201)
+        .map(|_| {
+            let t = Instant::now();
+            let needs = loa::quota::unmet(&store, &config.quotas, true, at, tz).unwrap();
+            let program = loa::planner::program(&clips, &last, at.with_timezone(&tz).date_naive(), 15 * 60_000, &needs);
+            assert!(!program.is_empty());
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    println!(
+        "planner decision per slot (quota standing + program, 50 clips): median {:.2} ms, max {:.2} ms",
+        median(times.clone()),
+        times.iter().cloned().fold(0.0, f64::max)
+    );
+}
