@@ -23,6 +23,7 @@ use crate::player::{Measurement, Output, PlayItem, PlaybackEnd, Progress, StopCa
 use crate::proof::Fields;
 use crate::scheduler::{Due, RECOVERY_WINDOW, SlotTimer};
 use crate::store::{Heartbeat, StoreError, StoreHandle, Wanted};
+use crate::supervisor::Supervisor;
 use crate::{planner, quota};
 
 /// The scheduler never sleeps longer than this against the wall clock, so a step is noticed
@@ -64,6 +65,7 @@ struct Run {
     busy_until: Option<DateTime<Utc>>,
     last_beat: Option<DateTime<Utc>>,
     stopping: bool,
+    supervisor: Supervisor,
 }
 
 impl Engine {
@@ -89,11 +91,19 @@ impl Engine {
             .and_then(|h| DateTime::from_timestamp_millis(h.at))
             .map_or(now, |alive| alive.max(now - RECOVERY_WINDOW));
         let mut timer = SlotTimer::new(&self.config.slots, self.config.station.timezone, &last_fired, resume_from);
-        let mut run = Run { started_at: now, busy_until: None, last_beat: None, stopping: false };
+        let mut run = Run {
+            started_at: now,
+            busy_until: None,
+            last_beat: None,
+            stopping: false,
+            supervisor: Supervisor::from_env(),
+        };
         tracing::info!(station = %self.config.station.id, next_slot = ?timer.next_fire(), "station on air");
+        run.supervisor.ready();
         self.warn_quotas_at_risk().await?;
 
         while !run.stopping {
+            run.supervisor.alive(self.player.responsive());
             let now = self.clock.now();
             self.beat(&mut run, now, None).await?;
             while let Some(due) = timer.due(self.clock.now(), CUE) {
@@ -118,6 +128,7 @@ impl Engine {
                 () = stop_requested(&mut self.shutdown) => run.stopping = true,
             }
         }
+        run.supervisor.stopping();
         self.append(events::station_stopped("shutdown")).await?;
         let stopped_at = self.clock.now().timestamp_millis();
         self.store.call(move |s| s.beat(Heartbeat { at: stopped_at, airing: None })).await?;
@@ -337,6 +348,7 @@ impl Engine {
                     stop.stop(StopCause::Shutdown);
                 }
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                    run.supervisor.alive(self.player.responsive());
                     let played = progress.played().as_millis() as u64;
                     self.beat(run, self.clock.now(), Some((seq, played))).await?;
                 }

@@ -22,3 +22,4 @@ pub mod quota;
 pub mod scheduler;
 pub mod slots;
 pub mod store;
+pub mod supervisor;

@@ -155,6 +155,10 @@ pub trait Output: Send + Sync {
     ) -> Pin<Box<dyn Future<Output = Option<Measurement>> + Send + '_>>;
     /// Ends the slot: the device is closed.
     fn end_slot(&self);
+    /// Whether the output's thread still answers (for the service watchdog).
+    fn responsive(&self) -> bool {
+        true
+    }
 }
 
 impl Output for PlayerHandle {
@@ -173,22 +177,35 @@ impl Output for PlayerHandle {
     fn end_slot(&self) {
         PlayerHandle::end_slot(self);
     }
+
+    fn responsive(&self) -> bool {
+        self.alive.lock().expect("liveness lock").elapsed() < UNRESPONSIVE
+    }
 }
+
+/// The player thread notes it is alive at least this often (idle or playing).
+const LIVENESS_TICK: Duration = Duration::from_secs(1);
+/// Silence from the player thread for longer than this means it is stuck.
+const UNRESPONSIVE: Duration = Duration::from_secs(10);
 
 /// The async side's handle to the player thread.
 #[derive(Clone)]
 pub struct PlayerHandle {
     commands: mpsc::Sender<Command>,
+    /// When the player thread last showed it was alive.
+    alive: Arc<Mutex<Instant>>,
 }
 
 impl PlayerHandle {
     pub fn spawn() -> PlayerHandle {
         let (commands, queue) = mpsc::channel();
+        let alive = Arc::new(Mutex::new(Instant::now()));
+        let beat = Arc::clone(&alive);
         thread::Builder::new()
             .name("player".into())
-            .spawn(move || player_thread(queue))
+            .spawn(move || player_thread(queue, beat))
             .expect("spawn the player thread");
-        PlayerHandle { commands }
+        PlayerHandle { commands, alive }
     }
 
     /// Starts a slot on the ALSA PCM `device` ("default", "hw:0,0", …); the device opens when
@@ -238,13 +255,19 @@ impl SlotDevice {
     }
 }
 
-fn player_thread(commands: mpsc::Receiver<Command>) {
+fn player_thread(commands: mpsc::Receiver<Command>, alive: Arc<Mutex<Instant>>) {
     let mut device = SlotDevice::default();
-    for command in commands {
+    loop {
+        *alive.lock().expect("liveness lock") = Instant::now();
+        let command = match commands.recv_timeout(LIVENESS_TICK) {
+            Ok(command) => command,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
         match command {
             Command::BeginSlot { device: name } => device = SlotDevice { name: Some(name), output: None },
             Command::Play { item, progress, reply } => {
-                let _ = reply.send(play_one(&mut device, &item, &progress));
+                let _ = reply.send(play_one(&mut device, &item, &progress, &alive));
             }
             Command::EndSlot => device = SlotDevice::default(),
         }
@@ -291,7 +314,7 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-fn play_one(device: &mut SlotDevice, item: &PlayItem, progress: &Progress) -> Measurement {
+fn play_one(device: &mut SlotDevice, item: &PlayItem, progress: &Progress, alive: &Mutex<Instant>) -> Measurement {
     let requested = Instant::now();
     let source = match open_clip(item) {
         Ok(source) => source,
@@ -322,6 +345,7 @@ fn play_one(device: &mut SlotDevice, item: &PlayItem, progress: &Progress) -> Me
     let mut last_progress = Instant::now();
     let end = loop {
         thread::sleep(POLL);
+        *alive.lock().expect("liveness lock") = Instant::now();
         let state = meter.lock().expect("meter lock").clone();
         *progress.0.lock().expect("progress lock") = Duration::from_secs_f64(state.frames as f64 / sample_rate as f64);
         if let Some(end) = state.end {

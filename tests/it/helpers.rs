@@ -173,6 +173,11 @@ impl Station {
 
     /// Starts `loa run` on this station with the given audio device.
     pub fn start(&self, device: Device) -> Daemon {
+        self.start_with_env(device, &[])
+    }
+
+    /// `start`, with extra environment variables.
+    pub fn start_with_env(&self, device: Device, env: &[(&str, &str)]) -> Daemon {
         let log = std::fs::File::create(self.dir.path().join("daemon.log")).expect("daemon log");
         let child = Command::new(env!("CARGO_BIN_EXE_loa"))
             .arg("--config")
@@ -180,6 +185,7 @@ impl Station {
             .arg("run")
             .env("ALSA_CONFIG_PATH", self.alsa_config(device))
             .env("LOA_LOG", "debug,symphonia_core=error,symphonia_bundle_mp3=error")
+            .envs(env.iter().copied())
             .stdout(log.try_clone().expect("log handle"))
             .stderr(log)
             .spawn()

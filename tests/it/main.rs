@@ -8,4 +8,5 @@ mod helpers;
 mod http;
 mod proof;
 mod quota;
+mod systemd;
 mod year;

@@ -1,0 +1,47 @@
+//! Talking to systemd when it runs us (`Type=notify`): READY once the store is open, recovery
+//! has run and the scheduler is armed; watchdog pings only while the engine loop turns *and*
+//! the audio thread answers, so a stuck player gets the service restarted; STOPPING on the way
+//! out. Without `NOTIFY_SOCKET` (a shell, the tests) every call does nothing.
+
+use std::time::{Duration, Instant};
+
+use sd_notify::NotifyState;
+
+pub struct Supervisor {
+    watchdog: Option<Duration>,
+    last_ping: Option<Instant>,
+}
+
+impl Supervisor {
+    pub fn from_env() -> Supervisor {
+        Supervisor { watchdog: sd_notify::watchdog_enabled(), last_ping: None }
+    }
+
+    fn notify(&self, states: &[NotifyState]) {
+        if let Err(e) = sd_notify::notify(states) {
+            tracing::warn!("cannot notify systemd: {e}");
+        }
+    }
+
+    pub fn ready(&self) {
+        self.notify(&[NotifyState::Ready, NotifyState::Status("on air")]);
+    }
+
+    /// Called from the engine loop: pings the watchdog (at a quarter of its period) if the
+    /// audio thread is responsive, and not otherwise.
+    pub fn alive(&mut self, audio_responsive: bool) {
+        let Some(period) = self.watchdog else { return };
+        if !audio_responsive {
+            tracing::error!("the audio thread is not answering; withholding the watchdog ping");
+            return;
+        }
+        if self.last_ping.is_none_or(|last| last.elapsed() >= period / 4) {
+            self.last_ping = Some(Instant::now());
+            self.notify(&[NotifyState::Watchdog]);
+        }
+    }
+
+    pub fn stopping(&self) {
+        self.notify(&[NotifyState::Stopping]);
+    }
+}
