@@ -229,14 +229,10 @@ fn quota_report(
         .collect();
     let met = periods.iter().filter(|p| p.met).count();
     let missed = periods.iter().filter(|p| !p.met && p.reason.as_deref() != Some("in_progress")).count();
-    let per = match quota.per {
-        QuotaPeriod::Week => "week",
-        QuotaPeriod::Month => "month",
-    };
     QuotaReport {
         topic: quota.topic.clone(),
         language: quota.language.clone(),
-        per: per.to_owned(),
+        per: quota.per.as_str().to_owned(),
         count: quota.count,
         peak_only: quota.peak_only,
         periods,

@@ -95,17 +95,22 @@ pub struct Quota {
     pub language: Option<String>,
 }
 
+impl QuotaPeriod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuotaPeriod::Week => "week",
+            QuotaPeriod::Month => "month",
+        }
+    }
+}
+
 impl Quota {
     /// A short self-describing name, recorded on the airings that serve it: `cchc/week`,
     /// `cchc[hmn]/week`, `cchc/month/any-slot`.
     pub fn label(&self) -> String {
         let language = self.language.as_deref().map(|l| format!("[{l}]")).unwrap_or_default();
-        let per = match self.per {
-            QuotaPeriod::Week => "week",
-            QuotaPeriod::Month => "month",
-        };
         let slots = if self.peak_only { "" } else { "/any-slot" };
-        format!("{}{language}/{per}{slots}", self.topic)
+        format!("{}{language}/{}{slots}", self.topic, self.per.as_str())
     }
 }
 

@@ -29,8 +29,8 @@ use crate::{planner, quota};
 /// The scheduler never sleeps longer than this against the wall clock, so a step is noticed
 /// (`Engine::longest_sleep` on a station; simulations on a virtual clock may sleep longer).
 pub const WALL_CLOCK_POLL: Duration = Duration::from_secs(1);
-/// A slot is prepared this far ahead (program, device open, `airing_started` written), so its
-/// first frame leaves at the scheduled instant rather than after all that work.
+/// A slot is prepared this far ahead (program planned, `airing_started` written, clip decoder
+/// opened), so only the device open stands between the scheduled instant and the first frame.
 const CUE: TimeDelta = TimeDelta::seconds(2);
 /// Heartbeats: rarely while idle (SD cards wear), every second while airing (so a power cut's
 /// record says how far the airing got).
@@ -176,23 +176,21 @@ impl Engine {
         Ok(())
     }
 
-    /// Adds the config's `[[preload]]` bulletins that are not in the library yet.
+    /// Adds the config's `[[preload]]` bulletins that are not in the library yet. The copy and
+    /// the decode run on the store thread (at start, before any slot), not on the runtime.
     async fn preload(&self) {
         for preload in &self.config.preload {
-            let staged = std::fs::File::open(&preload.file).and_then(|mut file| {
-                let mut staged = self.library.stage()?;
-                std::io::copy(&mut file, &mut staged)?;
-                Ok(staged)
-            });
-            let staged = match staged {
-                Ok(staged) => staged,
-                Err(e) => {
-                    tracing::warn!(file = %preload.file.display(), "cannot preload: {e}");
-                    continue;
-                }
-            };
-            let (library, meta, now) = (self.library.clone(), preload.meta.clone(), self.clock.now());
-            match self.store.call(move |s| library.admit(staged, &meta, s, now)).await {
+            let (library, file, meta, now) =
+                (self.library.clone(), preload.file.clone(), preload.meta.clone(), self.clock.now());
+            let admitted = self
+                .store
+                .call(move |s| {
+                    let mut staged = library.stage()?;
+                    std::io::copy(&mut std::fs::File::open(&file)?, &mut staged)?;
+                    library.admit(staged, &meta, s, now)
+                })
+                .await;
+            match admitted {
                 Ok(inserted) => tracing::debug!(?inserted, "preloaded"),
                 Err(IngestError::Rejected(r)) => tracing::warn!(file = %preload.file.display(), "preload refused: {r}"),
                 Err(e) => tracing::warn!(file = %preload.file.display(), "cannot preload: {e}"),

@@ -1,5 +1,5 @@
 //! What the running station knows right now and the API reports: the audio device's last
-//! result, the next slot, the clip on air — and the doorbell the API rings when an operator
+//! result and the next slot — and the doorbell the API rings when an operator
 //! queues something, so the engine looks at the queue at once.
 
 use std::sync::{Arc, Mutex};
@@ -13,7 +13,6 @@ pub struct LiveState {
     pub audio_device: Option<DeviceReport>,
     /// (slot name, UTC ms)
     pub next_slot: Option<(String, i64)>,
-    pub on_air_clip: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]

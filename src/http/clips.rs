@@ -14,13 +14,11 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tower::ServiceExt;
 
-use super::{ApiError, AppState, Caller, ErrorBody};
+use super::{ApiError, AppState, Caller, ErrorBody, OPERATORS, READERS};
 use crate::clip::{self, Clip, ClipMeta, Priority};
 use crate::ingest::{IngestError, Staged};
-use crate::store::{Inserted, QueueItem, Role, Wanted};
+use crate::store::{Inserted, QueueItem, Wanted};
 
-const READERS: &[Role] = &[Role::Operator, Role::District];
-const OPERATORS: &[Role] = &[Role::Operator];
 /// Text fields of an upload form are short; a longer one is refused rather than buffered.
 const MAX_TEXT_FIELD: usize = 4096;
 /// The upload form (for the OpenAPI document; the handler reads the fields as they stream).

@@ -34,6 +34,10 @@ use crate::ingest::Library;
 use crate::live::Live;
 use crate::store::{Role, StoreHandle};
 
+/// Who may read (library, schedule, proof, reports) and who may change things.
+const READERS: &[Role] = &[Role::Operator, Role::District];
+const OPERATORS: &[Role] = &[Role::Operator];
+
 /// Everything a handler may use.
 #[derive(Clone)]
 pub struct AppState {

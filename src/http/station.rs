@@ -13,12 +13,11 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState, Caller, ErrorBody};
+use super::{ApiError, AppState, Caller, ErrorBody, READERS};
 use crate::export::{self, Format};
-use crate::store::{EventQuery, Role, Wanted};
+use crate::store::{EventQuery, Wanted};
 use crate::{planner, quota, scheduler};
 
-const READERS: &[Role] = &[Role::Operator, Role::District];
 const DEFAULT_LIMIT: u32 = 1000;
 const MAX_LIMIT: u32 = 10_000;
 
@@ -146,11 +145,7 @@ pub async fn schedule(
 fn item(state: &AppState, clip: &crate::clip::Clip, queued: bool, quota: Option<usize>) -> Value {
     let quota = quota.map(|i| {
         let q = &state.config.quotas[i];
-        let per = match q.per {
-            crate::config::QuotaPeriod::Week => "week",
-            crate::config::QuotaPeriod::Month => "month",
-        };
-        json!({ "index": i, "topic": q.topic, "language": q.language, "per": per, "count": q.count })
+        json!({ "index": i, "topic": q.topic, "language": q.language, "per": q.per.as_str(), "count": q.count })
     });
     json!({
         "quota": quota,
