@@ -25,6 +25,7 @@ pub struct Config {
     pub audio: Audio,
     pub http: Http,
     pub clips: ClipLimits,
+    pub clock: ClockTrust,
     pub slots: Vec<Slot>,
     pub quotas: Vec<Quota>,
     pub preload: Vec<Preload>,
@@ -52,6 +53,28 @@ pub struct Station {
 pub struct Audio {
     pub device: String,
     pub target_lufs: f64,
+    pub amplifier: AmplifierHooks,
+}
+
+/// Commands that switch the amplifier (e.g. a relay via `gpioset`) around each block of airings.
+#[derive(Debug, Clone, Default)]
+pub struct AmplifierHooks {
+    /// argv run before the first clip of a slot or an emergency block.
+    pub before_air: Option<Vec<String>>,
+    /// argv run after the block's last clip.
+    pub after_air: Option<Vec<String>>,
+    /// How long the amplifier needs between `before_air` and the first sound.
+    pub warmup: std::time::Duration,
+    /// A failed `before_air` fails the airings instead of airing into a dead amplifier.
+    pub required: bool,
+}
+
+/// How far `loa` trusts the wall clock at start.
+#[derive(Debug, Clone, Copy)]
+pub struct ClockTrust {
+    /// When the clock reads earlier than the last recorded event and is not synchronised,
+    /// wait at most this long for NTP before running anyway.
+    pub sync_wait: std::time::Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +90,9 @@ pub struct Http {
 pub struct ClipLimits {
     pub min_duration_ms: u64,
     pub max_duration_ms: u64,
+    /// Uploads are refused when accepting one would leave less than this free beside the
+    /// store, so the proof log always has room to grow.
+    pub keep_free_bytes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -156,6 +182,23 @@ impl Source<'_> {
         ConfigError::Invalid { path: self.path.to_owned(), line: self.line_of(span.start), key, message }
     }
 
+    /// The table a line at `offset` belongs to, as the validator names it: `audio`, `slot[2]`.
+    fn table_at(&self, offset: usize) -> Option<String> {
+        let before = &self.text[..offset];
+        let header = before.lines().rev().map(str::trim).find(|l| l.starts_with('['))?;
+        if let Some(array) = header.strip_prefix("[[").and_then(|h| h.split("]]").next()) {
+            let array = array.trim();
+            let index = before
+                .lines()
+                .filter(|l| {
+                    l.trim().strip_prefix("[[").is_some_and(|h| h.split("]]").next().map(str::trim) == Some(array))
+                })
+                .count();
+            return Some(format!("{array}[{}]", index.saturating_sub(1)));
+        }
+        header.strip_prefix('[').and_then(|h| h.split(']').next()).map(|table| table.trim().to_owned())
+    }
+
     /// A TOML syntax or type error. toml's message does not always say which key, so when the
     /// error points into a `key = value` line we name that key ourselves.
     fn syntax_error(&self, error: &toml::de::Error) -> ConfigError {
@@ -166,7 +209,7 @@ impl Source<'_> {
             .split_once('=')
             .map(|(key, _)| key.trim())
             .filter(|key| !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)))
-            .map(str::to_owned);
+            .map(|key| self.table_at(line_start).map_or_else(|| key.to_owned(), |table| format!("{table}.{key}")));
         let message = error.message().trim().replace('\n', " ");
         self.invalid_at(span, key, message)
     }
@@ -182,6 +225,8 @@ struct RawConfig {
     http: RawHttp,
     #[serde(default)]
     clips: RawClips,
+    #[serde(default)]
+    clock: RawClock,
     #[serde(default)]
     slot: Vec<RawSlot>,
     #[serde(default)]
@@ -213,6 +258,10 @@ struct RawStation {
 struct RawAudio {
     device: Option<Spanned<String>>,
     target_lufs: Option<Spanned<f64>>,
+    before_air: Option<Spanned<Vec<String>>>,
+    after_air: Option<Spanned<Vec<String>>>,
+    warmup_ms: Option<Spanned<i64>>,
+    hook_required: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -229,6 +278,13 @@ struct RawHttp {
 struct RawClips {
     min_seconds: Option<Spanned<f64>>,
     max_seconds: Option<Spanned<f64>>,
+    keep_free_mib: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawClock {
+    sync_wait_seconds: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -253,6 +309,9 @@ struct RawQuota {
 }
 
 const MAX_SLOT_MINUTES: i64 = 24 * 60;
+const MAX_WARMUP_MS: i64 = 30_000;
+const DEFAULT_SYNC_WAIT_SECONDS: u64 = 600;
+const DEFAULT_KEEP_FREE_MIB: i64 = 200;
 const DEFAULT_GRACE_SECONDS: i64 = 300;
 
 impl RawConfig {
@@ -261,6 +320,7 @@ impl RawConfig {
         let audio = self.audio.validate(src)?;
         let http = self.http.validate(src)?;
         let clips = self.clips.validate(src)?;
+        let clock = self.clock.validate(src)?;
 
         let mut slots: Vec<Slot> = Vec::with_capacity(self.slot.len());
         for (i, raw) in self.slot.into_iter().enumerate() {
@@ -337,7 +397,7 @@ impl RawConfig {
             preload.push(Preload { file: base.join(raw.file.get_ref()), meta });
         }
 
-        Ok(Config { path: src.path.to_owned(), station, audio, http, clips, slots, quotas, preload })
+        Ok(Config { path: src.path.to_owned(), station, audio, http, clips, clock, slots, quotas, preload })
     }
 }
 
@@ -405,7 +465,61 @@ impl RawAudio {
             Some(t) => *t.get_ref(),
             None => -16.0,
         };
-        Ok(Audio { device, target_lufs })
+        let argv = |value: &Option<Spanned<Vec<String>>>, key: &str| {
+            match value {
+            Some(v) if v.get_ref().first().is_none_or(|program| program.trim().is_empty()) => Err(src.invalid(
+                v,
+                key,
+                "give the command as an argument list whose first item is the program, e.g. [\"gpioset\", \"gpiochip0\", \"17=1\"]",
+            )),
+            Some(v) => Ok(Some(v.get_ref().clone())),
+            None => Ok(None),
+        }
+        };
+        let before_air = argv(&self.before_air, "audio.before_air")?;
+        let after_air = argv(&self.after_air, "audio.after_air")?;
+        let warmup_ms = match &self.warmup_ms {
+            Some(w) if !(0..=MAX_WARMUP_MS).contains(w.get_ref()) => {
+                return Err(src.invalid(
+                    w,
+                    "audio.warmup_ms",
+                    format!("{} ms is not usable; give 0 to {MAX_WARMUP_MS} ms, e.g. 1500", w.get_ref()),
+                ));
+            }
+            Some(w) => *w.get_ref() as u64,
+            None => 0,
+        };
+        let required = match &self.hook_required {
+            Some(r) if *r.get_ref() && before_air.is_none() => {
+                return Err(src.invalid(
+                    r,
+                    "audio.hook_required",
+                    "there is no audio.before_air command to require; set one or remove hook_required",
+                ));
+            }
+            Some(r) => *r.get_ref(),
+            None => false,
+        };
+        let amplifier =
+            AmplifierHooks { before_air, after_air, warmup: std::time::Duration::from_millis(warmup_ms), required };
+        Ok(Audio { device, target_lufs, amplifier })
+    }
+}
+
+impl RawClock {
+    fn validate(self, src: &Source) -> Result<ClockTrust, ConfigError> {
+        let seconds = match &self.sync_wait_seconds {
+            Some(s) if !(0..=86_400).contains(s.get_ref()) => {
+                return Err(src.invalid(
+                    s,
+                    "clock.sync_wait_seconds",
+                    format!("{} s is not usable; give 0 to 86400 seconds, e.g. 600", s.get_ref()),
+                ));
+            }
+            Some(s) => *s.get_ref() as u64,
+            None => DEFAULT_SYNC_WAIT_SECONDS,
+        };
+        Ok(ClockTrust { sync_wait: std::time::Duration::from_secs(seconds) })
     }
 }
 
@@ -454,9 +568,21 @@ impl RawClips {
             let at = self.max_seconds.as_ref().or(self.min_seconds.as_ref()).expect("one bound was given");
             return Err(src.invalid(at, "clips.max_seconds", format!("{max} s is below clips.min_seconds ({min} s)")));
         }
+        let keep_free_mib = match &self.keep_free_mib {
+            Some(k) if *k.get_ref() < 0 => {
+                return Err(src.invalid(
+                    k,
+                    "clips.keep_free_mib",
+                    format!("{} MiB is negative; give 0 or more, e.g. {DEFAULT_KEEP_FREE_MIB}", k.get_ref()),
+                ));
+            }
+            Some(k) => *k.get_ref(),
+            None => DEFAULT_KEEP_FREE_MIB,
+        };
         Ok(ClipLimits {
             min_duration_ms: (min * 1000.0).round() as u64,
             max_duration_ms: (max * 1000.0).round() as u64,
+            keep_free_bytes: keep_free_mib as u64 * 1024 * 1024,
         })
     }
 }

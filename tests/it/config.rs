@@ -42,6 +42,10 @@ fn defaults_fill_what_is_left_out() {
     assert_eq!(config.http.listen.to_string(), "127.0.0.1:8080");
     assert_eq!(config.http.max_upload_mib, 200);
     assert_eq!((config.clips.min_duration_ms, config.clips.max_duration_ms), (1000, 1_800_000));
+    assert_eq!(config.clips.keep_free_bytes, 200 << 20);
+    assert_eq!(config.clock.sync_wait, std::time::Duration::from_secs(600));
+    let amplifier = &config.audio.amplifier;
+    assert!(amplifier.before_air.is_none() && amplifier.after_air.is_none() && !amplifier.required);
 }
 
 const STATION: &str = "[station]\nid = \"s\"\nname = \"Đài\"\n";
@@ -156,5 +160,69 @@ fn check_config_lists_the_next_ten_slot_times_in_station_time() {
     for line in times {
         assert!(line.contains(" 17:00:00 +07:00  chieu"), "{line}");
         assert!(!line.contains("Sat ") && !line.contains("Sun "), "weekday slot on a weekend: {line}");
+    }
+}
+
+/// Every validated key, wrong, through the real binary: `loa run` refuses to start with exit 2
+/// and one line naming the file, the line and the key.
+#[test]
+fn each_invalid_key_stops_loa_run_with_its_line_and_exit_2() {
+    // (what follows [station] on line 4, line of the mistake, key named, words of the fix)
+    let cases: &[(&str, usize, &str, &str)] = &[
+        ("timezone = \"Asia/Hanoi City\"\n", 4, "station.timezone", "IANA"),
+        ("data_dir = \" \"\n", 4, "station.data_dir", "give a directory"),
+        ("colour = \"blue\"\n", 4, "colour", "unknown field"),
+        ("[audio]\ndevice = \"\"\n", 5, "audio.device", "ALSA"),
+        ("[audio]\ntarget_lufs = 3.0\n", 5, "audio.target_lufs", "-40..0"),
+        ("[audio]\nbefore_air = []\n", 5, "audio.before_air", "first item is the program"),
+        ("[audio]\nafter_air = [\"\"]\n", 5, "audio.after_air", "first item is the program"),
+        ("[audio]\nbefore_air = \"gpioset 17=1\"\n", 5, "audio.before_air", "sequence"),
+        ("[audio]\nwarmup_ms = 60000\n", 5, "audio.warmup_ms", "0 to 30000"),
+        ("[audio]\nhook_required = true\n", 5, "audio.hook_required", "no audio.before_air"),
+        ("[http]\nlisten = \"8080\"\n", 5, "http.listen", "address:port"),
+        ("[http]\nmax_upload_mib = 0\n", 5, "http.max_upload_mib", "at least 1"),
+        ("[http]\nmetrics_public = \"yes\"\n", 5, "http.metrics_public", "bool"),
+        ("[clips]\nmin_seconds = -1\n", 5, "clips.min_seconds", "positive"),
+        ("[clips]\nmin_seconds = 10\nmax_seconds = 5\n", 6, "clips.max_seconds", "below clips.min_seconds"),
+        ("[clips]\nkeep_free_mib = -5\n", 5, "clips.keep_free_mib", "negative"),
+        ("[clock]\nsync_wait_seconds = -1\n", 5, "clock.sync_wait_seconds", "0 to 86400"),
+        ("[clock]\nwait = 10\n", 5, "wait", "unknown field"),
+        ("[[slot]]\nname = \"Sáng\"\ncron = \"0 0 5 * * Mon\"\nmax_minutes = 5\n", 5, "slot[0].name", "lowercase"),
+        ("[[slot]]\nname = \"sang\"\ncron = \"0 0 5 * * 2\"\nmax_minutes = 5\n", 6, "slot[0].cron", "Sunday"),
+        ("[[slot]]\nname = \"sang\"\ncron = \"0 0 25 * * Mon\"\nmax_minutes = 5\n", 6, "slot[0].cron", "Hours"),
+        ("[[slot]]\nname = \"sang\"\ncron = \"0 0 5 * * Mon\"\nmax_minutes = 0\n", 7, "slot[0].max_minutes", "1 to"),
+        (
+            "[[slot]]\nname = \"sang\"\ncron = \"0 0 5 * * Mon\"\nmax_minutes = 5\ngrace_seconds = -3\n",
+            8,
+            "slot[0].grace_seconds",
+            "0 to 86400",
+        ),
+        ("[[quota]]\ntopic = \"cchc\"\nper = \"week\"\n", 5, "quota[0].topic", "can never be met"),
+        (
+            "[[slot]]\nname = \"s\"\ncron = \"0 0 5 * * Mon\"\nmax_minutes = 5\npeak = true\n[[quota]]\ntopic = \"cchc\"\nper = \"year\"\n",
+            11,
+            "quota[0].per",
+            "\"week\"",
+        ),
+        (
+            "[[slot]]\nname = \"s\"\ncron = \"0 0 5 * * Mon\"\nmax_minutes = 5\npeak = true\n[[quota]]\ntopic = \"cchc\"\nper = \"week\"\ncount = 0\n",
+            12,
+            "quota[0].count",
+            "1 or more",
+        ),
+        ("[[preload]]\nfile = \"a.mp3\"\ntitle = \" \"\ntopic = \"cchc\"\n", 6, "preload[0].title", "give the bulletin a title"),
+    ];
+    for (tail, line, key, hint) in cases {
+        let station = Station::with_config(&format!("{STATION}{tail}"));
+        let run = station.loa(&["run"]);
+        assert_eq!(run.code, 2, "`{tail}` should exit 2: {}", run.stderr);
+        let message = run.error_line();
+        assert!(message.contains(&format!("station.toml:{line}: ")), "`{tail}`: wrong line in: {message}");
+        assert!(
+            message.contains(&format!("key `{key}`")) || message.contains(key),
+            "`{tail}`: no `{key}` in: {message}"
+        );
+        assert!(message.contains(hint), "`{tail}`: hint `{hint}` missing from: {message}");
+        assert!(!station.data_dir().exists(), "`{tail}`: a refused config must not create the station");
     }
 }
