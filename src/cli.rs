@@ -524,13 +524,15 @@ fn add_clip(
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
     let mut input = File::open(file).map_err(|e| failed(format!("cannot read {}: {e}", file.display())))?;
-    if input.metadata().is_ok_and(|m| m.is_dir()) {
+    let size = input.metadata().map_err(|e| failed(format!("cannot read {}: {e}", file.display())))?;
+    if size.is_dir() {
         return Err(failed(format!("{} is a directory; give an MP3 file", file.display())));
     }
     let (mut store, library) = open_station(config)?;
-    let mut staged = library
-        .stage()
-        .map_err(|e| failed(format!("cannot stage the upload in {}: {e}", config.station.data_dir.display())))?;
+    let mut staged = library.stage(size.len()).map_err(|e| match e.kind() {
+        io::ErrorKind::StorageFull => failed(format!("{} was not added: {e}", file.display())),
+        _ => failed(format!("cannot stage the upload in {}: {e}", config.station.data_dir.display())),
+    })?;
     io::copy(&mut input, &mut staged)
         .map_err(|e| failed(format!("cannot copy {} into the library: {e}", file.display())))?;
     match library.admit(staged, meta, &mut store, clock.now()) {

@@ -185,8 +185,9 @@ impl Engine {
             let admitted = self
                 .store
                 .call(move |s| {
-                    let mut staged = library.stage()?;
-                    std::io::copy(&mut std::fs::File::open(&file)?, &mut staged)?;
+                    let mut input = std::fs::File::open(&file)?;
+                    let mut staged = library.stage(input.metadata()?.len())?;
+                    std::io::copy(&mut input, &mut staged)?;
                     library.admit(staged, &meta, s, now)
                 })
                 .await;

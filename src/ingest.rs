@@ -4,6 +4,10 @@
 //! is then decoded in full (`analysis`). Only a file that passed is fsynced and renamed to
 //! `<data_dir>/clips/<sha256>.mp3` and recorded in the store. A staging file deletes itself when
 //! dropped, so a rejected, failed or abandoned upload leaves nothing behind.
+//!
+//! Uploads never eat the last `clips.keep_free_mib` of the disk: the proof log must always be
+//! able to record the next airing. The room is checked before staging (against the announced
+//! size) and again every few MiB while bytes arrive (an upload may not announce its size).
 
 use std::fs;
 use std::io::{self, Write};
@@ -21,6 +25,8 @@ use crate::store::{Inserted, Store, StoreError};
 const CLIPS_DIR: &str = "clips";
 const STAGING_DIR: &str = "staging";
 const STAGING_PREFIX: &str = "upload-";
+/// A staging upload re-checks the free space each time this much more has arrived.
+const ROOM_CHECK_EVERY: u64 = 4 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -56,10 +62,16 @@ pub struct Staged {
     file: NamedTempFile,
     hasher: Sha256,
     size: u64,
+    room: Room,
+    next_room_check: u64,
 }
 
 impl Write for Staged {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.size >= self.next_room_check {
+            self.room.ensure(0)?;
+            self.next_room_check = self.size + ROOM_CHECK_EVERY;
+        }
         let n = self.file.write(buf)?;
         self.hasher.update(&buf[..n]);
         self.size += n as u64;
@@ -90,6 +102,50 @@ pub struct Finished {
     pub size: u64,
 }
 
+/// The free-space reserve on the filesystem holding the library and the store.
+#[derive(Debug, Clone)]
+struct Room {
+    dir: PathBuf,
+    keep_free: u64,
+}
+
+impl Room {
+    fn ensure(&self, incoming: u64) -> io::Result<()> {
+        if self.keep_free == 0 {
+            return Ok(()); // no reserve: only a real ENOSPC stops the upload
+        }
+        let free = free_bytes(&self.dir)?;
+        if free >= self.keep_free.saturating_add(incoming) {
+            return Ok(());
+        }
+        let mib = |bytes: u64| bytes.div_ceil(1 << 20);
+        Err(io::Error::new(
+            io::ErrorKind::StorageFull,
+            format!(
+                "the station's disk has {} MiB free and keeps {} MiB (clips.keep_free_mib) for the proof log; \
+                 this upload needs {} MiB more: retire old bulletins or free space, then upload again",
+                free >> 20,
+                mib(self.keep_free),
+                mib(self.keep_free.saturating_add(incoming) - free),
+            ),
+        ))
+    }
+}
+
+/// Bytes an unprivileged process may still write on the filesystem holding `dir`.
+fn free_bytes(dir: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is NUL-terminated and `stat` is written by statvfs before we read it.
+    if unsafe { libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: statvfs returned 0, so it filled `stat`.
+    let stat = unsafe { stat.assume_init() };
+    Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
+}
+
 impl Library {
     pub fn open(data_dir: &Path, limits: ClipLimits) -> io::Result<Library> {
         let library = Library { clips_dir: data_dir.join(CLIPS_DIR), staging_dir: data_dir.join(STAGING_DIR), limits };
@@ -102,9 +158,13 @@ impl Library {
         self.clips_dir.join(format!("{sha256}.mp3"))
     }
 
-    pub fn stage(&self) -> io::Result<Staged> {
+    /// Starts an upload of about `expected_bytes` (0 if unknown), refused with
+    /// `ErrorKind::StorageFull` if it would leave less than the configured reserve free.
+    pub fn stage(&self, expected_bytes: u64) -> io::Result<Staged> {
+        let room = Room { dir: self.staging_dir.clone(), keep_free: self.limits.keep_free_bytes };
+        room.ensure(expected_bytes)?;
         let file = tempfile::Builder::new().prefix(STAGING_PREFIX).tempfile_in(&self.staging_dir)?;
-        Ok(Staged { file, hasher: Sha256::new(), size: 0 })
+        Ok(Staged { file, hasher: Sha256::new(), size: 0, room, next_room_check: ROOM_CHECK_EVERY })
     }
 
     /// Removes staging files a crash left behind, untouched since `older_than` (an upload a

@@ -32,13 +32,12 @@ impl CronSchedule {
             ));
         }
         fields[DAY_OF_WEEK_FIELD] = normalise_day_of_week(&fields[DAY_OF_WEEK_FIELD])?;
-        let schedule = cron::Schedule::from_str(&fields.join(" "))
-            .map_err(|e| {
-                // The cron crate's message draws a caret under the expression on its own lines;
-                // keep the explanation, one line.
-                let why = e.to_string().lines().last().unwrap_or_default().trim().to_owned();
-                format!("not a valid cron expression: {why}; example: \"0 30 5 * * Mon-Sun\"")
-            })?;
+        let schedule = cron::Schedule::from_str(&fields.join(" ")).map_err(|e| {
+            // The cron crate's message draws a caret under the expression on its own lines;
+            // keep the explanation, one line.
+            let why = e.to_string().lines().last().unwrap_or_default().trim().to_owned();
+            format!("not a valid cron expression: {why}; example: \"0 30 5 * * Mon-Sun\"")
+        })?;
         Ok(CronSchedule { text: text.to_owned(), schedule })
     }
 

@@ -9,7 +9,7 @@ use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::extract::{Path, Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tower::ServiceExt;
@@ -109,10 +109,18 @@ async fn find_clip(state: &AppState, id: &str) -> Result<Clip, ApiError> {
 pub async fn upload(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, Json<Clip>), ApiError> {
     caller.require(OPERATORS)?;
-    let outcome = receive_upload(&state, multipart).await;
+    // The form's announced length bounds the file's; a chunked upload announces none and is
+    // checked as it arrives.
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let outcome = receive_upload(&state, multipart, announced).await;
     let counter = match &outcome {
         Ok(_) => &state.counters.uploads_accepted,
         Err(e) if e.code == "duplicate" => &state.counters.uploads_duplicate,
@@ -122,7 +130,11 @@ pub async fn upload(
     outcome.map(|clip| (StatusCode::CREATED, Json(clip)))
 }
 
-async fn receive_upload(state: &AppState, multipart: Result<Multipart, MultipartRejection>) -> Result<Clip, ApiError> {
+async fn receive_upload(
+    state: &AppState,
+    multipart: Result<Multipart, MultipartRejection>,
+    announced: u64,
+) -> Result<Clip, ApiError> {
     let mut multipart =
         multipart.map_err(|e| ApiError::bad_request(format!("send the bulletin as multipart/form-data ({e})")))?;
     let limit = state.config.http.max_upload_mib * 1024 * 1024;
@@ -134,7 +146,7 @@ async fn receive_upload(state: &AppState, multipart: Result<Multipart, Multipart
             if staged.is_some() {
                 return Err(ApiError::invalid_field("file", "send one file per upload"));
             }
-            let mut upload = state.library.stage().map_err(storage_error)?;
+            let mut upload = state.library.stage(announced.min(limit)).map_err(storage_error)?;
             while let Some(chunk) = field.chunk().await.map_err(broken_form)? {
                 if upload.size() + chunk.len() as u64 > limit {
                     return Err(ApiError::new(
@@ -243,11 +255,12 @@ fn broken_form(error: axum::extract::multipart::MultipartError) -> ApiError {
 
 fn storage_error(error: std::io::Error) -> ApiError {
     if error.kind() == std::io::ErrorKind::StorageFull {
-        ApiError::new(
-            StatusCode::INSUFFICIENT_STORAGE,
-            "disk_full",
-            "the station's disk is full; retire old clips or free space, then upload again",
-        )
+        // Our own reserve check carries the figures; a bare ENOSPC does not.
+        let message = match error.get_ref() {
+            Some(ours) => ours.to_string(),
+            None => "the station's disk is full; retire old bulletins or free space, then upload again".to_owned(),
+        };
+        ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "disk_full", message)
     } else {
         ApiError::internal(error)
     }

@@ -210,7 +210,12 @@ fn each_invalid_key_stops_loa_run_with_its_line_and_exit_2() {
             "quota[0].count",
             "1 or more",
         ),
-        ("[[preload]]\nfile = \"a.mp3\"\ntitle = \" \"\ntopic = \"cchc\"\n", 6, "preload[0].title", "give the bulletin a title"),
+        (
+            "[[preload]]\nfile = \"a.mp3\"\ntitle = \" \"\ntopic = \"cchc\"\n",
+            6,
+            "preload[0].title",
+            "give the bulletin a title",
+        ),
     ];
     for (tail, line, key, hint) in cases {
         let station = Station::with_config(&format!("{STATION}{tail}"));

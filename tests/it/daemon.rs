@@ -6,39 +6,15 @@ use std::time::Duration;
 
 use chrono::Datelike;
 
-use crate::helpers::{AIR_CHANNELS, AIR_RATE, Device, FIXTURES, Station, air_samples, of_kind};
+use crate::helpers::{
+    AIR_CHANNELS, AIR_RATE, Device, Station, air_samples, http_post, http_upload, of_kind, sleep_into_first_airing,
+    station, verify,
+};
 
 const TONE: &str = "cbr128_stereo_44k.mp3"; // 2.000 s, 440 Hz, -6 dBFS
 const LONG_SPEECH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/audio/cchc-ban-tin-tuan.mp3"); // 16.6 s
 /// Generous: CI machines may be busy; a wait ends as soon as its condition holds.
 const WAIT: Duration = Duration::from_secs(60);
-
-/// A station with one slot every `every` seconds and the given preloaded files.
-fn station(every: u32, grace: u32, files: &[&str]) -> Station {
-    let mut config = format!(
-        "[station]\nid = \"phu-thuy\"\nname = \"Đài truyền thanh phường Phú Thủy\"\ndata_dir = \"data\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
-         [[slot]]\nname = \"nhanh\"\ncron = \"*/{every} * * * * Mon-Sun\"\nmax_minutes = 1\npeak = true\ngrace_seconds = {grace}\n"
-    );
-    for (i, file) in files.iter().enumerate() {
-        let path = if file.starts_with('/') { file.to_string() } else { format!("{FIXTURES}/{file}") };
-        config.push_str(&format!("[[preload]]\nfile = \"{path}\"\ntitle = \"Bản tin {i}\"\ntopic = \"cchc\"\n"));
-    }
-    Station::with_config(&config)
-}
-
-/// Sleeps until `ms` after the first airing's scheduled instant (its audio starts then).
-fn sleep_into_first_airing(events: &[serde_json::Value], ms: i64) {
-    let scheduled = of_kind(events, "airing_started", None)[0]["scheduled_at"].as_i64().unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    std::thread::sleep(Duration::from_millis((scheduled + ms - now).max(0) as u64));
-}
-
-fn verify(station: &Station) -> crate::helpers::Run {
-    let export = station.dir.path().join("export.jsonl");
-    let run = station.loa(&["airtime", "--format", "jsonl"]);
-    std::fs::write(&export, &run.stdout).unwrap();
-    station.loa(&["verify", export.to_str().unwrap(), "--public-key", &station.public_key()])
-}
 
 #[test]
 fn a_slot_airs_through_alsa_and_its_proof_verifies() {
@@ -228,27 +204,6 @@ fn an_emergency_queued_now_preempts_a_quota_airing_which_is_then_made_up() {
     assert_eq!(verify(&station).code, 0);
 }
 
-/// A minimal HTTP/1.1 POST over a plain socket; returns the status code.
-fn http_post_raw(base: &str, path: &str, token: &str, content_type: &str, body: &[u8]) -> String {
-    use std::io::{Read, Write};
-    let address = base.trim_start_matches("http://");
-    let mut socket = std::net::TcpStream::connect(address).unwrap();
-    write!(
-        socket,
-        "POST {path} HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {token}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    socket.write_all(body).unwrap();
-    let mut answer = String::new();
-    socket.read_to_string(&mut answer).unwrap();
-    answer.split_whitespace().nth(1).unwrap_or_default().to_owned()
-}
-
-fn http_post(base: &str, path: &str, token: &str, body: &str) -> String {
-    http_post_raw(base, path, token, "application/json", body.as_bytes())
-}
-
 #[test]
 fn an_upload_during_an_airing_does_not_disturb_it() {
     let station = station(30, 30, &[LONG_SPEECH]);
@@ -276,23 +231,6 @@ fn an_upload_during_an_airing_does_not_disturb_it() {
     let (played, planned) = (ended["played_ms"].as_i64().unwrap(), ended["planned_ms"].as_i64().unwrap());
     assert!((played - planned).abs() <= 50, "played {played} of {planned} ms");
     assert!(ended["silent_ms"].as_i64().unwrap() < planned / 2, "no gap of silence: {ended}");
-}
-
-/// A multipart upload over a plain socket; returns the status code.
-fn http_upload(base: &str, token: &str, mp3: &[u8]) -> String {
-    use std::io::Write;
-    let mut body = Vec::new();
-    for (name, value) in [("title", "Bản tin dài"), ("topic", "cchc")] {
-        write!(body, "--B\r\ncontent-disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").unwrap();
-    }
-    write!(
-        body,
-        "--B\r\ncontent-disposition: form-data; name=\"file\"; filename=\"a.mp3\"\r\ncontent-type: audio/mpeg\r\n\r\n"
-    )
-    .unwrap();
-    body.extend_from_slice(mp3);
-    write!(body, "\r\n--B--\r\n").unwrap();
-    http_post_raw(base, "/api/v1/clips", token, "multipart/form-data; boundary=B", &body)
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
@@ -301,4 +302,72 @@ pub fn loa_with_stdin(args: &[&str], stdin: &[u8]) -> Run {
         .expect("run loa");
     child.stdin.take().expect("stdin").write_all(stdin).expect("write stdin");
     Run::from(child.wait_with_output().expect("wait for loa"))
+}
+
+// Daemon tests: a station whose one slot fires every few seconds, and plain-socket HTTP.
+
+/// A station with one slot every `every` seconds and the given preloaded files.
+pub fn station(every: u32, grace: u32, files: &[&str]) -> Station {
+    let mut config = format!(
+        "[station]\nid = \"phu-thuy\"\nname = \"Đài truyền thanh phường Phú Thủy\"\ndata_dir = \"data\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+         [[slot]]\nname = \"nhanh\"\ncron = \"*/{every} * * * * Mon-Sun\"\nmax_minutes = 1\npeak = true\ngrace_seconds = {grace}\n"
+    );
+    for (i, file) in files.iter().enumerate() {
+        let path = if file.starts_with('/') { file.to_string() } else { format!("{FIXTURES}/{file}") };
+        config.push_str(&format!("[[preload]]\nfile = \"{path}\"\ntitle = \"Bản tin {i}\"\ntopic = \"cchc\"\n"));
+    }
+    Station::with_config(&config)
+}
+
+/// Sleeps until `ms` after the first airing's scheduled instant (its audio starts then).
+pub fn sleep_into_first_airing(events: &[serde_json::Value], ms: i64) {
+    let scheduled = of_kind(events, "airing_started", None)[0]["scheduled_at"].as_i64().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    std::thread::sleep(Duration::from_millis((scheduled + ms - now).max(0) as u64));
+}
+
+/// Exports the proof log and runs `loa verify` on it.
+pub fn verify(station: &Station) -> Run {
+    let export = station.dir.path().join("export.jsonl");
+    let run = station.loa(&["airtime", "--format", "jsonl"]);
+    std::fs::write(&export, &run.stdout).unwrap();
+    station.loa(&["verify", export.to_str().unwrap(), "--public-key", &station.public_key()])
+}
+
+/// A minimal HTTP/1.1 POST over a plain socket; returns the status code.
+pub fn http_post_raw(base: &str, path: &str, token: &str, content_type: &str, body: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let address = base.trim_start_matches("http://");
+    let mut socket = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        socket,
+        "POST {path} HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {token}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    socket.write_all(body).unwrap();
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).unwrap();
+    answer.split_whitespace().nth(1).unwrap_or_default().to_owned()
+}
+
+pub fn http_post(base: &str, path: &str, token: &str, body: &str) -> String {
+    http_post_raw(base, path, token, "application/json", body.as_bytes())
+}
+
+/// A multipart upload over a plain socket; returns the status code.
+pub fn http_upload(base: &str, token: &str, mp3: &[u8]) -> String {
+    use std::io::Write;
+    let mut body = Vec::new();
+    for (name, value) in [("title", "Bản tin dài"), ("topic", "cchc")] {
+        write!(body, "--B\r\ncontent-disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").unwrap();
+    }
+    write!(
+        body,
+        "--B\r\ncontent-disposition: form-data; name=\"file\"; filename=\"a.mp3\"\r\ncontent-type: audio/mpeg\r\n\r\n"
+    )
+    .unwrap();
+    body.extend_from_slice(mp3);
+    write!(body, "\r\n--B--\r\n").unwrap();
+    http_post_raw(base, "/api/v1/clips", token, "multipart/form-data; boundary=B", &body)
 }

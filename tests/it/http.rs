@@ -476,3 +476,20 @@ async fn the_openapi_document_and_the_routes_agree() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_upload_that_would_eat_the_disk_reserve_is_refused_with_507() {
+    // A reserve larger than any disk: every upload must be refused before a byte is staged.
+    let api = api("[clips]\nkeep_free_mib = 1000000000\n");
+    let base = api.serve().await;
+    let (status, body) = upload(&base, &api.operator, form(Some(("a.mp3", fixture(CBR))), FIELDS)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (507, Some("disk_full")), "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("clips.keep_free_mib") && message.contains("MiB free"), "{message}");
+    assert!(api.leftovers().is_empty());
+    assert!(api.get("/api/v1/clips", Some(&api.operator)).await.1["clips"].as_array().unwrap().is_empty());
+
+    let run = api.station.add(&api.station.input("a.mp3", &fixture(CBR)), &[]);
+    assert_eq!(run.code, 1, "the CLI refuses too: {}", run.stderr);
+    assert!(run.error_line().contains("clips.keep_free_mib"), "{}", run.stderr);
+}

@@ -4,6 +4,7 @@ mod clips;
 mod config;
 mod daemon;
 mod engine;
+mod faults;
 mod helpers;
 mod http;
 mod proof;
