@@ -27,7 +27,7 @@ use crate::live::Live;
 use crate::player::PlayerHandle;
 use crate::proof::{self, StationKey};
 use crate::scheduler;
-use crate::store::{EventQuery, Inserted, Role, Sealer, Store, StoreHandle};
+use crate::store::{self, EventQuery, Inserted, Role, Sealer, Store, StoreHandle};
 
 #[derive(Debug, Parser)]
 #[command(name = "loa", version, about = "Plans, airs and proves bulletins at a community loudspeaker station")]
@@ -82,6 +82,12 @@ enum Command {
         /// The `hash` of the last event of the previous pull, to prove nothing between pulls was cut.
         #[arg(long, value_name = "HASH")]
         expect_prev: Option<String>,
+    },
+    /// Copy the station database (proof log, clips' records, tokens) to PATH, consistently, even
+    /// while `loa run` is on air. PATH may be a directory: a dated file name is made in it.
+    Backup {
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
     },
     /// Manage the bulletin library.
     #[command(subcommand)]
@@ -225,6 +231,7 @@ fn run(args: Args, clock: &dyn Clock, out: &mut dyn Write) -> Result<(), Failure
         Command::Airtime { after_seq, from, to, format } => airtime(&config, after_seq, (from, to), format, out),
         Command::Clip(command) => run_clip(command, &config, clock, out),
         Command::Token(command) => run_token(command, &config, clock, out),
+        Command::Backup { path } => backup(&config, &path, clock, out),
         Command::Compliance { period, format } => {
             let period = compliance::parse_period(&period, config.station.timezone)
                 .map_err(|e| failed(format!("--period: {e}")))?;
@@ -312,6 +319,8 @@ fn run_station(config: Config) -> Result<(), Failure> {
         )
         .with(filter)
         .init();
+    // Before anything writes: a damaged proof log must be noticed, never papered over.
+    store::check_integrity(&config.station.data_dir).map_err(|e| failed(e.to_string()))?;
     let (store, library) = open_station(&config)?;
     let public_key = store.public_key_hex();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -399,6 +408,34 @@ fn airtime(
     let (from, to) = export::local_date_bounds(from, to, config.station.timezone);
     let events = store.events(EventQuery { after_seq, from, to, limit: None }).map_err(|e| failed(e.to_string()))?;
     export::write(out, format, &events, after_seq, &store.public_key_hex(), config.station.timezone).map_err(write_err)
+}
+
+fn backup(config: &Config, path: &Path, clock: &dyn Clock, out: &mut dyn Write) -> Result<(), Failure> {
+    let destination = if path.is_dir() {
+        let stamp = clock.now().with_timezone(&config.station.timezone).format("%Y%m%d-%H%M%S");
+        path.join(format!("loa-{}-{stamp}.sqlite", config.station.id))
+    } else {
+        path.to_owned()
+    };
+    if destination.exists() {
+        return Err(failed(format!(
+            "{} exists; loa backup does not overwrite: give a new file name or a directory",
+            destination.display()
+        )));
+    }
+    let (store, _) = open_station(config)?;
+    let summary =
+        store.backup(&destination).map_err(|e| failed(format!("cannot back up to {}: {e}", destination.display())))?;
+    let data_dir = config.station.data_dir.display();
+    let text = format!(
+        "backup: {} — {} events (last seq {}), {} clips; integrity ok\n\
+         also keep {data_dir}/station.key (the station's signing key, secret) and {data_dir}/clips/ (the audio files)\n",
+        destination.display(),
+        summary.events,
+        summary.last_seq.map_or_else(|| "none".to_owned(), |s| s.to_string()),
+        summary.clips,
+    );
+    out.write_all(text.as_bytes()).map_err(write_err)
 }
 
 fn verify(file: &Path, public_key: &str, expect_prev: Option<&str>, out: &mut dyn Write) -> Result<(), Failure> {

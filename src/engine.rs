@@ -36,6 +36,8 @@ const CUE: TimeDelta = TimeDelta::seconds(2);
 /// record says how far the airing got).
 const HEARTBEAT_IDLE: TimeDelta = TimeDelta::seconds(5);
 const HEARTBEAT_AIRING: TimeDelta = TimeDelta::seconds(1);
+/// The write-ahead log is folded back and truncated this often while idle, and at shutdown.
+const CHECKPOINT_EVERY: TimeDelta = TimeDelta::hours(1);
 /// Played within this of the plan counts as played to the end.
 const END_TOLERANCE_MS: u64 = 50;
 
@@ -64,6 +66,7 @@ struct Run {
     /// grace was missed because the station was busy.
     busy_until: Option<DateTime<Utc>>,
     last_beat: Option<DateTime<Utc>>,
+    last_checkpoint: DateTime<Utc>,
     stopping: bool,
     supervisor: Supervisor,
 }
@@ -95,6 +98,7 @@ impl Engine {
             started_at: now,
             busy_until: None,
             last_beat: None,
+            last_checkpoint: now,
             stopping: false,
             supervisor: Supervisor::from_env(),
         };
@@ -106,6 +110,10 @@ impl Engine {
             run.supervisor.alive(self.player.responsive());
             let now = self.clock.now();
             self.beat(&mut run, now, None).await?;
+            if (now - run.last_checkpoint).abs() >= CHECKPOINT_EVERY {
+                run.last_checkpoint = now;
+                self.checkpoint().await;
+            }
             while let Some(due) = timer.due(self.clock.now(), CUE) {
                 match due {
                     Due::Air { slot, at } => self.air_slot(&mut run, timer.slot(slot).clone(), at).await?,
@@ -132,6 +140,7 @@ impl Engine {
         self.append(events::station_stopped("shutdown")).await?;
         let stopped_at = self.clock.now().timestamp_millis();
         self.store.call(move |s| s.beat(Heartbeat { at: stopped_at, airing: None })).await?;
+        self.checkpoint().await;
         tracing::info!("station stopped");
         Ok(())
     }
@@ -139,6 +148,14 @@ impl Engine {
     async fn append(&self, fields: Fields) -> Result<i64, EngineError> {
         let at = self.clock.now();
         Ok(self.store.call(move |s| s.append(at, fields)).await?.seq)
+    }
+
+    /// A failed checkpoint loses nothing (the log stays in the WAL); it is only noted.
+    async fn checkpoint(&self) {
+        match self.store.call(|s| s.checkpoint()).await {
+            Ok(complete) => tracing::debug!(complete, "WAL checkpoint"),
+            Err(e) => tracing::warn!("WAL checkpoint failed: {e}"),
+        }
     }
 
     async fn beat(&self, run: &mut Run, now: DateTime<Utc>, airing: Option<(i64, u64)>) -> Result<(), EngineError> {

@@ -47,6 +47,16 @@ pub enum StoreError {
     Migration(#[from] rusqlite_migration::Error),
     #[error("station database error: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("station database file error: {0}")]
+    File(std::io::Error),
+    #[error(
+        "the station database {} is damaged ({finding}). loa will not run on it and will not replace it: \
+         its proof log is evidence. To recover: stop loa and keep a copy of {}; then copy your latest \
+         `loa backup` file over {} (station.key and clips/ stay as they are), or salvage what is readable \
+         with `sqlite3 {} .recover | sqlite3 recovered.sqlite` and move that into place",
+        path.display(), path.parent().unwrap_or(path).display(), path.display(), path.display()
+    )]
+    Damaged { path: PathBuf, finding: String },
 }
 
 /// The outcome of adding audio the library may already hold.
@@ -161,6 +171,40 @@ pub struct EventQuery {
 
 const CLIP_COLUMNS: &str = "id, sha256, title, topic, language, priority, valid_from, valid_until, duration_ms, \
      sample_rate, channels, loudness_lufs, peak_dbfs, true_peak_dbfs, size_bytes, created_at, retired_at";
+
+/// What `Store::backup` copied.
+#[derive(Debug, Clone, Copy)]
+pub struct BackupSummary {
+    pub events: i64,
+    pub last_seq: Option<i64>,
+    pub clips: i64,
+}
+
+/// Checks the database in `data_dir` (if there is one yet) with `PRAGMA integrity_check`
+/// before anything writes to it. The daemon refuses to start on a damaged store.
+pub fn check_integrity(data_dir: &Path) -> Result<(), StoreError> {
+    let path = data_dir.join(DATABASE_FILE);
+    if !path.exists() {
+        return Ok(());
+    }
+    let damaged = |finding: String| StoreError::Damaged { path: path.clone(), finding };
+    let conn = Connection::open(&path).map_err(|source| StoreError::Open { path: path.clone(), source })?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    integrity_findings(&conn).map_err(|e| damaged(e.to_string()))?.map_or(Ok(()), |finding| Err(damaged(finding)))
+}
+
+/// `None` when `integrity_check` says ok, else its first findings.
+fn integrity_findings(conn: &Connection) -> rusqlite::Result<Option<String>> {
+    let mut stmt = conn.prepare("PRAGMA integrity_check(5)")?;
+    let findings: Vec<String> = stmt.query_map([], |row| row.get(0))?.collect::<Result<_, _>>()?;
+    if findings == ["ok"] {
+        return Ok(None);
+    }
+    // One line for the operator: SQLite's findings may span lines and open with a header.
+    let lines =
+        findings.iter().flat_map(|f| f.lines()).map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("***"));
+    Ok(Some(lines.take(3).collect::<Vec<_>>().join("; ")))
+}
 
 impl Store {
     /// Opens (creating if needed) the database in `data_dir` and applies pending migrations.
@@ -433,6 +477,54 @@ impl Store {
         Ok(AiringCounts { by_status: rows.into_iter().map(|(status, n, _)| (status, n)).collect(), last_airing_at })
     }
 
+    /// Folds the write-ahead log into the database and truncates it, so the log file does not
+    /// stay at its high-water mark on a small SD card. Returns false when a reader (a CLI
+    /// command) held it back; the next one catches up.
+    pub fn checkpoint(&self) -> Result<bool, StoreError> {
+        let busy: i64 = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        Ok(busy == 0)
+    }
+
+    /// Copies the database to `destination` with SQLite's online backup: a consistent
+    /// snapshot even while the daemon writes. The copy is checked before it is named.
+    pub fn backup(&self, destination: &Path) -> Result<BackupSummary, StoreError> {
+        let partial = destination.with_extension("partial");
+        let result = (|| {
+            let mut copy = Connection::open(&partial)?;
+            {
+                use rusqlite::backup::{Backup, StepResult};
+                let backup = Backup::new(&self.conn, &mut copy)?;
+                // All pages in one step (-1): a live daemon's writes would restart a stepwise copy.
+                let mut attempts = 0;
+                while backup.step(-1)? != StepResult::Done {
+                    attempts += 1;
+                    if attempts > 100 {
+                        return Err(StoreError::Sql(rusqlite::Error::SqliteFailure(
+                            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                            Some("the database stayed locked for 10 s; try again".into()),
+                        )));
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            copy.pragma_update(None, "journal_mode", "DELETE")?; // one self-contained file
+            if let Some(finding) = integrity_findings(&copy)? {
+                return Err(StoreError::Damaged { path: partial.clone(), finding });
+            }
+            let (events, last_seq) =
+                copy.query_row("SELECT count(*), max(seq) FROM events", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let clips = copy.query_row("SELECT count(*) FROM clips", [], |r| r.get(0))?;
+            copy.close().map_err(|(_, e)| e)?;
+            std::fs::File::open(&partial).and_then(|f| f.sync_all()).map_err(StoreError::File)?;
+            std::fs::rename(&partial, destination).map_err(StoreError::File)?;
+            Ok(BackupSummary { events, last_seq, clips })
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&partial);
+        }
+        result
+    }
+
     /// Whether the database answers a trivial query (for health checks).
     pub fn ping(&self) -> Result<(), StoreError> {
         self.conn.query_row("SELECT 1", [], |_| Ok(()))?;
@@ -664,6 +756,74 @@ mod tests {
             let refused = store.conn.execute(sql, []).unwrap_err().to_string();
             assert!(refused.contains("append-only"), "{sql}: {refused}");
         }
+    }
+
+    #[test]
+    fn a_checkpoint_empties_the_write_ahead_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        for _ in 0..50 {
+            store.append(Utc::now(), events::station_stopped("test")).unwrap();
+        }
+        let wal = dir.path().join(format!("{DATABASE_FILE}-wal"));
+        assert!(std::fs::metadata(&wal).unwrap().len() > 0, "appends go to the WAL first");
+        assert!(store.checkpoint().unwrap(), "no reader holds it back");
+        assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0, "TRUNCATE leaves an empty WAL");
+        assert_eq!(store.events(EventQuery::default()).unwrap().len(), 50, "nothing lost");
+    }
+
+    #[test]
+    fn a_backup_is_a_checked_self_contained_copy_and_never_half_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        store.insert_clip(SHA, 1000, &meta(), &audio(), Utc::now()).unwrap();
+        store.append(Utc::now(), events::station_stopped("test")).unwrap();
+        let copy = dir.path().join("copy.sqlite");
+        let summary = store.backup(&copy).unwrap();
+        assert_eq!((summary.events, summary.last_seq, summary.clips), (2, Some(2), 1));
+        assert!(!dir.path().join("copy.partial").exists());
+        let copied = Connection::open(&copy).unwrap();
+        let mode: String = copied.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+        assert_eq!(mode, "delete", "no -wal file needed beside the copy");
+        let bodies = |c: &Connection| -> Vec<String> {
+            c.prepare("SELECT body FROM events ORDER BY seq")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        assert_eq!(bodies(&copied), bodies(&store.conn));
+        assert!(check_integrity(dir.path()).is_ok());
+
+        let nowhere = dir.path().join("no/such/dir/copy.sqlite");
+        assert!(store.backup(&nowhere).is_err());
+        assert!(!nowhere.with_extension("partial").exists());
+    }
+
+    #[test]
+    fn a_damaged_database_is_refused_with_how_to_recover() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut store = open(dir.path());
+            for i in 0..200 {
+                store.append(Utc::now(), events::station_stopped(&format!("padding {i:0>200}"))).unwrap();
+            }
+            store.checkpoint().unwrap();
+        }
+        let path = dir.path().join(DATABASE_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        assert!(bytes.len() > 16 * 4096, "several pages to damage");
+        bytes[8 * 4096..12 * 4096].fill(0xA5); // whole b-tree pages of the proof log
+        std::fs::write(&path, &bytes).unwrap();
+
+        let message = check_integrity(dir.path()).unwrap_err().to_string();
+        assert!(
+            message.contains("is damaged") && message.contains("loa backup") && message.contains(".recover"),
+            "{message}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "the damaged file is left exactly as found");
+        assert!(check_integrity(&dir.path().join("new-station")).is_ok(), "no database yet is fine");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use crate::helpers::{Device, Station, fixture, http_upload, of_kind, station, verify};
 
@@ -79,4 +80,51 @@ async fn a_disk_that_fills_during_an_upload_gives_507_and_loses_nothing() {
     let events = station.events();
     assert_eq!(of_kind(&events, "clip_added", None).len(), 1, "only the good upload is recorded");
     assert_eq!(verify(&station).code, 0, "{}", verify(&station).stderr);
+}
+
+#[test]
+fn loa_run_refuses_a_damaged_store_and_leaves_it_as_found() {
+    let station = station(30, 5, &[]);
+    for i in 0..40 {
+        let run = station.loa(&["token", "create", "--role", "district", "--label", &format!("{i:0>300}")]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    }
+    let database = station.data_dir().join("loa.sqlite");
+    let mut bytes = std::fs::read(&database).unwrap();
+    assert!(bytes.len() >= 8 * 4096, "several pages: {}", bytes.len());
+    let end = bytes.len() - 4096;
+    bytes[4 * 4096..end].fill(0xA5);
+    std::fs::write(&database, &bytes).unwrap();
+
+    let run = station.loa(&["run"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let message = run.error_line();
+    assert!(message.contains("loa.sqlite is damaged") && message.contains("loa backup"), "{message}");
+    assert_eq!(std::fs::read(&database).unwrap(), bytes, "not repaired, not replaced, not appended to");
+}
+
+#[test]
+fn a_backup_taken_on_air_restores_to_a_station_whose_log_verifies() {
+    let station = station(4, 2, &[TONE]);
+    let daemon = station.start(Device::Paced);
+    station.wait_for("an airing on the paced device", Duration::from_secs(30), |e| {
+        of_kind(e, "airing_started", None).len() > of_kind(e, "airing_ended", None).len()
+    });
+    let copy = station.dir.path().join("backup.sqlite");
+    let run = station.loa(&["backup", copy.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("integrity ok") && run.stdout.contains("station.key"), "{}", run.stdout);
+    let again = station.loa(&["backup", copy.to_str().unwrap()]);
+    assert_eq!(again.code, 1, "an existing file is never overwritten");
+    assert!(again.error_line().contains("does not overwrite"), "{}", again.stderr);
+    daemon.stop();
+
+    // Restore: the copy plus the key, as the README says.
+    let restored = Station::with_config(&std::fs::read_to_string(station.config_path()).unwrap());
+    std::fs::create_dir_all(restored.data_dir()).unwrap();
+    std::fs::copy(&copy, restored.data_dir().join("loa.sqlite")).unwrap();
+    std::fs::copy(station.data_dir().join("station.key"), restored.data_dir().join("station.key")).unwrap();
+    let events = restored.events();
+    assert!(!of_kind(&events, "airing_started", None).is_empty(), "the copy holds the airing in progress");
+    assert_eq!(verify(&restored).code, 0, "{}", verify(&restored).stderr);
 }
