@@ -16,9 +16,9 @@ use tokio::sync::watch;
 use crate::clip::Clip;
 use crate::clock::Clock;
 use crate::config::{Config, Slot};
-use crate::events::{self, AiringEvidence, AiringPlan, AiringStatus, level_dbfs};
+use crate::events::{self, AiringEvidence, AiringPlan, AiringStatus, ClockAtStart, level_dbfs};
 use crate::ingest::{IngestError, Library};
-use crate::live::{DeviceReport, Live};
+use crate::live::{ClockBehind, DeviceReport, Live};
 use crate::player::{Measurement, Output, PlayItem, PlaybackEnd, Progress, StopCause, StopSignal};
 use crate::proof::Fields;
 use crate::scheduler::{Due, RECOVERY_WINDOW, SlotTimer};
@@ -38,6 +38,8 @@ const HEARTBEAT_IDLE: TimeDelta = TimeDelta::seconds(5);
 const HEARTBEAT_AIRING: TimeDelta = TimeDelta::seconds(1);
 /// The write-ahead log is folded back and truncated this often while idle, and at shutdown.
 const CHECKPOINT_EVERY: TimeDelta = TimeDelta::hours(1);
+/// While waiting for NTP at start, look again this often.
+const CLOCK_WAIT_STEP: Duration = Duration::from_secs(1);
 /// Played within this of the plan counts as played to the end.
 const END_TOLERANCE_MS: u64 = 50;
 
@@ -73,6 +75,11 @@ struct Run {
 
 impl Engine {
     pub async fn run(mut self) -> Result<(), EngineError> {
+        let supervisor = Supervisor::from_env();
+        let Some(clock_at_start) = self.wait_for_trusted_clock(&supervisor).await? else {
+            supervisor.stopping();
+            return Ok(()); // asked to stop while waiting; nothing was written
+        };
         let now = self.clock.now();
         let previous = self.store.call(|s| s.heartbeat()).await?;
         self.close_unfinished_airings(previous).await?;
@@ -85,6 +92,7 @@ impl Engine {
             env!("CARGO_PKG_VERSION"),
             &public_key,
             previous.map(|h| h.at),
+            clock_at_start,
             self.clock.synchronized(),
         );
         self.append(started).await?;
@@ -100,7 +108,7 @@ impl Engine {
             last_beat: None,
             last_checkpoint: now,
             stopping: false,
-            supervisor: Supervisor::from_env(),
+            supervisor,
         };
         tracing::info!(station = %self.config.station.id, next_slot = ?timer.next_fire(), "station on air");
         run.supervisor.ready();
@@ -148,6 +156,52 @@ impl Engine {
     async fn append(&self, fields: Fields) -> Result<i64, EngineError> {
         let at = self.clock.now();
         Ok(self.store.call(move |s| s.append(at, fields)).await?.seq)
+    }
+
+    /// A box without a real-time clock can boot with a date far in the past. If the clock
+    /// reads earlier than the last recorded event and is not synchronised, wait (at most
+    /// `clock.sync_wait_seconds`) for NTP before writing or airing anything. Returns how it
+    /// went, or `None` if asked to stop meanwhile.
+    async fn wait_for_trusted_clock(&self, supervisor: &Supervisor) -> Result<Option<ClockAtStart>, EngineError> {
+        let Some(last_recorded_at) = self.store.call(|s| s.last_recorded_at()).await? else {
+            return Ok(Some(ClockAtStart::default())); // a new station: nothing to compare with
+        };
+        let behind_ms = |now: DateTime<Utc>| (last_recorded_at - now.timestamp_millis()).max(0);
+        let limit = self.config.clock.sync_wait;
+        let mut waited = Duration::ZERO;
+        let mut shutdown = self.shutdown.clone();
+        let mut said = false;
+        while behind_ms(self.clock.now()) > 0 && !self.clock.synchronized() && waited < limit {
+            if !said {
+                said = true;
+                tracing::warn!(
+                    clock = %self.clock.now(),
+                    last_recorded = %DateTime::from_timestamp_millis(last_recorded_at).unwrap_or_default(),
+                    wait_s = limit.as_secs(),
+                    "the clock reads earlier than the last recorded event and is not synchronised; waiting for NTP"
+                );
+            }
+            self.live.update(|l| l.clock_behind = Some(ClockBehind { last_recorded_at, waiting_for_sync: true }));
+            supervisor.still_starting("waiting for the clock to be set (NTP)");
+            tokio::select! {
+                _ = self.clock.sleep(CLOCK_WAIT_STEP) => waited += CLOCK_WAIT_STEP,
+                () = stop_requested(&mut shutdown) => return Ok(None),
+            }
+        }
+        let clock_behind_ms = behind_ms(self.clock.now());
+        if clock_behind_ms > 0 && !self.clock.synchronized() {
+            tracing::error!(
+                behind_s = clock_behind_ms / 1000,
+                "no NTP after waiting; running on an unsynchronised clock that reads earlier than the log"
+            );
+            self.live.update(|l| l.clock_behind = Some(ClockBehind { last_recorded_at, waiting_for_sync: false }));
+        } else {
+            if said {
+                tracing::info!(waited_s = waited.as_secs(), "the clock is set; going on air");
+            }
+            self.live.update(|l| l.clock_behind = None);
+        }
+        Ok(Some(ClockAtStart { clock_behind_ms, clock_waited_ms: waited.as_millis() as u64 }))
     }
 
     /// A failed checkpoint loses nothing (the log stays in the WAL); it is only noted.

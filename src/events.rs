@@ -128,7 +128,23 @@ struct Synced {
     clock_synced: bool,
 }
 
-pub fn station_started(version: &str, public_key: &str, last_alive_at: Option<i64>, clock_synced: bool) -> Fields {
+/// How the station judged its wall clock at start (see `Engine::wait_for_trusted_clock`).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct ClockAtStart {
+    /// How far the clock read before the last recorded event when the station went on air
+    /// (0 when it did not): a non-zero value means it runs on a clock it could not trust.
+    pub clock_behind_ms: i64,
+    /// How long the station waited for NTP before going on air.
+    pub clock_waited_ms: u64,
+}
+
+pub fn station_started(
+    version: &str,
+    public_key: &str,
+    last_alive_at: Option<i64>,
+    clock: ClockAtStart,
+    clock_synced: bool,
+) -> Fields {
     #[derive(Serialize)]
     struct Started<'a> {
         version: &'a str,
@@ -136,7 +152,8 @@ pub fn station_started(version: &str, public_key: &str, last_alive_at: Option<i6
         /// Last heartbeat of the previous run: the station was down from then until now.
         last_alive_at: Option<i64>,
     }
-    fields("station_started", [part(&Started { version, public_key, last_alive_at }), part(&Synced { clock_synced })])
+    let started = Started { version, public_key, last_alive_at };
+    fields("station_started", [part(&started), part(&clock), part(&Synced { clock_synced })])
 }
 
 pub fn station_stopped(reason: &str) -> Fields {

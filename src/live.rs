@@ -1,5 +1,5 @@
 //! What the running station knows right now and the API reports: the audio device's last
-//! result and the next slot — and the doorbell the API rings when an operator
+//! result, the next slot, whether the clock is behind the log — and the doorbell the API rings when an operator
 //! queues something, so the engine looks at the queue at once.
 
 use std::sync::{Arc, Mutex};
@@ -13,6 +13,16 @@ pub struct LiveState {
     pub audio_device: Option<DeviceReport>,
     /// (slot name, UTC ms)
     pub next_slot: Option<(String, i64)>,
+    /// Set while the wall clock reads earlier than the last recorded event.
+    pub clock_behind: Option<ClockBehind>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClockBehind {
+    /// UTC ms of the last recorded event (or heartbeat): the clock must be at least this.
+    pub last_recorded_at: i64,
+    /// Still waiting for NTP (`true`), or gave up waiting and runs on the clock it has.
+    pub waiting_for_sync: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

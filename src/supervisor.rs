@@ -41,6 +41,13 @@ impl Supervisor {
         }
     }
 
+    /// Start-up is legitimately slow (waiting for the clock): say why, and ask systemd for
+    /// more time than `TimeoutStartSec` so it does not kill us meanwhile.
+    pub fn still_starting(&self, status: &str) {
+        const MORE: Duration = Duration::from_secs(30);
+        self.notify(&[NotifyState::ExtendTimeoutUsec(MORE.as_micros() as u32), NotifyState::Status(status)]);
+    }
+
     pub fn stopping(&self) {
         self.notify(&[NotifyState::Stopping]);
     }

@@ -34,7 +34,7 @@ fn local_time(state: &AppState, at: DateTime<Utc>) -> String {
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "station",
-    responses((status = 200, description = "`{\"status\": \"ok\"|\"degraded\", \"checks\": {store, audio_device, clock_synced, next_slot}}`"), (status = 503, description = "the store does not answer")))]
+    responses((status = 200, description = "`{\"status\": \"ok\"|\"degraded\", \"checks\": {store, audio_device, clock_synced, clock, quotas, next_slot}}`"), (status = 503, description = "the store does not answer")))]
 pub async fn healthz(State(state): State<AppState>) -> Response {
     let store = state.store.call(|s| s.ping()).await;
     let (config, now) = (Arc::clone(&state.config), state.clock.now());
@@ -43,13 +43,26 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
     let clock_synced = state.clock.synchronized();
     let device_ok = live.audio_device.as_ref().is_none_or(|d| d.ok);
     let quotas_ok = quotas.iter().all(|q| q.status != "at_risk");
-    let healthy = store.is_ok() && device_ok && clock_synced && quotas_ok;
+    let healthy = store.is_ok() && device_ok && clock_synced && quotas_ok && live.clock_behind.is_none();
+    let clock = match &live.clock_behind {
+        Some(behind) => json!({
+            "state": if behind.waiting_for_sync { "waiting_for_sync" } else { "behind_last_event" },
+            "message": if behind.waiting_for_sync {
+                "the clock reads earlier than the last recorded event; waiting for NTP before airing"
+            } else {
+                "no NTP: running on a clock that reads earlier than the last recorded event; check the network"
+            },
+            "last_recorded_at": DateTime::from_timestamp_millis(behind.last_recorded_at).map(|t| local_time(&state, t)),
+        }),
+        None => json!({ "state": if clock_synced { "synced" } else { "unsynced" } }),
+    };
     let body = json!({
         "status": if healthy { "ok" } else { "degraded" },
         "checks": {
             "store": match &store { Ok(()) => "ok".to_owned(), Err(e) => e.to_string() },
             "audio_device": live.audio_device,
             "clock_synced": clock_synced,
+            "clock": clock,
             "quotas": quotas,
             "next_slot": live.next_slot.map(|(slot, at)| json!({
                 "slot": slot,

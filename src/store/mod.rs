@@ -531,6 +531,17 @@ impl Store {
         Ok(())
     }
 
+    /// The latest `at` in the proof log, or the last heartbeat if later: the station has been
+    /// alive at least until then, so a clock reading earlier is wrong.
+    pub fn last_recorded_at(&self) -> Result<Option<i64>, StoreError> {
+        let at = self.conn.query_row(
+            "SELECT max(coalesce((SELECT max(at) FROM events), 0), coalesce((SELECT at FROM heartbeat WHERE id = 1), 0))",
+            [],
+            |row| row.get::<_, i64>(0),
+        )?;
+        Ok((at > 0).then_some(at))
+    }
+
     pub fn heartbeat(&self) -> Result<Option<Heartbeat>, StoreError> {
         let row = self
             .conn

@@ -10,10 +10,12 @@ use loa::clock::{Clock, VirtualClock};
 use loa::config::Config;
 use loa::engine::Engine;
 use loa::ingest::Library;
+use loa::live::Live;
 use loa::player::PlayerHandle;
 use loa::proof::StationKey;
 use loa::store::{EventQuery, Sealer, Store, StoreHandle};
 use serde_json::Value;
+use tokio::sync::watch;
 
 use crate::helpers::{Station, fixture};
 
@@ -55,6 +57,101 @@ fn open_store(config: &Config) -> Store {
     Store::open(&config.station.data_dir, Sealer { station_id: config.station.id.clone(), key }).unwrap()
 }
 
+/// The real engine (real store, real player on a device that does not exist) on `clock`.
+fn engine(config: &Config, clock: &Arc<VirtualClock>, shutdown: watch::Receiver<bool>, live: Live) -> Engine {
+    Engine {
+        store: StoreHandle::spawn(open_store(config)),
+        player: Arc::new(PlayerHandle::spawn()),
+        longest_sleep: loa::engine::WALL_CLOCK_POLL,
+        clock: clock.clone(),
+        library: Library::open(&config.station.data_dir, config.clips).unwrap(),
+        live,
+        shutdown,
+        config: Arc::new(config.clone()),
+    }
+}
+
+fn proof_log(config: &Config) -> Vec<Value> {
+    open_store(config).events(EventQuery::default()).unwrap().iter().map(|e| Value::Object(e.to_json())).collect()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_clock_behind_the_log_waits_for_ntp_and_never_airs_a_wrong_date() {
+    let station = Station::with_config(&format!("{CONFIG}[clock]\nsync_wait_seconds = 600\n"));
+    let config = Config::load(&station.config_path()).unwrap();
+    // Added on the simulated timeline (the CLI would stamp it with today's real date).
+    let library = Library::open(&config.station.data_dir, config.clips).unwrap();
+    let mut staged = library.stage(0).unwrap();
+    std::io::Write::write_all(&mut staged, &fixture("cbr128_stereo_44k.mp3")).unwrap();
+    let meta = loa::clip::ClipMeta {
+        title: "Bản tin".into(),
+        topic: "cchc".into(),
+        language: "vi".into(),
+        priority: loa::clip::Priority::Normal,
+        valid_from: None,
+        valid_until: None,
+    };
+    library.admit(staged, &meta, &mut open_store(&config), local(22, 9, 0)).unwrap();
+
+    // A normal morning: 05:30 on the 23rd airs.
+    let clock = Arc::new(VirtualClock::new(local(23, 5, 29)));
+    let (stop, shutdown) = watch::channel(false);
+    let running = tokio::spawn(engine(&config, &clock, shutdown, Live::default()).run());
+    run_until(&clock, &running, local(23, 5, 31)).await;
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+    let before = proof_log(&config).len();
+
+    // Power cut; the box boots with no RTC, three days behind, and NTP is slow to come.
+    let clock = Arc::new(VirtualClock::new(local(20, 12, 0)));
+    clock.set_synchronized(false);
+    let (stop, shutdown) = watch::channel(false);
+    let live = Live::default();
+    let running = tokio::spawn(engine(&config, &clock, shutdown, live.clone()).run());
+    run_until(&clock, &running, local(20, 12, 5)).await;
+    assert_eq!(proof_log(&config).len(), before, "nothing is written on a wrong date while waiting");
+    assert!(live.snapshot().clock_behind.is_some_and(|b| b.waiting_for_sync));
+    // NTP answers: the clock steps to 17:01 on the 23rd.
+    clock.step(local(23, 17, 1) - local(20, 12, 5));
+    clock.set_synchronized(true);
+    run_until(&clock, &running, local(23, 17, 3)).await;
+    assert!(live.snapshot().clock_behind.is_none());
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+    let events = proof_log(&config);
+    let started = events.iter().rev().find(|e| e["kind"] == "station_started").unwrap();
+    assert_eq!(started["clock_behind_ms"], 0, "{started}");
+    assert!(started["clock_waited_ms"].as_u64().unwrap() >= 300_000, "{started}");
+    assert!(started["at"].as_i64() >= Some(local(23, 17, 1).timestamp_millis()), "written after the step: {started}");
+
+    // Again, and this time NTP never comes: after the bound it runs, flagged, and still airs
+    // nothing from before the last recorded event.
+    let clock = Arc::new(VirtualClock::new(local(20, 12, 0)));
+    clock.set_synchronized(false);
+    let (stop, shutdown) = watch::channel(false);
+    let live = Live::default();
+    let running = tokio::spawn(engine(&config, &clock, shutdown, live.clone()).run());
+    run_until(&clock, &running, local(21, 6, 0)).await; // past the 20th's 17:00 and the 21st's 05:30
+    assert!(live.snapshot().clock_behind.is_some_and(|b| !b.waiting_for_sync), "gave up waiting, says so");
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+    let events = proof_log(&config);
+    let started = events.iter().rev().find(|e| e["kind"] == "station_started").unwrap();
+    assert_eq!(started["clock_waited_ms"], 600_000, "{started}");
+    assert!(started["clock_behind_ms"].as_i64().unwrap() > 0 && started["clock_synced"] == false, "{started}");
+    let scheduled: Vec<(String, i64)> = events
+        .iter()
+        .filter(|e| e["kind"] == "airing_started" || e["kind"] == "slot_missed")
+        .map(|e| (e["slot"].as_str().unwrap().to_owned(), e["scheduled_at"].as_i64().unwrap()))
+        .collect();
+    let ms = |t: DateTime<Utc>| t.timestamp_millis();
+    assert_eq!(
+        scheduled,
+        [("sang".into(), ms(local(23, 5, 30))), ("chieu".into(), ms(local(23, 17, 0)))],
+        "each real slot once; nothing from the wrong dates"
+    );
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn clock_steps_never_double_air_nor_silently_skip() {
     let station = Station::with_config(CONFIG);
@@ -62,17 +159,7 @@ async fn clock_steps_never_double_air_nor_silently_skip() {
     let config = Config::load(&station.config_path()).unwrap();
     let clock = Arc::new(VirtualClock::new(local(23, 5, 29)));
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let engine = Engine {
-        store: StoreHandle::spawn(open_store(&config)),
-        player: Arc::new(PlayerHandle::spawn()),
-        longest_sleep: loa::engine::WALL_CLOCK_POLL,
-        clock: clock.clone(),
-        library: Library::open(&config.station.data_dir, config.clips).unwrap(),
-        live: loa::live::Live::default(),
-        shutdown,
-        config: Arc::new(config.clone()),
-    };
-    let running = tokio::spawn(engine.run());
+    let running = tokio::spawn(engine(&config, &clock, shutdown, Live::default()).run());
 
     run_until(&clock, &running, local(23, 5, 31)).await; // 05:30 fires
     clock.step(-TimeDelta::hours(1)); // NTP steps back an hour: 04:31
@@ -86,8 +173,7 @@ async fn clock_steps_never_double_air_nor_silently_skip() {
     stop.send(true).unwrap();
     running.await.unwrap().unwrap();
 
-    let events: Vec<Value> =
-        open_store(&config).events(EventQuery::default()).unwrap().iter().map(|e| Value::Object(e.to_json())).collect();
+    let events = proof_log(&config);
     let fired = |kind: &str| -> Vec<(String, i64)> {
         events
             .iter()
