@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use crate::clip::Clip;
 use crate::clock::Clock;
 use crate::config::{Config, Slot};
-use crate::events::{self, AiringEvidence, AiringPlan, AiringStatus, ClockAtStart, level_dbfs};
+use crate::events::{self, AiringEvidence, AiringPlan, AiringStatus, ClockAtStart, HookOutcome, level_dbfs};
 use crate::ingest::{IngestError, Library};
 use crate::live::{ClockBehind, DeviceReport, Live};
 use crate::player::{Measurement, Output, PlayItem, PlaybackEnd, Progress, StopCause, StopSignal};
@@ -24,7 +24,7 @@ use crate::proof::Fields;
 use crate::scheduler::{Due, RECOVERY_WINDOW, SlotTimer};
 use crate::store::{Heartbeat, StoreError, StoreHandle, Wanted};
 use crate::supervisor::Supervisor;
-use crate::{planner, quota};
+use crate::{amplifier, planner, quota};
 
 /// The scheduler never sleeps longer than this against the wall clock, so a step is noticed
 /// (`Engine::longest_sleep` on a station; simulations on a virtual clock may sleep longer).
@@ -69,6 +69,9 @@ struct Run {
     busy_until: Option<DateTime<Utc>>,
     last_beat: Option<DateTime<Utc>>,
     last_checkpoint: DateTime<Utc>,
+    /// `Some` while a block of airings has the amplifier switched on, holding how its
+    /// `before_air` hook went (`Some(None)`: no hook configured).
+    amplifier: Option<Option<HookOutcome>>,
     stopping: bool,
     supervisor: Supervisor,
 }
@@ -107,6 +110,7 @@ impl Engine {
             busy_until: None,
             last_beat: None,
             last_checkpoint: now,
+            amplifier: None,
             stopping: false,
             supervisor,
         };
@@ -122,7 +126,7 @@ impl Engine {
                 run.last_checkpoint = now;
                 self.checkpoint().await;
             }
-            while let Some(due) = timer.due(self.clock.now(), CUE) {
+            while let Some(due) = timer.due(self.clock.now(), self.cue()) {
                 match due {
                     Due::Air { slot, at } => self.air_slot(&mut run, timer.slot(slot).clone(), at).await?,
                     Due::Missed { slot, at } => self.record_missed(&run, timer.slot(slot), at).await?,
@@ -137,7 +141,7 @@ impl Engine {
             });
             let until_cue = timer
                 .next_fire()
-                .map_or(self.longest_sleep, |next| (next - CUE - self.clock.now()).to_std().unwrap_or_default());
+                .map_or(self.longest_sleep, |next| (next - self.cue() - self.clock.now()).to_std().unwrap_or_default());
             tokio::select! {
                 _ = self.clock.sleep(until_cue.min(self.longest_sleep)) => {}
                 () = self.live.rung() => {}
@@ -230,17 +234,12 @@ impl Engine {
                 serde_json::from_str(&start.body).expect("airing_started bodies hold an airing plan");
             let progress =
                 previous.and_then(|h| h.airing.filter(|(seq, _)| *seq == start.seq).map(|(_, played)| (h.at, played)));
-            let evidence = AiringEvidence {
-                started_at: None,
-                ended_at: progress.map(|(alive_at, _)| alive_at),
-                played_ms: progress.map_or(0, |(_, played)| played),
-                peak_dbfs: events::FLOOR_DBFS,
-                rms_dbfs: events::FLOOR_DBFS,
-                silent_ms: 0,
-                first_frame_latency_ms: None,
-                status: AiringStatus::Interrupted,
-                reason: Some("power loss or crash: the station stopped during this airing".into()),
-            };
+            let evidence = AiringEvidence::unmeasured(
+                AiringStatus::Interrupted,
+                progress.map(|(alive_at, _)| alive_at),
+                progress.map_or(0, |(_, played)| played),
+                "power loss or crash: the station stopped during this airing".into(),
+            );
             tracing::warn!(airing = start.seq, clip = plan.clip_id, "closing an airing a crash or power cut left open");
             self.append(events::airing_ended(start.seq, &plan, &evidence, self.clock.synchronized())).await?;
         }
@@ -315,6 +314,9 @@ impl Engine {
             return Ok(());
         }
         tracing::info!(slot = %slot.name, clips = program.len(), "slot starts");
+        run.amplifier = Some(self.amplifier_on().await);
+        // The slot's instant, unless the amplifier's warm-up after its hook reaches beyond it.
+        let release_at = at.max(self.clock.now() + self.warmup());
         self.player.begin_slot(&self.config.audio.device);
         for (i, (clip, queue_item, quota)) in program.iter().enumerate() {
             if let Some(id) = *queue_item {
@@ -324,8 +326,9 @@ impl Engine {
             let plan = AiringPlan {
                 quota: quota.clone(),
                 ..AiringPlan::new(clip, Some((&slot.name, slot.peak, at)), self.gain_db(clip))
-            };
-            let status = self.air(run, plan, clip, (i == 0).then_some(at), true).await?;
+            }
+            .with_before_air(run.amplifier.as_ref().and_then(Option::as_ref));
+            let status = self.air(run, plan, clip, (i == 0).then_some(release_at), true).await?;
             if status == AiringStatus::Failed || run.stopping {
                 break; // a dead device fails the rest too; the next slot opens it afresh
             }
@@ -336,8 +339,44 @@ impl Engine {
             }
         }
         self.player.end_slot();
+        self.amplifier_off(run, Some(&slot.name)).await?;
         run.busy_until = Some(self.clock.now());
         self.warn_quotas_at_risk().await
+    }
+
+    fn warmup(&self) -> TimeDelta {
+        TimeDelta::from_std(self.config.audio.amplifier.warmup).expect("warm-up is at most 30 s")
+    }
+
+    /// How far ahead of its instant a slot is prepared: the cue, plus the amplifier's warm-up.
+    fn cue(&self) -> TimeDelta {
+        CUE + self.warmup()
+    }
+
+    /// Runs `audio.before_air`, if configured. A failure is logged here and recorded on the
+    /// airings (and fails them when `audio.hook_required`).
+    async fn amplifier_on(&self) -> Option<HookOutcome> {
+        let argv = self.config.audio.amplifier.before_air.as_ref()?;
+        let outcome = amplifier::run(argv, amplifier::HOOK_TIMEOUT).await;
+        if let Some(detail) = &outcome.detail {
+            tracing::error!(
+                required = self.config.audio.amplifier.required,
+                "amplifier hook before_air failed: {detail}"
+            );
+        }
+        Some(outcome)
+    }
+
+    /// Closes a block of airings: runs `audio.after_air`, recording a failure.
+    async fn amplifier_off(&self, run: &mut Run, slot: Option<&str>) -> Result<(), EngineError> {
+        run.amplifier = None;
+        let Some(argv) = &self.config.audio.amplifier.after_air else { return Ok(()) };
+        let outcome = amplifier::run(argv, amplifier::HOOK_TIMEOUT).await;
+        if let Some(detail) = &outcome.detail {
+            tracing::error!("amplifier hook after_air failed: {detail}");
+            self.append(events::amplifier_hook_failed("after_air", slot, &outcome, self.clock.synchronized())).await?;
+        }
+        Ok(())
     }
 
     async fn warn_quotas_at_risk(&self) -> Result<(), EngineError> {
@@ -357,6 +396,13 @@ impl Engine {
             if pending.is_empty() || run.stopping {
                 return Ok(());
             }
+            // Inside a pre-empted slot the amplifier is already on.
+            let own_block = run.amplifier.is_none();
+            let mut release_at = None;
+            if own_block {
+                run.amplifier = Some(self.amplifier_on().await);
+                release_at = Some(self.clock.now() + self.warmup());
+            }
             self.player.begin_slot(&self.config.audio.device);
             for item in pending {
                 let now = self.clock.now();
@@ -370,13 +416,17 @@ impl Engine {
                     .await?;
                 let Some(clip) = clip else { continue };
                 tracing::warn!(clip = clip.id, title = %clip.meta.title, "airing a bulletin queued now");
-                let plan = AiringPlan::new(&clip, None, self.gain_db(&clip));
-                let status = self.air(run, plan, &clip, None, false).await?;
+                let plan = AiringPlan::new(&clip, None, self.gain_db(&clip))
+                    .with_before_air(run.amplifier.as_ref().and_then(Option::as_ref));
+                let status = self.air(run, plan, &clip, release_at.take(), false).await?;
                 if status == AiringStatus::Failed || run.stopping {
                     break;
                 }
             }
             self.player.end_slot();
+            if own_block {
+                self.amplifier_off(run, None).await?;
+            }
         }
     }
 
@@ -398,6 +448,16 @@ impl Engine {
     ) -> Result<AiringStatus, EngineError> {
         let synced = self.clock.synchronized();
         let seq = self.append(events::airing_started(&plan, synced)).await?;
+        if plan.before_air_ok == Some(false) && self.config.audio.amplifier.required {
+            let reason = format!(
+                "not played: the amplifier hook (audio.before_air) failed and audio.hook_required is set: {}",
+                plan.before_air_detail.as_deref().unwrap_or("unknown")
+            );
+            let ended_at = Some(self.clock.now().timestamp_millis());
+            let evidence = AiringEvidence::unmeasured(AiringStatus::Failed, ended_at, 0, reason);
+            self.append(events::airing_ended(seq, &plan, &evidence, synced)).await?;
+            return Ok(AiringStatus::Failed);
+        }
         let requested_at = self.clock.now();
         let start_after = start_at.and_then(|at| (at - requested_at).to_std().ok()).unwrap_or_default();
         let stop = StopSignal::default();
@@ -464,17 +524,7 @@ fn evidence_of(
 ) -> AiringEvidence {
     let Some(m) = measured else {
         let reason = "the audio thread did not answer; it may be stuck on the device";
-        return AiringEvidence {
-            started_at: None,
-            ended_at: Some(now.timestamp_millis()),
-            played_ms: 0,
-            peak_dbfs: events::FLOOR_DBFS,
-            rms_dbfs: events::FLOOR_DBFS,
-            silent_ms: 0,
-            first_frame_latency_ms: None,
-            status: AiringStatus::Failed,
-            reason: Some(reason.to_owned()),
-        };
+        return AiringEvidence::unmeasured(AiringStatus::Failed, Some(now.timestamp_millis()), 0, reason.to_owned());
     };
     let played_ms = m.played().as_millis() as u64;
     let silent_ms = m.silent.as_millis() as u64;

@@ -57,6 +57,20 @@ pub struct AiringPlan {
     /// The quota this airing was planned to serve (its label), if any.
     #[serde(default)]
     pub quota: Option<String>,
+    /// Whether the amplifier's `before_air` hook succeeded for this block of airings (absent
+    /// when no hook is configured), and why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_air_ok: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_air_detail: Option<String>,
+}
+
+/// The result of an amplifier hook command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookOutcome {
+    pub ok: bool,
+    /// Why it failed: exit status and the last line it wrote, a timeout, or a start error.
+    pub detail: Option<String>,
 }
 
 impl AiringPlan {
@@ -74,6 +88,17 @@ impl AiringPlan {
             planned_ms: clip.audio.duration_ms,
             gain_db: round2(gain_db),
             quota: None,
+            before_air_ok: None,
+            before_air_detail: None,
+        }
+    }
+
+    /// Records how the block's `before_air` hook went (nothing if there is none).
+    pub fn with_before_air(self, outcome: Option<&HookOutcome>) -> AiringPlan {
+        AiringPlan {
+            before_air_ok: outcome.map(|o| o.ok),
+            before_air_detail: outcome.and_then(|o| o.detail.clone()),
+            ..self
         }
     }
 }
@@ -93,6 +118,23 @@ pub struct AiringEvidence {
     pub first_frame_latency_ms: Option<i64>,
     pub status: AiringStatus,
     pub reason: Option<String>,
+}
+
+impl AiringEvidence {
+    /// An airing of which nothing was measured at the output.
+    pub fn unmeasured(status: AiringStatus, ended_at: Option<i64>, played_ms: u64, reason: String) -> AiringEvidence {
+        AiringEvidence {
+            started_at: None,
+            ended_at,
+            played_ms,
+            peak_dbfs: FLOOR_DBFS,
+            rms_dbfs: FLOOR_DBFS,
+            silent_ms: 0,
+            first_frame_latency_ms: None,
+            status,
+            reason: Some(reason),
+        }
+    }
 }
 
 /// Levels below this are recorded as this (JSON has no -∞).
@@ -222,6 +264,19 @@ pub fn airing_ended(airing_seq: i64, plan: &AiringPlan, evidence: &AiringEvidenc
         airing_seq: i64,
     }
     fields("airing_ended", [part(&Link { airing_seq }), part(plan), part(evidence), part(&Synced { clock_synced })])
+}
+
+/// `after_air` failed once the block's airings had ended (a failed `before_air` is on the
+/// airings themselves).
+pub fn amplifier_hook_failed(hook: &str, slot: Option<&str>, outcome: &HookOutcome, clock_synced: bool) -> Fields {
+    #[derive(Serialize)]
+    struct Failed<'a> {
+        hook: &'a str,
+        slot: Option<&'a str>,
+        detail: Option<&'a str>,
+    }
+    let failed = Failed { hook, slot, detail: outcome.detail.as_deref() };
+    fields("amplifier_hook_failed", [part(&failed), part(&Synced { clock_synced })])
 }
 
 pub fn slot_missed(slot: &str, peak: bool, scheduled_at: DateTime<Utc>, reason: &str, clock_synced: bool) -> Fields {

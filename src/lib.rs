@@ -1,6 +1,7 @@
 //! `loa`: plans, airs and proves administrative-reform bulletins at a community loudspeaker
 //! station. See ARCHITECTURE.md for the map of modules and the invariants they keep.
 
+pub mod amplifier;
 pub mod analysis;
 pub mod auth;
 pub mod cli;

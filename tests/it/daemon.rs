@@ -269,3 +269,69 @@ fn an_unmet_quota_leads_the_slot_until_a_completed_airing_meets_it() {
     assert_eq!(bad.code, 1);
     assert!(bad.error_line().contains("--period: \"last-week\" is not a period"), "{}", bad.stderr);
 }
+
+#[test]
+fn amplifier_hooks_frame_each_block_and_their_failures_are_recorded() {
+    let station = station(4, 2, &[TONE]);
+    let dir = station.dir.path().display().to_string();
+    let config = std::fs::read_to_string(station.config_path()).unwrap();
+    std::fs::write(
+        station.config_path(),
+        format!(
+            "{config}[audio]\nwarmup_ms = 300\n\
+             before_air = [\"sh\", \"-c\", \"date +%s%3N >> {dir}/on\"]\n\
+             after_air = [\"sh\", \"-c\", \"date +%s%3N >> {dir}/off; echo relay stuck >&2; exit 4\"]\n"
+        ),
+    )
+    .unwrap();
+    let daemon = station.start(Device::Unpaced);
+    let events = station.wait_for("an airing and its after_air failure", WAIT, |e| {
+        !of_kind(e, "airing_ended", None).is_empty() && !of_kind(e, "amplifier_hook_failed", None).is_empty()
+    });
+    daemon.stop();
+    let times = |name: &str| -> Vec<i64> {
+        let text = std::fs::read_to_string(station.dir.path().join(name)).unwrap();
+        text.lines().map(|l| l.trim().parse().unwrap()).collect()
+    };
+    let ended = of_kind(&events, "airing_ended", None)[0];
+    assert_eq!(ended["status"], "completed", "a failing after_air does not touch the airing: {ended}");
+    assert_eq!(
+        (&ended["before_air_ok"], &ended["before_air_detail"]),
+        (&serde_json::json!(true), &serde_json::Value::Null)
+    );
+    let (on, off) = (times("on")[0], times("off")[0]);
+    let first_frame = ended["started_at"].as_i64().unwrap();
+    assert!(on + 300 <= first_frame, "switched on {} ms before the first frame (warm-up 300)", first_frame - on);
+    assert!(off >= ended["ended_at"].as_i64().unwrap(), "switched off after the airing ended");
+    let failed = of_kind(&events, "amplifier_hook_failed", None)[0];
+    assert_eq!((failed["hook"].as_str(), failed["slot"].as_str()), (Some("after_air"), Some("nhanh")));
+    let detail = failed["detail"].as_str().unwrap();
+    assert!(detail.contains("exit status: 4") && detail.ends_with("relay stuck"), "{detail}");
+    assert_eq!(verify(&station).code, 0);
+}
+
+#[test]
+fn a_required_amplifier_hook_that_fails_fails_the_airing_without_sound() {
+    let station = station(3, 2, &[TONE]);
+    let config = std::fs::read_to_string(station.config_path()).unwrap();
+    std::fs::write(
+        station.config_path(),
+        format!(
+            "{config}[audio]\nhook_required = true\nbefore_air = [\"sh\", \"-c\", \"echo no relay >&2; exit 1\"]\n"
+        ),
+    )
+    .unwrap();
+    let daemon = station.start(Device::Unpaced);
+    let events = station.wait_for("two slots tried", WAIT, |e| of_kind(e, "airing_ended", Some("failed")).len() >= 2);
+    daemon.stop();
+    for ended in of_kind(&events, "airing_ended", None) {
+        assert_eq!(ended["status"], "failed", "{ended}");
+        assert_eq!(ended["played_ms"], 0);
+        assert_eq!(ended["before_air_ok"], false);
+        let reason = ended["reason"].as_str().unwrap();
+        assert!(reason.contains("audio.hook_required") && reason.ends_with("no relay"), "{reason}");
+    }
+    let air = std::fs::metadata(station.air_path()).map_or(0, |m| m.len());
+    assert_eq!(air, 0, "nothing may reach the device");
+    assert_eq!(verify(&station).code, 0);
+}
