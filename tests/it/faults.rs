@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::helpers::{Device, Station, fixture, http_upload, of_kind, station, verify};
+use crate::helpers::{Device, Station, fixture, http_get, http_upload, of_kind, station, verify};
 
 const TONE: &str = "cbr128_stereo_44k.mp3"; // 2.000 s
 
@@ -127,4 +127,115 @@ fn a_backup_taken_on_air_restores_to_a_station_whose_log_verifies() {
     let events = restored.events();
     assert!(!of_kind(&events, "airing_started", None).is_empty(), "the copy holds the airing in progress");
     assert_eq!(verify(&restored).code, 0, "{}", verify(&restored).stderr);
+}
+
+/// kill -9 at random moments (start-up, recovery, mid-airing, idle), `LOA_FAULT_KILLS` times
+/// (CI: 200), then one clean run. Whatever the moment, the proof log must stay one verifiable,
+/// gapless chain in which every airing has exactly one ending and no slot airs twice.
+#[test]
+fn kill_9_at_random_moments_never_breaks_the_proof_nor_airs_a_slot_twice() {
+    let kills: u32 = std::env::var("LOA_FAULT_KILLS").ok().and_then(|n| n.parse().ok()).unwrap_or(15);
+    let seed = std::env::var("LOA_FAULT_SEED").ok().and_then(|n| n.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
+    });
+    eprintln!("kill loop: {kills} kills, LOA_FAULT_SEED={seed}");
+    let mut state = seed;
+    let mut next_ms = |range: u64| {
+        // xorshift64: reproducible from the printed seed
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % range
+    };
+    let station = station(3, 2, &[TONE]);
+    for _ in 0..kills {
+        let daemon = station.start(Device::Paced);
+        std::thread::sleep(Duration::from_millis(100 + next_ms(3400)));
+        daemon.kill();
+    }
+    let daemon = station.start(Device::Paced);
+    let clean_start = station.events().len() as i64;
+    station.wait_for("a completed airing after the last restart", Duration::from_secs(30), |e| {
+        e.iter()
+            .any(|x| x["kind"] == "airing_ended" && x["status"] == "completed" && x["seq"].as_i64() > Some(clean_start))
+    });
+    daemon.stop();
+
+    let events = station.events();
+    for (i, event) in events.iter().enumerate() {
+        assert_eq!(event["seq"].as_i64(), Some(i as i64 + 1), "seq has a gap or a repeat at {event}");
+    }
+    let verified = verify(&station);
+    assert_eq!(verified.code, 0, "{}", verified.stderr);
+    let starts = of_kind(&events, "airing_started", None);
+    let ends = of_kind(&events, "airing_ended", None);
+    for start in &starts {
+        let n = ends.iter().filter(|e| e["airing_seq"] == start["seq"]).count();
+        assert_eq!(n, 1, "airing {} has {n} endings", start["seq"]);
+    }
+    assert_eq!(starts.len(), ends.len(), "an ending without its start");
+    let mut slots: Vec<(String, i64)> = starts
+        .iter()
+        .chain(of_kind(&events, "slot_missed", None).iter())
+        .map(|e| (e["slot"].as_str().unwrap().to_owned(), e["scheduled_at"].as_i64().unwrap()))
+        .collect();
+    let handled = slots.len();
+    slots.sort();
+    slots.dedup();
+    assert_eq!(slots.len(), handled, "a slot instant was aired (or aired and missed) twice");
+    let backup = station.dir.path().join("after-kills.sqlite");
+    let run = station.loa(&["backup", backup.to_str().unwrap()]);
+    assert!(run.code == 0 && run.stdout.contains("integrity ok"), "{}{}", run.stdout, run.stderr);
+
+    let crashed = ends.iter().filter(|e| e["reason"].as_str().is_some_and(|r| r.starts_with("power loss"))).count();
+    let completed = ends.iter().filter(|e| e["status"] == "completed").count();
+    eprintln!(
+        "kill loop: {kills} kills survived; {} events checked; {} airings ({completed} completed, {crashed} cut by a kill), {} slots missed",
+        events.len(),
+        starts.len(),
+        of_kind(&events, "slot_missed", None).len()
+    );
+}
+
+/// The pipe behind the paced device loses its reader mid-airing (as a USB sound card pulled
+/// out): the airing is recorded partial with the device's error, promptly; the API answers
+/// throughout; the next slot opens the device afresh and airs.
+#[test]
+fn a_device_lost_mid_airing_is_recorded_partial_and_the_next_slot_airs() {
+    const SPEECH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/audio/cchc-ban-tin-tuan.mp3"); // 16.6 s
+    let station = station(20, 5, &[SPEECH]);
+    let daemon = station.start(Device::Paced);
+    let base = daemon.http_base();
+    let events = station
+        .wait_for("the speech on air", Duration::from_secs(40), |e| !of_kind(e, "airing_started", None).is_empty());
+    crate::helpers::sleep_into_first_airing(&events, 3000);
+    // The ALSA file plugin runs `sh -c "pv … > air.raw"`; kill that pipeline's pv.
+    let air = station.air_path().display().to_string();
+    let shell = Command::new("pgrep").args(["-f", &format!("> {air}")]).output().unwrap();
+    let shell = String::from_utf8(shell.stdout).unwrap();
+    let shell = shell.split_whitespace().next().expect("the device's pv pipeline is running");
+    assert!(Command::new("pkill").args(["-KILL", "-P", shell]).status().unwrap().success());
+
+    let events = station.wait_for("the airing recorded partial", Duration::from_secs(30), |e| {
+        !of_kind(e, "airing_ended", None).is_empty()
+    });
+    let ended = of_kind(&events, "airing_ended", None)[0];
+    assert_eq!(ended["status"], "partial", "{ended}");
+    assert!(ended["reason"].as_str().unwrap().contains("audio device error"), "{ended}");
+    let (scheduled, planned) = (ended["scheduled_at"].as_i64().unwrap(), ended["planned_ms"].as_i64().unwrap());
+    assert!(
+        ended["ended_at"].as_i64().unwrap() <= scheduled + planned + 5000,
+        "recorded within duration + 5 s: {ended}"
+    );
+    let played = ended["played_ms"].as_i64().unwrap();
+    assert!((2500..planned - 1000).contains(&played), "played up to the loss, not beyond: {played} ms");
+    assert_eq!(http_get(&base, "/healthz"), "200", "the API answers after the loss");
+
+    let events = station.wait_for("the next slot aired on a fresh device", Duration::from_secs(40), |e| {
+        of_kind(e, "airing_ended", Some("completed")).len() == 1
+    });
+    daemon.stop();
+    let next = of_kind(&events, "airing_ended", Some("completed"))[0];
+    assert!(next["scheduled_at"].as_i64() > Some(scheduled), "{next}");
+    assert_eq!(verify(&station).code, 0);
 }

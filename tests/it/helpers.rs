@@ -334,6 +334,17 @@ pub fn verify(station: &Station) -> Run {
     station.loa(&["verify", export.to_str().unwrap(), "--public-key", &station.public_key()])
 }
 
+/// A GET over a plain socket; returns the status code.
+pub fn http_get(base: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let address = base.trim_start_matches("http://");
+    let mut socket = std::net::TcpStream::connect(address).unwrap();
+    write!(socket, "GET {path} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).unwrap();
+    answer.split_whitespace().nth(1).unwrap_or_default().to_owned()
+}
+
 /// A minimal HTTP/1.1 POST over a plain socket; returns the status code.
 pub fn http_post_raw(base: &str, path: &str, token: &str, content_type: &str, body: &[u8]) -> String {
     use std::io::{Read, Write};
