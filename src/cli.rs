@@ -310,15 +310,18 @@ fn run_station(config: Config) -> Result<(), Failure> {
         .ok()
         .and_then(|directives| directives.parse().ok())
         .unwrap_or_else(|| DEFAULT_LOG.parse().expect("default log directives parse"));
-    tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(io::stderr)
-                .with_target(false)
-                .with_ansi(io::IsTerminal::is_terminal(&io::stderr())),
-        )
-        .with(filter)
-        .init();
+    // Under systemd (JOURNAL_STREAM names our stderr's journal socket) log to journald with
+    // priorities and fields; anywhere else, plain lines on stderr.
+    let journald = std::env::var_os("JOURNAL_STREAM")
+        .and_then(|_| tracing_journald::layer().ok())
+        .map(|layer| layer.with_syslog_identifier("loa".to_owned()));
+    let stderr = journald.is_none().then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(io::stderr)
+            .with_target(false)
+            .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+    });
+    tracing_subscriber::registry().with(journald).with(stderr).with(filter).init();
     // Before anything writes: a damaged proof log must be noticed, never papered over.
     store::check_integrity(&config.station.data_dir).map_err(|e| failed(e.to_string()))?;
     let (store, library) = open_station(&config)?;

@@ -87,3 +87,70 @@ fn systemd_analyze_verifies_the_unit() {
     let complaints = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && !complaints.contains("loa.service"), "systemd-analyze verify: {complaints}");
 }
+
+/// Under systemd, logs go to journald as structured entries. journald's socket path is fixed,
+/// so where no journald runs (CI containers) the test listens there itself.
+#[test]
+fn under_systemd_logs_go_to_journald_and_elsewhere_to_stderr() {
+    let journal = std::path::Path::new("/run/systemd/journal/socket");
+    if journal.exists() {
+        eprintln!("skipped: a real journald owns {}", journal.display());
+        return;
+    }
+    std::fs::create_dir_all(journal.parent().unwrap()).unwrap();
+    let socket = UnixDatagram::bind(journal).unwrap();
+    struct Remove<'a>(&'a std::path::Path);
+    impl Drop for Remove<'_> {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(self.0);
+        }
+    }
+    let _remove = Remove(journal);
+    socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+
+    let station = Station::with_config(
+        "[station]\nid = \"s\"\nname = \"Đài\"\ndata_dir = \"data\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let daemon = station.start_with_env(Device::Unpaced, &[("JOURNAL_STREAM", "8:12345")]);
+    let mut entries: Vec<Vec<(String, String)>> = Vec::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30)
+        && !entries.iter().any(|e| field(e, "MESSAGE") == Some("station on air"))
+    {
+        if let Ok(n) = socket.recv(&mut buffer) {
+            entries.push(journal_fields(&buffer[..n]));
+        }
+    }
+    daemon.stop();
+    let listening = entries.iter().find(|e| field(e, "MESSAGE") == Some("HTTP API listening")).expect("logged");
+    assert_eq!(field(listening, "SYSLOG_IDENTIFIER"), Some("loa"));
+    assert_eq!(field(listening, "PRIORITY"), Some("5"), "info is logged at notice");
+    assert!(field(listening, "F_ADDRESS").is_some_and(|a| a.starts_with("127.0.0.1:")), "fields stay fields");
+    let stderr = std::fs::read_to_string(station.dir.path().join("daemon.log")).unwrap();
+    assert!(!stderr.contains("HTTP API listening"), "not twice: {stderr}");
+}
+
+fn field<'a>(entry: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    entry.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
+/// journald's native protocol: `NAME=value\n`, or `NAME\n` + u64 LE length + value + `\n`.
+fn journal_fields(mut bytes: &[u8]) -> Vec<(String, String)> {
+    let mut fields = Vec::new();
+    while let Some(end) = bytes.iter().position(|&b| b == b'\n' || b == b'=') {
+        let name = String::from_utf8_lossy(&bytes[..end]).into_owned();
+        let value;
+        if bytes[end] == b'=' {
+            let stop = bytes[end..].iter().position(|&b| b == b'\n').map_or(bytes.len(), |i| end + i);
+            value = bytes[end + 1..stop].to_vec();
+            bytes = &bytes[(stop + 1).min(bytes.len())..];
+        } else {
+            let len = u64::from_le_bytes(bytes[end + 1..end + 9].try_into().unwrap()) as usize;
+            value = bytes[end + 9..end + 9 + len].to_vec();
+            bytes = &bytes[end + 10 + len..];
+        }
+        fields.push((name, String::from_utf8_lossy(&value).into_owned()));
+    }
+    fields
+}
