@@ -7,6 +7,7 @@ mod engine;
 mod faults;
 mod helpers;
 mod http;
+mod package;
 mod proof;
 mod quota;
 mod systemd;
