@@ -38,10 +38,23 @@ pub struct UploadForm {
 const TEXT_FIELDS: [&str; 6] = ["title", "topic", "language", "priority", "valid_from", "valid_until"];
 
 #[utoipa::path(get, path = "/api/v1/clips", tag = "clips", security(("bearer" = [])),
-    responses((status = 200, description = "`{\"clips\": [...]}`, retired clips included"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, description = "`{\"clips\": [...]}`, retired clips included, each with `last_aired_at` (UTC ms of its last completed airing, or null)"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(READERS)?;
-    let clips = state.store.call(|s| s.clips()).await.map_err(ApiError::internal)?;
+    let (clips, last_completed) = state
+        .store
+        .call(|s| Ok::<_, crate::store::StoreError>((s.clips()?, s.last_completed_by_clip()?)))
+        .await
+        .map_err(ApiError::internal)?;
+    // Each clip, plus when it last aired to the end (UTC ms), from the proof log.
+    let clips: Vec<serde_json::Value> = clips
+        .iter()
+        .map(|clip| {
+            let mut value = json!(clip);
+            value["last_aired_at"] = json!(last_completed.get(&clip.id));
+            value
+        })
+        .collect();
     Ok(Json(json!({ "clips": clips })))
 }
 

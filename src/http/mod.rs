@@ -9,6 +9,7 @@
 mod clips;
 mod error;
 mod station;
+mod web;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -107,6 +108,9 @@ pub fn router(state: AppState) -> Router {
     let (routes, _) = routes();
     routes
         .route("/api/v1/openapi.json", get(|| async { axum::Json(openapi()) }))
+        .route("/", get(web::index))
+        .route("/app.js", get(web::script))
+        .route("/app.css", get(web::style))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Uploads are limited while they stream (http.max_upload_mib), not buffered.

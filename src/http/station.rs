@@ -82,7 +82,7 @@ fn next_slots(state: &AppState, count: usize) -> Vec<Value> {
 }
 
 #[utoipa::path(get, path = "/api/v1/station", tag = "station", security(("bearer" = [])),
-    responses((status = 200, description = "id, name, timezone, public_key, version, clock_synced, next_slots"), (status = 401, body = ErrorBody)))]
+    responses((status = 200, description = "id, name, timezone, public_key, version, clock_synced, next_slots, and the caller's role"), (status = 401, body = ErrorBody)))]
 pub async fn station(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     caller.require(READERS)?;
     let s = &state.config.station;
@@ -94,6 +94,7 @@ pub async fn station(State(state): State<AppState>, caller: Caller) -> Result<Js
         "version": env!("CARGO_PKG_VERSION"),
         "clock_synced": state.clock.synchronized(),
         "next_slots": next_slots(&state, 10),
+        "role": caller.role.as_str(),
     })))
 }
 

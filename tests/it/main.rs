@@ -11,4 +11,5 @@ mod package;
 mod proof;
 mod quota;
 mod systemd;
+mod web;
 mod year;

@@ -1,0 +1,345 @@
+// The operator page: a thin client of the JSON API (/api/v1). The token stays in this browser
+// tab's sessionStorage; every request carries it. District tokens see the same pages, read-only.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { token: sessionStorage.getItem("loa-token"), station: null };
+
+const STATUS = {
+  completed: "Hoàn thành", partial: "Phát không trọn", interrupted: "Bị gián đoạn",
+  preempted: "Bị ngắt bởi tin khẩn", failed: "Thất bại", missed: "Bỏ lỡ",
+  met: "Đạt", on_track: "Đúng tiến độ", at_risk: "Có nguy cơ không đạt",
+};
+const PRIORITY = { normal: "Bình thường", priority: "Ưu tiên", emergency: "Khẩn cấp" };
+// What the operator reads when the station refuses something; the API's own message follows.
+const REFUSAL = {
+  unauthorized: "Mã truy cập không đúng hoặc đã bị thu hồi. Hãy xin quản trị đài mã mới.",
+  forbidden: "Mã truy cập này chỉ được xem (cấp huyện), không được thay đổi.",
+  duplicate: "Bản tin này đã có trong thư viện (cùng nội dung âm thanh); không thêm lần nữa.",
+  too_large: "Tệp quá lớn so với giới hạn của đài. Hãy cắt ngắn hoặc nén lại.",
+  disk_full: "Ổ đĩa của đài sắp đầy. Hãy ngừng phát các bản tin cũ hoặc giải phóng dung lượng.",
+  empty: "Tệp rỗng, không có dữ liệu.",
+  not_mp3: "Tệp không phải MP3. Hãy xuất lại bản tin dưới dạng MP3.",
+  no_audio: "Tệp MP3 không chứa âm thanh.",
+  truncated: "Tệp MP3 bị cắt cụt (tải lên chưa hết hoặc tệp hỏng). Hãy tải lại tệp gốc.",
+  decode_error: "Tệp MP3 bị hỏng ở giữa, không giải mã được.",
+  silent: "Bản tin im lặng (không nghe thấy gì).",
+  too_short: "Bản tin quá ngắn.",
+  too_long: "Bản tin quá dài so với giới hạn của đài.",
+  invalid_field: "Thông tin nhập chưa đúng.",
+  bad_request: "Yêu cầu không hợp lệ.",
+};
+
+class ApiError extends Error {
+  constructor(status, code, message) { super(message); this.status = status; this.code = code; }
+}
+
+function headers() { return { Authorization: "Bearer " + state.token }; }
+
+async function api(path, options = {}) {
+  const response = await fetch(path, { ...options, headers: { ...headers(), ...(options.headers || {}) } });
+  if (response.status === 401) signOut(REFUSAL.unauthorized);
+  if (!response.ok) throw await apiError(response.status, await response.text());
+  return response;
+}
+
+function apiError(status, text) {
+  try {
+    const e = JSON.parse(text).error;
+    return new ApiError(status, e.code, e.message);
+  } catch (_) {
+    return new ApiError(status, "http_" + status, text || "HTTP " + status);
+  }
+}
+
+function explain(error) {
+  const plain = REFUSAL[error.code] || "Đài từ chối yêu cầu.";
+  return `${plain} <span class="detail">${escape(error.message)}</span>`;
+}
+
+function escape(text) {
+  return String(text ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+}
+
+function show(id, html, cls) {
+  const el = $(id);
+  el.innerHTML = html;
+  el.className = cls || "";
+  el.hidden = false;
+}
+
+// Times are shown in the station's time zone, whatever the phone's.
+function localTime(ms, withDate = true) {
+  if (ms == null) return "—";
+  const options = { timeZone: state.station.timezone, hour: "2-digit", minute: "2-digit", hour12: false };
+  if (withDate) Object.assign(options, { weekday: "short", day: "2-digit", month: "2-digit" });
+  return new Intl.DateTimeFormat("vi-VN", options).format(new Date(ms));
+}
+
+function stationDate(offsetDays = 0) {
+  const parts = new Intl.DateTimeFormat("en-CA", { timeZone: state.station.timezone, year: "numeric", month: "2-digit", day: "2-digit" })
+    .format(new Date(Date.now() + offsetDays * 86400000));
+  return parts; // YYYY-MM-DD
+}
+
+function isoWeek(dateText) {
+  const d = new Date(dateText + "T00:00:00Z");
+  const day = (d.getUTCDay() + 6) % 7; // Monday = 0
+  d.setUTCDate(d.getUTCDate() - day + 3); // Thursday of this week decides the year
+  const year = d.getUTCFullYear();
+  const firstThursday = new Date(Date.UTC(year, 0, 4));
+  const week = 1 + Math.round((d - firstThursday) / 86400000 / 7 - ((firstThursday.getUTCDay() + 6) % 7 - 3) / 7);
+  return `${year}-W${String(week).padStart(2, "0")}`;
+}
+
+function minutes(ms) {
+  const s = Math.round(ms / 1000);
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+}
+
+const isOperator = () => state.station && state.station.role === "operator";
+
+// ---- sign in -------------------------------------------------------------------------------
+
+async function signIn(token) {
+  state.token = token;
+  const response = await fetch("/api/v1/station", { headers: headers() });
+  if (!response.ok) {
+    state.token = null;
+    const error = await apiError(response.status, await response.text());
+    throw error;
+  }
+  state.station = await response.json();
+  sessionStorage.setItem("loa-token", token);
+  $("station-name").textContent = state.station.name;
+  $("role").textContent = isOperator() ? "Cán bộ đài" : "Cấp huyện — chỉ xem";
+  $("role").hidden = false;
+  $("nav").hidden = false;
+  document.body.classList.toggle("read-only", !isOperator());
+  for (const el of document.querySelectorAll(".operator-only")) el.hidden = !isOperator();
+}
+
+function signOut(message) {
+  sessionStorage.removeItem("loa-token");
+  state.token = null;
+  state.station = null;
+  $("nav").hidden = true;
+  $("role").hidden = true;
+  location.hash = "#dang-nhap";
+  if (message) show("sign-in-error", message, "error");
+  route();
+}
+
+$("sign-in-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  $("sign-in-error").hidden = true;
+  try {
+    await signIn($("token").value.trim());
+    $("token").value = "";
+    location.hash = "#thu-vien";
+  } catch (error) {
+    show("sign-in-error", error.code === "unauthorized" ? REFUSAL.unauthorized : explain(error), "error");
+  }
+});
+$("sign-out").addEventListener("click", () => signOut());
+
+// ---- pages ----------------------------------------------------------------------------------
+
+const PAGES = { "thu-vien": loadLibrary, "lich-phat": loadSchedule, "tuan-thu": loadCompliance, "nhat-ky": loadAirtime };
+
+async function route() {
+  let page = location.hash.slice(1);
+  if (!state.station) page = "dang-nhap";
+  else if (!PAGES[page]) page = "thu-vien";
+  for (const section of document.querySelectorAll(".page")) section.hidden = section.id !== page;
+  for (const link of document.querySelectorAll("nav a")) link.classList.toggle("active", link.dataset.page === page);
+  $("page-error").hidden = true;
+  if (PAGES[page]) {
+    try {
+      await PAGES[page]();
+    } catch (error) {
+      show("page-error", explain(error), "error");
+    }
+  }
+}
+window.addEventListener("hashchange", route);
+
+// Library: upload with progress, then the list.
+async function loadLibrary() {
+  const { clips } = await (await api("/api/v1/clips")).json();
+  const active = clips.filter((c) => !c.retired_at).reverse();
+  $("clips").innerHTML = active.length ? active.map(clipItem).join("") : '<p class="hint">Chưa có bản tin nào.</p>';
+  for (const button of document.querySelectorAll("[data-retire]")) {
+    button.addEventListener("click", () => retire(Number(button.dataset.retire), button.dataset.title));
+  }
+}
+
+function validity(c) {
+  if (!c.valid_from && !c.valid_until) return "luôn có hiệu lực";
+  return `hiệu lực ${c.valid_from || "…"} → ${c.valid_until || "…"}`;
+}
+
+function clipItem(c) {
+  const aired = c.last_aired_at ? `phát gần nhất ${localTime(c.last_aired_at)}` : "chưa phát";
+  const retire = isOperator() ? `<div class="actions"><button class="secondary" data-retire="${c.id}" data-title="${escape(c.title)}">Ngừng phát</button></div>` : "";
+  return `<div class="item clip" data-clip="${c.id}"><div class="title">${escape(c.title)}</div>
+    <div class="meta"><span class="tag">${escape(c.topic)}</span><span class="tag">${escape(c.language)}</span>${PRIORITY[c.priority] ? `<span class="tag">${PRIORITY[c.priority]}</span>` : ""}</div>
+    <div class="meta">${minutes(c.duration_ms)} · ${c.loudness_lufs.toFixed(1)} LUFS · ${validity(c)} · ${aired}</div>${retire}</div>`;
+}
+
+async function retire(id, title) {
+  if (!confirm(`Ngừng phát bản tin “${title}”? Bản tin vẫn được lưu trong nhật ký.`)) return;
+  await api(`/api/v1/clips/${id}`, { method: "DELETE" });
+  await loadLibrary();
+}
+
+$("upload-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  for (const key of ["valid_from", "valid_until"]) if (!form.get(key)) form.delete(key);
+  const request = new XMLHttpRequest();
+  request.open("POST", "/api/v1/clips");
+  request.setRequestHeader("Authorization", "Bearer " + state.token);
+  const progress = $("upload-progress");
+  progress.hidden = false;
+  progress.value = 0;
+  $("upload-submit").disabled = true;
+  $("upload-result").hidden = true;
+  request.upload.onprogress = (e) => { if (e.lengthComputable) progress.value = (100 * e.loaded) / e.total; };
+  request.onload = async () => {
+    $("upload-submit").disabled = false;
+    progress.hidden = true;
+    if (request.status === 201) {
+      const clip = JSON.parse(request.responseText);
+      show("upload-result", `Đã nhận bản tin “${escape(clip.title)}”: ${minutes(clip.duration_ms)}, ${clip.loudness_lufs.toFixed(1)} LUFS.`, "ok");
+      event.target.reset();
+      await loadLibrary();
+    } else {
+      show("upload-result", explain(apiError(request.status, request.responseText)), "error");
+    }
+  };
+  request.onerror = () => {
+    $("upload-submit").disabled = false;
+    progress.hidden = true;
+    show("upload-result", "Mất kết nối với đài trong khi tải lên. Hãy thử lại.", "error");
+  };
+  request.send(form);
+});
+
+// Schedule: the next 7 days, quota items marked; emergency clips can be aired at once.
+async function loadSchedule() {
+  const [{ slots }, { clips }] = await Promise.all([
+    api("/api/v1/schedule?days=7").then((r) => r.json()),
+    api("/api/v1/clips").then((r) => r.json()),
+  ]);
+  const emergencies = clips.filter((c) => !c.retired_at && c.priority === "emergency");
+  $("emergency-list").innerHTML = emergencies.length
+    ? emergencies.map((c) => `<div class="item"><div class="title">${escape(c.title)}</div><div class="actions"><button class="danger" data-play-now="${c.id}" data-title="${escape(c.title)}">Phát ngay</button></div></div>`).join("")
+    : '<p class="hint">Không có bản tin khẩn cấp nào (tải lên với mức ưu tiên “Khẩn cấp”).</p>';
+  for (const button of document.querySelectorAll("[data-play-now]")) {
+    button.addEventListener("click", () => playNow(Number(button.dataset.playNow), button.dataset.title));
+  }
+  $("schedule").innerHTML = slots.length ? slots.map(slotItem).join("") : '<p class="hint">Không có khung giờ phát nào trong 7 ngày tới.</p>';
+}
+
+function slotItem(s) {
+  const items = s.items.length
+    ? s.items.map((i) => `<li>${escape(i.title)} <span class="hint">${minutes(i.duration_ms)}</span>${i.quota ? ` <span class="tag quota">chỉ tiêu ${escape(i.quota.topic)}/${i.quota.per === "week" ? "tuần" : "tháng"}</span>` : ""}${i.queued ? ' <span class="tag">đã xếp hàng</span>' : ""}</li>`).join("")
+    : '<li class="hint">chưa có bản tin phù hợp</li>';
+  return `<div class="item slot"><div class="title">${localTime(Date.parse(s.at))} · ${escape(s.slot)} ${s.peak ? '<span class="tag peak">giờ cao điểm</span>' : ""}</div><ul>${items}</ul></div>`;
+}
+
+async function playNow(id, title) {
+  if (!confirm(`Phát ngay “${title}”? Bản tin đang phát (nếu có) sẽ bị ngắt.`)) return;
+  try {
+    await api("/api/v1/queue", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ clip_id: id, when: "now" }) });
+    show("queue-result", `Đã yêu cầu phát ngay “${escape(title)}”. Xem kết quả ở Nhật ký phát sóng.`, "ok");
+  } catch (error) {
+    show("queue-result", explain(error), "error");
+  }
+}
+
+// Compliance: this week and month from the live standings; past periods from the reports.
+async function loadCompliance() {
+  const health = await (await fetch("/healthz")).json();
+  const standings = (health.checks && health.checks.quotas) || [];
+  $("standings").innerHTML = standings.length
+    ? standings.map((q) => `<div class="item standing"><div class="title">${escape(q.topic)}${q.language ? " (" + escape(q.language) + ")" : ""} — ${escape(q.period)}</div>
+        <div><span class="status-${q.status}">${STATUS[q.status] || q.status}</span> · ${q.completed}/${q.required} lần phát trọn vẹn</div></div>`).join("")
+    : '<p class="hint">Đài chưa cấu hình chỉ tiêu nào.</p>';
+  const today = stationDate();
+  const [year, month] = today.split("-").map(Number);
+  const periods = [
+    [isoWeek(stationDate(-7)), "Tuần trước"],
+    [`${month === 1 ? year - 1 : year}-${String(month === 1 ? 12 : month - 1).padStart(2, "0")}`, "Tháng trước"],
+    [`${year}-Q${Math.ceil(month / 3)}`, "Quý này"],
+    [`${year}-H${month <= 6 ? 1 : 2}`, "6 tháng"],
+    [`${year}`, "Cả năm"],
+  ];
+  const results = await Promise.all(periods.map(([p]) => api(`/api/v1/compliance?period=${p}&format=json`).then((r) => r.json())));
+  $("reports").innerHTML = periods.map(([p, label], i) => {
+    const quotas = results[i].quotas || [];
+    const summary = quotas.map((q) => `${escape(q.topic)}/${q.per === "week" ? "tuần" : "tháng"}: <span class="${q.missed ? "status-missed" : "status-met"}">${q.met} đạt, ${q.missed} không đạt</span>`).join(" · ");
+    return `<div class="item report"><div class="title">${label} (${p})</div><div class="meta">${summary || "không có chỉ tiêu"}</div>
+      <div class="actions"><button class="secondary" data-report="${p}" data-format="html">Xem, in</button><button class="secondary" data-report="${p}" data-format="csv">Tải CSV</button></div></div>`;
+  }).join("");
+  for (const button of document.querySelectorAll("[data-report]")) {
+    button.addEventListener("click", () => report(button.dataset.report, button.dataset.format));
+  }
+}
+
+async function report(period, format) {
+  const blob = await (await api(`/api/v1/compliance?period=${period}&format=${format}`)).blob();
+  if (format === "html") window.open(URL.createObjectURL(blob), "_blank");
+  else download(blob, `tuan-thu-${state.station.id}-${period}.csv`);
+}
+
+function download(blob, name) {
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = name;
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+}
+
+// Airtime log: the last 7 days' airings and missed slots, newest first.
+async function loadAirtime() {
+  const from = stationDate(-6);
+  const { events } = await (await api(`/api/v1/airtime?from=${from}&limit=10000&format=json`)).json();
+  const rows = events.filter((e) => e.kind === "airing_ended" || e.kind === "slot_missed").reverse();
+  $("airtime").innerHTML = rows.length ? rows.map(airingItem).join("") : '<p class="hint">Chưa có lần phát nào trong 7 ngày qua.</p>';
+}
+
+function airingItem(e) {
+  const status = e.kind === "slot_missed" ? "missed" : e.status;
+  const when = localTime(e.started_at || e.scheduled_at || e.at);
+  const what = e.kind === "slot_missed" ? `Khung giờ ${escape(e.slot)}` : escape(e.title);
+  const evidence = e.kind === "slot_missed" ? "" : ` · ${minutes(e.played_ms)}/${minutes(e.planned_ms)} · đỉnh ${e.peak_dbfs} dBFS`;
+  const slot = e.slot ? `khung ${escape(e.slot)}` : "ngoài khung giờ";
+  return `<div class="item airing"><div class="title">${what}</div>
+    <div class="meta">${when} · ${slot} · <span class="status-${status}">${STATUS[status] || status}</span>${evidence}${e.reason ? ` · ${escape(e.reason)}` : ""}</div></div>`;
+}
+
+$("airtime-csv").addEventListener("click", async () => {
+  try {
+    const blob = await (await api(`/api/v1/airtime?from=${stationDate(-6)}&limit=10000&format=csv`)).blob();
+    download(blob, `nhat-ky-${state.station.id}-${stationDate()}.csv`);
+  } catch (error) {
+    show("page-error", explain(error), "error");
+  }
+});
+
+// ---- start -----------------------------------------------------------------------------------
+
+(async () => {
+  if (state.token) {
+    try {
+      await signIn(state.token);
+    } catch (_) {
+      signOut(REFUSAL.unauthorized);
+      return;
+    }
+  }
+  route();
+})();

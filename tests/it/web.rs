@@ -1,0 +1,302 @@
+//! The operator page in a real browser: headless Debian Chromium driven over WebDriver
+//! (chromedriver) against the real `loa run` on loopback. Sign in, upload, a refused upload in
+//! Vietnamese, "Phát ngay" to the airtime log, the CSV download, the district's read-only view;
+//! screenshots at phone and desktop widths (target/tmp/e2e/), and no horizontal scroll.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::helpers::{Device, FIXTURES, Station};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// One WebDriver session on a chromedriver of our own.
+struct Browser {
+    driver: Child,
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Browser {
+    async fn start(downloads: &Path) -> Browser {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let client = reqwest::Client::new();
+        let root = format!("http://127.0.0.1:{port}");
+        let start = Instant::now();
+        while client.get(format!("{root}/status")).send().await.is_err() {
+            assert!(start.elapsed() < Duration::from_secs(20), "chromedriver did not come up");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let capabilities = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
+            "binary": CHROMIUM,
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                     "--no-first-run", "--disable-dev-shm-usage", "--disable-component-update", "--disable-sync"],
+            "prefs": {"download.default_directory": downloads, "download.prompt_for_download": false},
+        }}}});
+        let session = client.post(format!("{root}/session")).json(&capabilities).send().await.unwrap();
+        let session: Value = session.json().await.unwrap();
+        let id = session["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {session}"));
+        Browser { driver, base: format!("{root}/session/{id}"), client }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let request = self.client.request(method, format!("{}{path}", self.base));
+        let request = if body.is_null() { request } else { request.json(&body) };
+        let answer: Value = request.send().await.unwrap().json().await.unwrap();
+        assert!(answer["value"]["error"].is_null(), "WebDriver {path}: {answer}");
+        answer["value"].clone()
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        self.call(reqwest::Method::POST, path, body).await
+    }
+
+    async fn open(&self, url: &str) {
+        self.post("/url", json!({"url": url})).await;
+    }
+
+    async fn script(&self, script: &str) -> Value {
+        self.post("/execute/sync", json!({"script": script, "args": []})).await
+    }
+
+    async fn element(&self, css: &str) -> String {
+        let found = self.post("/element", json!({"using": "css selector", "value": css})).await;
+        found[ELEMENT].as_str().unwrap().to_owned()
+    }
+
+    async fn click(&self, css: &str) {
+        let element = self.element(css).await;
+        self.post(&format!("/element/{element}/click"), json!({})).await;
+    }
+
+    /// Replaces a field's text (or chooses the file of a file input).
+    async fn type_into(&self, css: &str, text: &str) {
+        let element = self.element(css).await;
+        self.post(&format!("/element/{element}/clear"), json!({})).await;
+        self.post(&format!("/element/{element}/value"), json!({"text": text})).await;
+    }
+
+    /// Fills the library's upload form with `file` and `title` and sends it.
+    async fn upload(&self, file: &Path, title: &str) {
+        self.type_into("#upload-file", file.to_str().unwrap()).await;
+        self.type_into("#upload-title", title).await;
+        self.click("#upload-submit").await;
+    }
+
+    /// Polls a JavaScript expression until it is truthy; panics with the page's text if not.
+    async fn wait(&self, what: &str, expression: &str) -> Value {
+        let start = Instant::now();
+        loop {
+            let value = self.script(&format!("return {expression};")).await;
+            if !(value.is_null() || value == false || value == "") {
+                return value;
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                let text = self.script("return document.body.innerText;").await;
+                panic!("timed out waiting for {what}; the page says:\n{}", text.as_str().unwrap_or_default());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn accept_alert(&self) {
+        let start = Instant::now();
+        loop {
+            let answer: Value = self
+                .client
+                .post(format!("{}/alert/accept", self.base))
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if answer["value"].is_null() {
+                return;
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "no confirmation dialog: {answer}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The viewport's size, as a phone or a desktop screen (device emulation: a headless
+    /// window cannot be made narrower than Chromium's minimum).
+    async fn resize(&self, width: u32, height: u32) {
+        let metrics = json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600});
+        self.post("/goog/cdp/execute", json!({"cmd": "Emulation.setDeviceMetricsOverride", "params": metrics})).await;
+    }
+
+    /// Saves a screenshot and checks the page does not scroll sideways.
+    async fn screenshot(&self, dir: &Path, name: &str) {
+        let png = self.call(reqwest::Method::GET, "/screenshot", Value::Null).await;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap()).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), bytes).unwrap();
+        let widths =
+            self.script("return [document.documentElement.scrollWidth, document.documentElement.clientWidth];").await;
+        assert!(widths[0].as_i64() <= widths[1].as_i64(), "{name}: the page scrolls sideways: {widths}");
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn screenshots_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn token(station: &Station, role: &str) -> String {
+    let run = station.loa(&["token", "create", "--role", role, "--label", "e2e"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run.stdout.trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_does_the_weekly_job_in_a_phone_browser_and_the_district_only_reads() {
+    let present = Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists();
+    assert!(
+        present || std::env::var_os("CI").is_none(),
+        "CI must run the browser tests: apt-get install chromium chromium-driver"
+    );
+    if !present {
+        eprintln!("skipped: needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)");
+        return;
+    }
+    let station = Station::with_config(
+        "[station]\nid = \"phu-thuy\"\nname = \"Đài truyền thanh phường Phú Thủy\"\ndata_dir = \"data\"\n\
+         [http]\nlisten = \"127.0.0.1:0\"\n\
+         [[slot]]\nname = \"sang\"\ncron = \"0 30 5 * * Mon-Sun\"\nmax_minutes = 15\npeak = true\n\
+         [[slot]]\nname = \"chieu\"\ncron = \"0 0 17 * * Mon-Fri\"\nmax_minutes = 15\npeak = true\n\
+         [[quota]]\ntopic = \"cchc\"\nper = \"week\"\n",
+    );
+    let (operator, district) = (token(&station, "operator"), token(&station, "district"));
+    let daemon = station.start(Device::Unpaced);
+    let site = daemon.http_base();
+    let downloads = station.dir.path().join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    let shots = screenshots_dir();
+    let browser = Browser::start(&downloads).await;
+    browser.resize(360, 740).await;
+
+    // Sign in: a wrong token is refused in plain Vietnamese, the right one opens the library.
+    browser.open(&format!("{site}/")).await;
+    browser.wait("the sign-in form", "!document.getElementById('dang-nhap').hidden").await;
+    let width = browser.script("return window.innerWidth;").await;
+    assert_eq!(width, 360, "a phone-sized viewport");
+    browser.screenshot(&shots, "dang-nhap-360").await;
+    browser.type_into("#token", "loa_khong_dung").await;
+    browser.click("#sign-in-form button[type=submit]").await;
+    browser.wait("the refusal", "document.getElementById('sign-in-error').innerText.includes('không đúng')").await;
+    browser.type_into("#token", &operator).await;
+    browser.click("#sign-in-form button[type=submit]").await;
+    browser
+        .wait(
+            "the library",
+            "!document.getElementById('thu-vien').hidden && document.getElementById('role').innerText === 'Cán bộ đài'",
+        )
+        .await;
+
+    // Upload an emergency bulletin and see it listed.
+    let tone = Path::new(FIXTURES).join("cbr128_stereo_44k.mp3");
+    browser.script("document.getElementById('upload-priority').value = 'emergency'; return true;").await;
+    browser.upload(&tone, "Thông báo khẩn: mưa lũ").await;
+    browser.wait("the upload accepted", "document.querySelector('#upload-result.ok')").await;
+    browser
+        .wait("the clip listed", "document.getElementById('clips').innerText.includes('Thông báo khẩn: mưa lũ')")
+        .await;
+    browser.screenshot(&shots, "thu-vien-360").await;
+
+    // A text file named .mp3: refused, with the reason in Vietnamese.
+    let bad = station.input("ban-tin.mp3", b"day khong phai am thanh\n");
+    browser.upload(&bad, "Tệp hỏng").await;
+    let refusal = browser.wait("the refusal", "document.querySelector('#upload-result.error')?.innerText").await;
+    assert!(refusal.as_str().unwrap().contains("Tệp không phải MP3"), "{refusal}");
+
+    // Schedule: "Phát ngay", confirmed; the airing appears in the log.
+    browser.click("nav a[data-page=lich-phat]").await;
+    browser.wait("the schedule", "document.querySelectorAll('#schedule .slot').length > 0").await;
+    browser
+        .wait("the quota mark", "document.getElementById('schedule').innerText.includes('chỉ tiêu cchc/tuần')")
+        .await;
+    browser.screenshot(&shots, "lich-phat-360").await;
+    browser.click("[data-play-now]").await;
+    browser.accept_alert().await;
+    browser.wait("the queue accepted", "document.querySelector('#queue-result.ok')").await;
+    browser.click("nav a[data-page=nhat-ky]").await;
+    browser
+        .wait("the airing in the log", "(window.location.hash = '#nhat-ky', document.getElementById('airtime').innerText.includes('Hoàn thành')) || (window.dispatchEvent(new HashChangeEvent('hashchange')), false)")
+        .await;
+    browser.screenshot(&shots, "nhat-ky-360").await;
+
+    // The CSV download.
+    browser.click("#airtime-csv").await;
+    let start = Instant::now();
+    let csv = loop {
+        let done = std::fs::read_dir(&downloads)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "csv"));
+        if let Some(path) = done {
+            break std::fs::read(path).unwrap();
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no CSV downloaded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(csv.starts_with(b"\xEF\xBB\xBF"), "a CSV Excel opens as UTF-8");
+    assert!(String::from_utf8_lossy(&csv).contains("Thông báo khẩn: mưa lũ"));
+
+    // Compliance at a glance.
+    browser.click("nav a[data-page=tuan-thu]").await;
+    browser.wait("the standings", "document.querySelectorAll('#standings .standing').length > 0 && document.querySelectorAll('#reports .report').length === 5").await;
+    browser.screenshot(&shots, "tuan-thu-360").await;
+
+    // The same pages on a desktop.
+    browser.resize(1280, 900).await;
+    for page in ["thu-vien", "lich-phat", "tuan-thu", "nhat-ky"] {
+        browser.click(&format!("nav a[data-page={page}]")).await;
+        browser.wait(page, &format!("!document.getElementById('{page}').hidden")).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        browser.screenshot(&shots, &format!("{page}-desktop")).await;
+    }
+
+    // The district: the same pages, nothing to change, and the API refuses an upload anyway.
+    browser.click("#sign-out").await;
+    browser.wait("the sign-in form", "!document.getElementById('dang-nhap').hidden").await;
+    browser.type_into("#token", &district).await;
+    browser.click("#sign-in-form button[type=submit]").await;
+    browser
+        .wait("the library, read-only", "document.getElementById('clips').innerText.includes('Thông báo khẩn: mưa lũ')")
+        .await;
+    assert_eq!(browser.script("return document.getElementById('upload-form').hidden;").await, true);
+    assert_eq!(browser.script("return document.querySelectorAll('[data-retire]').length;").await, 0);
+    browser.click("nav a[data-page=lich-phat]").await;
+    browser.wait("the schedule", "document.querySelectorAll('#schedule .slot').length > 0").await;
+    assert_eq!(browser.script("return document.getElementById('emergency').hidden;").await, true);
+    let status = browser
+        .post("/execute/async", json!({"script": "const done = arguments[0]; const form = new FormData(); form.append('title', 'x'); form.append('topic', 'cchc'); fetch('/api/v1/clips', {method: 'POST', body: form, headers: {Authorization: 'Bearer ' + sessionStorage.getItem('loa-token')}}).then(r => done(r.status));", "args": []}))
+        .await;
+    assert_eq!(status, 403, "a district token cannot upload");
+    browser.resize(360, 740).await;
+    browser.screenshot(&shots, "lich-phat-district-360").await;
+    drop(browser);
+    daemon.stop();
+}
