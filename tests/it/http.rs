@@ -493,3 +493,22 @@ async fn an_upload_that_would_eat_the_disk_reserve_is_refused_with_507() {
     assert_eq!(run.code, 1, "the CLI refuses too: {}", run.stderr);
     assert!(run.error_line().contains("clips.keep_free_mib"), "{}", run.stderr);
 }
+
+#[tokio::test]
+async fn the_operator_page_is_served_from_the_binary_with_nothing_from_outside() {
+    let api = api("");
+    for (path, kind) in [("/", "text/html"), ("/app.js", "text/javascript"), ("/app.css", "text/css")] {
+        let response =
+            router(api.state.clone()).oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let headers = response.headers().clone();
+        assert!(headers["content-type"].to_str().unwrap().starts_with(kind), "{path}: {headers:?}");
+        assert!(headers["content-security-policy"].to_str().unwrap().contains("default-src 'self'"), "{path}");
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(!text.contains("http://") && !text.contains("https://"), "{path} refers to another site");
+    }
+    let page = api.get("/", None).await.1;
+    let page = page.as_str().unwrap();
+    assert!(page.contains("lang=\"vi\"") && page.contains("Nhật ký phát sóng") && page.contains("width=device-width"));
+}
