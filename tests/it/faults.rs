@@ -239,3 +239,79 @@ fn a_device_lost_mid_airing_is_recorded_partial_and_the_next_slot_airs() {
     assert!(next["scheduled_at"].as_i64() > Some(scheduled), "{next}");
     assert_eq!(verify(&station).code, 0);
 }
+
+/// libfaketime, where installed: the real binary's wall clock, stepped while it runs.
+fn faketime_library() -> Option<PathBuf> {
+    let found = std::fs::read_dir("/usr/lib")
+        .ok()?
+        .flatten()
+        .map(|arch| arch.path().join("faketime/libfaketime.so.1"))
+        .find(|p| p.exists());
+    assert!(
+        found.is_some() || std::env::var_os("CI").is_none(),
+        "CI must run the clock-step test: apt-get install faketime"
+    );
+    found
+}
+
+/// The real binary, its wall clock stepped under it (NTP-like): back an hour, back again, then
+/// ten minutes forward. No slot instant airs twice, every step back airs nothing old, and the
+/// instants jumped over are recorded missed with the reason.
+#[test]
+fn the_real_clock_stepped_back_and_forward_never_double_airs_and_records_what_it_skipped() {
+    let Some(library) = faketime_library() else {
+        eprintln!("skipped: needs libfaketime (apt-get install faketime)");
+        return;
+    };
+    let station = station(3, 1, &[TONE]);
+    let offset = station.dir.path().join("clock-offset");
+    std::fs::write(&offset, "+0\n").unwrap();
+    let env = [
+        ("LD_PRELOAD", library.to_str().unwrap()),
+        ("FAKETIME_TIMESTAMP_FILE", offset.to_str().unwrap()),
+        ("FAKETIME_NO_CACHE", "1"),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+    ];
+    let daemon = station.start_with_env(Device::Unpaced, &env);
+    let completed = |e: &[serde_json::Value]| of_kind(e, "airing_ended", Some("completed")).len();
+    let events = station.wait_for("two airings", Duration::from_secs(30), |e| completed(e) >= 2);
+    let started_before = of_kind(&events, "airing_started", None).len();
+
+    std::fs::write(&offset, "-3600\n").unwrap(); // an hour back
+    std::thread::sleep(Duration::from_secs(6));
+    let events = station.events();
+    assert_eq!(of_kind(&events, "airing_started", None).len(), started_before, "nothing airs again after a step back");
+
+    std::fs::write(&offset, "+0\n").unwrap(); // and forward again
+    let events = station.wait_for("airing again", Duration::from_secs(30), |e| completed(e) >= 4);
+    let done = completed(&events);
+    std::fs::write(&offset, "+600\n").unwrap(); // ten minutes ahead
+    let events = station.wait_for("the jumped-over slots recorded, then an airing", Duration::from_secs(60), |e| {
+        of_kind(e, "slot_missed", None).len() >= 190 && completed(e) > done
+    });
+    daemon.stop();
+
+    let mut instants: Vec<i64> = of_kind(&events, "airing_started", None)
+        .iter()
+        .chain(of_kind(&events, "slot_missed", None).iter())
+        .map(|e| e["scheduled_at"].as_i64().unwrap())
+        .collect();
+    let handled = instants.len();
+    instants.sort();
+    instants.dedup();
+    assert_eq!(instants.len(), handled, "a slot instant was handled twice");
+    let aired: Vec<i64> =
+        of_kind(&events, "airing_started", None).iter().map(|e| e["scheduled_at"].as_i64().unwrap()).collect();
+    assert!(aired.windows(2).all(|w| w[0] < w[1]), "airings only move forward: {aired:?}");
+    for missed in of_kind(&events, "slot_missed", None) {
+        assert_eq!(missed["reason"], "clock_jumped", "{missed}");
+    }
+    let starts = of_kind(&events, "airing_started", None);
+    for start in &starts {
+        assert_eq!(
+            of_kind(&events, "airing_ended", None).iter().filter(|e| e["airing_seq"] == start["seq"]).count(),
+            1
+        );
+    }
+    assert_eq!(verify(&station).code, 0);
+}
