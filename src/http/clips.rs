@@ -159,7 +159,12 @@ async fn receive_upload(
             if staged.is_some() {
                 return Err(ApiError::invalid_field("file", "send one file per upload"));
             }
-            let mut upload = state.library.stage(announced.min(limit)).map_err(storage_error)?;
+            // The free-space check and the file's creation touch the disk: off the runtime.
+            let library = state.library.clone();
+            let mut upload = tokio::task::spawn_blocking(move || library.stage(announced.min(limit)))
+                .await
+                .map_err(ApiError::internal)?
+                .map_err(storage_error)?;
             while let Some(chunk) = field.chunk().await.map_err(broken_form)? {
                 if upload.size() + chunk.len() as u64 > limit {
                     return Err(ApiError::new(
