@@ -1,27 +1,20 @@
 //! Proving a file is a playable bulletin: walk its frames, decode every packet, measure it.
 //!
-//! A file is accepted only after all of its audio has been decoded, so what the library holds
-//! is known to play to the end. Duration comes from the samples actually decoded; loudness and
-//! peaks (EBU R128, `ebur128`) are what the player later uses to set a safe gain.
+//! A file is accepted only after all of its audio has been decoded — by the same decoder the
+//! player uses (`decode`) — so what the library holds is known to play to the end. Duration
+//! comes from the frames in the file and the samples decoded from them; loudness and peaks
+//! (EBU R128, `ebur128`) are what the player later uses to set a safe gain.
 
 use std::fmt;
-use std::fs::File;
-use std::io::Seek;
 use std::path::Path;
 use std::sync::mpsc;
 
 use ebur128::{EbuR128, Mode};
-use symphonia::core::audio::{AudioBufferRef, Signal};
-use symphonia::core::codecs::{Decoder, DecoderOptions};
-use symphonia::core::errors::Error as SymphoniaError;
-use symphonia::core::formats::{FormatOptions, FormatReader};
-use symphonia::core::io::MediaSourceStream;
-use symphonia::default::codecs::MpaDecoder;
-use symphonia::default::formats::MpaReader;
 
 use crate::clip::AudioFacts;
 use crate::config::ClipLimits;
-use crate::mp3::{self, Problem};
+use crate::decode::{ClipDecoder, DecodeError};
+use crate::mp3::Problem;
 
 /// Below this sample peak a bulletin is inaudible on any loudspeaker.
 const SILENT_PEAK_DBFS: f64 = -60.0;
@@ -98,14 +91,11 @@ pub enum AnalysisError {
 
 /// Checks and measures the MP3 at `path`.
 pub fn analyse(path: &Path, limits: ClipLimits) -> Result<AudioFacts, AnalysisError> {
-    let file = File::open(path)?;
-    let len = file.metadata()?.len();
-    if len == 0 {
+    if std::fs::metadata(path)?.len() == 0 {
         return Err(Rejection::new(RejectKind::Empty, "the file is empty (0 bytes); choose the recording again").into());
     }
-    let layout = mp3::scan(&file, len)?.map_err(Rejection::from)?;
-    let measured = decode_and_measure(file, limits)?;
-
+    let decoder = ClipDecoder::open(path).map_err(rejection)?;
+    let layout = decoder.layout().clone();
     if let Some(declared) = layout.declared_frames {
         if layout.frames < declared {
             return Err(Rejection::new(
@@ -118,7 +108,17 @@ pub fn analyse(path: &Path, limits: ClipLimits) -> Result<AudioFacts, AnalysisEr
             .into());
         }
     }
-    let duration_ms = measured.samples * 1000 / u64::from(layout.sample_rate);
+    let duration_ms = decoder.frames() * 1000 / u64::from(layout.sample_rate);
+    if duration_ms > limits.max_duration_ms {
+        return Err(Rejection::new(
+            RejectKind::TooLong,
+            format!(
+                "the audio is longer than the {} s maximum (clips.max_seconds); split it or raise the limit",
+                limits.max_duration_ms / 1000
+            ),
+        )
+        .into());
+    }
     if duration_ms < limits.min_duration_ms {
         return Err(Rejection::new(
             RejectKind::TooShort,
@@ -129,6 +129,7 @@ pub fn analyse(path: &Path, limits: ClipLimits) -> Result<AudioFacts, AnalysisEr
         )
         .into());
     }
+    let measured = decode_and_measure(decoder)?;
     if measured.peak_dbfs < SILENT_PEAK_DBFS
         || !measured.loudness_lufs.is_finite()
         || measured.loudness_lufs <= SILENT_LOUDNESS_LUFS
@@ -145,79 +146,68 @@ pub fn analyse(path: &Path, limits: ClipLimits) -> Result<AudioFacts, AnalysisEr
     Ok(AudioFacts {
         duration_ms,
         sample_rate: layout.sample_rate,
-        channels: measured.channels,
+        channels: layout.channels,
         loudness_lufs: round2(measured.loudness_lufs),
         peak_dbfs: round2(measured.peak_dbfs),
         true_peak_dbfs: round2(measured.true_peak_dbfs),
     })
 }
 
+fn rejection(error: DecodeError) -> AnalysisError {
+    match error {
+        DecodeError::Io(e) => AnalysisError::Io(e),
+        DecodeError::Invalid(problem) => Rejection::from(problem).into(),
+        undecodable @ DecodeError::Undecodable { .. } => {
+            Rejection::new(RejectKind::DecodeError, undecodable.to_string()).into()
+        }
+    }
+}
+
 struct Measured {
-    samples: u64,
-    channels: u16,
     loudness_lufs: f64,
     peak_dbfs: f64,
     true_peak_dbfs: f64,
 }
 
-/// Decoded packets waiting for the meter; bounds memory when metering falls behind.
+/// Decoded blocks waiting for the meter; bounds memory when metering falls behind.
 const METER_QUEUE: usize = 64;
 
-/// Decodes on this thread while a second thread meters, so a long clip costs about the
-/// slower of the two rather than their sum (a Pi has 4 cores; the test machine 2).
-fn decode_and_measure(mut file: File, limits: ClipLimits) -> Result<Measured, AnalysisError> {
-    file.rewind()?;
-    let source = MediaSourceStream::new(Box::new(file), Default::default());
-    let options = FormatOptions { enable_gapless: true, ..Default::default() };
-    let mut reader = MpaReader::try_new(source, &options).map_err(|e| decode_rejection(&e, 0, 1))?;
-    let params = reader.tracks()[0].codec_params.clone();
-    let sample_rate = params.sample_rate.unwrap_or(44100);
-    let channels = params.channels.map_or(1, |c| c.count());
-    let mut decoder =
-        MpaDecoder::try_new(&params, &DecoderOptions::default()).map_err(|e| decode_rejection(&e, 0, sample_rate))?;
-    let max_samples = limits.max_duration_ms * u64::from(sample_rate) / 1000;
-
+/// Decodes every frame on this thread while a second thread meters, so a long clip costs
+/// about the slower of the two rather than their sum (a Pi has 4 cores; the test machine 2).
+fn decode_and_measure(mut decoder: ClipDecoder) -> Result<Measured, AnalysisError> {
+    let (channels, sample_rate, expected) = (decoder.channels(), decoder.sample_rate(), decoder.frames());
     let (to_meter, from_decoder) = mpsc::sync_channel::<Vec<f32>>(METER_QUEUE);
     std::thread::scope(|scope| {
-        let metering = scope.spawn(move || meter_planar_blocks(from_decoder, channels, sample_rate));
-        let mut samples = 0u64;
+        let metering = scope.spawn(move || meter_blocks(from_decoder, channels, sample_rate));
+        let mut frames = 0u64;
         let decoded: Result<(), AnalysisError> = loop {
-            let packet = match reader.next_packet() {
-                Ok(packet) => packet,
-                Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break Ok(()),
-                Err(e) => break Err(decode_rejection(&e, samples, sample_rate).into()),
-            };
-            let buffer = match decoder.decode(&packet) {
-                Ok(AudioBufferRef::F32(buffer)) => buffer,
-                Ok(_) => unreachable!("symphonia's MP3 decoder produces f32 buffers"),
-                Err(e) => break Err(decode_rejection(&e, samples, sample_rate).into()),
-            };
-            // One block per packet: the channel planes one after another.
-            let block: Vec<f32> = buffer.planes().planes().concat();
-            samples += buffer.frames() as u64;
-            if samples > max_samples {
-                break Err(Rejection::new(
-                    RejectKind::TooLong,
-                    format!(
-                        "the audio is longer than the {} s maximum (clips.max_seconds); split it or raise the limit",
-                        limits.max_duration_ms / 1000
-                    ),
-                )
-                .into());
-            }
-            if !block.is_empty() && to_meter.send(block).is_err() {
-                break Ok(()); // the meter stopped; its panic surfaces at join
+            match decoder.next_block() {
+                Ok(Some(block)) => {
+                    frames += (block.len() / usize::from(channels)) as u64;
+                    if to_meter.send(block.to_vec()).is_err() {
+                        break Ok(()); // the meter stopped; its panic surfaces at join
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(rejection(e)),
             }
         };
         drop(to_meter);
         let meter = metering.join().expect("metering thread does not panic");
         decoded?;
+        // The walker's frame count and the decoder's output agree by construction; a
+        // difference is a bug, refused rather than stored as a length.
+        if frames != expected {
+            return Err(Rejection::new(
+                RejectKind::DecodeError,
+                format!("the decoder gave {frames} samples where the frames hold {expected}; please report this file"),
+            )
+            .into());
+        }
         let peak_of = |f: &dyn Fn(u32) -> Result<f64, ebur128::Error>| {
-            (0..channels as u32).map(|c| f(c).unwrap_or(0.0)).fold(0.0, f64::max)
+            (0..u32::from(channels)).map(|c| f(c).unwrap_or(0.0)).fold(0.0, f64::max)
         };
         Ok(Measured {
-            samples,
-            channels: channels as u16,
             loudness_lufs: meter.loudness_global().unwrap_or(f64::NEG_INFINITY),
             peak_dbfs: to_dbfs(peak_of(&|c| meter.sample_peak(c))),
             true_peak_dbfs: to_dbfs(peak_of(&|c| meter.true_peak(c))),
@@ -225,22 +215,13 @@ fn decode_and_measure(mut file: File, limits: ClipLimits) -> Result<Measured, An
     })
 }
 
-fn meter_planar_blocks(blocks: mpsc::Receiver<Vec<f32>>, channels: usize, sample_rate: u32) -> EbuR128 {
-    let mut meter = EbuR128::new(channels as u32, sample_rate, Mode::I | Mode::SAMPLE_PEAK | Mode::TRUE_PEAK)
+fn meter_blocks(blocks: mpsc::Receiver<Vec<f32>>, channels: u16, sample_rate: u32) -> EbuR128 {
+    let mut meter = EbuR128::new(u32::from(channels), sample_rate, Mode::I | Mode::SAMPLE_PEAK | Mode::TRUE_PEAK)
         .expect("MP3 channel counts and rates are within ebur128's range");
     for block in blocks {
-        let planes: Vec<&[f32]> = block.chunks_exact(block.len() / channels).collect();
-        meter.add_frames_planar_f32(&planes).expect("planes match the meter's channel count");
+        meter.add_frames_f32(&block).expect("blocks hold whole frames of the meter's channel count");
     }
     meter
-}
-
-fn decode_rejection(error: &SymphoniaError, at_sample: u64, sample_rate: u32) -> Rejection {
-    let seconds = at_sample as f64 / f64::from(sample_rate.max(1));
-    Rejection::new(
-        RejectKind::DecodeError,
-        format!("the audio cannot be decoded at {seconds:.1} s ({error}); re-export or re-encode the file"),
-    )
 }
 
 fn to_dbfs(amplitude: f64) -> f64 {

@@ -500,7 +500,7 @@ fn run_clip(command: ClipCommand, config: &Config, clock: &dyn Clock, out: &mut 
             let (mut store, _) = open_station(config)?;
             let now = clock.now();
             let clip =
-                store.retire_clip(id, now).map_err(|e| failed(e.to_string()))?.ok_or_else(|| no_such_clip(id))?;
+                store.retire_clip(id, now, None).map_err(|e| failed(e.to_string()))?.ok_or_else(|| no_such_clip(id))?;
             let retired_at = clip.retired_at.as_deref().unwrap_or_default();
             let line = if retired_at == crate::store::timestamp(now) {
                 format!("clip {id} \"{}\" retired at {retired_at}; it will not air again\n", clip.meta.title)

@@ -40,8 +40,6 @@ const HEARTBEAT_AIRING: TimeDelta = TimeDelta::seconds(1);
 const CHECKPOINT_EVERY: TimeDelta = TimeDelta::hours(1);
 /// While waiting for NTP at start, look again this often.
 const CLOCK_WAIT_STEP: Duration = Duration::from_secs(1);
-/// Played within this of the plan counts as played to the end.
-const END_TOLERANCE_MS: u64 = 50;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -318,6 +316,9 @@ impl Engine {
         // The slot's instant, unless the amplifier's warm-up after its hook reaches beyond it.
         let release_at = at.max(self.clock.now() + self.warmup());
         self.player.begin_slot(&self.config.audio.device);
+        // Set once the device fails: the rest of the program is recorded unplayed, and the next
+        // slot opens the device afresh.
+        let mut dead_device = None;
         for (i, (clip, queue_item, quota)) in program.iter().enumerate() {
             if let Some(id) = *queue_item {
                 let now = self.clock.now();
@@ -328,9 +329,16 @@ impl Engine {
                 ..AiringPlan::new(clip, Some((&slot.name, slot.peak, at)), self.gain_db(clip))
             }
             .with_before_air(run.amplifier.as_ref().and_then(Option::as_ref));
-            let status = self.air(run, plan, clip, (i == 0).then_some(release_at), true).await?;
-            if status == AiringStatus::Failed || run.stopping {
-                break; // a dead device fails the rest too; the next slot opens it afresh
+            if let Some(reason) = &dead_device {
+                self.record_unplayed(&plan, format!("not played: {reason} earlier in this slot")).await?;
+                continue;
+            }
+            let (status, failure) = self.air(run, plan, clip, (i == 0).then_some(release_at), true).await?;
+            if run.stopping {
+                break;
+            }
+            if let Some(Failure::Device(reason)) = failure {
+                dead_device = Some(reason);
             }
             if status == AiringStatus::Preempted {
                 self.player.end_slot();
@@ -404,6 +412,7 @@ impl Engine {
                 release_at = Some(self.clock.now() + self.warmup());
             }
             self.player.begin_slot(&self.config.audio.device);
+            let mut dead_device = None;
             for item in pending {
                 let now = self.clock.now();
                 let (id, clip_id) = (item.id, item.clip_id);
@@ -418,9 +427,16 @@ impl Engine {
                 tracing::warn!(clip = clip.id, title = %clip.meta.title, "airing a bulletin queued now");
                 let plan = AiringPlan::new(&clip, None, self.gain_db(&clip))
                     .with_before_air(run.amplifier.as_ref().and_then(Option::as_ref));
-                let status = self.air(run, plan, &clip, release_at.take(), false).await?;
-                if status == AiringStatus::Failed || run.stopping {
+                if let Some(reason) = &dead_device {
+                    self.record_unplayed(&plan, format!("not played: {reason} earlier in this block")).await?;
+                    continue;
+                }
+                let (_, failure) = self.air(run, plan, &clip, release_at.take(), false).await?;
+                if run.stopping {
                     break;
+                }
+                if let Some(Failure::Device(reason)) = failure {
+                    dead_device = Some(reason);
                 }
             }
             self.player.end_slot();
@@ -436,8 +452,28 @@ impl Engine {
         (self.config.audio.target_lufs - clip.audio.loudness_lufs).min(headroom)
     }
 
+    /// Records an airing that was planned but could not be played, with why.
+    async fn record_unplayed(&self, plan: &AiringPlan, reason: String) -> Result<(), EngineError> {
+        let synced = self.clock.synchronized();
+        let seq = self.append(events::airing_started(plan, synced)).await?;
+        let ended_at = Some(self.clock.now().timestamp_millis());
+        let evidence = AiringEvidence::unmeasured(AiringStatus::Failed, ended_at, 0, reason);
+        self.append(events::airing_ended(seq, plan, &evidence, synced)).await?;
+        Ok(())
+    }
+
+    /// Takes a clip that cannot be played off the air, so the next slots air something else;
+    /// the proof log's `clip_retired` (with the reason) tells the operator.
+    async fn set_aside(&self, clip: &Clip, reason: String) -> Result<(), EngineError> {
+        tracing::error!(clip = clip.id, title = %clip.meta.title, "clip set aside: {reason}");
+        let (id, now) = (clip.id, self.clock.now());
+        self.store.call(move |s| s.retire_clip(id, now, Some(&reason))).await?;
+        Ok(())
+    }
+
     /// Plays one clip, released to the device at `start_at` if given (else at once), and
-    /// records it. Returns its status.
+    /// records it. Returns its status, and what went wrong that matters for the rest of the
+    /// slot (a clip set aside here; a dead device for the caller to act on).
     async fn air(
         &mut self,
         run: &mut Run,
@@ -445,19 +481,17 @@ impl Engine {
         clip: &Clip,
         start_at: Option<DateTime<Utc>>,
         preemptible: bool,
-    ) -> Result<AiringStatus, EngineError> {
-        let synced = self.clock.synchronized();
-        let seq = self.append(events::airing_started(&plan, synced)).await?;
+    ) -> Result<(AiringStatus, Option<Failure>), EngineError> {
         if plan.before_air_ok == Some(false) && self.config.audio.amplifier.required {
             let reason = format!(
                 "not played: the amplifier hook (audio.before_air) failed and audio.hook_required is set: {}",
                 plan.before_air_detail.as_deref().unwrap_or("unknown")
             );
-            let ended_at = Some(self.clock.now().timestamp_millis());
-            let evidence = AiringEvidence::unmeasured(AiringStatus::Failed, ended_at, 0, reason);
-            self.append(events::airing_ended(seq, &plan, &evidence, synced)).await?;
-            return Ok(AiringStatus::Failed);
+            self.record_unplayed(&plan, reason).await?;
+            return Ok((AiringStatus::Failed, None));
         }
+        let synced = self.clock.synchronized();
+        let seq = self.append(events::airing_started(&plan, synced)).await?;
         let requested_at = self.clock.now();
         let start_after = start_at.and_then(|at| (at - requested_at).to_std().ok()).unwrap_or_default();
         let stop = StopSignal::default();
@@ -490,7 +524,8 @@ impl Engine {
                 }
             }
         };
-        let evidence = evidence_of(measurement.as_ref(), &plan, (requested_at, start_after), self.clock.now());
+        let Judged { evidence, failure } =
+            evidence_of(measurement.as_ref(), (requested_at, start_after), self.clock.now());
         tracing::info!(
             clip = plan.clip_id,
             status = evidence.status.as_str(),
@@ -505,7 +540,10 @@ impl Engine {
             at: self.clock.now().timestamp_millis(),
         };
         self.live.update(|l| l.audio_device = Some(report));
-        Ok(evidence.status)
+        if let Some(Failure::Clip(reason)) = &failure {
+            self.set_aside(clip, reason.clone()).await?;
+        }
+        Ok((evidence.status, failure))
     }
 }
 
@@ -514,25 +552,70 @@ async fn stop_requested(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
+/// Why an airing went wrong in a way that changes what happens next in the slot.
+#[derive(Debug, Clone, PartialEq)]
+enum Failure {
+    /// The clip cannot be played (it does not decode): set it aside, go on with the next.
+    Clip(String),
+    /// The audio device (or its thread) is gone: nothing more airs in this slot.
+    Device(String),
+}
+
+/// What the player measured, turned into the airing's evidence and verdict, and what it
+/// means for the rest of the slot.
+struct Judged {
+    evidence: AiringEvidence,
+    failure: Option<Failure>,
+}
+
+/// Beyond the buffer the device reports, how much audio it may take ahead of real time (a
+/// pipe, a network sink's queue, scheduling) before an airing is judged not to have been heard
+/// in real time. A device that takes a 26 s bulletin in a tenth of a second is far beyond it.
+const REAL_TIME_SLACK: Duration = Duration::from_secs(2);
+
 /// Turns what the player measured into the airing's evidence and verdict. `requested_at` is
 /// the wall time of the play request, `start_after` how long after it the clip was due out.
 fn evidence_of(
     measured: Option<&Measurement>,
-    plan: &AiringPlan,
     (requested_at, start_after): (DateTime<Utc>, Duration),
     now: DateTime<Utc>,
-) -> AiringEvidence {
+) -> Judged {
     let Some(m) = measured else {
         let reason = "the audio thread did not answer; it may be stuck on the device";
-        return AiringEvidence::unmeasured(AiringStatus::Failed, Some(now.timestamp_millis()), 0, reason.to_owned());
+        return Judged {
+            evidence: AiringEvidence::unmeasured(
+                AiringStatus::Failed,
+                Some(now.timestamp_millis()),
+                0,
+                reason.to_owned(),
+            ),
+            failure: Some(Failure::Device(reason.to_owned())),
+        };
     };
-    let played_ms = m.played().as_millis() as u64;
+    let played = m.played();
+    let played_ms = played.as_millis() as u64;
     let silent_ms = m.silent.as_millis() as u64;
+    let ms = |frames: u64| frames * 1000 / u64::from(m.sample_rate.max(1));
     let some_or = |played: AiringStatus| if m.frames > 0 { played } else { AiringStatus::Failed };
+    // From the first frame taken to the last played out: at least what was played, less the
+    // device's buffer, on a device that plays in real time.
+    let heard_for = m.first_frame_after.zip(m.played_out_after).map(|(first, out)| out.saturating_sub(first));
+    let buffer = Duration::from_secs_f64(2.0 * m.period_frames as f64 / f64::from(m.sample_rate.max(1)));
+    let too_fast = heard_for.filter(|&wall| played > wall + buffer + REAL_TIME_SLACK + played / 50);
+    let mut failure = None;
     let (status, reason) = match &m.end {
-        PlaybackEnd::Finished if played_ms + END_TOLERANCE_MS < plan.planned_ms => {
-            (some_or(AiringStatus::Partial), Some(format!("the audio ended {} ms early", plan.planned_ms - played_ms)))
-        }
+        PlaybackEnd::Finished if m.frames + m.period_frames < m.expected_frames => (
+            some_or(AiringStatus::Partial),
+            Some(format!("the device took {} ms of the clip's {} ms", ms(m.frames), ms(m.expected_frames))),
+        ),
+        PlaybackEnd::Finished if too_fast.is_some() => (
+            AiringStatus::Partial,
+            Some(format!(
+                "the audio device took {played_ms} ms of audio in {} ms: it is not playing in real time, so nobody \
+                 heard it whole (check audio.device)",
+                too_fast.unwrap_or_default().as_millis()
+            )),
+        ),
         PlaybackEnd::Finished if silent_ms * 10 >= played_ms * 9 => {
             (AiringStatus::Partial, Some("the output was silent".to_owned()))
         }
@@ -541,18 +624,29 @@ fn evidence_of(
         PlaybackEnd::Stopped(StopCause::Preempted) => {
             (AiringStatus::Preempted, Some("pre-empted by an emergency bulletin".to_owned()))
         }
-        PlaybackEnd::DeviceError(e) => (some_or(AiringStatus::Partial), Some(format!("audio device error: {e}"))),
+        PlaybackEnd::DecodeError(e) => {
+            let reason = format!("the clip cannot be decoded: {e}");
+            failure = Some(Failure::Clip(reason.clone()));
+            (some_or(AiringStatus::Partial), Some(reason))
+        }
+        PlaybackEnd::DeviceError(e) => {
+            let reason = format!("audio device error: {e}");
+            failure = Some(Failure::Device(reason.clone()));
+            (some_or(AiringStatus::Partial), Some(reason))
+        }
         PlaybackEnd::Stalled => {
-            (some_or(AiringStatus::Partial), Some("the audio device stopped taking samples".to_owned()))
+            let reason = "the audio device stopped taking samples".to_owned();
+            failure = Some(Failure::Device(reason.clone()));
+            (some_or(AiringStatus::Partial), Some(reason))
         }
         PlaybackEnd::Overran => {
             (some_or(AiringStatus::Partial), Some("still playing past its duration and margin; stopped".to_owned()))
         }
     };
     let at = |d: Duration| (requested_at + TimeDelta::from_std(d).unwrap_or_default()).timestamp_millis();
-    AiringEvidence {
+    let evidence = AiringEvidence {
         started_at: m.first_frame_after.map(at),
-        ended_at: Some(at(m.elapsed)),
+        ended_at: Some(at(m.played_out_after.unwrap_or(m.elapsed))),
         played_ms,
         peak_dbfs: level_dbfs(f64::from(m.peak)),
         rms_dbfs: level_dbfs(m.rms),
@@ -560,5 +654,6 @@ fn evidence_of(
         first_frame_latency_ms: m.first_frame_after.map(|d| d.saturating_sub(start_after).as_millis() as i64),
         status,
         reason,
-    }
+    };
+    Judged { evidence, failure }
 }

@@ -239,8 +239,15 @@ pub fn clip_added(clip: &Clip) -> Fields {
     fields("clip_added", [part(&ClipFacts::from(clip))])
 }
 
-pub fn clip_retired(clip: &Clip) -> Fields {
-    fields("clip_retired", [part(&ClipFacts::from(clip))])
+/// A clip taken off the air: by an operator (`reason` absent), or set aside by the station
+/// itself because it cannot be played (`reason` says why).
+pub fn clip_retired(clip: &Clip, reason: Option<&str>) -> Fields {
+    #[derive(Serialize)]
+    struct Why<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'a str>,
+    }
+    fields("clip_retired", [part(&ClipFacts::from(clip)), part(&Why { reason })])
 }
 
 /// `token_created` / `token_revoked`: who may act on the station (never the secret).

@@ -9,6 +9,7 @@ pub mod clip;
 pub mod clock;
 pub mod compliance;
 pub mod config;
+pub mod decode;
 pub mod engine;
 pub mod events;
 pub mod export;

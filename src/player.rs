@@ -1,33 +1,47 @@
-//! The audio output: the only module that touches rodio (and through it cpal and ALSA).
+//! The audio output: the only module that touches the sound device (rodio's cpal, and
+//! through it ALSA).
 //!
 //! One dedicated thread owns the device. The device is opened for a slot — at the instant its
-//! first clip is released, so the stream's first callback takes the first frame at once — and
-//! closed after the slot, so the amplifier input is idle between slots and a device that failed
-//! is retried fresh next time.
-//! Every clip is played through [`MeteredSource`], which counts the frames the device actually
-//! pulls and measures their level *after* gain: that, not the plan, is the evidence an airing
-//! record carries. The thread never waits on rodio's `sleep_until_end` (it waits forever when a
-//! stream dies); it polls the meter with a deadline and a stall detector instead.
+//! first clip is released, so the stream's first callback takes the first frame at once — at
+//! the clip's own sample rate and channel count, and closed after the slot, so the amplifier
+//! input is idle between slots and a device that failed is retried fresh next time. A clip of
+//! another format within the slot reopens it.
 //!
-//! The player reads no wall clock: it reports monotonic durations since each play request,
+//! Clips are decoded by `decode` — the decoder ingest measured them with — in the device's
+//! callback, as the device asks for samples, gain applied, in the device's sample format: so
+//! the device never gets silence mid-clip because a thread fell behind (a pipe or a network
+//! sink takes seconds at once), and nothing is held decoded ahead. The callback takes no
+//! blocking lock, allocates nothing once playing, and never resamples. What it counts —
+//! frames the device took, their levels, when the first went out and when the last will have
+//! played (its buffer included) — is the evidence an airing record carries. A clip is handed
+//! to the callback only between clips, so each measurement belongs to one clip.
+//!
+//! The thread never blocks on the device: it polls the meter with a deadline and a stall
+//! detector. It reads no wall clock: it reports monotonic durations since each play request,
 //! and the caller turns them into wall times through `clock`.
+//!
+//! Why cpal's callback and not rodio's mixer: the mixer pulls every sample through a chain of
+//! boxed iterators (mixer, channel and rate converters) and hides the callback's timestamps,
+//! which say when a frame reaches the loudspeaker (see ARCHITECTURE.md, "Audio output").
 
-use std::fs::File;
 use std::future::Future;
-use std::io::BufReader;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rodio::cpal::traits::HostTrait;
-use rodio::{DeviceSinkBuilder, MixerDeviceSink, Source};
+use rodio::cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+use rodio::cpal::{self, SampleFormat, SizedSample};
 use tokio::sync::oneshot;
 
-/// How often the player thread looks at the meter.
-const POLL: Duration = Duration::from_millis(10);
+use crate::decode::ClipDecoder;
+
+/// How often the player thread tops up the ring and looks at the meter while a clip plays.
+const POLL: Duration = Duration::from_millis(40);
+/// How often it looks while holding a cued clip for its instant.
+const CUE_POLL: Duration = Duration::from_millis(2);
 /// A device that pulls no frame for this long has stopped.
 const STALL: Duration = Duration::from_secs(3);
 /// Level windows: a window whose RMS is below [`SILENCE_RMS`] counts as silent.
@@ -80,6 +94,8 @@ pub enum PlaybackEnd {
     /// The clip's audio ran out: all of it was pulled by the device.
     Finished,
     Stopped(StopCause),
+    /// The clip itself could not be decoded (the device is not to blame).
+    DecodeError(String),
     DeviceError(String),
     /// The device stopped pulling frames.
     Stalled,
@@ -92,10 +108,18 @@ pub enum PlaybackEnd {
 pub struct Measurement {
     /// From the play request to the first frame the device pulled (including `start_after`).
     pub first_frame_after: Option<Duration>,
+    /// From the play request to when the last frame the device took has played out of its
+    /// buffer (the buffer's delay as the device reports it).
+    pub played_out_after: Option<Duration>,
     /// From the play request to the end.
     pub elapsed: Duration,
+    /// Frames the device took.
     pub frames: u64,
+    /// Frames the clip decodes to: what "all of it" means.
+    pub expected_frames: u64,
     pub sample_rate: u32,
+    /// The device's period, in frames: how much it takes at a time.
+    pub period_frames: u64,
     /// Linear, after gain.
     pub peak: f32,
     pub rms: f64,
@@ -115,9 +139,12 @@ impl Measurement {
     fn nothing(end: PlaybackEnd, elapsed: Duration) -> Measurement {
         Measurement {
             first_frame_after: None,
+            played_out_after: None,
             elapsed,
             frames: 0,
+            expected_frames: 0,
             sample_rate: 0,
+            period_frames: 0,
             peak: 0.0,
             rms: 0.0,
             silent: Duration::ZERO,
@@ -232,13 +259,368 @@ impl PlayerHandle {
     }
 }
 
-/// An open device: rodio's sink plus the last error its stream reported.
-struct OpenDevice {
-    sink: MixerDeviceSink,
-    error: Arc<Mutex<Option<String>>>,
+/// Sample formats asked of the device, in order of preference: 16-bit first, what DACs and
+/// ALSA's plug/dmix take natively, at half the bytes of float (see ARCHITECTURE.md).
+const SAMPLE_FORMATS: [SampleFormat; 2] = [SampleFormat::I16, SampleFormat::F32];
+/// The device's period asked for: short enough that a stop is heard at once, long enough
+/// that the callback wakes rarely (cpal keeps two periods in the device's buffer).
+const PERIOD: Duration = Duration::from_millis(40);
+
+/// A clip's (and so the device's) sample rate and channel count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Format {
+    sample_rate: u32,
+    channels: u16,
 }
 
-/// The device of the slot in progress: its name, and the output once opened.
+impl Format {
+    fn frames_in(&self, duration: Duration) -> usize {
+        (u128::from(self.sample_rate) * duration.as_micros() / 1_000_000) as usize
+    }
+}
+
+/// What the device callback measured of the current clip. Written only by the callback (but
+/// for the reset between clips); `taken` is published last, so a reader that sees it sees the
+/// rest.
+struct Meter {
+    base: Instant,
+    /// PLAYING, ALL_TAKEN, UNDECODABLE or STOPPED.
+    state: AtomicU8,
+    /// Samples the device took.
+    taken: AtomicU64,
+    /// Nanoseconds after `base` (plus one; 0: not yet) the first sample was taken.
+    first_at: AtomicU64,
+    /// Nanoseconds after `base` the last sample taken will have played out of the buffer.
+    played_out_at: AtomicU64,
+    peak_bits: AtomicU32,
+    sum_squares_bits: AtomicU64,
+    silent_windows: AtomicU64,
+    period_frames: AtomicU64,
+    /// Which clip this is: the callback restarts its level window when it changes.
+    clip: AtomicU64,
+    /// What the device reported (the stream's error callback).
+    error: Mutex<Option<String>>,
+    /// Why the clip stopped decoding.
+    undecodable: Mutex<Option<String>>,
+}
+
+impl Meter {
+    fn new() -> Meter {
+        Meter {
+            base: Instant::now(),
+            state: AtomicU8::new(STOPPED),
+            taken: AtomicU64::new(0),
+            first_at: AtomicU64::new(0),
+            played_out_at: AtomicU64::new(0),
+            peak_bits: AtomicU32::new(0),
+            sum_squares_bits: AtomicU64::new(0),
+            silent_windows: AtomicU64::new(0),
+            period_frames: AtomicU64::new(0),
+            clip: AtomicU64::new(0),
+            error: Mutex::new(None),
+            undecodable: Mutex::new(None),
+        }
+    }
+
+    /// Starts measuring a new clip (with the clip lock held, so the callback is not in it).
+    fn next_clip(&self) {
+        for counter in [&self.taken, &self.first_at, &self.played_out_at, &self.sum_squares_bits, &self.silent_windows]
+        {
+            counter.store(0, Ordering::Relaxed);
+        }
+        self.peak_bits.store(0, Ordering::Relaxed);
+        *self.undecodable.lock().expect("decode error lock") = None;
+        self.clip.fetch_add(1, Ordering::Relaxed);
+        self.state.store(PLAYING, Ordering::Release);
+    }
+
+    fn at(&self, nanos: u64) -> Instant {
+        self.base + Duration::from_nanos(nanos)
+    }
+
+    fn nanos(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.base).as_nanos() as u64
+    }
+
+    fn error(&self) -> Option<String> {
+        self.error.lock().expect("error lock").clone()
+    }
+}
+
+/// A sample type the device may take.
+trait OutSample: SizedSample + Copy + Send + 'static {
+    const SILENCE: Self;
+    fn from_f32(x: f32) -> Self;
+    fn level(self) -> f32;
+}
+
+impl OutSample for i16 {
+    const SILENCE: i16 = 0;
+    fn from_f32(x: f32) -> i16 {
+        (x * 32768.0).round().clamp(-32768.0, 32767.0) as i16
+    }
+    fn level(self) -> f32 {
+        f32::from(self) / 32768.0
+    }
+}
+
+impl OutSample for f32 {
+    const SILENCE: f32 = 0.0;
+    fn from_f32(x: f32) -> f32 {
+        x.clamp(-1.0, 1.0)
+    }
+    fn level(self) -> f32 {
+        self
+    }
+}
+
+/// How the clip in the callback's hands stands.
+const PLAYING: u8 = 0;
+const ALL_TAKEN: u8 = 1;
+const UNDECODABLE: u8 = 2;
+const STOPPED: u8 = 3;
+
+/// The clip the device is playing, decoded as the device asks for it: whatever the device's
+/// pace, it never waits on a thread that is behind, and never gets silence mid-clip.
+struct Playing {
+    decoder: ClipDecoder,
+    gain: f32,
+    /// The decoded block being handed out, and how much of it has been.
+    block: Vec<f32>,
+    offset: usize,
+}
+
+/// The device callback's state, shared with the player thread: the clip (handed over only
+/// between clips, so the callback's `try_lock` always gets it while one plays) and what was
+/// measured of it.
+struct Shared {
+    clip: Mutex<Option<Playing>>,
+    meter: Meter,
+}
+
+/// The device of the slot in progress, at one format, and (once the first clip is released)
+/// its running stream.
+struct OpenDevice {
+    device: cpal::Device,
+    name: String,
+    format: Format,
+    config: cpal::StreamConfig,
+    sample_format: SampleFormat,
+    shared: Arc<Shared>,
+    stream: Option<cpal::Stream>,
+}
+
+impl OpenDevice {
+    /// Finds the device and a configuration at `format`; the stream itself starts with
+    /// [`start`](Self::start).
+    fn prepare(name: &str, format: Format) -> Result<OpenDevice, String> {
+        let host = cpal::default_host();
+        let device = if name == "default" {
+            host.default_output_device()
+        } else {
+            host.device_by_id(&cpal::DeviceId::new(host.id(), name))
+        }
+        .ok_or_else(|| format!("ALSA device \"{name}\" not found (`aplay -L` lists them; set audio.device)"))?;
+        let ranges: Vec<_> = device
+            .supported_output_configs()
+            .map_err(|e| format!("cannot configure ALSA device \"{name}\": {}", error_chain(&e)))?
+            .collect();
+        let Format { sample_rate, channels } = format;
+        let sample_format = SAMPLE_FORMATS
+            .into_iter()
+            .find(|&f| {
+                ranges.iter().any(|r| {
+                    r.sample_format() == f
+                        && r.channels() == channels
+                        && (r.min_sample_rate()..=r.max_sample_rate()).contains(&sample_rate)
+                })
+            })
+            .ok_or_else(|| {
+                format!(
+                    "ALSA device \"{name}\" cannot play {sample_rate} Hz {channels}-channel audio as 16-bit or float samples; \
+                     use a converting device such as \"default\" or \"plughw:0,0\" (audio.device)"
+                )
+            })?;
+        let period = format.frames_in(PERIOD) as u32;
+        let fits = ranges.iter().any(|r| match r.buffer_size() {
+            cpal::SupportedBufferSize::Range { min, max } => (*min..=*max).contains(&period),
+            cpal::SupportedBufferSize::Unknown => false,
+        });
+        let buffer_size = if fits { cpal::BufferSize::Fixed(period) } else { cpal::BufferSize::Default };
+        Ok(OpenDevice {
+            device,
+            name: name.to_owned(),
+            format,
+            config: cpal::StreamConfig { channels, sample_rate, buffer_size },
+            sample_format,
+            shared: Arc::new(Shared { clip: Mutex::new(None), meter: Meter::new() }),
+            stream: None,
+        })
+    }
+
+    /// Hands the device its next clip; only between clips.
+    fn load(&self, decoder: ClipDecoder, gain: f32) {
+        let mut clip = self.shared.clip.lock().expect("clip lock");
+        self.shared.meter.next_clip();
+        *clip = Some(Playing { decoder, gain, block: Vec::new(), offset: 0 });
+    }
+
+    /// Takes the clip back from the device (the callback no longer touches it).
+    fn unload(&self) -> Option<ClipDecoder> {
+        self.shared.clip.lock().expect("clip lock").take().map(|p| p.decoder)
+    }
+
+    /// Starts the stream, if it is not running yet: from now on the device takes the clip.
+    fn start(&mut self) -> Result<(), String> {
+        if self.stream.is_some() {
+            return Ok(());
+        }
+        let shared = Arc::clone(&self.shared);
+        let on_error = move |e: cpal::Error| {
+            shared.meter.error.lock().expect("error lock").get_or_insert_with(|| e.to_string());
+        };
+        let (device, config, name, format) = (&self.device, self.config, &self.name, self.format);
+        let shared = Arc::clone(&self.shared);
+        let stream = match self.sample_format {
+            SampleFormat::I16 => {
+                device.build_output_stream(config, device_callback::<i16>(shared, format), on_error, None)
+            }
+            _ => device.build_output_stream(config, device_callback::<f32>(shared, format), on_error, None),
+        }
+        .map_err(|e| format!("cannot open ALSA device \"{name}\": {}", error_chain(&e)))?;
+        stream.play().map_err(|e| format!("cannot start ALSA device \"{name}\": {}", error_chain(&e)))?;
+        tracing::info!(
+            device = %name,
+            sample_rate = format.sample_rate,
+            channels = format.channels,
+            sample_format = %self.sample_format,
+            "audio device open"
+        );
+        self.stream = Some(stream);
+        Ok(())
+    }
+}
+
+/// The callback's 10 ms level window, restarted with each clip.
+struct Window {
+    clip: u64,
+    frames: u64,
+    sum_squares: f64,
+}
+
+/// What the device runs each period: decode what it asks for, apply the gain, fill the rest
+/// with silence, and measure what it took. No allocation once the clip's first block is in;
+/// the only lock is a `try_lock` the player thread never holds while a clip plays.
+fn device_callback<T: OutSample>(
+    shared: Arc<Shared>,
+    format: Format,
+) -> impl FnMut(&mut [T], &cpal::OutputCallbackInfo) + Send + 'static {
+    let channels = usize::from(format.channels);
+    let mut window = Window { clip: 0, frames: 0, sum_squares: 0.0 };
+    move |data: &mut [T], info: &cpal::OutputCallbackInfo| {
+        let now = Instant::now();
+        let meter = &shared.meter;
+        let period = data.len() / channels;
+        let (taken, ended) = match shared.clip.try_lock() {
+            Ok(mut clip) => match clip.as_mut() {
+                Some(playing) if meter.state.load(Ordering::Acquire) == PLAYING => fill(playing, data, meter),
+                _ => (0, None),
+            },
+            Err(_) => (0, None), // the player thread is handing over a clip: between clips, silence
+        };
+        let (taken, rest) = data.split_at_mut(taken);
+        rest.fill(T::SILENCE);
+        if !taken.is_empty() {
+            measure(taken, info, now, meter, &mut window, format, period);
+        }
+        // Published after what was measured, so the player reads a complete measurement.
+        if let Some(ended) = ended {
+            meter.state.store(ended, Ordering::Release);
+        }
+    }
+}
+
+/// Adds what the device just took to the clip's measurement.
+fn measure<T: OutSample>(
+    taken: &[T],
+    info: &cpal::OutputCallbackInfo,
+    now: Instant,
+    meter: &Meter,
+    window: &mut Window,
+    format: Format,
+    period: usize,
+) {
+    let channels = usize::from(format.channels);
+    let window_frames = format.frames_in(WINDOW).max(1) as u64;
+    let clip = meter.clip.load(Ordering::Acquire);
+    if window.clip != clip {
+        *window = Window { clip, frames: 0, sum_squares: 0.0 };
+    }
+    let (mut peak, mut sum_squares, mut silent) = (0f32, 0f64, 0u64);
+    for frame in taken.chunks_exact(channels) {
+        for &sample in frame {
+            let level = sample.level();
+            peak = peak.max(level.abs());
+            let square = f64::from(level) * f64::from(level);
+            sum_squares += square;
+            window.sum_squares += square;
+        }
+        window.frames += 1;
+        if window.frames == window_frames {
+            if (window.sum_squares / (window_frames as f64 * channels as f64)).sqrt() < SILENCE_RMS {
+                silent += 1;
+            }
+            window.frames = 0;
+            window.sum_squares = 0.0;
+        }
+    }
+    let frames = (taken.len() / channels) as u64;
+    let timestamp = info.timestamp();
+    let buffered = timestamp.playback.checked_duration_since(timestamp.callback).unwrap_or_default();
+    let played_out = now + buffered + Duration::from_nanos(frames * 1_000_000_000 / u64::from(format.sample_rate));
+    if meter.first_at.load(Ordering::Relaxed) == 0 {
+        meter.first_at.store(meter.nanos(now) + 1, Ordering::Relaxed);
+    }
+    meter.played_out_at.store(meter.nanos(played_out), Ordering::Relaxed);
+    meter.period_frames.store(period as u64, Ordering::Relaxed);
+    meter.peak_bits.fetch_max(peak.to_bits(), Ordering::Relaxed);
+    let total = f64::from_bits(meter.sum_squares_bits.load(Ordering::Relaxed)) + sum_squares;
+    meter.sum_squares_bits.store(total.to_bits(), Ordering::Relaxed);
+    meter.silent_windows.fetch_add(silent, Ordering::Relaxed);
+    meter.taken.fetch_add(taken.len() as u64, Ordering::Release);
+}
+
+/// Fills `data` from the clip, decoding as needed; returns how many samples it wrote, and the
+/// clip's new state when it ended (taken whole, or undecodable).
+fn fill<T: OutSample>(playing: &mut Playing, data: &mut [T], meter: &Meter) -> (usize, Option<u8>) {
+    let mut written = 0;
+    while written < data.len() {
+        if playing.offset == playing.block.len() {
+            match playing.decoder.next_block() {
+                Ok(Some(block)) => {
+                    playing.block.clear();
+                    playing.block.extend_from_slice(block);
+                    playing.offset = 0;
+                }
+                Ok(None) => return (written, Some(ALL_TAKEN)),
+                Err(e) => {
+                    *meter.undecodable.lock().expect("decode error lock") = Some(e.to_string());
+                    return (written, Some(UNDECODABLE));
+                }
+            }
+        }
+        let n = (playing.block.len() - playing.offset).min(data.len() - written);
+        let block = &playing.block[playing.offset..playing.offset + n];
+        for (out, &x) in data[written..written + n].iter_mut().zip(block) {
+            *out = T::from_f32(x * playing.gain);
+        }
+        playing.offset += n;
+        written += n;
+    }
+    (written, None)
+}
+
+/// The device of the slot in progress: its name, and the output once prepared.
 #[derive(Default)]
 struct SlotDevice {
     name: Option<String>,
@@ -246,12 +628,16 @@ struct SlotDevice {
 }
 
 impl SlotDevice {
-    fn open(&mut self) -> Result<&OpenDevice, String> {
-        if self.output.is_none() {
+    /// The device at `format`: the open one if it plays that format and has not failed, else
+    /// a fresh one (the stream starts when the clip is released).
+    fn at(&mut self, format: Format) -> Result<&mut OpenDevice, String> {
+        let reusable = self.output.as_ref().is_some_and(|o| o.format == format && o.shared.meter.error().is_none());
+        if !reusable {
+            self.output = None; // closes a stream of another format before the next opens
             let name = self.name.as_deref().ok_or("no slot is in progress")?;
-            self.output = Some(open_output(name)?);
+            self.output = Some(OpenDevice::prepare(name, format)?);
         }
-        Ok(self.output.as_ref().expect("just opened"))
+        Ok(self.output.as_mut().expect("just prepared"))
     }
 }
 
@@ -267,40 +653,15 @@ fn player_thread(commands: mpsc::Receiver<Command>, alive: Arc<Mutex<Instant>>) 
         match command {
             Command::BeginSlot { device: name } => device = SlotDevice { name: Some(name), output: None },
             Command::Play { item, progress, reply } => {
-                let _ = reply.send(play_one(&mut device, &item, &progress, &alive));
+                let measured = play_one(&mut device, &item, &progress, &alive);
+                if measured.end != PlaybackEnd::Finished {
+                    device.output = None; // whatever the device still holds is not to be heard
+                }
+                let _ = reply.send(measured);
             }
             Command::EndSlot => device = SlotDevice::default(),
         }
     }
-}
-
-fn open_output(device_name: &str) -> Result<OpenDevice, String> {
-    let host = rodio::cpal::default_host();
-    let device = if device_name == "default" {
-        host.default_output_device()
-    } else {
-        host.device_by_id(&rodio::cpal::DeviceId::new(host.id(), device_name))
-    }
-    .ok_or_else(|| format!("ALSA device \"{device_name}\" not found (`aplay -L` lists them; set audio.device)"))?;
-    let error = Arc::new(Mutex::new(None));
-    let stream_error = Arc::clone(&error);
-    let mut sink = DeviceSinkBuilder::from_device(device)
-        .map_err(|e| format!("cannot configure ALSA device \"{device_name}\": {}", error_chain(&e)))?
-        .with_error_callback(move |e| {
-            stream_error.lock().expect("error lock").get_or_insert_with(|| e.to_string());
-        })
-        .open_stream()
-        .map_err(|e| format!("cannot open ALSA device \"{device_name}\": {}", error_chain(&e)))?;
-    sink.log_on_drop(false);
-    let config = sink.config();
-    tracing::info!(
-        device = device_name,
-        sample_rate = config.sample_rate().get(),
-        channels = config.channel_count().get(),
-        format = ?config.sample_format(),
-        "audio device open"
-    );
-    Ok(OpenDevice { sink, error })
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {
@@ -316,46 +677,57 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 
 fn play_one(device: &mut SlotDevice, item: &PlayItem, progress: &Progress, alive: &Mutex<Instant>) -> Measurement {
     let requested = Instant::now();
-    let source = match open_clip(item) {
-        Ok(source) => source,
+    let decoder = match ClipDecoder::open(&item.path) {
+        Ok(decoder) => decoder,
+        Err(e) => return Measurement::nothing(PlaybackEnd::DecodeError(e.to_string()), requested.elapsed()),
+    };
+    let (format, expected_frames) =
+        (Format { sample_rate: decoder.sample_rate(), channels: decoder.channels() }, decoder.frames());
+    let output = match device.at(format) {
+        Ok(output) => output,
         Err(e) => return Measurement::nothing(PlaybackEnd::DeviceError(e), requested.elapsed()),
     };
-    let meter = Arc::new(Mutex::new(MeterState::default()));
-    let sample_rate = source.sample_rate().get();
-    let gain = 10f32.powf(item.gain_db as f32 / 20.0);
-    let metered = MeteredSource::new(source, gain, Arc::clone(&meter), item.stop.clone());
+    output.load(decoder, 10f32.powf(item.gain_db as f32 / 20.0));
     let release_at = requested + item.start_after;
     while let Some(wait) = release_at.checked_duration_since(Instant::now()).filter(|w| !w.is_zero()) {
         if let Some(cause) = item.stop.cause() {
             return Measurement::nothing(PlaybackEnd::Stopped(cause), requested.elapsed());
         }
-        thread::sleep(wait.min(POLL));
+        thread::sleep(wait.min(CUE_POLL));
     }
-    let output = match device.open() {
-        Ok(output) => output,
-        Err(e) => return Measurement::nothing(PlaybackEnd::DeviceError(e), requested.elapsed()),
-    };
-    if let Some(error) = output.error.lock().expect("error lock").clone() {
-        return Measurement::nothing(PlaybackEnd::DeviceError(error), requested.elapsed());
+    if let Err(e) = output.start() {
+        return Measurement::nothing(PlaybackEnd::DeviceError(e), requested.elapsed());
     }
-    output.sink.mixer().add(metered);
 
+    let meter = &output.shared.meter;
+    let samples_per_second = f64::from(format.sample_rate) * f64::from(format.channels);
     let deadline = item.start_after + item.planned + item.planned / 20 + Duration::from_secs(3);
-    let mut last_frames = 0;
+    let mut last_taken = 0;
     let mut last_progress = Instant::now();
     let end = loop {
         thread::sleep(POLL);
         *alive.lock().expect("liveness lock") = Instant::now();
-        let state = meter.lock().expect("meter lock").clone();
-        *progress.0.lock().expect("progress lock") = Duration::from_secs_f64(state.frames as f64 / sample_rate as f64);
-        if let Some(end) = state.end {
-            break end;
+        let state = meter.state.load(Ordering::Acquire);
+        let taken = meter.taken.load(Ordering::Acquire);
+        *progress.0.lock().expect("progress lock") = Duration::from_secs_f64(taken as f64 / samples_per_second);
+        if let Some(cause) = item.stop.cause() {
+            if meter.state.compare_exchange(PLAYING, STOPPED, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                break PlaybackEnd::Stopped(cause);
+            }
         }
-        if let Some(error) = output.error.lock().expect("error lock").clone() {
+        if let Some(error) = meter.error() {
             break PlaybackEnd::DeviceError(error);
         }
-        if state.frames != last_frames {
-            last_frames = state.frames;
+        match state {
+            ALL_TAKEN => break PlaybackEnd::Finished,
+            UNDECODABLE => {
+                let why = meter.undecodable.lock().expect("decode error lock").clone();
+                break PlaybackEnd::DecodeError(why.unwrap_or_default());
+            }
+            _ => {}
+        }
+        if taken != last_taken {
+            last_taken = taken;
             last_progress = Instant::now();
         } else if last_progress.elapsed() > STALL {
             break PlaybackEnd::Stalled;
@@ -364,151 +736,23 @@ fn play_one(device: &mut SlotDevice, item: &PlayItem, progress: &Progress, alive
             break PlaybackEnd::Overran;
         }
     };
-    // Whatever ended it, make sure the source stops feeding the mixer.
-    item.stop.stop(StopCause::Shutdown);
-    let state = meter.lock().expect("meter lock").clone();
+    output.unload();
+    let channels = u64::from(format.channels);
+    let taken = meter.taken.load(Ordering::Acquire);
+    let since_request = |nanos: u64| meter.at(nanos).saturating_duration_since(requested);
+    let first_at = meter.first_at.load(Ordering::Relaxed);
+    let sum_squares = f64::from_bits(meter.sum_squares_bits.load(Ordering::Relaxed));
     Measurement {
-        first_frame_after: state.first_frame.map(|at| at.duration_since(requested)),
+        first_frame_after: (first_at > 0).then(|| since_request(first_at - 1)),
+        played_out_after: (first_at > 0).then(|| since_request(meter.played_out_at.load(Ordering::Relaxed))),
         elapsed: requested.elapsed(),
-        frames: state.frames,
-        sample_rate,
-        peak: state.peak,
-        rms: if state.frames == 0 { 0.0 } else { (state.sum_squares / state.samples as f64).sqrt() },
-        silent: WINDOW * state.silent_windows,
+        frames: taken / channels,
+        expected_frames,
+        sample_rate: format.sample_rate,
+        period_frames: meter.period_frames.load(Ordering::Relaxed),
+        peak: f32::from_bits(meter.peak_bits.load(Ordering::Relaxed)),
+        rms: if taken == 0 { 0.0 } else { (sum_squares / taken as f64).sqrt() },
+        silent: WINDOW * meter.silent_windows.load(Ordering::Relaxed) as u32,
         end,
-    }
-}
-
-fn open_clip(item: &PlayItem) -> Result<rodio::Decoder<BufReader<File>>, String> {
-    let file = File::open(&item.path).map_err(|e| format!("cannot open clip {}: {e}", item.path.display()))?;
-    let len = file.metadata().map_err(|e| e.to_string())?.len();
-    rodio::Decoder::builder()
-        .with_data(BufReader::new(file))
-        .with_byte_len(len)
-        .with_hint("mp3")
-        .with_gapless(true)
-        .with_seekable(true)
-        .build()
-        .map_err(|e| format!("cannot decode clip {}: {e}", item.path.display()))
-}
-
-#[derive(Debug, Clone, Default)]
-struct MeterState {
-    first_frame: Option<Instant>,
-    frames: u64,
-    samples: u64,
-    peak: f32,
-    sum_squares: f64,
-    silent_windows: u32,
-    end: Option<PlaybackEnd>,
-}
-
-/// Wraps a clip: applies gain and measures every sample the device pulls.
-struct MeteredSource<S> {
-    inner: S,
-    gain: f32,
-    shared: Arc<Mutex<MeterState>>,
-    stop: StopSignal,
-    channels: u64,
-    window_samples: u64,
-    // Accumulated since the last publish (one window), to keep the lock off the per-sample path.
-    pending: MeterState,
-    window_sum_squares: f64,
-    window_count: u64,
-    done: bool,
-}
-
-impl<S: Source> MeteredSource<S> {
-    fn new(inner: S, gain: f32, shared: Arc<Mutex<MeterState>>, stop: StopSignal) -> Self {
-        let channels = u64::from(inner.channels().get());
-        let window_samples =
-            (u64::from(inner.sample_rate().get()) * WINDOW.as_millis() as u64 / 1000).max(1) * channels;
-        MeteredSource {
-            inner,
-            gain,
-            shared,
-            stop,
-            channels,
-            window_samples,
-            pending: MeterState::default(),
-            window_sum_squares: 0.0,
-            window_count: 0,
-            done: false,
-        }
-    }
-
-    fn publish(&mut self, end: Option<PlaybackEnd>) {
-        if self.window_count > 0 && (self.window_sum_squares / self.window_count as f64).sqrt() < SILENCE_RMS {
-            self.pending.silent_windows += 1;
-        }
-        self.window_sum_squares = 0.0;
-        self.window_count = 0;
-        let mut shared = self.shared.lock().expect("meter lock");
-        shared.first_frame = shared.first_frame.or(self.pending.first_frame);
-        shared.samples += self.pending.samples;
-        shared.frames = shared.samples / self.channels;
-        shared.peak = shared.peak.max(self.pending.peak);
-        shared.sum_squares += self.pending.sum_squares;
-        shared.silent_windows += self.pending.silent_windows;
-        if end.is_some() {
-            shared.end = end;
-        }
-        self.pending = MeterState::default();
-    }
-
-    fn finish(&mut self, end: PlaybackEnd) -> Option<f32> {
-        self.done = true;
-        self.publish(Some(end));
-        None
-    }
-}
-
-impl<S: Source> Iterator for MeteredSource<S> {
-    type Item = rodio::Sample;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        if self.window_count == 0 {
-            if let Some(cause) = self.stop.cause() {
-                return self.finish(PlaybackEnd::Stopped(cause));
-            }
-        }
-        let Some(sample) = self.inner.next() else {
-            return self.finish(PlaybackEnd::Finished);
-        };
-        let out = sample * self.gain;
-        if self.pending.first_frame.is_none() && self.pending.samples == 0 {
-            self.pending.first_frame = Some(Instant::now());
-        }
-        let square = f64::from(out) * f64::from(out);
-        self.pending.samples += 1;
-        self.pending.peak = self.pending.peak.max(out.abs());
-        self.pending.sum_squares += square;
-        self.window_sum_squares += square;
-        self.window_count += 1;
-        if self.window_count == self.window_samples {
-            self.publish(None);
-        }
-        Some(out)
-    }
-}
-
-impl<S: Source> Source for MeteredSource<S> {
-    fn current_span_len(&self) -> Option<usize> {
-        self.inner.current_span_len()
-    }
-
-    fn channels(&self) -> rodio::ChannelCount {
-        self.inner.channels()
-    }
-
-    fn sample_rate(&self) -> rodio::SampleRate {
-        self.inner.sample_rate()
-    }
-
-    fn total_duration(&self) -> Option<Duration> {
-        self.inner.total_duration()
     }
 }

@@ -79,7 +79,7 @@ pub async fn retire(
     caller.require(OPERATORS)?;
     let id = clip_id(&id)?;
     let now = state.clock.now();
-    let retired = state.store.call(move |s| s.retire_clip(id, now)).await.map_err(ApiError::internal)?;
+    let retired = state.store.call(move |s| s.retire_clip(id, now, None)).await.map_err(ApiError::internal)?;
     retired.map(|_| StatusCode::NO_CONTENT).ok_or_else(|| no_such_clip(id))
 }
 

@@ -306,8 +306,13 @@ impl Store {
     }
 
     /// Marks a clip retired (kept forever, never aired again). Retiring twice keeps the first
-    /// time. `None` when no clip has this id.
-    pub fn retire_clip(&mut self, id: i64, at: DateTime<Utc>) -> Result<Option<Clip>, StoreError> {
+    /// time. `None` when no clip has this id. `reason`: why the station itself set it aside.
+    pub fn retire_clip(
+        &mut self,
+        id: i64,
+        at: DateTime<Utc>,
+        reason: Option<&str>,
+    ) -> Result<Option<Clip>, StoreError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let retired = tx.execute(
             "UPDATE clips SET retired_at = ?2 WHERE id = ?1 AND retired_at IS NULL",
@@ -316,7 +321,7 @@ impl Store {
         let clip =
             tx.query_row(&format!("SELECT {CLIP_COLUMNS} FROM clips WHERE id = ?1"), [id], clip_from_row).optional()?;
         if let (1, Some(clip)) = (retired, &clip) {
-            append_in(&tx, &self.sealer, at, events::clip_retired(clip))?;
+            append_in(&tx, &self.sealer, at, events::clip_retired(clip, reason))?;
         }
         tx.commit()?;
         Ok(clip)

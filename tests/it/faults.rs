@@ -204,7 +204,7 @@ fn kill_9_at_random_moments_never_breaks_the_proof_nor_airs_a_slot_twice() {
 fn a_device_lost_mid_airing_is_recorded_partial_and_the_next_slot_airs() {
     const SPEECH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/audio/cchc-ban-tin-tuan.mp3"); // 16.6 s
     let station = station(20, 5, &[SPEECH]);
-    let daemon = station.start(Device::Paced);
+    let daemon = station.start(Device::PacedNative { bytes_per_second: 22_050 * 2 }); // the speech: 22.05 kHz mono
     let base = daemon.http_base();
     let events = station
         .wait_for("the speech on air", Duration::from_secs(40), |e| !of_kind(e, "airing_started", None).is_empty());

@@ -130,15 +130,22 @@ impl Run {
 /// How the test's ALSA `default` device behaves.
 #[derive(Debug, Clone, Copy)]
 pub enum Device {
-    /// The `file` plugin on a `null` slave: as fast as the CPU allows.
+    /// The `file` plugin on a `null` slave: as fast as the CPU allows, at whatever format the
+    /// player opens it (the clip's own rate and channels, 16-bit). A player that believed it
+    /// would record such airings as heard in real time.
     Unpaced,
-    /// The same, written through `pv -L` at 48 kHz stereo f32 rate: real time.
+    /// ALSA's `plug` converting to 48 kHz stereo 16-bit, then the same file written through
+    /// `pv -L` at that byte rate: real time, whatever the clip's format.
     Paced,
+    /// The unpaced device written through `pv -L` at this many bytes per second: real time
+    /// for clips whose 16-bit signal has that byte rate, with no `plug` in between (alsa-lib's
+    /// `plug` aborts the process on an assertion when the file behind it fails mid-write).
+    PacedNative { bytes_per_second: u32 },
     /// An ALSA config with no usable `default` PCM.
     Missing,
 }
 
-/// Bytes per second of the air signal the player negotiates on the file device.
+/// The paced device's air signal: 48 kHz stereo, 16-bit little-endian.
 pub const AIR_RATE: u32 = 48_000;
 pub const AIR_CHANNELS: usize = 2;
 
@@ -159,12 +166,17 @@ impl Station {
                     Command::new("pv").arg("--version").output().is_ok(),
                     "the paced ALSA test device needs `pv` (apt-get install pv)"
                 );
-                let bytes_per_second = AIR_RATE as usize * AIR_CHANNELS * 4;
+                let bytes_per_second = AIR_RATE as usize * AIR_CHANNELS * 2;
                 format!(
-                    "pcm.!default {{ type file; slave {{ pcm {{ type null }} }}; file \"|pv -q -L {bytes_per_second} > {}\"; format \"raw\" }}\n",
+                    "pcm.!default {{ type plug; slave {{ pcm \"air\"; format S16_LE; rate {AIR_RATE}; channels {AIR_CHANNELS} }} }}\n\
+                     pcm.air {{ type file; slave {{ pcm {{ type null }} }}; file \"|pv -q -L {bytes_per_second} > {}\"; format \"raw\" }}\n",
                     air.display()
                 )
             }
+            Device::PacedNative { bytes_per_second } => format!(
+                "pcm.!default {{ type file; slave {{ pcm {{ type null }} }}; file \"|pv -q -L {bytes_per_second} > {}\"; format \"raw\" }}\n",
+                air.display()
+            ),
             Device::Missing => "pcm.!default { type hw; card 99 }\n".to_owned(),
         };
         let path = self.dir.path().join("alsa.conf");
@@ -284,10 +296,21 @@ impl Drop for Daemon {
     }
 }
 
-/// Samples of the captured air signal (f32 LE, interleaved stereo).
+/// The 16-bit samples an ALSA file device wrote, scaled to [-1, 1), once the device's writer
+/// is done (`pv` goes on writing what it holds after the player closed the device).
 pub fn air_samples(path: &Path) -> Vec<f32> {
+    let size = || std::fs::metadata(path).map_or(0, |m| m.len());
+    let mut last = size();
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = size();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("air signal {}: {e}", path.display()));
-    bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+    bytes.chunks_exact(2).map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0).collect()
 }
 
 /// Runs the real `loa` binary with `stdin` piped in.

@@ -2,6 +2,7 @@
 
 mod clips;
 mod config;
+mod corpus;
 mod daemon;
 mod engine;
 mod faults;

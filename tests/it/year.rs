@@ -55,9 +55,12 @@ impl Output for SimulatedOutput {
             let measured = if fails {
                 Measurement {
                     first_frame_after: None,
+                    played_out_after: None,
                     elapsed: item.start_after,
                     frames: 0,
+                    expected_frames: item.planned.as_millis() as u64 * 48,
                     sample_rate: 48_000,
+                    period_frames: 1920,
                     peak: 0.0,
                     rms: 0.0,
                     silent: Duration::ZERO,
@@ -67,9 +70,12 @@ impl Output for SimulatedOutput {
                 self.clock.step(TimeDelta::from_std(item.planned).unwrap());
                 Measurement {
                     first_frame_after: Some(item.start_after),
+                    played_out_after: Some(item.start_after + item.planned),
                     elapsed: item.start_after + item.planned,
                     frames: item.planned.as_millis() as u64 * 48,
+                    expected_frames: item.planned.as_millis() as u64 * 48,
                     sample_rate: 48_000,
+                    period_frames: 1920,
                     peak: 0.5,
                     rms: 0.1,
                     silent: Duration::ZERO,
