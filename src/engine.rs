@@ -568,10 +568,11 @@ struct Judged {
     failure: Option<Failure>,
 }
 
-/// Beyond the buffer the device reports, how much audio it may take ahead of real time (a
-/// pipe, a network sink's queue, scheduling) before an airing is judged not to have been heard
-/// in real time. A device that takes a 26 s bulletin in a tenth of a second is far beyond it.
-const REAL_TIME_SLACK: Duration = Duration::from_secs(2);
+/// An airing is judged not to have been heard in real time when the device took its audio at
+/// more than twice real time, beyond the buffer it reports and this much more it may hold
+/// unreported (a pipe, a network sink's queue: seconds at a low byte rate). A device that
+/// takes a 26 s bulletin in a tenth of a second is far beyond it.
+const REAL_TIME_SLACK: Duration = Duration::from_secs(5);
 
 /// Turns what the player measured into the airing's evidence and verdict. `requested_at` is
 /// the wall time of the play request, `start_after` how long after it the clip was due out.
@@ -601,7 +602,7 @@ fn evidence_of(
     // device's buffer, on a device that plays in real time.
     let heard_for = m.first_frame_after.zip(m.played_out_after).map(|(first, out)| out.saturating_sub(first));
     let buffer = Duration::from_secs_f64(2.0 * m.period_frames as f64 / f64::from(m.sample_rate.max(1)));
-    let too_fast = heard_for.filter(|&wall| played > wall + buffer + REAL_TIME_SLACK + played / 50);
+    let too_fast = heard_for.filter(|&wall| played > (wall + buffer) * 2 + REAL_TIME_SLACK);
     let mut failure = None;
     let (status, reason) = match &m.end {
         PlaybackEnd::Finished if m.frames + m.period_frames < m.expected_frames => (

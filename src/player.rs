@@ -40,6 +40,8 @@ use crate::decode::ClipDecoder;
 
 /// How often the player thread tops up the ring and looks at the meter while a clip plays.
 const POLL: Duration = Duration::from_millis(40);
+/// The longest a finished clip waits for the device's buffer to play out.
+const PLAY_OUT_WAIT: Duration = Duration::from_secs(1);
 /// How often it looks while holding a cued clip for its instant.
 const CUE_POLL: Duration = Duration::from_millis(2);
 /// A device that pulls no frame for this long has stopped.
@@ -737,6 +739,14 @@ fn play_one(device: &mut SlotDevice, item: &PlayItem, progress: &Progress, alive
         }
     };
     output.unload();
+    if end == PlaybackEnd::Finished {
+        // Return once the last frame has left the device's buffer: what follows (the next clip,
+        // the amplifier's after_air) must not cut it off.
+        let played_out = meter.at(meter.played_out_at.load(Ordering::Relaxed));
+        if let Some(wait) = played_out.checked_duration_since(Instant::now()) {
+            thread::sleep(wait.min(PLAY_OUT_WAIT));
+        }
+    }
     let channels = u64::from(format.channels);
     let taken = meter.taken.load(Ordering::Acquire);
     let since_request = |nanos: u64| meter.at(nanos).saturating_duration_since(requested);

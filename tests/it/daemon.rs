@@ -156,6 +156,66 @@ fn a_missing_device_fails_the_airing_and_the_daemon_keeps_going() {
 }
 
 #[test]
+fn a_dead_device_ends_the_slot_and_every_planned_item_is_still_recorded() {
+    let station = station(3, 1, &[TONE, "vbr_stereo_44k.mp3"]);
+    let daemon = station.start(Device::Missing);
+    let events = station.wait_for("a slot's two items recorded", WAIT, |e| of_kind(e, "airing_ended", None).len() >= 2);
+    daemon.stop();
+    let ended = of_kind(&events, "airing_ended", None);
+    assert_eq!(ended[0]["scheduled_at"], ended[1]["scheduled_at"], "one slot's program");
+    assert!(ended.iter().all(|e| e["status"] == "failed" && e["played_ms"] == 0), "{ended:#?}");
+    assert!(ended[0]["reason"].as_str().unwrap().contains("ALSA"), "{}", ended[0]);
+    assert!(ended[1]["reason"].as_str().unwrap().starts_with("not played: audio device error"), "{}", ended[1]);
+    assert_eq!(of_kind(&events, "airing_started", None).len(), ended.len(), "every start has its end");
+    assert_eq!(verify(&station).code, 0);
+}
+
+#[test]
+fn a_clip_that_no_longer_decodes_is_set_aside_and_the_rest_of_its_slot_airs() {
+    let station = station(6, 2, &[TONE, "vbr_stereo_44k.mp3"]);
+    // Both pass ingest; then the disk damages one (a bad SD card sector).
+    let daemon = station.start(Device::Paced);
+    let events = station.wait_for("the library loaded", WAIT, |e| of_kind(e, "clip_added", None).len() == 2);
+    let damaged = of_kind(&events, "clip_added", None)[1];
+    let path = station.data_dir().join("clips").join(format!("{}.mp3", damaged["clip_sha256"].as_str().unwrap()));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle..middle + 400].fill(0x55);
+    std::fs::write(&path, bytes).unwrap();
+
+    let events = station.wait_for("two slots", WAIT, |e| {
+        of_kind(e, "airing_ended", Some("completed")).len() >= 2 && !of_kind(e, "clip_retired", None).is_empty()
+    });
+    daemon.stop();
+    let bad = of_kind(&events, "airing_ended", Some("failed"));
+    assert_eq!(bad.len(), 1, "tried once, then set aside: {bad:#?}");
+    assert_eq!(bad[0]["clip_id"], damaged["clip_id"]);
+    assert!(bad[0]["reason"].as_str().unwrap().starts_with("the clip cannot be decoded"), "{}", bad[0]);
+    let retired = of_kind(&events, "clip_retired", None)[0];
+    assert_eq!(retired["clip_id"], damaged["clip_id"]);
+    assert!(retired["reason"].as_str().unwrap().contains("cannot be decoded"), "the operator is told why: {retired}");
+    // The rest of that slot aired, and so did the next slot.
+    let good = of_kind(&events, "airing_ended", Some("completed"));
+    assert!(good.iter().any(|e| e["scheduled_at"] == bad[0]["scheduled_at"]), "the slot went on: {good:#?}");
+    assert!(good.iter().all(|e| e["clip_id"] != damaged["clip_id"]));
+    assert_eq!(verify(&station).code, 0);
+}
+
+#[test]
+fn a_device_that_takes_a_long_bulletin_at_once_is_not_recorded_as_heard_whole() {
+    let station = station(30, 5, &[LONG_SPEECH]);
+    let daemon = station.start(Device::Unpaced);
+    let events = station.wait_for("an airing", WAIT, |e| !of_kind(e, "airing_ended", None).is_empty());
+    daemon.stop();
+    let ended = of_kind(&events, "airing_ended", None)[0];
+    assert_eq!(ended["status"], "partial", "{ended}");
+    assert!(ended["reason"].as_str().unwrap().contains("not playing in real time"), "{ended}");
+    assert_eq!(ended["played_ms"], 16_640, "what the device took is still recorded");
+    let span = ended["ended_at"].as_i64().unwrap() - ended["started_at"].as_i64().unwrap();
+    assert!(span < 16_640, "the evidence shows why: {span} ms from first frame to last played out");
+}
+
+#[test]
 fn a_slot_with_nothing_to_air_is_recorded() {
     let station = station(2, 1, &[]);
     let daemon = station.start(Device::Unpaced);
@@ -287,7 +347,7 @@ fn amplifier_hooks_frame_each_block_and_their_failures_are_recorded() {
         ),
     )
     .unwrap();
-    let daemon = station.start(Device::Unpaced);
+    let daemon = station.start(Device::Paced);
     let events = station.wait_for("an airing and its after_air failure", WAIT, |e| {
         !of_kind(e, "airing_ended", None).is_empty() && !of_kind(e, "amplifier_hook_failed", None).is_empty()
     });
