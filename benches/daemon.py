@@ -53,9 +53,12 @@ def station(dir, cron, preload=None, paced=False, min_seconds=1):
     if preload:
         config += f'[[preload]]\nfile = "{preload}"\ntitle = "bench"\ntopic = "cchc"\n'
     (dir / "station.toml").write_text(config)
-    target = f"|pv -q -L {48000 * 2 * 4} > {dir}/air.raw" if paced else f"{dir}/air.raw"
-    (dir / "alsa.conf").write_text(
-        f'pcm.!default {{ type file; slave {{ pcm {{ type null }} }}; file "{target}"; format "raw" }}\n')
+    # Paced: `plug` to 48 kHz stereo 16-bit, written through pv at that byte rate (real time
+    # whatever the clip's format); unpaced: the file at the clip's own format.
+    target = f"|pv -q -L {48000 * 2 * 2} > {dir}/air.raw" if paced else f"{dir}/air.raw"
+    file = f'{{ type file; slave {{ pcm {{ type null }} }}; file "{target}"; format "raw" }}\n'
+    plug = 'pcm.!default { type plug; slave { pcm "air"; format S16_LE; rate 48000; channels 2 } }\n'
+    (dir / "alsa.conf").write_text(f"pcm.air {file}{plug}" if paced else f"pcm.!default {file}")
     env = dict(os.environ, ALSA_CONFIG_PATH=str(dir / "alsa.conf"), LOA_LOG="warn")
     return subprocess.Popen([LOA, "--config", dir / "station.toml", "run"], env=env,
                             stderr=open(dir / "log", "w"))
