@@ -32,7 +32,6 @@ pub enum DecodeError {
 /// A clip being decoded, block by block (one MP3 frame's samples, interleaved, trimmed).
 pub struct ClipDecoder {
     frames: mp3::Frames<File>,
-    layout: Layout,
     decoder: MpaDecoder,
     packet: Vec<u8>,
     block: Vec<f32>,
@@ -47,47 +46,46 @@ impl ClipDecoder {
     pub fn open(path: &Path) -> Result<ClipDecoder, DecodeError> {
         let file = File::open(path)?;
         let len = file.metadata()?.len();
-        let layout = mp3::scan(&file, len)??;
         let frames = mp3::Frames::open(file, len)??;
         let mut params = AudioCodecParameters::new();
         params.for_codec(CODEC_ID_MP3);
         // Gapless off: the trim is ours, from the tag, applied below.
         let decoder = MpaDecoder::try_new(&params, &AudioDecoderOptions::default().gapless(false))
             .map_err(|e| DecodeError::Undecodable { seconds: 0.0, message: e.to_string() })?;
-        let keep = layout.playable();
-        Ok(ClipDecoder { frames, layout, decoder, packet: Vec::new(), block: Vec::new(), decoded: 0, keep })
+        let keep = frames.layout().playable();
+        Ok(ClipDecoder { frames, decoder, packet: Vec::new(), block: Vec::new(), decoded: 0, keep })
     }
 
     pub fn layout(&self) -> &Layout {
-        &self.layout
+        self.frames.layout()
     }
 
     pub fn sample_rate(&self) -> u32 {
-        self.layout.sample_rate
+        self.layout().sample_rate
     }
 
     pub fn channels(&self) -> u16 {
-        self.layout.channels
+        self.layout().channels
     }
 
     /// The bulletin's length in samples per channel: what [`next_block`](Self::next_block)
     /// yields in all.
     pub fn frames(&self) -> u64 {
-        self.layout.playable_frames()
+        self.keep.end - self.keep.start
     }
 
     /// The next block of interleaved samples in [-1, 1]; `None` once every frame is decoded.
     pub fn next_block(&mut self) -> Result<Option<&[f32]>, DecodeError> {
-        let per_frame = u64::from(self.layout.samples_per_frame);
-        let channels = usize::from(self.layout.channels);
+        let layout = self.frames.layout();
+        let (per_frame, channels) = (u64::from(layout.samples_per_frame), usize::from(layout.channels));
+        let (all_frames, all_decoded) = (layout.frames, layout.decoded_frames());
         loop {
             if !self.frames.next_frame(&mut self.packet)?? {
-                return if self.decoded == self.layout.decoded_frames() {
+                return if self.decoded == all_decoded {
                     Ok(None)
                 } else {
                     Err(self.undecodable(format!(
-                        "{} frames were found but {} were decoded",
-                        self.layout.frames,
+                        "{all_frames} frames were found but {} were decoded",
                         self.decoded / per_frame
                     )))
                 };
@@ -118,7 +116,7 @@ impl ClipDecoder {
     }
 
     fn undecodable(&self, message: String) -> DecodeError {
-        let seconds = self.decoded as f64 / f64::from(self.layout.sample_rate.max(1));
+        let seconds = self.decoded as f64 / f64::from(self.sample_rate().max(1));
         DecodeError::Undecodable { seconds, message }
     }
 }

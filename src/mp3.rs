@@ -4,9 +4,9 @@
 //! resyncs, treats a cut-off last frame as a normal end, and estimates a stream's length from
 //! its first frames when no tag says it. A broadcast library needs the opposite: know that the
 //! file is MPEG Layer III from its first frame to its last, know exactly how many frames it
-//! holds, and say precisely what is wrong. [`scan`] walks every frame header once and checks
-//! the whole file; [`Frames`] then hands the same frames, in the same order, to the decoder
-//! (`decode`), so the length of a clip is the audio in it and never a header's estimate.
+//! holds, and say precisely what is wrong. [`Frames::open`] walks every frame header once and
+//! checks the whole file; [`Frames`] then hands the same frames, in the same order, to the
+//! decoder (`decode`), so the length of a clip is the audio in it and never a header's estimate.
 //!
 //! A first frame carrying a Xing/Info or VBRI tag is not audio. Encoder delay and padding are
 //! trimmed only as a valid LAME tag (its CRC checks) states them, exactly as ffmpeg and mpg123
@@ -209,29 +209,10 @@ fn bitrate_kbps(version: Version, layer: u8, index: usize) -> u32 {
     }
 }
 
-/// Walks `reader` (of `len` bytes) and describes its MP3 frame layout, or says what is wrong.
-pub fn scan<R: Read + Seek>(reader: R, len: u64) -> io::Result<Result<Layout, Problem>> {
-    let mut walk = match Frames::open(reader, len)? {
-        Ok(walk) => walk,
-        Err(problem) => return Ok(Err(problem)),
-    };
-    let mut frames = 0u64;
-    loop {
-        match walk.next_header()? {
-            Ok(Some(_)) => frames += 1,
-            Ok(None) => break,
-            Err(problem) => return Ok(Err(problem)),
-        }
-    }
-    let mut layout = walk.layout;
-    layout.frames = frames;
-    Ok(Ok(layout))
-}
-
-/// The audio frames of a stream, one after another, as [`scan`] counts them.
+/// The audio frames of a stream, walked once to be counted and checked, then handed out one
+/// after another.
 pub struct Frames<R> {
     reader: BufReader<R>,
-    /// What the stream's first frame and tag say; `frames` is 0 until [`scan`] counts them.
     layout: Layout,
     first: Header,
     pos: u64,
@@ -240,7 +221,8 @@ pub struct Frames<R> {
 
 impl<R: Read + Seek> Frames<R> {
     /// Finds the first audio frame of `reader` (of `len` bytes), past tags and any Xing/Info
-    /// or VBRI frame, or says why there is none.
+    /// or VBRI frame, walks every frame header after it (so the frame count is known and the
+    /// whole file checked), and stands at the first frame again; or says what is wrong.
     pub fn open(reader: R, len: u64) -> io::Result<Result<Frames<R>, Problem>> {
         let mut reader = BufReader::with_capacity(64 * 1024, reader);
         let tags_end = skip_id3v2(&mut reader, len)?;
@@ -289,7 +271,16 @@ impl<R: Read + Seek> Frames<R> {
             samples_per_frame: first.samples_per_frame(),
             version: first.version_name(),
         };
-        Ok(Ok(Frames { reader, layout, first, pos: audio_start, len }))
+        let mut walk = Frames { reader, layout, first, pos: audio_start, len };
+        loop {
+            match walk.next_header()? {
+                Ok(Some(_)) => walk.layout.frames += 1,
+                Ok(None) => break,
+                Err(problem) => return Ok(Err(problem)),
+            }
+        }
+        walk.pos = audio_start;
+        Ok(Ok(walk))
     }
 
     pub fn layout(&self) -> &Layout {

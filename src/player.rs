@@ -38,12 +38,11 @@ use tokio::sync::oneshot;
 
 use crate::decode::ClipDecoder;
 
-/// How often the player thread tops up the ring and looks at the meter while a clip plays.
+/// How often the player thread looks at the meter while a clip plays (and at a stop request
+/// while one is held for its instant).
 const POLL: Duration = Duration::from_millis(40);
 /// The longest a finished clip waits for the device's buffer to play out.
 const PLAY_OUT_WAIT: Duration = Duration::from_secs(1);
-/// How often it looks while holding a cued clip for its instant.
-const CUE_POLL: Duration = Duration::from_millis(2);
 /// A device that pulls no frame for this long has stopped.
 const STALL: Duration = Duration::from_secs(3);
 /// Level windows: a window whose RMS is below [`SILENCE_RMS`] counts as silent.
@@ -695,7 +694,7 @@ fn play_one(device: &mut SlotDevice, item: &PlayItem, progress: &Progress, alive
         if let Some(cause) = item.stop.cause() {
             return Measurement::nothing(PlaybackEnd::Stopped(cause), requested.elapsed());
         }
-        thread::sleep(wait.min(CUE_POLL));
+        thread::sleep(wait.min(POLL)); // the last sleep ends exactly at the instant
     }
     if let Err(e) = output.start() {
         return Measurement::nothing(PlaybackEnd::DeviceError(e), requested.elapsed());
