@@ -283,8 +283,14 @@ async fn an_operator_does_the_weekly_job_in_a_phone_browser_and_the_district_onl
     browser.wait("the sign-in form", "!document.getElementById('dang-nhap').hidden").await;
     browser.type_into("#token", &district).await;
     browser.click("#sign-in-form button[type=submit]").await;
+    // The operator's list is still on the page until the district's sign-in answers: wait for
+    // the read-only role, not just for the list.
     browser
-        .wait("the library, read-only", "document.getElementById('clips').innerText.includes('Thông báo khẩn: mưa lũ')")
+        .wait(
+            "the library, read-only",
+            "document.body.classList.contains('read-only') \
+             && document.getElementById('clips').innerText.includes('Thông báo khẩn: mưa lũ')",
+        )
         .await;
     assert_eq!(browser.script("return document.getElementById('upload-form').hidden;").await, true);
     assert_eq!(browser.script("return document.querySelectorAll('[data-retire]').length;").await, 0);
