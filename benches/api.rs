@@ -137,9 +137,7 @@ fn airtime_pages() {
     std::fs::write(&config_path, "[station]\nid = \"bench\"\nname = \"bench\"\ndata_dir = \"data\"\n").unwrap();
     let config = loa::config::Config::load(&config_path).unwrap();
     std::fs::create_dir_all(&config.station.data_dir).unwrap();
-    let key = loa::proof::StationKey::load_or_create(&config.station.data_dir).unwrap();
-    let sealer = loa::store::Sealer { station_id: "bench".into(), key };
-    let mut store = loa::store::Store::open(&config.station.data_dir, sealer).unwrap();
+    let mut store = loa::store::Store::open(&config.station.data_dir, "bench").unwrap();
     let started = Instant::now();
     let start = Utc::now() - TimeDelta::days(365);
     let airing = |i: u64| {
@@ -157,12 +155,12 @@ fn airtime_pages() {
             ("language", json!("vi")),
             ("priority", json!("normal")),
             ("planned_ms", json!(180_000)),
-            ("gain_db", json!(-2.5)),
+            ("gain_cdb", json!(-250)),
             ("started_at", json!(start.timestamp_millis() + i as i64 * 30_000 + 2)),
             ("ended_at", json!(start.timestamp_millis() + i as i64 * 30_000 + 180_002)),
             ("played_ms", json!(180_000)),
-            ("peak_dbfs", json!(-1.02)),
-            ("rms_dbfs", json!(-18.4)),
+            ("peak_cdbfs", json!(-102)),
+            ("rms_cdbfs", json!(-1840)),
             ("silent_ms", json!(1200)),
             ("first_frame_latency_ms", json!(1)),
             ("status", json!("completed")),

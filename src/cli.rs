@@ -15,19 +15,23 @@ use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 
 use crate::auth;
+use crate::chain;
 use crate::clip::{self, Clip, ClipMeta, Priority};
 use crate::clock::{Clock, SystemClock};
 use crate::compliance::{self, ReportFormat};
 use crate::config::{self, Config, ConfigError, QuotaPeriod};
 use crate::engine::{Engine, WALL_CLOCK_POLL};
+use crate::events;
+use crate::export::Head;
 use crate::export::{self, Format};
 use crate::http::{self, AppState};
 use crate::ingest::{IngestError, Library};
 use crate::live::Live;
+use crate::lock::{DataDirLock, LockError};
 use crate::player::PlayerHandle;
-use crate::proof::{self, StationKey};
+use crate::proof::{self, Expect, StationKey};
 use crate::scheduler;
-use crate::store::{self, EventQuery, Inserted, Role, Sealer, Store, StoreHandle};
+use crate::store::{self, EventQuery, Inserted, KeyChoice, Role, Store, StoreHandle};
 
 #[derive(Debug, Parser)]
 #[command(name = "loa", version, about = "Plans, airs and proves bulletins at a community loudspeaker station")]
@@ -50,7 +54,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Export the proof log.
+    /// Export the proof log (checked first: a damaged log is not exported as if whole). The
+    /// station's head (`SEQ:HASH`) is written on standard error.
     Airtime {
         /// Only events after this seq (the last seq of the previous pull).
         #[arg(long, value_name = "N", default_value_t = 0)]
@@ -63,6 +68,10 @@ enum Command {
         to: Option<NaiveDate>,
         #[arg(long, default_value = "jsonl", value_parser = parse_format)]
         format: Format,
+        /// Export even if the log is damaged (the damage is named on standard error, and
+        /// `verify` will refuse the file at the damaged seq).
+        #[arg(long)]
+        damaged_ok: bool,
     },
     /// Compliance report for a period, from the proof log.
     Compliance {
@@ -72,15 +81,29 @@ enum Command {
         #[arg(long, default_value = "json", value_parser = parse_report_format)]
         format: ReportFormat,
     },
-    /// Check an exported log (JSON Lines, or a JSON page) offline: hashes, chain, signatures.
+    /// Check an exported log (JSON Lines, or a JSON page, byte for byte as the station sent it)
+    /// offline: encoding, hashes, chain, signatures, station and keys.
     Verify {
         /// The exported file, or - for standard input.
         file: PathBuf,
-        /// The station's public key (hex), from `loa station` or the API.
+        /// The station's public key (hex), read once on the box with `loa station` and pinned;
+        /// with --expect-head, the key in force at that head (the last verify prints it).
         #[arg(long, value_name = "HEX")]
         public_key: String,
-        /// The `hash` of the last event of the previous pull, to prove nothing between pulls was cut.
-        #[arg(long, value_name = "HASH")]
+        /// The last event you hold (`SEQ:HASH`): the file must begin with it. Pull with
+        /// `after_seq` = SEQ - 1 so each pull overlaps the last by one event. Without it the
+        /// file must begin at seq 1.
+        #[arg(long, value_name = "SEQ:HASH", value_parser = parse_head)]
+        expect_head: Option<(i64, String)>,
+        /// Every event must carry this station id.
+        #[arg(long, value_name = "ID")]
+        station_id: Option<String>,
+        /// Accept the `key_replaced` event at this seq (a lost key the station replaced), once
+        /// you have confirmed it with the station. Repeatable.
+        #[arg(long, value_name = "SEQ")]
+        accept_key_replacement: Vec<i64>,
+        /// Replaced by --expect-head.
+        #[arg(long, hide = true)]
         expect_prev: Option<String>,
     },
     /// Copy the station database (proof log, clips' records, tokens) to PATH, consistently, even
@@ -95,6 +118,24 @@ enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Change the station's signing key, in the log itself (stop `loa run` first).
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Start a new key: a `key_rotated` event signed by the current key names the new one, which
+    /// `verify` follows. Keep a backup of the new station.key.
+    Rotate,
+    /// Only when station.key is truly lost (no backup): start a new key with a `key_replaced`
+    /// event. Nothing proves the old key agreed, so the auditing office must accept the break
+    /// by its seq (`verify --accept-key-replacement SEQ`).
+    Replace {
+        /// Required: says the key is lost.
+        #[arg(long, required = true)]
+        lost: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -177,6 +218,16 @@ fn parse_to_date(text: &str) -> Result<NaiveDate, String> {
     clip::parse_date("to", text).map_err(|e| e.message)
 }
 
+fn parse_head(text: &str) -> Result<(i64, String), String> {
+    let usage = || format!("\"{text}\" is not SEQ:HASH (the seq and the 64-hex-digit hash of the last event you hold)");
+    let (seq, hash) = text.split_once(':').ok_or_else(usage)?;
+    let seq: i64 = seq.parse().ok().filter(|s| *s >= 1).ok_or_else(usage)?;
+    if hash.len() != 64 || !hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(usage());
+    }
+    Ok((seq, hash.to_owned()))
+}
+
 fn parse_format(text: &str) -> Result<Format, String> {
     text.parse()
 }
@@ -190,6 +241,9 @@ fn parse_report_format(text: &str) -> Result<ReportFormat, String> {
 enum Failure {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// Bad usage, or a station that must not be started twice.
+    #[error("{0}")]
+    Usage(String),
     #[error("{0}")]
     Failed(String),
 }
@@ -197,7 +251,7 @@ enum Failure {
 impl Failure {
     fn exit_code(&self) -> ExitCode {
         match self {
-            Failure::Config(_) => ExitCode::from(2),
+            Failure::Config(_) | Failure::Usage(_) => ExitCode::from(2),
             Failure::Failed(_) => ExitCode::from(1),
         }
     }
@@ -220,15 +274,33 @@ pub fn main() -> ExitCode {
 
 fn run(args: Args, clock: &dyn Clock, out: &mut dyn Write) -> Result<(), Failure> {
     // `verify` is the district's tool: it needs no station config.
-    if let Command::Verify { file, public_key, expect_prev } = &args.command {
-        return verify(file, public_key, expect_prev.as_deref(), out);
+    if let Command::Verify { file, public_key, expect_head, station_id, accept_key_replacement, expect_prev } =
+        &args.command
+    {
+        if expect_prev.is_some() {
+            return Err(Failure::Usage(
+                "--expect-prev was replaced by --expect-head SEQ:HASH: the last event you hold, which the \
+                 next pull (after_seq = SEQ - 1) must begin with"
+                    .into(),
+            ));
+        }
+        let expect = Expect {
+            head: expect_head.clone(),
+            station_id: station_id.clone(),
+            accepted_replacements: accept_key_replacement.iter().copied().collect(),
+            signatures_checked_through: 0,
+        };
+        return verify(file, public_key, expect, out);
     }
     let config = Config::load(&args.config)?;
     match args.command {
         Command::Run => run_station(config),
         Command::CheckConfig => check_config(&config, clock, out),
         Command::Station { json } => station(&config, json, out),
-        Command::Airtime { after_seq, from, to, format } => airtime(&config, after_seq, (from, to), format, out),
+        Command::Airtime { after_seq, from, to, format, damaged_ok } => {
+            airtime(&config, after_seq, (from, to), format, damaged_ok, clock, out)
+        }
+        Command::Key(command) => run_key(command, &config, clock, out),
         Command::Clip(command) => run_clip(command, &config, clock, out),
         Command::Token(command) => run_token(command, &config, clock, out),
         Command::Backup { path } => backup(&config, &path, clock, out),
@@ -322,7 +394,9 @@ fn run_station(config: Config) -> Result<(), Failure> {
             .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
     });
     tracing_subscriber::registry().with(journald).with(stderr).with(filter).init();
-    // Before anything writes: a damaged proof log must be noticed, never papered over.
+    // One daemon per log, held until the process ends.
+    let _lock = lock_data_dir(&config, "loa run")?;
+    // Before anything writes: a damaged database must be noticed, never papered over.
     store::check_integrity(&config.station.data_dir).map_err(|e| failed(e.to_string()))?;
     let (store, library) = open_station(&config)?;
     let public_key = store.public_key_hex();
@@ -405,12 +479,37 @@ fn airtime(
     after_seq: i64,
     (from, to): (Option<NaiveDate>, Option<NaiveDate>),
     format: Format,
+    damaged_ok: bool,
+    clock: &dyn Clock,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
-    let (store, _) = open_station(config)?;
+    let (mut store, _) = open_station(config)?;
+    let store_error = |e: store::StoreError| failed(e.to_string());
     let (from, to) = export::local_date_bounds(from, to, config.station.timezone);
-    let events = store.events(EventQuery { after_seq, from, to, limit: None }).map_err(|e| failed(e.to_string()))?;
-    export::write(out, format, &events, after_seq, &store.public_key_hex(), config.station.timezone).map_err(write_err)
+    let (seq, hash) = store.head().map_err(store_error)?;
+    let head = Head { seq, hash };
+    let query = EventQuery { after_seq, from, to, limit: None, through_seq: Some(head.seq) };
+    let events = store.events(query).map_err(store_error)?;
+    // What is exported is checked first, from the event before it.
+    let filtered = from.is_some() || to.is_some();
+    let contiguous = chain::contiguous(&store, after_seq, &events, filtered).map_err(store_error)?;
+    let check = chain::RangeCheck::after(&store, after_seq).map_err(store_error)?;
+    if let Err(damage) = check.check(contiguous.as_deref().unwrap_or(&events)) {
+        // Whoever finds damage records it: the running daemon's /healthz reads it from the log.
+        chain::record(&mut store, &damage, clock.now()).map_err(store_error)?;
+        if !damaged_ok {
+            return Err(failed(format!(
+                "{damage} (stored hash {}, computed {}). Nothing was exported: the log is not whole. \
+                 Keep a copy of {} and restore the latest `loa backup`; --damaged-ok exports it anyway",
+                damage.stored_hash,
+                damage.computed_hash,
+                config.station.data_dir.display()
+            )));
+        }
+        eprintln!("warning: {damage}; exported anyway (--damaged-ok): verify will refuse it at seq {}", damage.seq);
+    }
+    eprintln!("head {}", head.to_arg());
+    export::write(out, format, &events, &head, &store.public_key_hex(), config.station.timezone).map_err(write_err)
 }
 
 fn backup(config: &Config, path: &Path, clock: &dyn Clock, out: &mut dyn Write) -> Result<(), Failure> {
@@ -441,27 +540,102 @@ fn backup(config: &Config, path: &Path, clock: &dyn Clock, out: &mut dyn Write) 
     out.write_all(text.as_bytes()).map_err(write_err)
 }
 
-fn verify(file: &Path, public_key: &str, expect_prev: Option<&str>, out: &mut dyn Write) -> Result<(), Failure> {
+fn verify(file: &Path, public_key: &str, expect: Expect, out: &mut dyn Write) -> Result<(), Failure> {
     let key = proof::parse_public_key(public_key).map_err(|e| failed(format!("--public-key: {e}")))?;
     let text = if file == Path::new("-") {
         io::read_to_string(io::stdin()).map_err(|e| failed(format!("cannot read standard input: {e}")))?
     } else {
         std::fs::read_to_string(file).map_err(|e| failed(format!("cannot read {}: {e}", file.display())))?
     };
-    let events = export::read(&text).map_err(failed)?;
-    let verified = proof::verify(events.iter().map(|(line, e)| (*line, e)), &key, expect_prev)
-        .map_err(|broken| failed(format!("{}: {broken}", file.display())))?;
-    let text = match (verified.first_seq, verified.last_seq, &verified.last_hash) {
-        (Some(first), Some(last), Some(hash)) => format!(
-            "ok: {} events, seq {first}..{last}: hashes, chain and signatures hold\nlast hash {hash} (pass it as --expect-prev to check the next pull)\n",
-            verified.events
-        ),
-        _ => "ok: the file holds no events\n".to_owned(),
+    let name = file.display();
+    let (verified, head) = export::verify(&text, key, expect).map_err(|e| failed(format!("{name}: {e}")))?;
+    let mut text = format!(
+        "ok: {} events, seq {}..{} of station {}: encoding, hashes, chain and signatures hold\n",
+        verified.events, verified.first_seq, verified.last_seq, verified.station_id
+    );
+    for change in &verified.key_changes {
+        text.push_str(&format!("key: {} at seq {}: {} -> {}\n", change.kind, change.seq, change.from, change.to));
+    }
+    if !verified.key_changes.is_empty() {
+        text.push_str(&format!("pin the station's key now in force: {}\n", verified.public_key));
+    }
+    if let Some(head) = &head {
+        if head.seq < verified.last_seq || (head.seq == verified.last_seq && head.hash != verified.last_hash) {
+            return Err(failed(format!(
+                "{name}: the page's head (seq {} hash {}) contradicts its own events (last seq {} hash {})",
+                head.seq, head.hash, verified.last_seq, verified.last_hash
+            )));
+        }
+        if head.seq > verified.last_seq {
+            text.push_str(&format!(
+                "the station's head is seq {}: {} more to pull\n",
+                head.seq,
+                head.seq - verified.last_seq
+            ));
+        }
+    }
+    text.push_str(&format!(
+        "head {}:{} (next time: pull after_seq={} and pass --expect-head {}:{})\n",
+        verified.last_seq,
+        verified.last_hash,
+        verified.last_seq - 1,
+        verified.last_seq,
+        verified.last_hash
+    ));
+    out.write_all(text.as_bytes()).map_err(write_err)
+}
+
+fn lock_data_dir(config: &Config, what: &str) -> Result<DataDirLock, Failure> {
+    let data_dir = create_data_dir(config)?;
+    DataDirLock::acquire(data_dir, what).map_err(|e| match e {
+        LockError::Held { .. } => Failure::Usage(e.to_string()),
+        LockError::Io { .. } => failed(e.to_string()),
+    })
+}
+
+fn run_key(command: KeyCommand, config: &Config, clock: &dyn Clock, out: &mut dyn Write) -> Result<(), Failure> {
+    let (what, choice) = match command {
+        KeyCommand::Rotate => ("loa key rotate", KeyChoice::Station),
+        KeyCommand::Replace { .. } => ("loa key replace --lost", KeyChoice::ReplacingLost),
+    };
+    let _lock = lock_data_dir(config, what)?;
+    let data_dir = &config.station.data_dir;
+    let mut store = Store::open_with(data_dir, &config.station.id, choice).map_err(|e| failed(e.to_string()))?;
+    let store_error = |e: store::StoreError| failed(e.to_string());
+    let now = clock.now();
+    let text = match command {
+        KeyCommand::Rotate => {
+            let old = store.public_key_hex();
+            let new = StationKey::begin_rotation(data_dir).map_err(|e| failed(e.to_string()))?;
+            let event = store.append(now, events::key_rotated(&old, &new.public_key_hex())).map_err(store_error)?;
+            let log = store.log_keys(event.seq).map_err(store_error)?;
+            proof::finish_rotation(data_dir, &log).map_err(|e| failed(e.to_string()))?;
+            format!(
+                "key rotated at seq {}: {old} -> {}\nback up {} now; the auditing office's verify follows the rotation\n",
+                event.seq,
+                new.public_key_hex(),
+                data_dir.join(proof::KEY_FILE).display()
+            )
+        }
+        KeyCommand::Replace { .. } => {
+            let old = store.log_keys(i64::MAX).map_err(store_error)?.declared;
+            let new = store.public_key_hex();
+            let event = store.append(now, events::key_replaced(old.as_deref(), &new)).map_err(store_error)?;
+            format!(
+                "key replaced at seq {}: the log goes on with {new}\ntell the auditing office: its verify stops at \
+                 seq {} until it accepts the replacement (--accept-key-replacement {}); back up {} now\n",
+                event.seq,
+                event.seq,
+                event.seq,
+                data_dir.join(proof::KEY_FILE).display()
+            )
+        }
     };
     out.write_all(text.as_bytes()).map_err(write_err)
 }
 
-fn open_station(config: &Config) -> Result<(Store, Library), Failure> {
+/// The data directory, made if missing.
+fn create_data_dir(config: &Config) -> Result<&Path, Failure> {
     let data_dir = &config.station.data_dir;
     std::fs::create_dir_all(data_dir).map_err(|e| {
         failed(format!(
@@ -470,10 +644,12 @@ fn open_station(config: &Config) -> Result<(Store, Library), Failure> {
             config.path.display()
         ))
     })?;
-    let key = StationKey::load_or_create(data_dir)
-        .map_err(|e| failed(format!("cannot load the station key in {}: {e}", data_dir.display())))?;
-    let store = Store::open(data_dir, Sealer { station_id: config.station.id.clone(), key })
-        .map_err(|e| failed(e.to_string()))?;
+    Ok(data_dir)
+}
+
+fn open_station(config: &Config) -> Result<(Store, Library), Failure> {
+    let data_dir = create_data_dir(config)?;
+    let store = Store::open(data_dir, &config.station.id).map_err(|e| failed(e.to_string()))?;
     let library = Library::open(data_dir, config.clips)
         .map_err(|e| failed(format!("cannot prepare the clip library in {}: {e}", data_dir.display())))?;
     Ok((store, library))

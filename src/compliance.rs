@@ -250,8 +250,9 @@ pub fn from_store(store: &Store, config: &Config, period: &Period, now: DateTime
         from: Some(period.start.timestamp_millis() - margin),
         to: Some(period.end.timestamp_millis() + margin),
         limit: None,
+        through_seq: None,
     };
-    let events: Vec<Map<String, Value>> = store.events(query)?.iter().map(|e| e.to_json()).collect();
+    let events: Vec<Map<String, Value>> = store.events(query)?.iter().map(|e| e.fields()).collect();
     Ok(report(config, period, &events, now))
 }
 

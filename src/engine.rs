@@ -13,10 +13,11 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::watch;
 
+use crate::chain;
 use crate::clip::Clip;
 use crate::clock::Clock;
 use crate::config::{Config, Slot};
-use crate::events::{self, AiringEvidence, AiringPlan, AiringStatus, ClockAtStart, HookOutcome, level_dbfs};
+use crate::events::{self, AiringEvidence, AiringPlan, AiringStatus, ClockAtStart, HookOutcome, level_cdbfs};
 use crate::ingest::{IngestError, Library};
 use crate::live::{ClockBehind, DeviceReport, Live};
 use crate::player::{Measurement, Output, PlayItem, PlaybackEnd, Progress, StopCause, StopSignal};
@@ -81,6 +82,7 @@ impl Engine {
             supervisor.stopping();
             return Ok(()); // asked to stop while waiting; nothing was written
         };
+        self.check_chain(chain::Scope::Whole).await?;
         let now = self.clock.now();
         let previous = self.store.call(|s| s.heartbeat()).await?;
         self.close_unfinished_airings(previous).await?;
@@ -123,6 +125,7 @@ impl Engine {
             if (now - run.last_checkpoint).abs() >= CHECKPOINT_EVERY {
                 run.last_checkpoint = now;
                 self.checkpoint().await;
+                self.check_chain(chain::Scope::New).await?;
             }
             while let Some(due) = timer.due(self.clock.now(), self.cue()) {
                 match due {
@@ -204,6 +207,18 @@ impl Engine {
             self.live.update(|l| l.clock_behind = None);
         }
         Ok(Some(ClockAtStart { clock_behind_ms, clock_waited_ms: waited.as_millis() as u64 }))
+    }
+
+    /// Checks the stored log (between slots: never while a slot airs); damage is recorded as a
+    /// signed `log_damaged` event and shown by `/healthz`, and the station keeps airing.
+    async fn check_chain(&self, scope: chain::Scope) -> Result<(), EngineError> {
+        let now = self.clock.now();
+        let started = std::time::Instant::now();
+        match self.store.call(move |s| chain::check_stored_log(s, now, scope)).await? {
+            Some(damage) => tracing::error!("{damage}"),
+            None => tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "proof log checked"),
+        }
+        Ok(())
     }
 
     /// A failed checkpoint loses nothing (the log stays in the WAL); it is only noted.
@@ -498,7 +513,7 @@ impl Engine {
         let progress = Progress::default();
         let planned = Duration::from_millis(plan.planned_ms);
         let path = self.library.clip_path(&clip.sha256);
-        let item = PlayItem { path, gain_db: plan.gain_db, planned, start_after, stop: stop.clone() };
+        let item = PlayItem { path, gain_db: plan.gain_cdb as f64 / 100.0, planned, start_after, stop: stop.clone() };
         // Beyond the player's own deadline: only a stuck audio thread gets here.
         let give_up = tokio::time::Instant::now() + start_after + planned + planned / 20 + Duration::from_secs(15);
         let play = self.player.play(item, progress.clone());
@@ -649,8 +664,8 @@ fn evidence_of(
         started_at: m.first_frame_after.map(at),
         ended_at: Some(at(m.played_out_after.unwrap_or(m.elapsed))),
         played_ms,
-        peak_dbfs: level_dbfs(f64::from(m.peak)),
-        rms_dbfs: level_dbfs(m.rms),
+        peak_cdbfs: level_cdbfs(f64::from(m.peak)),
+        rms_cdbfs: level_cdbfs(m.rms),
         silent_ms,
         first_frame_latency_ms: m.first_frame_after.map(|d| d.saturating_sub(start_after).as_millis() as i64),
         status,

@@ -52,8 +52,8 @@ pub struct AiringPlan {
     pub language: String,
     pub priority: Priority,
     pub planned_ms: u64,
-    /// Gain applied toward the loudness target, in dB.
-    pub gain_db: f64,
+    /// Gain applied toward the loudness target, in hundredths of a dB.
+    pub gain_cdb: i64,
     /// The quota this airing was planned to serve (its label), if any.
     #[serde(default)]
     pub quota: Option<String>,
@@ -86,7 +86,7 @@ impl AiringPlan {
             language: clip.meta.language.clone(),
             priority: clip.meta.priority,
             planned_ms: clip.audio.duration_ms,
-            gain_db: round2(gain_db),
+            gain_cdb: centi(gain_db),
             quota: None,
             before_air_ok: None,
             before_air_detail: None,
@@ -110,8 +110,9 @@ pub struct AiringEvidence {
     pub started_at: Option<i64>,
     pub ended_at: Option<i64>,
     pub played_ms: u64,
-    pub peak_dbfs: f64,
-    pub rms_dbfs: f64,
+    /// Levels after gain, in hundredths of a dBFS.
+    pub peak_cdbfs: i64,
+    pub rms_cdbfs: i64,
     pub silent_ms: u64,
     /// From the moment the clip was due out (the slot's instant for its first clip, else the
     /// end of the clip before) to the first frame the device pulled.
@@ -127,8 +128,8 @@ impl AiringEvidence {
             started_at: None,
             ended_at,
             played_ms,
-            peak_dbfs: FLOOR_DBFS,
-            rms_dbfs: FLOOR_DBFS,
+            peak_cdbfs: FLOOR_CDBFS,
+            rms_cdbfs: FLOOR_CDBFS,
             silent_ms: 0,
             first_frame_latency_ms: None,
             status,
@@ -137,15 +138,18 @@ impl AiringEvidence {
     }
 }
 
-/// Levels below this are recorded as this (JSON has no -∞).
-pub const FLOOR_DBFS: f64 = -120.0;
+/// Levels below -120 dBFS are recorded as -120 dBFS (JSON has no -∞).
+pub const FLOOR_CDBFS: i64 = -12_000;
 
-pub fn level_dbfs(amplitude: f64) -> f64 {
-    if amplitude > 0.0 { round2((20.0 * amplitude.log10()).max(FLOOR_DBFS)) } else { FLOOR_DBFS }
+/// An amplitude (1.0 = full scale) in hundredths of a dBFS. Signed events hold integers, so no
+/// verifier depends on how a library writes a float.
+pub fn level_cdbfs(amplitude: f64) -> i64 {
+    if amplitude > 0.0 { centi(20.0 * amplitude.log10()).max(FLOOR_CDBFS) } else { FLOOR_CDBFS }
 }
 
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
+/// dB in hundredths, rounded.
+pub fn centi(db: f64) -> i64 {
+    (db * 100.0).round() as i64
 }
 
 /// An event of `kind` made of the fields of each serialisable struct in `parts`.
@@ -297,4 +301,45 @@ pub fn slot_missed(slot: &str, peak: bool, scheduled_at: DateTime<Utc>, reason: 
     }
     let missed = Missed { slot, peak, scheduled_at: scheduled_at.timestamp_millis(), status: "missed", reason };
     fields("slot_missed", [part(&missed), part(&Synced { clock_synced })])
+}
+
+/// The station found its own log damaged (see `chain`): which event, both hashes, and why.
+pub fn log_damaged(damage: &crate::chain::Damage) -> Fields {
+    #[derive(Serialize)]
+    struct Damaged<'a> {
+        damaged_seq: i64,
+        stored_hash: &'a str,
+        computed_hash: &'a str,
+        reason: &'a str,
+    }
+    let damaged = Damaged {
+        damaged_seq: damage.seq,
+        stored_hash: &damage.stored_hash,
+        computed_hash: &damage.computed_hash,
+        reason: &damage.why,
+    };
+    fields("log_damaged", [part(&damaged)])
+}
+
+/// A planned change of key, signed by the old key (`public_key`) and naming the new one.
+pub fn key_rotated(old: &str, new: &str) -> Fields {
+    #[derive(Serialize)]
+    struct Rotated<'a> {
+        public_key: &'a str,
+        new_public_key: &'a str,
+    }
+    fields("key_rotated", [part(&Rotated { public_key: old, new_public_key: new })])
+}
+
+/// A new key for a log whose key was lost, signed by the new key (`public_key`). Nothing proves
+/// the old key's holder agreed: verify stops here until the auditor accepts it by seq.
+pub fn key_replaced(old: Option<&str>, new: &str) -> Fields {
+    #[derive(Serialize)]
+    struct Replaced<'a> {
+        public_key: &'a str,
+        old_public_key: Option<&'a str>,
+        reason: &'a str,
+    }
+    let reason = "the previous station key was lost; this key was made to continue the log";
+    fields("key_replaced", [part(&Replaced { public_key: new, old_public_key: old, reason })])
 }

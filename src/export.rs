@@ -10,10 +10,12 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
+use serde_json::json;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value, json};
 
-use crate::proof::SealedEvent;
+use ed25519_dalek::VerifyingKey;
+
+use crate::proof::{ChainVerifier, Expect, SealedEvent, Verified};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -43,40 +45,77 @@ pub fn local_date_bounds(from: Option<NaiveDate>, to: Option<NaiveDate>, timezon
     (from.and_then(midnight), to.and_then(|d| d.succ_opt()).and_then(midnight))
 }
 
-/// An event read back from an export, with the line (or page position) it came from.
-pub type NumberedEvent = (usize, Map<String, Value>);
+/// An export read back for `verify`: each event's exact text, numbered by line (JSON Lines) or
+/// by position (a JSON page), and the head a page says the station had.
+#[derive(Debug, Default)]
+pub struct ReadBack<'a> {
+    pub events: Vec<(usize, &'a str)>,
+    pub head: Option<Head>,
+}
 
-/// Reads events from JSON Lines or from a JSON page (`{"events": [...]}`); the message names
-/// the first line that is not an event.
-pub fn read(text: &str) -> Result<Vec<NumberedEvent>, String> {
-    if let Ok(Value::Object(mut page)) = serde_json::from_str(text) {
-        if let Some(Value::Array(events)) = page.remove("events") {
-            return events
-                .into_iter()
-                .enumerate()
-                .map(|(i, event)| match event {
-                    Value::Object(object) => Ok((i + 1, object)),
-                    _ => Err(format!("event {} of the page is not a JSON object", i + 1)),
-                })
-                .collect();
-        }
+/// The station's last event when it answered: (0, genesis) for an empty log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Head {
+    pub seq: i64,
+    pub hash: String,
+}
+
+impl Head {
+    /// `SEQ:HASH`, as `verify --expect-head` takes it and the `Loa-Head` HTTP header carries it.
+    pub fn to_arg(&self) -> String {
+        format!("{}:{}", self.seq, self.hash)
     }
-    text.lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(i, line)| {
-            serde_json::from_str(line.trim_start_matches('\u{feff}')).map(|object| (i + 1, object)).map_err(|e| {
-                format!("line {}: not a JSON event ({e}); export with `loa airtime --format jsonl`", i + 1)
-            })
-        })
-        .collect()
+}
+
+/// Reads events from JSON Lines (each line exactly as exported, `\n` after each) or from a JSON
+/// page (`{"events": [...], ...}`, the page's bytes as sent). Nothing is re-encoded: the
+/// verifier checks each event's own bytes.
+pub fn read(text: &str) -> Result<ReadBack<'_>, String> {
+    if text.starts_with("{\"events\":") {
+        #[derive(serde::Deserialize)]
+        struct Page<'a> {
+            #[serde(borrow)]
+            events: Vec<&'a RawValue>,
+            head: Option<Head>,
+        }
+        let page: Page = serde_json::from_str(text)
+            .map_err(|e| format!("not an airtime page ({e}); save the answer exactly as the station sent it"))?;
+        let events = page.events.into_iter().enumerate().map(|(i, raw)| (i + 1, raw.get())).collect();
+        return Ok(ReadBack { events, head: page.head });
+    }
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    if body.is_empty() {
+        return Ok(ReadBack::default());
+    }
+    let mut events = Vec::new();
+    for (i, line) in body.split('\n').enumerate() {
+        if line.trim().is_empty() {
+            return Err(format!("line {}: empty; an export has one event on every line", i + 1));
+        }
+        if !line.starts_with('{') {
+            return Err(format!("line {}: not a JSON event; export with `loa airtime --format jsonl`", i + 1));
+        }
+        events.push((i + 1, line));
+    }
+    Ok(ReadBack { events, head: None })
+}
+
+/// Verifies an export (see [`read`]) with `key` as [`ChainVerifier`] does; the page's head, if any.
+pub fn verify(text: &str, key: VerifyingKey, expect: Expect) -> Result<(Verified, Option<Head>), String> {
+    let export = read(text)?;
+    let mut verifier = ChainVerifier::new(key, expect);
+    for (line, event) in &export.events {
+        verifier.line(*line, event).map_err(|broken| broken.to_string())?;
+    }
+    let verified = verifier.finish().map_err(|broken| broken.to_string())?;
+    Ok((verified, export.head))
 }
 
 pub fn write(
     out: &mut dyn Write,
     format: Format,
     events: &[SealedEvent],
-    after_seq: i64,
+    head: &Head,
     public_key: &str,
     timezone: Tz,
 ) -> io::Result<()> {
@@ -89,7 +128,9 @@ pub fn write(
             Ok(())
         }
         Format::Json => {
-            // `{"events": [...], "next_after_seq": N, "public_key": "..."}`, events as exported lines.
+            // `{"events": [...], "head": {...}, "next_after_seq": N, "public_key": "..."}`, events as
+            // exported lines. With no events, the cursor is the head: a caller ahead of it
+            // sees that the station went back.
             out.write_all(b"{\"events\":[")?;
             for (i, event) in events.iter().enumerate() {
                 if i > 0 {
@@ -97,8 +138,8 @@ pub fn write(
                 }
                 out.write_all(event.export_line().as_bytes())?;
             }
-            let next_after_seq = events.last().map_or(after_seq, |e| e.seq);
-            let tail = json!({ "next_after_seq": next_after_seq, "public_key": public_key }).to_string();
+            let next_after_seq = events.last().map_or(head.seq, |e| e.seq);
+            let tail = json!({ "head": head, "next_after_seq": next_after_seq, "public_key": public_key }).to_string();
             writeln!(out, "],{}", &tail[1..])
         }
         Format::Csv => write_csv(out, events, timezone),
@@ -126,8 +167,8 @@ const CSV_COLUMNS: [&str; 29] = [
     "priority",
     "planned_ms",
     "played_ms",
-    "peak_dbfs",
-    "rms_dbfs",
+    "peak_cdbfs",
+    "rms_cdbfs",
     "silent_ms",
     "first_frame_latency_ms",
     "clock_synced",

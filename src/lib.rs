@@ -4,6 +4,7 @@
 pub mod amplifier;
 pub mod analysis;
 pub mod auth;
+pub mod chain;
 pub mod cli;
 pub mod clip;
 pub mod clock;
@@ -16,6 +17,7 @@ pub mod export;
 pub mod http;
 pub mod ingest;
 pub mod live;
+pub mod lock;
 pub mod mp3;
 pub mod planner;
 pub mod player;

@@ -8,13 +8,14 @@ use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState, Caller, ErrorBody, READERS};
-use crate::export::{self, Format};
+use crate::chain;
+use crate::export::{self, Format, Head};
 use crate::store::{EventQuery, Wanted};
 use crate::{planner, quota, scheduler};
 
@@ -36,14 +37,16 @@ fn local_time(state: &AppState, at: DateTime<Utc>) -> String {
 #[utoipa::path(get, path = "/healthz", tag = "station",
     responses((status = 200, description = "`{\"status\": \"ok\"|\"degraded\", \"checks\": {store, audio_device, clock_synced, clock, quotas, next_slot}}`"), (status = 503, description = "the store does not answer")))]
 pub async fn healthz(State(state): State<AppState>) -> Response {
-    let store = state.store.call(|s| s.ping()).await;
+    let store = state.store.call(|s| s.ping().and_then(|()| s.recorded_damage())).await;
     let (config, now) = (Arc::clone(&state.config), state.clock.now());
     let quotas = state.store.call(move |s| quota::standings(s, &config, now)).await.unwrap_or_default();
     let live = state.live.snapshot();
     let clock_synced = state.clock.synchronized();
     let device_ok = live.audio_device.as_ref().is_none_or(|d| d.ok);
     let quotas_ok = quotas.iter().all(|q| q.status != "at_risk");
-    let healthy = store.is_ok() && device_ok && clock_synced && quotas_ok && live.clock_behind.is_none();
+    let damage = store.as_ref().ok().cloned().flatten();
+    let healthy =
+        damage.is_none() && store.is_ok() && device_ok && clock_synced && quotas_ok && live.clock_behind.is_none();
     let clock = match &live.clock_behind {
         Some(behind) => json!({
             "state": if behind.waiting_for_sync { "waiting_for_sync" } else { "behind_last_event" },
@@ -59,7 +62,15 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
     let body = json!({
         "status": if healthy { "ok" } else { "degraded" },
         "checks": {
-            "store": match &store { Ok(()) => "ok".to_owned(), Err(e) => e.to_string() },
+            "store": match (&store, &damage) {
+                (Err(e), _) => e.to_string(),
+                (Ok(_), Some((seq, why))) => format!("the proof log is damaged at seq {seq}: {why}"),
+                (Ok(_), None) => "ok".to_owned(),
+            },
+            "proof_log": match &damage {
+                Some((seq, why)) => json!({ "state": "damaged", "seq": seq, "reason": why }),
+                None => json!({ "state": "ok" }),
+            },
             "audio_device": live.audio_device,
             "clock_synced": clock_synced,
             "clock": clock,
@@ -179,7 +190,7 @@ fn item(state: &AppState, clip: &crate::clip::Clip, queued: bool, quota: Option<
         ("from" = Option<String>, Query, description = "first local date, YYYY-MM-DD"),
         ("to" = Option<String>, Query, description = "last local date, YYYY-MM-DD"),
         ("format" = Option<String>, Query, description = "json (default), jsonl or csv")),
-    responses((status = 200, description = "events exactly as `loa airtime` exports them; JSON: `{events, next_after_seq, public_key}`"), (status = 400, body = ErrorBody)))]
+    responses((status = 200, description = "events exactly as `loa airtime` exports them, checked first; JSON: `{events, head: {seq, hash}, next_after_seq, public_key}`; every format: header `Loa-Head: SEQ:HASH`"), (status = 400, body = ErrorBody), (status = 500, description = "`log_damaged`: the stored log is damaged at `seq`; nothing is exported", body = ErrorBody)))]
 pub async fn airtime(
     State(state): State<AppState>,
     caller: Caller,
@@ -210,26 +221,58 @@ pub async fn airtime(
     };
     let tz = state.config.station.timezone;
     let (from, to) = export::local_date_bounds(from, to, tz);
-    let events = state
+    // The head first, then the page up to it: the two agree even while the station appends.
+    let filtered = from.is_some() || to.is_some();
+    let (head, events, contiguous, check) = state
         .store
-        .call(move |s| s.events(EventQuery { after_seq, from, to, limit: Some(limit) }))
+        .call(move |s| {
+            let (seq, hash) = s.head()?;
+            let query = EventQuery { after_seq, from, to, limit: Some(limit), through_seq: Some(seq) };
+            let events = s.events(query)?;
+            let contiguous = chain::contiguous(s, after_seq, &events, filtered)?;
+            let check = chain::RangeCheck::after(s, after_seq)?;
+            Ok::<_, crate::store::StoreError>((Head { seq, hash }, events, contiguous, check))
+        })
         .await
         .map_err(ApiError::internal)?;
     let public_key = state.public_key.clone();
+    let head_header = head.to_arg();
+    // Checking and encoding are the heavy part: off the store thread, which the airing uses.
     let body = tokio::task::spawn_blocking(move || {
+        if let Err(damage) = check.check(contiguous.as_deref().unwrap_or(&events)) {
+            return Ok(Err(damage));
+        }
         let mut body = Vec::with_capacity(events.len() * 700);
-        export::write(&mut body, format, &events, after_seq, &public_key, tz).map(|()| body)
+        export::write(&mut body, format, &events, &head, &public_key, tz).map(|()| Ok(body))
     })
     .await
     .map_err(ApiError::internal)?
     .map_err(ApiError::internal)?;
+    let body = match body {
+        Ok(body) => body,
+        Err(damage) => {
+            let (now, recorded) = (state.clock.now(), damage.clone());
+            state.store.call(move |s| chain::record(s, &recorded, now)).await.map_err(ApiError::internal)?;
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "log_damaged",
+                format!("{damage}; nothing was exported. The station's administrator must restore its latest backup"),
+            )
+            .with("seq", json!(damage.seq)));
+        }
+    };
     let content_type = match format {
         Format::Json => "application/json",
         Format::Jsonl => "application/x-ndjson",
         Format::Csv => "text/csv; charset=utf-8",
     };
-    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
+    Ok(([(header::CONTENT_TYPE, content_type), (HeaderName::from_static(HEAD_HEADER), head_header.as_str())], body)
+        .into_response())
 }
+
+/// On every airtime answer: the station's head as `SEQ:HASH`, so a puller sees a station that
+/// went back even when a JSON Lines or CSV page holds nothing new.
+pub const HEAD_HEADER: &str = "loa-head";
 
 #[utoipa::path(get, path = "/api/v1/compliance", tag = "proof", security(("bearer" = [])),
     params(("period" = String, Query, description = "2026-W47, 2026-11, 2026-Q4, 2026-H2 or 2026"),

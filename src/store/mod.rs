@@ -24,7 +24,7 @@ pub use handle::StoreHandle;
 
 use crate::clip::{AudioFacts, Clip, ClipMeta};
 use crate::events;
-use crate::proof::{Fields, GENESIS_HASH, SealedEvent, StationKey};
+use crate::proof::{Fields, GENESIS_HASH, KeyError, LogKeys, SealedEvent, StationKey};
 
 pub const DATABASE_FILE: &str = "loa.sqlite";
 
@@ -33,8 +33,11 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         M::up(include_str!("v1_clips.sql")),
         M::up(include_str!("v2_events.sql")),
         M::up(include_str!("v3_tokens_queue.sql")),
+        M::up(include_str!("v4_chain_checked.sql")),
     ])
 });
+
+const APPEND_ONLY_GUARD: &str = include_str!("append_only.sql");
 
 /// Writers (the daemon and a CLI command run beside it) wait this long for each other.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,6 +52,8 @@ pub enum StoreError {
     Sql(#[from] rusqlite::Error),
     #[error("station database file error: {0}")]
     File(std::io::Error),
+    #[error(transparent)]
+    Key(#[from] KeyError),
     #[error(
         "the station database {} is damaged ({finding}). loa will not run on it and will not replace it: \
          its proof log is evidence. To recover: stop loa and keep a copy of {}; then copy your latest \
@@ -68,9 +73,18 @@ pub enum Inserted {
 }
 
 /// Who seals events: the station's id (in every event) and its signing key.
-pub struct Sealer {
-    pub station_id: String,
-    pub key: StationKey,
+struct Sealer {
+    station_id: String,
+    key: StationKey,
+}
+
+/// Which key a store is opened with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyChoice {
+    /// `station.key`, which must sign the log (made only for an empty log).
+    Station,
+    /// A new key to continue a log whose key is lost (`loa key replace --lost`).
+    ReplacingLost,
 }
 
 pub struct Store {
@@ -167,6 +181,8 @@ pub struct EventQuery {
     /// UTC milliseconds, exclusive.
     pub to: Option<i64>,
     pub limit: Option<u32>,
+    /// Only events up to this seq (inclusive): a page consistent with a head read before it.
+    pub through_seq: Option<i64>,
 }
 
 const CLIP_COLUMNS: &str = "id, sha256, title, topic, language, priority, valid_from, valid_until, duration_ms, \
@@ -207,8 +223,13 @@ fn integrity_findings(conn: &Connection) -> rusqlite::Result<Option<String>> {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database in `data_dir` and applies pending migrations.
-    pub fn open(data_dir: &Path, sealer: Sealer) -> Result<Store, StoreError> {
+    /// Opens (creating if needed) the database in `data_dir`, applies pending migrations and
+    /// loads the station key, which must be the key the log is signed under (see `proof::key`).
+    pub fn open(data_dir: &Path, station_id: &str) -> Result<Store, StoreError> {
+        Store::open_with(data_dir, station_id, KeyChoice::Station)
+    }
+
+    pub fn open_with(data_dir: &Path, station_id: &str, choice: KeyChoice) -> Result<Store, StoreError> {
         let path = data_dir.join(DATABASE_FILE);
         let open_error = |source| StoreError::Open { path: path.clone(), source };
         let mut conn = Connection::open(&path).map_err(open_error)?;
@@ -216,11 +237,119 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL").map_err(open_error)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(open_error)?;
         migrate(data_dir, &mut conn)?;
-        Ok(Store { conn, sealer })
+        let log = log_keys(&conn, i64::MAX)?;
+        let key = match choice {
+            KeyChoice::Station => StationKey::for_log(data_dir, &log)?,
+            KeyChoice::ReplacingLost => StationKey::for_lost_key(data_dir, &log)?,
+        };
+        Ok(Store { conn, sealer: Sealer { station_id: station_id.to_owned(), key } })
+    }
+
+    /// What the log up to `seq` (inclusive) says about its key.
+    pub fn log_keys(&self, through_seq: i64) -> Result<LogKeys, StoreError> {
+        log_keys(&self.conn, through_seq)
+    }
+
+    /// The last event's seq and hash: (0, genesis) for an empty log.
+    pub fn head(&self) -> Result<(i64, String), StoreError> {
+        let head = self
+            .conn
+            .query_row("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        Ok(head.unwrap_or_else(|| (0, GENESIS_HASH.to_owned())))
+    }
+
+    /// The log's first key declaration: its seq and the key the events before it were signed
+    /// with (`station_started`/`key_rotated`'s `public_key`, `key_replaced`'s old key, which is
+    /// null when a lost key was never declared).
+    pub fn first_key_declaration(&self) -> Result<Option<(i64, Option<String>)>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT seq, CASE kind WHEN 'key_replaced' THEN json_extract(body, '$.old_public_key') \
+                 ELSE json_extract(body, '$.public_key') END FROM events \
+                 WHERE kind IN ('station_started', 'key_rotated', 'key_replaced') ORDER BY seq LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    /// Where the station's check of its own chain got to: (seq, hash, key in force after it).
+    pub fn chain_checked(&self) -> Result<Option<(i64, String, String)>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT seq, hash, public_key FROM chain_checked WHERE id = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?)
+    }
+
+    pub fn set_chain_checked(&mut self, seq: i64, hash: &str, public_key: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO chain_checked (id, seq, hash, public_key) VALUES (1, ?1, ?2, ?3) ON CONFLICT (id) \
+             DO UPDATE SET seq = excluded.seq, hash = excluded.hash, public_key = excluded.public_key",
+            params![seq, hash, public_key],
+        )?;
+        Ok(())
+    }
+
+    /// Seqs of the log's `key_replaced` events.
+    pub fn key_replacements(&self) -> Result<Vec<i64>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT seq FROM events WHERE kind = 'key_replaced' ORDER BY seq")?;
+        let seqs = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        Ok(seqs)
+    }
+
+    /// The stored hash of event `seq`.
+    pub fn event_hash(&self, seq: i64) -> Result<Option<String>, StoreError> {
+        Ok(self.conn.query_row("SELECT hash FROM events WHERE seq = ?1", [seq], |r| r.get(0)).optional()?)
+    }
+
+    /// The earliest damage the log records about itself (`log_damaged`): (seq, why).
+    pub fn recorded_damage(&self) -> Result<Option<(i64, String)>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT json_extract(body, '$.damaged_seq'), json_extract(body, '$.reason') FROM events \
+                 WHERE kind = 'log_damaged' ORDER BY json_extract(body, '$.damaged_seq') LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    /// Whether a `log_damaged` event already names `seq`.
+    pub fn damage_recorded(&self, seq: i64) -> Result<bool, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE kind = 'log_damaged' AND json_extract(body, '$.damaged_seq') = ?1)",
+            [seq],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Puts back the triggers that keep the log append-only if someone removed them, and says
+    /// whether any was missing: then the whole log must be checked again.
+    pub fn restore_append_only_guard(&mut self) -> Result<bool, StoreError> {
+        let present: i64 = self.conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'events' \
+             AND name IN ('events_are_never_updated', 'events_are_never_deleted')",
+            [],
+            |r| r.get(0),
+        )?;
+        if present == 2 {
+            return Ok(false);
+        }
+        self.conn.execute_batch(APPEND_ONLY_GUARD)?;
+        Ok(true)
     }
 
     pub fn public_key_hex(&self) -> String {
         self.sealer.key.public_key_hex()
+    }
+
+    pub fn station_id(&self) -> &str {
+        &self.sealer.station_id
     }
 
     /// Appends many events in one transaction (one fsync): still one linear chain.
@@ -338,7 +467,7 @@ impl Store {
     pub fn events(&self, query: EventQuery) -> Result<Vec<SealedEvent>, StoreError> {
         // Time bounds only when asked: `at` is computed from the body, so a plain page by seq
         // stays a primary-key range scan.
-        let mut sql = "SELECT seq, body, hash, sig FROM events WHERE seq > ?1".to_owned();
+        let mut sql = "SELECT seq, body, hash, sig FROM events WHERE seq > ?1 AND seq <= ?5".to_owned();
         if query.from.is_some() {
             sql.push_str(" AND at >= ?2");
         }
@@ -348,7 +477,10 @@ impl Store {
         sql.push_str(" ORDER BY seq LIMIT ?4");
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let limit = query.limit.map_or(-1, i64::from);
-        let rows = stmt.query_map(params![query.after_seq, query.from, query.to, limit], event_from_row)?;
+        let rows = stmt.query_map(
+            params![query.after_seq, query.from, query.to, limit, query.through_seq.unwrap_or(i64::MAX)],
+            event_from_row,
+        )?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -576,10 +708,9 @@ fn migrate(data_dir: &Path, conn: &mut Connection) -> Result<(), StoreError> {
     let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| {
         StoreError::Open { path: lock_path.clone(), source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)) }
     })?;
-    // SAFETY: flock on a descriptor we own; released when `lock` is dropped.
-    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
-        let source = rusqlite::Error::ToSqlConversionFailure(Box::new(std::io::Error::last_os_error()));
-        return Err(StoreError::Open { path: lock_path, source });
+    // Released when `lock` is dropped.
+    if let Err(e) = crate::lock::flock(&lock, libc::LOCK_EX) {
+        return Err(StoreError::Open { path: lock_path, source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)) });
     }
     // Switching to WAL takes a lock that waits for no busy handler; once set it stays set, so
     // only a new database (under this lock) ever switches.
@@ -597,10 +728,21 @@ fn append_in(
     at: DateTime<Utc>,
     mut fields: Fields,
 ) -> Result<SealedEvent, StoreError> {
-    let last: Option<(i64, String)> = tx
-        .query_row("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+    // The tip, and the key it puts in force if it changed the key: a writer that opened its key
+    // before a rotation must not sign after it.
+    let last: Option<(i64, String, Option<String>)> = tx
+        .query_row(
+            "SELECT seq, hash, CASE kind WHEN 'key_rotated' THEN json_extract(body, '$.new_public_key') \
+             WHEN 'key_replaced' THEN json_extract(body, '$.public_key') END FROM events ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
         .optional()?;
-    let (last_seq, prev_hash) = last.unwrap_or((0, GENESIS_HASH.to_owned()));
+    let (last_seq, prev_hash, changed_to) = last.unwrap_or((0, GENESIS_HASH.to_owned(), None));
+    if let Some(declared) = changed_to.filter(|key| *key != sealer.key.public_key_hex()) {
+        let path = PathBuf::from(crate::proof::KEY_FILE);
+        return Err(KeyError::Mismatch { path, declared: Some(declared), found: sealer.key.public_key_hex() }.into());
+    }
     fields.insert("station_id".into(), Value::from(sealer.station_id.as_str()));
     fields.insert("at".into(), Value::from(at.timestamp_millis()));
     let event = sealer.key.seal(last_seq + 1, &prev_hash, fields);
@@ -609,6 +751,29 @@ fn append_in(
         params![event.seq, event.body, event.hash, event.sig],
     )?;
     Ok(event)
+}
+
+/// What the log up to `through_seq` says about its key (see `proof::key`).
+fn log_keys(conn: &Connection, through_seq: i64) -> Result<LogKeys, StoreError> {
+    let events = conn.query_row("SELECT count(*) FROM events WHERE seq <= ?1", [through_seq], |r| r.get(0))?;
+    let declared = conn
+        .query_row(
+            "SELECT CASE kind WHEN 'key_rotated' THEN json_extract(body, '$.new_public_key') \
+             ELSE json_extract(body, '$.public_key') END FROM events \
+             WHERE seq <= ?1 AND kind IN ('station_started', 'key_rotated', 'key_replaced') ORDER BY seq DESC LIMIT 1",
+            [through_seq],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten();
+    let tip = conn
+        .query_row(
+            "SELECT seq, body, hash, sig FROM events WHERE seq <= ?1 ORDER BY seq DESC LIMIT 1",
+            [through_seq],
+            event_from_row,
+        )
+        .optional()?;
+    Ok(LogKeys { events, declared, tip })
 }
 
 const TOKEN_COLUMNS: &str = "id, role, label, token_sha256, created_at, revoked_at";
@@ -694,8 +859,7 @@ mod tests {
     use crate::clip::Priority;
 
     fn open(dir: &Path) -> Store {
-        let key = StationKey::load_or_create(dir).unwrap();
-        Store::open(dir, Sealer { station_id: "test".into(), key }).unwrap()
+        Store::open(dir, "test").unwrap()
     }
 
     #[test]

@@ -270,7 +270,7 @@ fn what_reaches_the_device_is_the_decoded_audio_sample_for_sample_at_the_clips_o
                     .wait_for("an airing", Duration::from_secs(60), |e| !of_kind(e, "airing_ended", None).is_empty());
                 daemon.stop();
                 let ended = of_kind(&events, "airing_ended", None)[0];
-                let expected = expected_air(&sample.path, ended["gain_db"].as_f64().unwrap());
+                let expected = expected_air(&sample.path, ended["gain_cdb"].as_f64().unwrap() / 100.0);
                 let decoder = ClipDecoder::open(&sample.path).unwrap();
                 let frames = expected.len() as u64 / u64::from(decoder.channels());
                 assert_eq!(ended["played_ms"], frames * 1000 / u64::from(decoder.sample_rate()), "{name}: {ended}");

@@ -44,7 +44,8 @@ fn a_slot_airs_through_alsa_and_its_proof_verifies() {
     assert!((heard_ms - 2000.0).abs() <= 50.0, "heard {heard_ms:.1} ms of a 2000 ms tone");
     let captured_peak = samples.iter().fold(0f32, |m, s| m.max(s.abs()));
     let captured_dbfs = 20.0 * f64::from(captured_peak).log10();
-    let recorded_dbfs = ended["peak_dbfs"].as_f64().unwrap();
+    assert!(ended["peak_cdbfs"].is_i64(), "levels are signed as whole hundredths of a dB: {ended}");
+    let recorded_dbfs = ended["peak_cdbfs"].as_f64().unwrap() / 100.0;
     assert!((captured_dbfs - recorded_dbfs).abs() < 0.5, "captured {captured_dbfs:.2} dBFS, recorded {recorded_dbfs}");
     // Gain toward -16 LUFS: the -7 LUFS tone is turned down about 9 dB.
     assert!((-16.5..=-14.0).contains(&recorded_dbfs), "peak after gain {recorded_dbfs}");
@@ -397,4 +398,104 @@ fn a_required_amplifier_hook_that_fails_fails_the_airing_without_sound() {
     let air = std::fs::metadata(station.air_path()).map_or(0, |m| m.len());
     assert_eq!(air, 0, "nothing may reach the device");
     assert_eq!(verify(&station).code, 0);
+}
+
+#[test]
+fn a_second_daemon_on_the_same_log_exits_at_once_naming_the_first() {
+    let station = station(30, 5, &[TONE]);
+    let daemon = station.start(Device::Unpaced);
+    station.wait_for("on air", WAIT, |e| !of_kind(e, "station_started", None).is_empty());
+    // Its own port (127.0.0.1:0), as a busy port's message advises: still one log, one daemon.
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_loa"))
+        .args(["--config", station.config_path().to_str().unwrap(), "run"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            second.kill().unwrap();
+            panic!("a second loa run kept running beside the first");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = std::io::read_to_string(second.stderr.take().unwrap()).unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("pid {}", daemon.pid())) && stderr.contains("one daemon"), "{stderr}");
+    // CLI writers go on beside the daemon.
+    let added =
+        station.add(&station.input("b.mp3", &crate::helpers::fixture("mono_22k.mp3")), &["--title", "Bên cạnh"]);
+    assert_eq!(added.code, 0, "{}", added.stderr);
+    daemon.stop();
+    let events = station.events();
+    assert_eq!(of_kind(&events, "station_started", None).len(), 1, "the second daemon wrote nothing");
+    assert_eq!(verify(&station).code, 0);
+}
+
+#[test]
+fn a_damaged_log_is_recorded_and_shown_while_the_station_keeps_airing() {
+    let station = station(3, 1, &[TONE]);
+    let daemon = station.start(Device::Unpaced);
+    station.wait_for("an airing", WAIT, |e| !of_kind(e, "airing_ended", None).is_empty());
+    daemon.stop();
+    let events = station.events();
+    let victim = of_kind(&events, "airing_ended", None)[0];
+    let seq = victim["seq"].as_i64().unwrap();
+    // Someone with the database drops the guard and makes an airing look completed.
+    let db = rusqlite::Connection::open(station.data_dir().join("loa.sqlite")).unwrap();
+    db.execute_batch("DROP TRIGGER events_are_never_updated;").unwrap();
+    let edited =
+        db.execute("UPDATE events SET body = json_set(body, '$.played_ms', 999999) WHERE seq = ?1", [seq]).unwrap();
+    assert_eq!(edited, 1);
+    drop(db);
+
+    let daemon = station.start(Device::Unpaced);
+    let base = daemon.http_base();
+    // The check runs as the engine starts, beside the API: wait for its verdict.
+    let deadline = std::time::Instant::now() + WAIT;
+    let health = loop {
+        let (status, health) = crate::helpers::http_get_body(&base, "/healthz");
+        assert_eq!(status, "200");
+        let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+        if health["checks"]["proof_log"]["state"] == "damaged" || std::time::Instant::now() > deadline {
+            break health;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["checks"]["proof_log"]["seq"], seq, "{health}");
+    assert!(health["checks"]["store"].as_str().unwrap().contains(&format!("damaged at seq {seq}")), "{health}");
+    // The station keeps airing; the damage is in the log, signed.
+    let damaged_ok = || {
+        let run = station.loa(&["airtime", "--damaged-ok"]);
+        run.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect::<Vec<serde_json::Value>>()
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    let events = loop {
+        let events = damaged_ok();
+        if of_kind(&events, "airing_ended", None).len() >= 2 || std::time::Instant::now() > deadline {
+            break events;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    daemon.stop();
+    assert!(of_kind(&events, "airing_ended", None).len() >= 2, "the station stopped airing");
+    let recorded = of_kind(&events, "log_damaged", None);
+    assert_eq!(recorded.len(), 1, "{recorded:#?}");
+    assert_eq!(recorded[0]["damaged_seq"], seq);
+    assert_eq!(recorded[0]["stored_hash"], victim["hash"]);
+    assert_ne!(recorded[0]["computed_hash"], victim["hash"]);
+    // Never exported as whole; the guard is back.
+    let run = station.loa(&["airtime"]);
+    assert_eq!(run.code, 1);
+    assert!(run.error_line().contains(&format!("damaged at seq {seq}")), "{}", run.stderr);
+    let db = rusqlite::Connection::open(station.data_dir().join("loa.sqlite")).unwrap();
+    let guard: i64 = db
+        .query_row("SELECT count(*) FROM sqlite_master WHERE name = 'events_are_never_updated'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(guard, 1, "the append-only trigger is put back");
 }

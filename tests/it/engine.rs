@@ -12,8 +12,7 @@ use loa::engine::Engine;
 use loa::ingest::Library;
 use loa::live::Live;
 use loa::player::PlayerHandle;
-use loa::proof::StationKey;
-use loa::store::{EventQuery, Sealer, Store, StoreHandle};
+use loa::store::{EventQuery, Store, StoreHandle};
 use serde_json::Value;
 use tokio::sync::watch;
 
@@ -53,8 +52,7 @@ async fn run_until<T>(clock: &VirtualClock, engine: &tokio::task::JoinHandle<T>,
 }
 
 fn open_store(config: &Config) -> Store {
-    let key = StationKey::load_or_create(&config.station.data_dir).unwrap();
-    Store::open(&config.station.data_dir, Sealer { station_id: config.station.id.clone(), key }).unwrap()
+    Store::open(&config.station.data_dir, &config.station.id).unwrap()
 }
 
 /// The real engine (real store, real player on a device that does not exist) on `clock`.
@@ -72,7 +70,7 @@ fn engine(config: &Config, clock: &Arc<VirtualClock>, shutdown: watch::Receiver<
 }
 
 fn proof_log(config: &Config) -> Vec<Value> {
-    open_store(config).events(EventQuery::default()).unwrap().iter().map(|e| Value::Object(e.to_json())).collect()
+    open_store(config).events(EventQuery::default()).unwrap().iter().map(|e| Value::Object(e.fields())).collect()
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -253,6 +253,10 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// The API's base URL, from the daemon's "HTTP API listening" log line.
     pub fn http_base(&self) -> String {
         for _ in 0..300 {
@@ -349,12 +353,48 @@ pub fn sleep_into_first_airing(events: &[serde_json::Value], ms: i64) {
     std::thread::sleep(Duration::from_millis((scheduled + ms - now).max(0) as u64));
 }
 
-/// Exports the proof log and runs `loa verify` on it.
+/// Exports the proof log and runs `loa verify` on it, and the independent Python verifier
+/// (`tests/verify_proof.py`), which must agree.
 pub fn verify(station: &Station) -> Run {
     let export = station.dir.path().join("export.jsonl");
     let run = station.loa(&["airtime", "--format", "jsonl"]);
     std::fs::write(&export, &run.stdout).unwrap();
-    station.loa(&["verify", export.to_str().unwrap(), "--public-key", &station.public_key()])
+    let key = station.public_key();
+    let ours = station.loa(&["verify", export.to_str().unwrap(), "--public-key", &key]);
+    let theirs = python_verify(&export, &["--public-key", &key]);
+    assert_eq!(
+        ours.code, theirs.code,
+        "the verifiers disagree:\nloa: {}{}\npython: {}",
+        ours.stdout, ours.stderr, theirs.stdout
+    );
+    ours
+}
+
+/// `tests/verify_proof.py FILE ARGS` under `$LOA_PYTHON` (the venv `.ci/run` makes; it needs the
+/// `rfc8785` and `cryptography` packages).
+pub fn python_verify(file: &Path, args: &[&str]) -> Run {
+    let python = std::env::var("LOA_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/verify_proof.py");
+    let run = Run::from(Command::new(&python).arg(script).arg(file).args(args).output().expect("run python"));
+    assert!(
+        !run.stderr.contains("ModuleNotFoundError"),
+        "the Python verifier needs rfc8785 and cryptography: run .ci/run, or set LOA_PYTHON to a python \
+         with them (python3 -m venv v && v/bin/pip install rfc8785 cryptography): {}",
+        run.stderr
+    );
+    run
+}
+
+/// A GET over a plain socket; returns the status code and the body.
+pub fn http_get_body(base: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let address = base.trim_start_matches("http://");
+    let mut socket = std::net::TcpStream::connect(address).unwrap();
+    write!(socket, "GET {path} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    (head.split_whitespace().nth(1).unwrap_or_default().to_owned(), body.to_owned())
 }
 
 /// A GET over a plain socket; returns the status code.

@@ -11,8 +11,8 @@ use loa::config::Config;
 use loa::http::{AppState, router};
 use loa::ingest::Library;
 use loa::live::Live;
-use loa::proof::StationKey;
-use loa::store::{Role, Sealer, Store, StoreHandle};
+use loa::proof::Expect;
+use loa::store::{Role, Store, StoreHandle};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -32,9 +32,7 @@ fn api(extra_config: &str) -> Api {
     let station = Station::with_config(&format!("{}{extra_config}", crate::helpers::MINIMAL_CONFIG));
     let config = Config::load(&station.config_path()).unwrap();
     std::fs::create_dir_all(&config.station.data_dir).unwrap();
-    let key = StationKey::load_or_create(&config.station.data_dir).unwrap();
-    let mut store =
-        Store::open(&config.station.data_dir, Sealer { station_id: config.station.id.clone(), key }).unwrap();
+    let mut store = Store::open(&config.station.data_dir, &config.station.id).unwrap();
     let mut token = |role| {
         let secret = loa::auth::generate().unwrap();
         store.create_token(role, "test", &loa::auth::digest(&secret), chrono::Utc::now()).unwrap();
@@ -309,14 +307,15 @@ async fn upload_list_show_audio_queue_retire_and_pull_airtime() {
     assert_eq!(page["public_key"], api.state.public_key);
     let next = page["next_after_seq"].as_i64().unwrap();
     assert_eq!(page["events"].as_array().unwrap().len(), 2);
-    let (_, rest) = api.get(&format!("/api/v1/airtime?after_seq={next}&format=jsonl"), Some(&api.district)).await;
+    assert!(page["head"]["seq"].as_i64().unwrap() > next, "the head is the station's, beyond the page");
     let key = loa::proof::parse_public_key(&api.state.public_key).unwrap();
-    let first: Vec<_> =
-        page["events"].as_array().unwrap().iter().map(|e| e.as_object().unwrap().clone()).enumerate().collect();
-    let last_hash = first.last().unwrap().1["hash"].as_str().unwrap().to_owned();
-    assert!(loa::proof::verify(first.iter().map(|(i, e)| (*i, e)), &key, None).is_ok());
-    let rest = loa::export::read(rest.as_str().unwrap()).unwrap();
-    let verified = loa::proof::verify(rest.iter().map(|(i, e)| (*i, e)), &key, Some(&last_hash)).unwrap();
+    let (_, first) = api.get("/api/v1/airtime?limit=2&format=jsonl", Some(&api.district)).await;
+    let (first, _) = loa::export::verify(first.as_str().unwrap(), key, Expect::default()).unwrap();
+    assert_eq!(first.last_seq, next);
+    // The next pull overlaps by one event: it must begin with the head this one ended at.
+    let (_, rest) = api.get(&format!("/api/v1/airtime?after_seq={}&format=jsonl", next - 1), Some(&api.district)).await;
+    let expect = Expect { head: Some((first.last_seq, first.last_hash)), ..Expect::default() };
+    let (verified, _) = loa::export::verify(rest.as_str().unwrap(), key, expect).unwrap();
     assert!(verified.events >= 2, "clip_added, then the tokens and the retirement follow");
     let csv = reqwest::Client::new()
         .get(format!("{base}/api/v1/airtime?format=csv"))

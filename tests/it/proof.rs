@@ -93,14 +93,15 @@ fn swapped_events_are_caught() {
 fn a_forged_event_with_a_recomputed_hash_is_caught_by_its_signature() {
     let station = station_with_log();
     let log = lines(&export(&station, &[]));
-    // The forger knows the encoding, not the key: a fifth event chained and hashed correctly.
+    // The forger knows the encoding, not the key: a fifth event chained, canonical and hashed.
     let mut forged: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&log[3]).unwrap();
     forged.insert("seq".into(), 5.into());
     forged.insert("prev_hash".into(), forged["hash"].clone());
     forged.insert("title".into(), "Bản tin giả".into());
-    let body = loa::proof::canonical(&forged).unwrap();
-    forged.insert("hash".into(), hex::encode(Sha256::digest(body.as_bytes())).into());
-    let text = format!("{}\n{}\n", log.join("\n"), serde_json::to_string(&forged).unwrap());
+    let body = loa::proof::canonical(&forged);
+    let hash = hex::encode(Sha256::digest(body.as_bytes()));
+    let line = format!("{},\"hash\":\"{hash}\",\"sig\":\"{}\"}}", &body[..body.len() - 1], "ab".repeat(64));
+    let text = format!("{}\n{line}\n", log.join("\n"));
     refused(&verify(&station, &text, &[]), 5, "signature does not verify");
 }
 
@@ -112,16 +113,202 @@ fn another_stations_log_does_not_verify_with_this_key() {
     refused(&run, 1, "signature does not verify");
 }
 
-#[test]
-fn expect_prev_proves_nothing_was_cut_between_pulls() {
-    let station = station_with_log();
-    let first = lines(&export(&station, &["--after-seq", "0"]));
-    let last_hash = serde_json::from_str::<serde_json::Value>(&first[1]).unwrap()["hash"].as_str().unwrap().to_owned();
-    let second = export(&station, &["--after-seq", "2"]);
-    assert_eq!(verify(&station, &second, &["--expect-prev", &last_hash]).code, 0);
+/// `SEQ:HASH` of an export line.
+fn head_of(line: &str) -> String {
+    let event: serde_json::Value = serde_json::from_str(line).unwrap();
+    format!("{}:{}", event["seq"], event["hash"].as_str().unwrap())
+}
 
-    let cut = export(&station, &["--after-seq", "3"]); // seq 3 went missing between the pulls
-    refused(&verify(&station, &cut, &["--expect-prev", &last_hash]), 4, "between the pulls");
+#[test]
+fn a_log_must_be_whole_or_begin_at_the_head_the_auditor_holds() {
+    let station = station_with_log();
+    let log = lines(&export(&station, &[]));
+
+    // A cut head: a file starting at seq 2 is not a whole log.
+    refused(&verify(&station, &format!("{}\n", log[1..].join("\n")), &[]), 2, "not 1");
+    // The overlap pull: after_seq = SEQ - 1 begins with the event the auditor holds.
+    let held = head_of(&log[1]);
+    let pull = export(&station, &["--after-seq", "1"]);
+    let run = verify(&station, &pull, &["--expect-head", &held]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains(&format!("--expect-head {}", head_of(&log[3]))), "{}", run.stdout);
+    // Events cut between the pulls, or a pull that does not overlap.
+    refused(&verify(&station, &export(&station, &["--after-seq", "2"]), &["--expect-head", &held]), 3, "head you hold");
+    // A cut tail: a file that stops before the head the auditor already holds.
+    let tail_held = head_of(&log[3]);
+    let cut = format!("{}\n", log[..2].join("\n"));
+    refused(&verify(&station, &cut, &["--expect-head", &tail_held]), 1, "head you hold");
+    // An empty answer (a station rolled back before the held head) proves nothing.
+    let run = verify(&station, "", &["--expect-head", &tail_held]);
+    assert_eq!(run.code, 1);
+    assert!(run.error_line().contains("holds no events") && run.error_line().contains("gone back"), "{}", run.stderr);
+    let run = verify(&station, "", &[]);
+    assert_eq!(run.code, 1, "an empty file is not a whole log");
+    let run = verify(&station, &pull, &["--expect-prev", "00"]);
+    assert_eq!(run.code, 2, "--expect-prev is gone: {}", run.stderr);
+    assert!(run.error_line().contains("--expect-head"), "{}", run.stderr);
+}
+
+#[test]
+fn a_station_that_went_back_says_so_in_its_head() {
+    let station = station_with_log();
+    let run = station.loa(&["airtime", "--format", "json", "--after-seq", "37"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let page = run.json();
+    assert_eq!(page["events"].as_array().unwrap().len(), 0);
+    assert_eq!(page["head"]["seq"], 4, "the station's own head, not the caller's cursor: {page}");
+    assert_eq!(page["next_after_seq"], 4, "{page}");
+    let last = lines(&export(&station, &[]))[3].clone();
+    assert_eq!(format!("{}:{}", page["head"]["seq"], page["head"]["hash"].as_str().unwrap()), head_of(&last));
+    assert!(run.stderr.contains(&format!("head {}", head_of(&last))), "{}", run.stderr);
+}
+
+#[test]
+fn every_event_must_be_the_named_station() {
+    let station = station_with_log();
+    let log = export(&station, &[]);
+    assert_eq!(verify(&station, &log, &["--station-id", "test-station"]).code, 0);
+    refused(&verify(&station, &log, &["--station-id", "phuong-khac"]), 1, "another station's event");
+}
+
+#[test]
+fn only_the_signed_bytes_verify() {
+    let station = station_with_log();
+    let log = lines(&export(&station, &[]));
+    let with_first = |first: String| format!("{first}\n{}\n", log[1..].join("\n"));
+    // A key given twice: a JSON parser keeps one silently; the bytes are not the signed ones.
+    let duplicate = log[0].replacen('{', "{\"title\":\"Bản tin khác\",", 1);
+    refused(&verify(&station, &with_first(duplicate), &[]), 1, "appears twice");
+    let spaced = log[0].replacen("\",\"", "\", \"", 1);
+    refused(&verify(&station, &with_first(spaced), &[]), 1, "canonical");
+    let escaped = log[0].replacen("Bản", "B\\u1ea3n", 1);
+    refused(&verify(&station, &with_first(escaped), &[]), 1, "canonical");
+    let reencoded = serde_json::to_string(&serde_json::from_str::<serde_json::Value>(&log[0]).unwrap()).unwrap();
+    assert_eq!(verify(&station, &with_first(reencoded), &[]).code, 1, "hash and sig sorted in: not the export line");
+    let crlf = format!("{}\r\n", log.join("\r\n"));
+    let run = verify(&station, &crlf, &[]);
+    assert_eq!(run.code, 1);
+    assert!(run.error_line().contains("carriage return"), "{}", run.stderr);
+}
+
+/// A one-event log signed with `signer` whose `station_started` declares `declared`.
+fn crafted_log(signer: &loa::proof::StationKey, declared: &str) -> String {
+    let mut fields = serde_json::Map::new();
+    for (key, value) in [("kind", "station_started"), ("station_id", "test-station"), ("public_key", declared)] {
+        fields.insert(key.into(), value.into());
+    }
+    fields.insert("at".into(), 1_790_000_000_000i64.into());
+    format!("{}\n", signer.seal(1, loa::proof::GENESIS_HASH, fields).export_line())
+}
+
+#[test]
+fn the_key_a_log_declares_must_be_the_key_it_is_checked_with() {
+    let signer = loa::proof::StationKey::from_seed([3; 32]);
+    let other = loa::proof::StationKey::from_seed([4; 32]);
+    let key = signer.public_key_hex();
+    let honest = crafted_log(&signer, &key);
+    assert_eq!(loa_with_stdin(&["verify", "-", "--public-key", &key], honest.as_bytes()).code, 0);
+    let text = crafted_log(&signer, &other.public_key_hex());
+    refused(&loa_with_stdin(&["verify", "-", "--public-key", &key], text.as_bytes()), 1, "declares its key");
+}
+
+#[test]
+fn a_missing_key_is_never_made_again_next_to_a_log() {
+    let station = station_with_log();
+    let key_file = station.data_dir().join("station.key");
+    std::fs::remove_file(&key_file).unwrap();
+    let commands: [&[&str]; 4] =
+        [&["station"], &["clip", "list"], &["airtime"], &["token", "create", "--role", "district", "--label", "x"]];
+    for args in commands {
+        let run = station.loa(args);
+        assert_eq!(run.code, 1, "{args:?} went on without the key: {}", run.stdout);
+        assert!(run.error_line().contains("Restore station.key from your backup"), "{}", run.stderr);
+        assert!(!key_file.exists(), "{args:?} made a new key next to the log");
+    }
+    // Another station's key in its place is refused too.
+    let other = station_with_log();
+    std::fs::copy(other.data_dir().join("station.key"), &key_file).unwrap();
+    let run = station.loa(&["station"]);
+    assert_eq!(run.code, 1);
+    assert!(run.error_line().contains("is not the key this proof log is signed with"), "{}", run.stderr);
+}
+
+#[test]
+fn a_rotated_key_is_followed_by_verify() {
+    let station = station_with_log();
+    let old_key = station.public_key();
+    let run = station.loa(&["key", "rotate"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let new_key = station.public_key();
+    assert_ne!(old_key, new_key);
+    assert!(!station.data_dir().join("station.key.new").exists());
+    let added = station.add(&station.input("s.mp3", &fixture("mpeg2_16k.mp3")), &["--title", "Sau khi đổi khoá"]);
+    assert_eq!(added.code, 0, "the new key signs: {}", added.stderr);
+    let log = export(&station, &[]);
+    let run = loa_with_stdin(&["verify", "-", "--public-key", &old_key], log.as_bytes());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains(&format!("key_rotated at seq 5: {old_key} -> {new_key}")), "{}", run.stdout);
+    // From seq 1, only the key the log began with verifies.
+    refused(&loa_with_stdin(&["verify", "-", "--public-key", &new_key], log.as_bytes()), 1, "signature");
+    // A pull that begins after the rotation is checked with the new key.
+    let pull = export(&station, &["--after-seq", "4"]);
+    let held = head_of(&lines(&log)[4]);
+    let run = loa_with_stdin(&["verify", "-", "--public-key", &new_key, "--expect-head", &held], pull.as_bytes());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+#[test]
+fn a_replaced_key_is_a_break_the_auditor_accepts_by_name() {
+    let station = station_with_log();
+    let old_key = station.public_key();
+    std::fs::remove_file(station.data_dir().join("station.key")).unwrap();
+    let run = station.loa(&["key", "replace"]);
+    assert_eq!(run.code, 2, "--lost is required: {}", run.stderr);
+    let run = station.loa(&["key", "replace", "--lost"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("--accept-key-replacement 5"), "{}", run.stdout);
+    let new_key = station.public_key();
+    let run = station.loa(&["key", "replace", "--lost"]);
+    assert_eq!(run.code, 1, "a key that signs the log is not lost: {}", run.stdout);
+    assert_eq!(station.add(&station.input("s.mp3", &fixture("mpeg2_16k.mp3")), &["--title", "Khoá mới"]).code, 0);
+
+    let log = export(&station, &[]);
+    let replaced: serde_json::Value = serde_json::from_str(&lines(&log)[4]).unwrap();
+    assert_eq!(replaced["kind"], "key_replaced");
+    // Only `loa run` declares the key (station_started): this log, made by the CLI alone, never
+    // named the key that was lost.
+    assert!(replaced["old_public_key"].is_null(), "{replaced}");
+    refused(
+        &loa_with_stdin(&["verify", "-", "--public-key", &old_key], log.as_bytes()),
+        5,
+        "--accept-key-replacement 5",
+    );
+    let accept = ["verify", "-", "--public-key", &old_key, "--accept-key-replacement", "5"];
+    let run = loa_with_stdin(&accept, log.as_bytes());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains(&format!("key_replaced at seq 5: {old_key} -> {new_key}")), "{}", run.stdout);
+}
+
+#[test]
+fn an_edited_database_is_never_exported_as_whole() {
+    let station = station_with_log();
+    let db = rusqlite::Connection::open(station.data_dir().join("loa.sqlite")).unwrap();
+    db.execute_batch(
+        "DROP TRIGGER events_are_never_updated;
+         UPDATE events SET body = replace(body, 'tuần 47', 'tuần 48') WHERE seq = 1;",
+    )
+    .unwrap();
+    drop(db);
+    let run = station.loa(&["airtime"]);
+    assert_eq!(run.code, 1, "a damaged log was exported: {}", run.stdout);
+    assert!(run.error_line().contains("damaged at seq 1"), "{}", run.stderr);
+    assert!(run.stdout.is_empty());
+    let run = station.loa(&["airtime", "--damaged-ok"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("damaged at seq 1"), "marked as damaged: {}", run.stderr);
+    refused(&verify(&station, &run.stdout, &[]), 1, "altered");
+    // A page that does not hold the damage is still whole.
+    assert_eq!(station.loa(&["airtime", "--after-seq", "1"]).code, 0);
 }
 
 #[test]
@@ -155,4 +342,61 @@ fn station_shows_the_key_that_verifies() {
     assert!(run.stdout.contains("Đài truyền thanh phường Thử Nghiệm") && run.stdout.contains(&station.public_key()));
     let mode = std::fs::metadata(station.data_dir().join("station.key")).unwrap();
     assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777, 0o600, "the key is private");
+}
+
+#[test]
+fn the_python_verifier_written_from_architecture_md_agrees() {
+    let station = station_with_log();
+    let first_key = station.public_key();
+    assert_eq!(station.loa(&["key", "rotate"]).code, 0);
+    assert_eq!(
+        station.add(&station.input("a.mp3", &fixture("mpeg2_16k.mp3")), &["--title", "Sau khi đổi khoá"]).code,
+        0
+    );
+    std::fs::remove_file(station.data_dir().join("station.key")).unwrap();
+    assert_eq!(station.loa(&["key", "replace", "--lost"]).code, 0);
+    assert_eq!(station.add(&station.input("b.mp3", &fixture("mpeg25_8k.mp3")), &["--title", "Khoá thay thế"]).code, 0);
+    let log = export(&station, &[]);
+    let page = export(&station, &["--format", "json"]);
+    let rows = lines(&log);
+    assert_eq!(rows.len(), 8);
+    let accept = ["--accept-key-replacement", "7"];
+    let held = head_of(&rows[5]);
+    let pull = export(&station, &["--after-seq", "5"]);
+
+    let cases: Vec<(&str, String, Vec<&str>, i32)> = vec![
+        ("whole log, replacement accepted", log.clone(), accept.to_vec(), 0),
+        ("JSON page", page.clone(), accept.to_vec(), 0),
+        ("replacement not accepted", log.clone(), vec![], 1),
+        ("pull from the head held", pull.clone(), vec!["--expect-head", &held, accept[0], accept[1]], 0),
+        ("edited title", log.replace("Giờ làm việc", "Giờ nghỉ"), accept.to_vec(), 1),
+        ("duplicate key", log.replacen('{', "{\"kind\":\"x\",", 1), accept.to_vec(), 1),
+        ("white space", log.replacen("\",\"", "\", \"", 1), accept.to_vec(), 1),
+        ("escaped", log.replacen("Bản", "B\\u1ea3n", 1), accept.to_vec(), 1),
+        ("cut head", format!("{}\n", rows[1..].join("\n")), accept.to_vec(), 1),
+        ("cut between pulls", export(&station, &["--after-seq", "6"]), vec!["--expect-head", &held], 1),
+        ("empty pull", String::new(), vec!["--expect-head", &held], 1),
+        ("wrong station", log.clone(), vec!["--station-id", "khac", "--accept-key-replacement", "7"], 1),
+    ];
+    let file = station.dir.path().join("case.jsonl");
+    for (name, text, extra, expected) in cases {
+        std::fs::write(&file, &text).unwrap();
+        // A pull is checked with the key in force at the head held (seq 6: the rotated one).
+        let key = if extra.first() == Some(&"--expect-head") { rotated_key(&rows[4]) } else { first_key.clone() };
+        let mut args = vec!["verify", file.to_str().unwrap(), "--public-key", &key];
+        args.extend(&extra);
+        let ours = loa(&args);
+        let mut python_args = vec!["--public-key", key.as_str()];
+        python_args.extend(&extra);
+        let theirs = crate::helpers::python_verify(&file, &python_args);
+        assert_eq!(ours.code, expected, "{name}: loa says {}{}", ours.stdout, ours.stderr);
+        assert_eq!(theirs.code, expected, "{name}: python says {}{}", theirs.stdout, theirs.stderr);
+    }
+}
+
+/// The `new_public_key` of a `key_rotated` export line.
+fn rotated_key(line: &str) -> String {
+    let event: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(event["kind"], "key_rotated");
+    event["new_public_key"].as_str().unwrap().to_owned()
 }

@@ -4,9 +4,8 @@
 use chrono::{DateTime, TimeZone, Utc};
 use loa::clip::{AudioFacts, ClipMeta, Priority};
 use loa::config::Config;
-use loa::proof::StationKey;
 use loa::quota::standings;
-use loa::store::{Sealer, Store};
+use loa::store::Store;
 use serde_json::json;
 
 use crate::helpers::Station;
@@ -24,8 +23,7 @@ fn a_quota_is_at_risk_without_a_clip_or_slots_and_met_by_a_completed_airing() {
     let station = Station::with_config(CONFIG);
     let config = Config::load(&station.config_path()).unwrap();
     std::fs::create_dir_all(&config.station.data_dir).unwrap();
-    let key = StationKey::load_or_create(&config.station.data_dir).unwrap();
-    let mut store = Store::open(&config.station.data_dir, Sealer { station_id: "s".into(), key }).unwrap();
+    let mut store = Store::open(&config.station.data_dir, "s").unwrap();
     let status = |store: &Store, at| {
         let s = &standings(store, &config, at).unwrap()[0];
         (s.period.clone(), s.status, s.reason)

@@ -16,8 +16,8 @@ use loa::engine::Engine;
 use loa::ingest::Library;
 use loa::live::Live;
 use loa::player::{Measurement, Output, PlayItem, PlaybackEnd, Progress};
-use loa::proof::StationKey;
-use loa::store::{EventQuery, Sealer, Store, StoreHandle};
+use loa::proof::{ChainVerifier, Expect};
+use loa::store::{EventQuery, Store, StoreHandle};
 use serde_json::{Map, Value};
 
 use crate::helpers::{FIXTURES, Station};
@@ -170,11 +170,8 @@ async fn a_simulated_year_with_outages_and_failures_keeps_the_plan() {
     add("crc_protected.mp3", &["--topic", "thong-bao", "--priority", "priority", "--title", "Thông báo"]);
 
     let config = Config::load(&station.config_path()).unwrap();
-    let key = StationKey::load_or_create(&config.station.data_dir).unwrap();
-    let public_key = key.public_key_hex();
-    let store = StoreHandle::spawn(
-        Store::open(&config.station.data_dir, Sealer { station_id: config.station.id.clone(), key }).unwrap(),
-    );
+    let store = StoreHandle::spawn(Store::open(&config.station.data_dir, &config.station.id).unwrap());
+    let public_key = store.call(|s| s.public_key_hex()).await;
     let start = hanoi().with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap().with_timezone(&Utc);
     let end = hanoi().with_ymd_and_hms(2027, 6, 1, 0, 0, 0).unwrap().with_timezone(&Utc);
     let clock = Arc::new(VirtualClock::new(start));
@@ -209,12 +206,17 @@ async fn a_simulated_year_with_outages_and_failures_keeps_the_plan() {
     }
     assert!(outages.len() >= 10, "the year had {} outages", outages.len());
 
-    let events: Vec<Map<String, Value>> =
-        store.call(|s| s.events(EventQuery::default())).await.unwrap().iter().map(|e| e.to_json()).collect();
+    let stored = store.call(|s| s.events(EventQuery::default())).await.unwrap();
+    let events: Vec<Map<String, Value>> = stored.iter().map(|e| e.fields()).collect();
 
-    // The whole year's log verifies.
+    // The whole year's log verifies, exported line by line.
     let key = loa::proof::parse_public_key(&public_key).unwrap();
-    let verified = loa::proof::verify(events.iter().enumerate().map(|(i, e)| (i + 1, e)), &key, None).unwrap();
+    let expect = Expect { station_id: Some(config.station.id.clone()), ..Expect::default() };
+    let mut verifier = ChainVerifier::new(key, expect);
+    for event in &stored {
+        verifier.line(event.seq as usize, &event.export_line()).unwrap();
+    }
+    let verified = verifier.finish().unwrap();
     assert_eq!(verified.events, events.len());
 
     let kind = |e: &Map<String, Value>, k: &str| e["kind"] == k;

@@ -315,7 +315,7 @@ function airingItem(e) {
   const status = e.kind === "slot_missed" ? "missed" : e.status;
   const when = localTime(e.started_at || e.scheduled_at || e.at);
   const what = e.kind === "slot_missed" ? `Khung giờ ${escape(e.slot)}` : escape(e.title);
-  const evidence = e.kind === "slot_missed" ? "" : ` · ${minutes(e.played_ms)}/${minutes(e.planned_ms)} · đỉnh ${e.peak_dbfs} dBFS`;
+  const evidence = e.kind === "slot_missed" ? "" : ` · ${minutes(e.played_ms)}/${minutes(e.planned_ms)} · đỉnh ${(e.peak_cdbfs / 100).toFixed(1)} dBFS`;
   const slot = e.slot ? `khung ${escape(e.slot)}` : "ngoài khung giờ";
   return `<div class="item airing"><div class="title">${what}</div>
     <div class="meta">${when} · ${slot} · <span class="status-${status}">${STATUS[status] || status}</span>${evidence}${e.reason ? ` · ${escape(e.reason)}` : ""}</div></div>`;

@@ -1,0 +1,194 @@
+//! The station's check of its own proof log. A log that was edited or damaged under the station
+//! (a dropped trigger and an UPDATE, a bad sector) must never be exported, reported or built upon
+//! as if whole: the station checks it with the same verifier the auditor uses, at start (every
+//! hash and link; signatures after the last checked seq, kept in the store), periodically, and
+//! before every export, and records what it finds as a signed `log_damaged` event.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::events;
+use crate::proof::{ChainVerifier, Expect, SealedEvent, Verified, parse_public_key};
+use crate::store::{EventQuery, Store, StoreError};
+
+/// Events read and checked per step, so memory stays bounded on a long log.
+const CHUNK: u32 = 2000;
+
+/// The first thing wrong with the stored log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Damage {
+    pub seq: i64,
+    /// The `hash` stored with the event.
+    pub stored_hash: String,
+    /// The SHA-256 of the event's stored bytes.
+    pub computed_hash: String,
+    pub why: String,
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "the proof log is damaged at seq {}: {}", self.seq, self.why)
+    }
+}
+
+/// A check of the stored events that follow `after_seq`, set up on the store's thread and run
+/// wherever the work may go (the HTTP API runs it off the store thread).
+pub struct RangeCheck {
+    verifier: ChainVerifier,
+}
+
+impl RangeCheck {
+    /// Events after `after_seq` must link to its stored hash. Signatures of events up to the
+    /// station's last checked seq are not checked again (their bytes, hashes and links are).
+    pub fn after(store: &Store, after_seq: i64) -> Result<RangeCheck, StoreError> {
+        let checked_through = store.chain_checked()?.map_or(0, |(seq, _, _)| seq);
+        RangeCheck::checking_signatures_after(store, after_seq, checked_through)
+    }
+
+    fn checking_signatures_after(
+        store: &Store,
+        after_seq: i64,
+        signatures_checked_through: i64,
+    ) -> Result<RangeCheck, StoreError> {
+        // The key in force after `after_seq`; before any declaration, the first one declared. A
+        // lost key that no event ever named leaves the events before its replacement with no key
+        // to check their signatures by (their bytes, hashes and links are still checked).
+        let own = store.public_key_hex();
+        let (key, unknown_key_through) = match store.log_keys(after_seq)?.declared {
+            Some(key) => (key, 0),
+            None => match store.first_key_declaration()? {
+                Some((_, Some(key))) => (key, 0),
+                Some((replaced_at, None)) => (own.clone(), replaced_at - 1),
+                None => (own.clone(), 0),
+            },
+        };
+        let expect = Expect {
+            head: None,
+            station_id: Some(store.station_id().to_owned()),
+            // The station's own key replacements were made here, on purpose.
+            accepted_replacements: store.key_replacements()?.into_iter().collect(),
+            signatures_checked_through: signatures_checked_through.max(unknown_key_through),
+        };
+        // A declared key that does not parse fails on its own event; check with ours meanwhile.
+        let key = parse_public_key(&key).or_else(|_| parse_public_key(&own)).expect("our own key parses");
+        let verifier = match after_seq {
+            0 => ChainVerifier::new(key, expect),
+            _ => {
+                let hash = store.event_hash(after_seq)?.unwrap_or_default();
+                ChainVerifier::after(key, (after_seq, hash), expect)
+            }
+        };
+        Ok(RangeCheck { verifier })
+    }
+
+    /// Checks `events`, which must be every stored event after `after_seq` up to the last one
+    /// given; `None` when there are none.
+    pub fn check(mut self, events: &[SealedEvent]) -> Result<Option<Verified>, Damage> {
+        if events.is_empty() {
+            return Ok(None);
+        }
+        self.feed(events)?;
+        Ok(Some(self.verifier.finish().expect("a chain of one or more events sums up")))
+    }
+
+    fn feed(&mut self, events: &[SealedEvent]) -> Result<(), Damage> {
+        for event in events {
+            self.verifier.stored(event.seq as usize, event).map_err(|broken| Damage {
+                seq: event.seq,
+                stored_hash: event.hash.clone(),
+                computed_hash: broken.computed_hash.unwrap_or_default(),
+                why: broken.why,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// The stored events an export of `page` (from `after_seq`) must be checked over: the page
+/// itself, or when dates filtered it, every event from `after_seq` to its last.
+pub fn contiguous(
+    store: &Store,
+    after_seq: i64,
+    page: &[SealedEvent],
+    filtered: bool,
+) -> Result<Option<Vec<SealedEvent>>, StoreError> {
+    match page.last() {
+        Some(last) if filtered => {
+            Ok(Some(store.events(EventQuery { after_seq, through_seq: Some(last.seq), ..EventQuery::default() })?))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Checks the whole log on this thread, in chunks: every event's bytes, hash and link, and the
+/// signatures after `signatures_checked_through`.
+pub fn check_all(
+    store: &Store,
+    signatures_checked_through: i64,
+) -> Result<Result<Option<Verified>, Damage>, StoreError> {
+    let (head, _) = store.head()?;
+    let mut check = RangeCheck::checking_signatures_after(store, 0, signatures_checked_through)?;
+    let mut done = 0;
+    while done < head {
+        let query =
+            EventQuery { after_seq: done, through_seq: Some(head), limit: Some(CHUNK), ..EventQuery::default() };
+        let events = store.events(query)?;
+        let Some(last) = events.last() else { break };
+        done = last.seq;
+        if let Err(damage) = check.feed(&events) {
+            return Ok(Err(damage));
+        }
+    }
+    Ok(Ok(check.verifier.finish().ok()))
+}
+
+/// How much of the stored log a check covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every event's bytes, hash and link; signatures after the last checked seq (at start).
+    Whole,
+    /// Only the events after the last checked seq (hourly, while running; an export checks the
+    /// older events it holds itself).
+    New,
+}
+
+/// The station's own check: puts back a removed append-only guard (and then checks the whole log
+/// and every signature again), checks the log, and keeps how far it got. Returns the damage
+/// found, recorded.
+pub fn check_stored_log(store: &mut Store, now: DateTime<Utc>, scope: Scope) -> Result<Option<Damage>, StoreError> {
+    let guard_was_removed = store.restore_append_only_guard()?;
+    if guard_was_removed {
+        tracing::error!("the proof log's append-only triggers had been removed; put back, checking every event");
+    }
+    // A checkpoint counts only if the event it names is still the one it checked.
+    let checked_through = match store.chain_checked()? {
+        Some((seq, hash, _)) if !guard_was_removed && store.event_hash(seq)?.as_deref() == Some(hash.as_str()) => seq,
+        _ => 0,
+    };
+    let outcome = if scope == Scope::Whole || checked_through == 0 {
+        check_all(store, checked_through)?
+    } else {
+        let events = store.events(EventQuery { after_seq: checked_through, ..EventQuery::default() })?;
+        RangeCheck::after(store, checked_through)?.check(&events)
+    };
+    match outcome {
+        Ok(Some(verified)) => {
+            store.set_chain_checked(verified.last_seq, &verified.last_hash, &verified.public_key)?;
+            Ok(None)
+        }
+        Ok(None) => Ok(None),
+        Err(damage) => {
+            record(store, &damage, now)?;
+            Ok(Some(damage))
+        }
+    }
+}
+
+/// Appends a signed `log_damaged` event for `damage`, once per damaged seq.
+pub fn record(store: &mut Store, damage: &Damage, now: DateTime<Utc>) -> Result<(), StoreError> {
+    tracing::error!("{damage}; recording it in the log");
+    if !store.damage_recorded(damage.seq)? {
+        store.append(now, events::log_damaged(damage))?;
+    }
+    Ok(())
+}

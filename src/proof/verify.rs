@@ -1,0 +1,321 @@
+//! Checking a chain of events: the district's `loa verify`, and the station's check of its own
+//! log. Fails closed: a file must start where the caller says (seq 1, or the head it holds), every
+//! line must be exactly the signed bytes, and every key the log declares must be the key it is
+//! checked with, or a change the log itself proves (rotation) or the auditor accepts (replacement).
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_json::{Map, Value};
+
+use super::{GENESIS_HASH, SealedEvent, canonical, parse_public_key, sha256_hex, split_line};
+
+/// What the caller knows before reading a log.
+#[derive(Debug, Clone, Default)]
+pub struct Expect {
+    /// The event (seq, hash) the log must begin with: the last one the caller already holds.
+    /// Without it the log must begin at seq 1 from the genesis hash.
+    pub head: Option<(i64, String)>,
+    /// Every event must carry this `station_id` (else: all the first event's).
+    pub station_id: Option<String>,
+    /// `key_replaced` events the auditor has accepted, by seq.
+    pub accepted_replacements: BTreeSet<i64>,
+    /// Events up to this seq were checked before: their signatures are not checked again
+    /// (encoding, hashes and links still are). 0 for an auditor.
+    pub signatures_checked_through: i64,
+}
+
+/// A change of key that the log records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyChange {
+    pub seq: i64,
+    /// `key_rotated` or `key_replaced`.
+    pub kind: &'static str,
+    pub from: String,
+    pub to: String,
+}
+
+/// Summary of a log that verified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verified {
+    pub events: usize,
+    pub first_seq: i64,
+    pub last_seq: i64,
+    pub last_hash: String,
+    pub station_id: String,
+    /// The key in force after the last event (the one to pin for the next pull).
+    pub public_key: String,
+    pub key_changes: Vec<KeyChange>,
+}
+
+/// The first thing wrong with a log.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}: {why}", match seq { Some(seq) => format!("seq {seq} (line {line})"), None => format!("line {line}") })]
+pub struct Broken {
+    pub line: usize,
+    pub seq: Option<i64>,
+    pub why: String,
+    /// The SHA-256 of the event's bytes as found, when they could be read.
+    pub computed_hash: Option<String>,
+}
+
+/// Checks events one at a time, in order.
+pub struct ChainVerifier {
+    key: VerifyingKey,
+    key_hex: String,
+    expect: Expect,
+    station_id: Option<String>,
+    first_seq: Option<i64>,
+    last: Option<(i64, String)>,
+    events: usize,
+    key_changes: Vec<KeyChange>,
+}
+
+impl ChainVerifier {
+    /// `key`: the pinned key: the one the log's first event is signed with, or with
+    /// `expect.head`, the key in force after that head (as the verify that checked it said).
+    pub fn new(key: VerifyingKey, expect: Expect) -> ChainVerifier {
+        ChainVerifier {
+            key_hex: hex::encode(key.to_bytes()),
+            key,
+            station_id: expect.station_id.clone(),
+            expect,
+            first_seq: None,
+            last: None,
+            events: 0,
+            key_changes: Vec::new(),
+        }
+    }
+
+    /// A verifier for the events that follow `last` (seq, hash), which the caller already
+    /// trusts; `key` is the key in force after it.
+    pub fn after(key: VerifyingKey, last: (i64, String), expect: Expect) -> ChainVerifier {
+        ChainVerifier { last: Some(last), ..ChainVerifier::new(key, expect) }
+    }
+
+    /// The next export line (without its line end).
+    pub fn line(&mut self, line: usize, text: &str) -> Result<(), Broken> {
+        let (body, hash, sig) = split_line(text).map_err(|why| Broken { line, seq: None, why, computed_hash: None })?;
+        self.check(line, &body, hash, sig, None)
+    }
+
+    /// The next event as the station stores it.
+    pub fn stored(&mut self, line: usize, event: &SealedEvent) -> Result<(), Broken> {
+        self.check(line, &event.body, &event.hash, &event.sig, Some(event.seq))
+    }
+
+    pub fn finish(self) -> Result<Verified, Broken> {
+        let (Some(first_seq), Some((last_seq, last_hash)), Some(station_id)) =
+            (self.first_seq, self.last, self.station_id)
+        else {
+            let why = match &self.expect.head {
+                Some((seq, _)) => format!(
+                    "the log holds no events, but it must begin with seq {seq}, the head you hold: the \
+                     station has gone back (restored from an old backup, or replaced) or the pull was cut"
+                ),
+                None => "the log holds no events; a whole log begins at seq 1".to_owned(),
+            };
+            return Err(Broken { line: 0, seq: None, why, computed_hash: None });
+        };
+        Ok(Verified {
+            events: self.events,
+            first_seq,
+            last_seq,
+            last_hash,
+            station_id,
+            public_key: self.key_hex,
+            key_changes: self.key_changes,
+        })
+    }
+
+    fn check(&mut self, line: usize, body: &str, hash: &str, sig: &str, stored_seq: Option<i64>) -> Result<(), Broken> {
+        let computed = sha256_hex(body.as_bytes());
+        let object = read_body(body);
+        // For the message even when the body is refused: a lenient parse's `seq`.
+        let lenient = || serde_json::from_str::<Map<String, Value>>(body).ok().and_then(|o| o.get("seq")?.as_i64());
+        let seq =
+            object.as_ref().ok().and_then(|o| o.get("seq")).and_then(Value::as_i64).or_else(lenient).or(stored_seq);
+        let broken = |why: String| Broken { line, seq, why, computed_hash: Some(computed.clone()) };
+        let object = object.map_err(&broken)?;
+        let seq = seq.filter(|s| *s >= 1).ok_or_else(|| broken("no `seq` (a whole number from 1)".into()))?;
+        if stored_seq.is_some_and(|stored| stored != seq) {
+            return Err(broken(format!("stored as seq {} but its body says seq {seq}", stored_seq.unwrap_or(0))));
+        }
+        if canonical(&object) != body {
+            return Err(broken(
+                "the event's bytes are not its canonical encoding (RFC 8785): white space, escapes, \
+                 number form or key order were changed, so they are not the bytes the station signed"
+                    .into(),
+            ));
+        }
+        let text =
+            |name: &str| object.get(name).and_then(Value::as_str).ok_or_else(|| broken(format!("no `{name}` text")));
+        let (prev, station_id, kind) = (text("prev_hash")?, text("station_id")?, text("kind")?);
+
+        match &self.last {
+            Some((last_seq, last_hash)) => {
+                if seq != last_seq + 1 {
+                    return Err(broken(format!(
+                        "expected seq {} after {last_seq}: events are missing or out of order",
+                        last_seq + 1
+                    )));
+                }
+                if prev != last_hash {
+                    return Err(broken(
+                        "prev_hash does not match the previous event's hash: the chain is broken here".into(),
+                    ));
+                }
+            }
+            None => match &self.expect.head {
+                Some((head_seq, head_hash)) => {
+                    if seq != *head_seq || hash != head_hash || computed != hash {
+                        return Err(broken(format!(
+                            "the log must begin with the head you hold, seq {head_seq} hash {head_hash}; it \
+                             begins with seq {seq} hash {hash}: the station has gone back or been replaced, \
+                             or the pull does not overlap the last one"
+                        )));
+                    }
+                    // The same bytes the caller verified before: the key in force after them is
+                    // the one it was given. Only the station must still be the same.
+                    if self.station_id.as_deref().is_some_and(|expected| expected != station_id) {
+                        return Err(broken(format!("station_id \"{station_id}\" is not the expected one")));
+                    }
+                    self.station_id.get_or_insert_with(|| station_id.to_owned());
+                    self.events += 1;
+                    self.first_seq = Some(seq);
+                    self.last = Some((seq, hash.to_owned()));
+                    return Ok(());
+                }
+                None if seq != 1 => {
+                    return Err(broken(format!(
+                        "the log begins at seq {seq}, not 1: events before it are missing. To check a \
+                         partial pull give --expect-head SEQ:HASH of the last event you hold"
+                    )));
+                }
+                None if prev != GENESIS_HASH => {
+                    return Err(broken("the first event must follow the genesis hash (64 zeros)".into()));
+                }
+                None => {}
+            },
+        }
+        match &self.station_id {
+            Some(expected) if expected != station_id => {
+                return Err(broken(format!(
+                    "station_id \"{station_id}\" is not \"{expected}\": this is another station's event"
+                )));
+            }
+            Some(_) => {}
+            None => self.station_id = Some(station_id.to_owned()),
+        }
+        if computed != hash {
+            return Err(broken("hash does not match the event's contents: the event was altered".into()));
+        }
+
+        // The key that signs this event, and the key in force after it.
+        let declared =
+            |name: &str| text(name).and_then(|k| parse_public_key(k).map_err(|e| broken(format!("{name}: {e}"))));
+        let (signer, next) = match kind {
+            "key_replaced" => {
+                let new = declared("public_key")?;
+                let old = object.get("old_public_key").and_then(Value::as_str);
+                if !self.expect.accepted_replacements.contains(&seq) {
+                    return Err(broken(format!(
+                        "the station replaced its key: it reports key {} lost and signs from here with {}. \
+                         Nothing proves this is the same station; only if you have confirmed it with the \
+                         station, accept it with --accept-key-replacement {seq}",
+                        old.unwrap_or("(unknown)"),
+                        hex::encode(new.to_bytes())
+                    )));
+                }
+                if old.is_some_and(|old| old != self.key_hex) {
+                    return Err(broken(format!(
+                        "key_replaced names the old key {}, but the log was signed with {}",
+                        old.unwrap_or_default(),
+                        self.key_hex
+                    )));
+                }
+                (new, Some(new))
+            }
+            "key_rotated" => {
+                self.declares_current(&object, "public_key").map_err(&broken)?;
+                (self.key, Some(declared("new_public_key")?))
+            }
+            "station_started" => {
+                self.declares_current(&object, "public_key").map_err(&broken)?;
+                (self.key, None)
+            }
+            _ => (self.key, None),
+        };
+        if seq > self.expect.signatures_checked_through || next.is_some() {
+            let digest = hex::decode(hash).map_err(|_| broken("hash is not hex".into()))?;
+            let signature = hex::decode(sig)
+                .ok()
+                .and_then(|b| <[u8; 64]>::try_from(b).ok())
+                .map(|b| Signature::from_bytes(&b))
+                .ok_or_else(|| broken("sig is not 128 hex digits".into()))?;
+            signer.verify_strict(&digest, &signature).map_err(|_| {
+                broken(format!(
+                    "signature does not verify with the station's public key {}",
+                    hex::encode(signer.to_bytes())
+                ))
+            })?;
+        }
+        if let Some(next) = next {
+            let to = hex::encode(next.to_bytes());
+            let kind = if kind == "key_rotated" { "key_rotated" } else { "key_replaced" };
+            self.key_changes.push(KeyChange { seq, kind, from: self.key_hex.clone(), to: to.clone() });
+            (self.key, self.key_hex) = (next, to);
+        }
+        self.events += 1;
+        self.first_seq.get_or_insert(seq);
+        self.last = Some((seq, hash.to_owned()));
+        Ok(())
+    }
+
+    /// An event that names the key in force (`station_started`, `key_rotated`) must name this one.
+    fn declares_current(&self, object: &Map<String, Value>, field: &str) -> Result<(), String> {
+        match object.get(field).and_then(Value::as_str) {
+            Some(key) if key == self.key_hex => Ok(()),
+            Some(key) => Err(format!(
+                "the log declares its key as {key}, but it is checked with {}: it is another station's \
+                 log, or the station's key was changed without a key_rotated event",
+                self.key_hex
+            )),
+            None => Err(format!("no `{field}`")),
+        }
+    }
+}
+
+/// The body as a flat object of scalars, refusing a key given twice (a JSON parser would keep
+/// one of them silently, and the signature covers only the canonical bytes).
+fn read_body(body: &str) -> Result<Map<String, Value>, String> {
+    struct Members;
+    impl<'de> Visitor<'de> for Members {
+        type Value = Result<Map<String, Value>, String>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
+            // Read every member (stopping early would fail the parse), keep the first problem.
+            let (mut object, mut problem) = (Map::new(), None);
+            while let Some((key, value)) = access.next_entry::<String, Value>()? {
+                if value.is_object() || value.is_array() {
+                    problem.get_or_insert_with(|| format!("field `{key}` is not a plain value (events are flat)"));
+                }
+                if object.contains_key(&key) {
+                    problem.get_or_insert_with(|| {
+                        format!("field `{key}` appears twice: the bytes are not what the station signed")
+                    });
+                }
+                object.insert(key, value);
+            }
+            Ok(problem.map_or(Ok(object), Err))
+        }
+    }
+    let mut reader = serde_json::Deserializer::from_str(body);
+    let object = reader.deserialize_map(Members).map_err(|e| format!("not a JSON event object ({e})"))?;
+    reader.end().map_err(|e| format!("not a JSON event object ({e})"))?;
+    object
+}

@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""An independent verifier of loa's proof log, written from ARCHITECTURE.md ("Event encoding")
+alone, with the `rfc8785` and `cryptography` packages: CI runs it on real exports so that the
+encoding stays one any language can check, not one only our Rust code writes.
+
+usage: verify_proof.py FILE --public-key HEX [--expect-head SEQ:HASH] [--station-id ID]
+                       [--accept-key-replacement SEQ ...]
+Exit 0 and "ok ..." when the file verifies; exit 1 and "refused: seq N: why" when it does not.
+"""
+
+import argparse
+import hashlib
+import json
+import re
+import sys
+
+import rfc8785
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+GENESIS = "0" * 64
+SUFFIX = re.compile(rb',"hash":"([0-9a-f]{64})","sig":"([0-9a-f]{128})"\}\Z')
+
+
+class Refused(Exception):
+    pass
+
+
+def no_duplicates(pairs):
+    seen = {}
+    for key, value in pairs:
+        if key in seen:
+            raise Refused(f"member {key!r} appears twice")
+        seen[key] = value
+    return seen
+
+
+def public_key(hex_key):
+    return Ed25519PublicKey.from_public_bytes(bytes.fromhex(hex_key))
+
+
+def lines_of(data):
+    if data.startswith(b'{"events":['):
+        # A JSON page: the elements of "events" are export lines, byte for byte, separated by
+        # ",\n" (a line never holds a raw line end: JSON escapes it).
+        json.loads(data)  # the page as a whole must be JSON
+        inner = data[len(b'{"events":[') : data.rindex(b'],"head":')]
+        yield from enumerate(inner.split(b",\n") if inner else [], 1)
+        return
+    if data and not data.endswith(b"\n"):
+        raise Refused("the last line has no line end")
+    for number, line in enumerate(data.split(b"\n")[:-1] if data else [], 1):
+        yield number, line
+
+
+def verify(data, pinned, expect_head, station_id, accepted):
+    key_hex = pinned
+    last = None  # (seq, hash)
+    count = 0
+    for number, line in lines_of(data):
+        match = SUFFIX.search(line)
+        if not match or not line.startswith(b"{"):
+            raise Refused(f"line {number}: not an export line")
+        digest_hex, sig_hex = match.group(1).decode(), match.group(2).decode()
+        body = line[: match.start()] + b"}"
+        event = json.loads(body, object_pairs_hook=no_duplicates)
+        seq = event.get("seq")
+        where = f"seq {seq} (line {number})"
+        if any(isinstance(v, (dict, list, float)) for v in event.values()):
+            raise Refused(f"{where}: not a flat event of strings, integers, booleans and null")
+        if rfc8785.dumps(event) != body:
+            raise Refused(f"{where}: not the canonical encoding")
+        if hashlib.sha256(body).hexdigest() != digest_hex:
+            raise Refused(f"{where}: hash does not match the contents")
+        if station_id is None:
+            station_id = event["station_id"]
+        elif event["station_id"] != station_id:
+            raise Refused(f"{where}: station_id {event['station_id']!r} is not {station_id!r}")
+        if last is None:
+            if expect_head is not None:
+                if (seq, digest_hex) != expect_head:
+                    raise Refused(f"{where}: does not begin with the head held, {expect_head}")
+                last, count = (seq, digest_hex), 1
+                continue  # checked by the previous pull; the pinned key is the one after it
+            if seq != 1 or event["prev_hash"] != GENESIS:
+                raise Refused(f"{where}: a whole log begins at seq 1 from the genesis hash")
+        elif seq != last[0] + 1 or event["prev_hash"] != last[1]:
+            raise Refused(f"{where}: does not follow seq {last[0]}")
+
+        kind, signer, next_key = event["kind"], key_hex, None
+        if kind == "station_started" and event["public_key"] != key_hex:
+            raise Refused(f"{where}: declares key {event['public_key']}, checked with {key_hex}")
+        if kind == "key_rotated":
+            if event["public_key"] != key_hex:
+                raise Refused(f"{where}: rotates from a key not in force")
+            next_key = event["new_public_key"]
+        if kind == "key_replaced":
+            if seq not in accepted:
+                raise Refused(f"{where}: key replaced (old key lost); not accepted")
+            if event["old_public_key"] not in (None, key_hex):
+                raise Refused(f"{where}: replaces a key not in force")
+            signer = next_key = event["public_key"]
+        try:
+            public_key(signer).verify(bytes.fromhex(sig_hex), bytes.fromhex(digest_hex))
+        except InvalidSignature:
+            raise Refused(f"{where}: signature does not verify") from None
+        if next_key is not None:
+            key_hex = next_key
+        last, count = (seq, digest_hex), count + 1
+    if last is None:
+        raise Refused("the file holds no events")
+    return count, last, key_hex
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("file")
+    parser.add_argument("--public-key", required=True)
+    parser.add_argument("--expect-head")
+    parser.add_argument("--station-id")
+    parser.add_argument("--accept-key-replacement", type=int, action="append", default=[])
+    args = parser.parse_args()
+    head = None
+    if args.expect_head:
+        seq, digest = args.expect_head.split(":")
+        head = (int(seq), digest)
+    data = sys.stdin.buffer.read() if args.file == "-" else open(args.file, "rb").read()
+    try:
+        count, (seq, digest), key = verify(data, args.public_key, head, args.station_id, set(args.accept_key_replacement))
+    except (Refused, ValueError, KeyError, TypeError) as e:
+        print(f"refused: {e}")
+        sys.exit(1)
+    print(f"ok {count} events, head {seq}:{digest}, key {key}")
+
+
+if __name__ == "__main__":
+    main()
