@@ -307,9 +307,15 @@ fn run(args: Args, clock: &dyn Clock, out: &mut dyn Write) -> Result<(), Failure
         Command::Compliance { period, format } => {
             let period = compliance::parse_period(&period, config.station.timezone)
                 .map_err(|e| failed(format!("--period: {e}")))?;
-            let (store, _) = open_station(&config)?;
-            let report =
-                compliance::from_store(&store, &config, &period, clock.now()).map_err(|e| failed(e.to_string()))?;
+            let (mut store, _) = open_station(&config)?;
+            let report = match compliance::from_store(&store, &config, &period, clock.now()) {
+                Ok(report) => report,
+                Err(compliance::ReportError::Damaged(damage)) => {
+                    chain::record(&mut store, &damage, clock.now()).map_err(|e| failed(e.to_string()))?;
+                    return Err(failed(format!("{damage}; no report is made from a damaged log")));
+                }
+                Err(e) => return Err(failed(e.to_string())),
+            };
             out.write_all(&compliance::render(&report, format).0).map_err(write_err)
         }
         Command::Verify { .. } => unreachable!("handled above"),

@@ -8,6 +8,7 @@ use chrono_tz::Tz;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::chain::{self, Damage};
 use crate::config::{Config, Quota, QuotaPeriod};
 use crate::quota::{Period, period_of};
 use crate::store::{EventQuery, Store, StoreError};
@@ -241,18 +242,31 @@ fn quota_report(
     }
 }
 
+/// Why a report could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The events the report would count are not whole: no report is made from them.
+    #[error("{0}; no report is made from a damaged log")]
+    Damaged(Damage),
+}
+
 /// The report for `period`, read from `store` (events a month either side, so quota weeks
-/// and months that straddle the period's edges are counted whole).
-pub fn from_store(store: &Store, config: &Config, period: &Period, now: DateTime<Utc>) -> Result<Report, StoreError> {
+/// and months that straddle the period's edges are counted whole), after checking every stored
+/// event in that span as an export is checked: a damaged log is reported as damaged, never
+/// counted.
+pub fn from_store(store: &Store, config: &Config, period: &Period, now: DateTime<Utc>) -> Result<Report, ReportError> {
     let margin = chrono::TimeDelta::days(31).num_milliseconds();
-    let query = EventQuery {
-        after_seq: 0,
-        from: Some(period.start.timestamp_millis() - margin),
-        to: Some(period.end.timestamp_millis() + margin),
-        limit: None,
-        through_seq: None,
-    };
-    let events: Vec<Map<String, Value>> = store.events(query)?.iter().map(|e| e.fields()).collect();
+    let (from, to) = (period.start.timestamp_millis() - margin, period.end.timestamp_millis() + margin);
+    let query = EventQuery { after_seq: 0, from: Some(from), to: Some(to), limit: None, through_seq: None };
+    let sealed = store.events(query)?;
+    let after_seq = sealed.first().map_or(0, |first| first.seq - 1);
+    let contiguous = chain::contiguous(store, after_seq, &sealed, true)?;
+    chain::RangeCheck::after(store, after_seq)?
+        .check(contiguous.as_deref().unwrap_or(&sealed))
+        .map_err(ReportError::Damaged)?;
+    let events: Vec<Map<String, Value>> = sealed.iter().map(|e| e.fields()).collect();
     Ok(report(config, period, &events, now))
 }
 

@@ -176,7 +176,21 @@ async fn receive_upload(
                         ),
                     ));
                 }
-                upload = write_chunk(upload, chunk).await?;
+                upload = match write_chunk(upload, chunk).await {
+                    Ok(upload) => upload,
+                    Err(refused) => {
+                        // Read (and drop) the rest of the file, bounded, so that the client
+                        // hears the refusal instead of a connection closed under its upload.
+                        let mut rest = 0u64;
+                        while let Ok(Some(chunk)) = field.chunk().await {
+                            rest += chunk.len() as u64;
+                            if rest > limit {
+                                break;
+                            }
+                        }
+                        return Err(refused);
+                    }
+                };
             }
             staged = Some(upload);
         } else if TEXT_FIELDS.contains(&name.as_str()) {

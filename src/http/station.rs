@@ -250,16 +250,7 @@ pub async fn airtime(
     .map_err(ApiError::internal)?;
     let body = match body {
         Ok(body) => body,
-        Err(damage) => {
-            let (now, recorded) = (state.clock.now(), damage.clone());
-            state.store.call(move |s| chain::record(s, &recorded, now)).await.map_err(ApiError::internal)?;
-            return Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "log_damaged",
-                format!("{damage}; nothing was exported. The station's administrator must restore its latest backup"),
-            )
-            .with("seq", json!(damage.seq)));
-        }
+        Err(damage) => return Err(damaged(&state, damage).await),
     };
     let content_type = match format {
         Format::Json => "application/json",
@@ -268,6 +259,21 @@ pub async fn airtime(
     };
     Ok(([(header::CONTENT_TYPE, content_type), (HeaderName::from_static(HEAD_HEADER), head_header.as_str())], body)
         .into_response())
+}
+
+/// The answer when the stored log is damaged: nothing is served from it as if whole; the damage
+/// is recorded in the log (once), which `/healthz` then reports.
+async fn damaged(state: &AppState, damage: chain::Damage) -> ApiError {
+    let (now, recorded) = (state.clock.now(), damage.clone());
+    if let Err(e) = state.store.call(move |s| chain::record(s, &recorded, now)).await {
+        return ApiError::internal(e);
+    }
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "log_damaged",
+        format!("{damage}; nothing is served from it. The station's administrator must restore its latest backup"),
+    )
+    .with("seq", json!(damage.seq))
 }
 
 /// On every airtime answer: the station's head as `SEQ:HASH`, so a puller sees a station that
@@ -292,11 +298,11 @@ pub async fn compliance(
         None => crate::compliance::ReportFormat::Json,
     };
     let (config, now) = (Arc::clone(&state.config), state.clock.now());
-    let report = state
-        .store
-        .call(move |s| crate::compliance::from_store(s, &config, &period, now))
-        .await
-        .map_err(ApiError::internal)?;
+    let report = match state.store.call(move |s| crate::compliance::from_store(s, &config, &period, now)).await {
+        Ok(report) => report,
+        Err(crate::compliance::ReportError::Damaged(damage)) => return Err(damaged(&state, damage).await),
+        Err(e) => return Err(ApiError::internal(e)),
+    };
     let (body, content_type) = crate::compliance::render(&report, format);
     Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }

@@ -324,6 +324,9 @@ async fn upload_list_show_audio_queue_retire_and_pull_airtime() {
         .await
         .unwrap();
     assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    let (_, now) = api.get("/api/v1/airtime?limit=1", Some(&api.district)).await;
+    let head = format!("{}:{}", now["head"]["seq"], now["head"]["hash"].as_str().unwrap());
+    assert_eq!(csv.headers()["loa-head"], head.as_str(), "every format says the station's head");
     assert!(csv.text().await.unwrap().starts_with("\u{feff}seq,kind,at_utc,at_local"));
 }
 

@@ -307,6 +307,19 @@ fn an_edited_database_is_never_exported_as_whole() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stderr.contains("damaged at seq 1"), "marked as damaged: {}", run.stderr);
     refused(&verify(&station, &run.stdout, &[]), 1, "altered");
+    // Whoever found it recorded it once, signed, for the daemon's /healthz.
+    let damage: Vec<serde_json::Value> = lines(&run.stdout)
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["kind"] == "log_damaged")
+        .collect();
+    assert_eq!(damage.len(), 1, "{damage:?}");
+    assert_eq!(damage[0]["damaged_seq"], 1);
+    // No report is counted from it either.
+    let year = chrono::Utc::now().format("%Y").to_string();
+    let run = station.loa(&["compliance", "--period", &year]);
+    assert_eq!(run.code, 1, "a report was made from a damaged log: {}", run.stdout);
+    assert!(run.error_line().contains("damaged at seq 1"), "{}", run.stderr);
     // A page that does not hold the damage is still whole.
     assert_eq!(station.loa(&["airtime", "--after-seq", "1"]).code, 0);
 }
