@@ -104,19 +104,34 @@ impl RangeCheck {
     }
 }
 
-/// The stored events an export of `page` (from `after_seq`) must be checked over: the page
-/// itself, or when dates filtered it, every event from `after_seq` to its last.
-pub fn contiguous(
-    store: &Store,
-    after_seq: i64,
-    page: &[SealedEvent],
-    filtered: bool,
-) -> Result<Option<Vec<SealedEvent>>, StoreError> {
-    match page.last() {
-        Some(last) if filtered => {
-            Ok(Some(store.events(EventQuery { after_seq, through_seq: Some(last.seq), ..EventQuery::default() })?))
+/// The check of a page of stored events before it is exported or counted: every stored event
+/// from the page's first to its last (a page filtered by dates may skip some), linked to the
+/// stored hash of the event before the first. Set up on the store's thread; run anywhere.
+pub struct PageCheck {
+    check: Option<RangeCheck>,
+    /// The stored events between the page's first and last, when the page skips some.
+    between: Option<Vec<SealedEvent>>,
+}
+
+impl PageCheck {
+    pub fn of(store: &Store, page: &[SealedEvent]) -> Result<PageCheck, StoreError> {
+        let (Some(first), Some(last)) = (page.first(), page.last()) else {
+            return Ok(PageCheck { check: None, between: None });
+        };
+        let after = first.seq - 1;
+        let between = if last.seq - after != page.len() as i64 {
+            Some(store.events(EventQuery { after_seq: after, through_seq: Some(last.seq), ..EventQuery::default() })?)
+        } else {
+            None
+        };
+        Ok(PageCheck { check: Some(RangeCheck::after(store, after)?), between })
+    }
+
+    pub fn check(self, page: &[SealedEvent]) -> Result<(), Damage> {
+        match self.check {
+            Some(check) => check.check(self.between.as_deref().unwrap_or(page)).map(drop),
+            None => Ok(()),
         }
-        _ => Ok(None),
     }
 }
 

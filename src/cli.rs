@@ -497,10 +497,8 @@ fn airtime(
     let query = EventQuery { after_seq, from, to, limit: None, through_seq: Some(head.seq) };
     let events = store.events(query).map_err(store_error)?;
     // What is exported is checked first, from the event before it.
-    let filtered = from.is_some() || to.is_some();
-    let contiguous = chain::contiguous(&store, after_seq, &events, filtered).map_err(store_error)?;
-    let check = chain::RangeCheck::after(&store, after_seq).map_err(store_error)?;
-    if let Err(damage) = check.check(contiguous.as_deref().unwrap_or(&events)) {
+    let check = chain::PageCheck::of(&store, &events).map_err(store_error)?;
+    if let Err(damage) = check.check(&events) {
         // Whoever finds damage records it: the running daemon's /healthz reads it from the log.
         chain::record(&mut store, &damage, clock.now()).map_err(store_error)?;
         if !damaged_ok {

@@ -261,11 +261,7 @@ pub fn from_store(store: &Store, config: &Config, period: &Period, now: DateTime
     let (from, to) = (period.start.timestamp_millis() - margin, period.end.timestamp_millis() + margin);
     let query = EventQuery { after_seq: 0, from: Some(from), to: Some(to), limit: None, through_seq: None };
     let sealed = store.events(query)?;
-    let after_seq = sealed.first().map_or(0, |first| first.seq - 1);
-    let contiguous = chain::contiguous(store, after_seq, &sealed, true)?;
-    chain::RangeCheck::after(store, after_seq)?
-        .check(contiguous.as_deref().unwrap_or(&sealed))
-        .map_err(ReportError::Damaged)?;
+    chain::PageCheck::of(store, &sealed)?.check(&sealed).map_err(ReportError::Damaged)?;
     let events: Vec<Map<String, Value>> = sealed.iter().map(|e| e.fields()).collect();
     Ok(report(config, period, &events, now))
 }

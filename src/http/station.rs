@@ -222,16 +222,14 @@ pub async fn airtime(
     let tz = state.config.station.timezone;
     let (from, to) = export::local_date_bounds(from, to, tz);
     // The head first, then the page up to it: the two agree even while the station appends.
-    let filtered = from.is_some() || to.is_some();
-    let (head, events, contiguous, check) = state
+    let (head, events, check) = state
         .store
         .call(move |s| {
             let (seq, hash) = s.head()?;
             let query = EventQuery { after_seq, from, to, limit: Some(limit), through_seq: Some(seq) };
             let events = s.events(query)?;
-            let contiguous = chain::contiguous(s, after_seq, &events, filtered)?;
-            let check = chain::RangeCheck::after(s, after_seq)?;
-            Ok::<_, crate::store::StoreError>((Head { seq, hash }, events, contiguous, check))
+            let check = chain::PageCheck::of(s, &events)?;
+            Ok::<_, crate::store::StoreError>((Head { seq, hash }, events, check))
         })
         .await
         .map_err(ApiError::internal)?;
@@ -239,7 +237,7 @@ pub async fn airtime(
     let head_header = head.to_arg();
     // Checking and encoding are the heavy part: off the store thread, which the airing uses.
     let body = tokio::task::spawn_blocking(move || {
-        if let Err(damage) = check.check(contiguous.as_deref().unwrap_or(&events)) {
+        if let Err(damage) = check.check(&events) {
             return Ok(Err(damage));
         }
         let mut body = Vec::with_capacity(events.len() * 700);
