@@ -413,3 +413,33 @@ fn rotated_key(line: &str) -> String {
     assert_eq!(event["kind"], "key_rotated");
     event["new_public_key"].as_str().unwrap().to_owned()
 }
+
+#[test]
+fn an_edit_below_the_stations_checkpoint_is_still_caught() {
+    for recompute_hash in [false, true] {
+        let station = station_with_log();
+        {
+            // What `loa run` does at start: checks everything and keeps how far it got.
+            let mut store = loa::store::Store::open(&station.data_dir(), "test-station").unwrap();
+            let damage = loa::chain::check_stored_log(&mut store, chrono::Utc::now(), loa::chain::Scope::Whole);
+            assert!(damage.unwrap().is_none());
+            assert_eq!(store.chain_checked().unwrap().unwrap().0, 4);
+        }
+        let db = rusqlite::Connection::open(station.data_dir().join("loa.sqlite")).unwrap();
+        db.execute_batch("DROP TRIGGER events_are_never_updated;").unwrap();
+        let body: String = db.query_row("SELECT body FROM events WHERE seq = 2", [], |r| r.get(0)).unwrap();
+        let edited = body.replace("Giờ làm việc", "Giờ nghỉ trưa");
+        let hash: String = if recompute_hash {
+            hex::encode(Sha256::digest(edited.as_bytes()))
+        } else {
+            db.query_row("SELECT hash FROM events WHERE seq = 2", [], |r| r.get(0)).unwrap()
+        };
+        db.execute("UPDATE events SET body = ?1, hash = ?2 WHERE seq = 2", [&edited, &hash]).unwrap();
+        drop(db);
+        let run = station.loa(&["airtime"]);
+        assert_eq!(run.code, 1, "an edit below the checkpoint was exported: {}", run.stdout);
+        let (seq, why) = if recompute_hash { (3, "prev_hash does not match") } else { (2, "altered") };
+        let line = run.error_line();
+        assert!(line.contains(&format!("damaged at seq {seq}: ")) && line.contains(why), "{line}");
+    }
+}
