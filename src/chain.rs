@@ -54,7 +54,7 @@ impl RangeCheck {
         // lost key that no event ever named leaves the events before its replacement with no key
         // to check their signatures by (their bytes, hashes and links are still checked).
         let own = store.public_key_hex();
-        let (key, unknown_key_through) = match store.log_keys(after_seq)?.declared {
+        let (key, unknown_key_through) = match store.declared_key(after_seq)? {
             Some(key) => (key, 0),
             None => match store.first_key_declaration()? {
                 Some((_, Some(key))) => (key, 0),

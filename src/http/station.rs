@@ -235,13 +235,18 @@ pub async fn airtime(
         .map_err(ApiError::internal)?;
     let public_key = state.public_key.clone();
     let head_header = head.to_arg();
-    // Checking and encoding are the heavy part: off the store thread, which the airing uses.
+    // Checking and encoding are the heavy part: off the store thread, which the airing uses,
+    // and side by side; the encoded page is dropped if the check fails.
     let body = tokio::task::spawn_blocking(move || {
-        if let Err(damage) = check.check(&events) {
-            return Ok(Err(damage));
-        }
-        let mut body = Vec::with_capacity(events.len() * 700);
-        export::write(&mut body, format, &events, &head, &public_key, tz).map(|()| Ok(body))
+        std::thread::scope(|scope| {
+            let checked = scope.spawn(|| check.check(&events));
+            let mut body = Vec::with_capacity(events.len() * 700);
+            let written = export::write(&mut body, format, &events, &head, &public_key, tz);
+            match checked.join().expect("the check does not panic") {
+                Err(damage) => Ok(Err(damage)),
+                Ok(()) => written.map(|()| Ok(body)),
+            }
+        })
     })
     .await
     .map_err(ApiError::internal)?

@@ -121,11 +121,11 @@ impl ChainVerifier {
         if body.contains("\"kind\":\"key_") {
             return None;
         }
-        let text = |name: &str| {
-            let start = body.find(&format!("\"{name}\":\""))? + name.len() + 4;
+        let text = |needle: &str| {
+            let start = body.find(needle)? + needle.len();
             body[start..].find('"').map(|end| &body[start..start + end])
         };
-        let (prev, station_id) = (text("prev_hash")?, text("station_id")?);
+        let (prev, station_id) = (text("\"prev_hash\":\"")?, text("\"station_id\":\"")?);
         let computed = sha256_hex(body.as_bytes());
         let broken = |why: String| Broken { line, seq: Some(event.seq), why, computed_hash: Some(computed.clone()) };
         let (last_seq, last_hash) = self.last.as_ref()?;

@@ -250,6 +250,11 @@ impl Store {
         log_keys(&self.conn, through_seq)
     }
 
+    /// The key in force after event `through_seq` by the log's declarations, if any.
+    pub fn declared_key(&self, through_seq: i64) -> Result<Option<String>, StoreError> {
+        declared_key(&self.conn, through_seq)
+    }
+
     /// The last event's seq and hash: (0, genesis) for an empty log.
     pub fn head(&self) -> Result<(i64, String), StoreError> {
         let head = self
@@ -753,10 +758,9 @@ fn append_in(
     Ok(event)
 }
 
-/// What the log up to `through_seq` says about its key (see `proof::key`).
-fn log_keys(conn: &Connection, through_seq: i64) -> Result<LogKeys, StoreError> {
-    let events = conn.query_row("SELECT count(*) FROM events WHERE seq <= ?1", [through_seq], |r| r.get(0))?;
-    let declared = conn
+/// The key the log's latest declaration up to `through_seq` puts in force.
+fn declared_key(conn: &Connection, through_seq: i64) -> Result<Option<String>, StoreError> {
+    Ok(conn
         .query_row(
             "SELECT CASE kind WHEN 'key_rotated' THEN json_extract(body, '$.new_public_key') \
              ELSE json_extract(body, '$.public_key') END FROM events \
@@ -765,7 +769,15 @@ fn log_keys(conn: &Connection, through_seq: i64) -> Result<LogKeys, StoreError> 
             |r| r.get(0),
         )
         .optional()?
-        .flatten();
+        .flatten())
+}
+
+/// What the log up to `through_seq` says about its key (see `proof::key`).
+fn log_keys(conn: &Connection, through_seq: i64) -> Result<LogKeys, StoreError> {
+    // Seqs are gapless from 1: the last one is the count (and a lookup, not a scan).
+    let events =
+        conn.query_row("SELECT coalesce(max(seq), 0) FROM events WHERE seq <= ?1", [through_seq], |r| r.get(0))?;
+    let declared = declared_key(conn, through_seq)?;
     let tip = conn
         .query_row(
             "SELECT seq, body, hash, sig FROM events WHERE seq <= ?1 ORDER BY seq DESC LIMIT 1",
