@@ -79,6 +79,17 @@ impl ClipMeta {
         if title.chars().count() > 200 || title.chars().any(char::is_control) {
             return fail("title", "keep the title on one line and under 200 characters".into());
         }
+        // Bidi overrides and isolates make a title read differently from what it holds (a
+        // report or a spreadsheet would show a reordered text).
+        if let Some(c) = title.chars().find(|c| BIDI_CONTROLS.contains(c)) {
+            return fail(
+                "title",
+                format!(
+                    "the title holds an invisible text-direction control (U+{:04X}); type it again without it",
+                    u32::from(c)
+                ),
+            );
+        }
         check_topic(&self.topic).map_err(|message| MetaError { field: "topic", message })?;
         check_language(&self.language).map_err(|message| MetaError { field: "language", message })?;
         if let (Some(from), Some(until)) = (self.valid_from, self.valid_until) {
@@ -92,6 +103,10 @@ impl ClipMeta {
         Ok(())
     }
 }
+
+/// U+202A–U+202E (embeddings, overrides) and U+2066–U+2069 (isolates).
+const BIDI_CONTROLS: [char; 9] =
+    ['\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}'];
 
 pub fn check_topic(topic: &str) -> Result<(), String> {
     if is_slug(topic, "-") && topic.len() <= 32 {

@@ -329,7 +329,8 @@ pub fn to_csv(report: &Report) -> Vec<u8> {
                     p.met.to_string(),
                     p.reason.clone().unwrap_or_default(),
                 ];
-                csv.write_record(row).expect("in-memory CSV");
+                let row = row.iter().map(|cell| crate::export::spreadsheet_safe(cell).into_owned());
+                csv.write_record(row.collect::<Vec<_>>()).expect("in-memory CSV");
             }
         }
         csv.flush().expect("in-memory CSV");

@@ -202,6 +202,14 @@ fn format_time(at: NaiveDateTime, utc: bool) -> String {
     text
 }
 
+/// A cell as a spreadsheet may safely open it: text that begins with `=`, `+`, `-`, `@`, a
+/// tab or a carriage return would be read as a formula (OWASP "CSV injection"), so it gets a
+/// leading `'`. True numbers (e.g. `-1840`) stay numbers.
+pub fn spreadsheet_safe(cell: &str) -> Cow<'_, str> {
+    let risky = cell.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if risky && cell.parse::<f64>().is_err() { Cow::Owned(format!("'{cell}")) } else { Cow::Borrowed(cell) }
+}
+
 fn write_csv(out: &mut dyn Write, events: &[SealedEvent], timezone: Tz) -> io::Result<()> {
     out.write_all("\u{feff}".as_bytes())?; // BOM: Excel then reads Vietnamese titles as UTF-8
     let mut csv = csv::Writer::from_writer(out);
@@ -213,7 +221,7 @@ fn write_csv(out: &mut dyn Write, events: &[SealedEvent], timezone: Tz) -> io::R
         for column in CSV_COLUMNS {
             match hash_sig.iter().find(|(name, _)| *name == column) {
                 Some((_, value)) => csv.write_field(value)?,
-                None => csv.write_field(csv_cell(&object, column, timezone).as_ref())?,
+                None => csv.write_field(spreadsheet_safe(&csv_cell(&object, column, timezone)).as_ref())?,
             }
         }
         csv.write_record(None::<&[u8]>)?;

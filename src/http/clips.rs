@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::multipart::{Multipart, MultipartRejection};
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -322,9 +323,13 @@ pub struct QueueRequest {
 pub async fn enqueue(
     State(state): State<AppState>,
     caller: Caller,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(OPERATORS)?;
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => super::body_too_large(super::SMALL_BODY, false),
+        _ => ApiError::bad_request(format!("the request body could not be read ({rejection}); send it again")),
+    })?;
     let request: QueueRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "send JSON like {{\"clip_id\": 3, \"when\": \"now\"}} (when: now or next_slot); {e}"

