@@ -191,6 +191,7 @@ fn airtime_pages() {
         live: Default::default(),
         public_key,
         counters: Default::default(),
+        schedule: Default::default(),
     };
     let secret = "loa_bench";
     let runtime = tokio::runtime::Runtime::new().unwrap();

@@ -405,53 +405,73 @@ fn run_station(config: Config) -> Result<(), Failure> {
     // Before anything writes: a damaged database must be noticed, never papered over.
     store::check_integrity(&config.station.data_dir).map_err(|e| failed(e.to_string()))?;
     let (store, library) = open_station(&config)?;
+    // The API has its own connection to the store, its own thread and its own runtime: nothing a
+    // client does (slow connections, heavy pages, floods) can delay a slot or a store write of
+    // the engine's.
+    let api_store = Store::open(&config.station.data_dir, &config.station.id).map_err(|e| failed(e.to_string()))?;
     let public_key = store.public_key_hex();
+    let listener = std::net::TcpListener::bind(config.http.listen).map_err(|e| {
+        failed(format!(
+            "cannot listen on {} ({e}); change http.listen in {}",
+            config.http.listen,
+            config.path.display()
+        ))
+    })?;
+    let address = listener.local_addr().map_err(|e| failed(format!("cannot read the bound address: {e}")))?;
+    listener.set_nonblocking(true).map_err(|e| failed(format!("cannot set up the listener: {e}")))?;
+    let (stop, shutdown) = watch::channel(false);
+    let stop = Arc::new(stop);
+    let (clock, live): (Arc<dyn Clock>, _) = (Arc::new(SystemClock), Live::default());
+    let api = AppState {
+        config: Arc::clone(&config),
+        store: StoreHandle::spawn(api_store),
+        library: library.clone(),
+        clock: Arc::clone(&clock),
+        live: live.clone(),
+        public_key,
+        counters: Default::default(),
+        schedule: Default::default(),
+    };
+    let mut server_shutdown = shutdown.clone();
+    let server = std::thread::Builder::new()
+        .name("http".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("http-worker")
+                .enable_all()
+                .build()?;
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                tracing::info!(%address, "HTTP API listening");
+                http::serve(listener, api, async move {
+                    let _ = server_shutdown.wait_for(|stop| *stop).await;
+                })
+                .await
+            })
+        })
+        .map_err(|e| failed(format!("cannot start the HTTP thread: {e}")))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| failed(format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(async {
-        let (stop, shutdown) = watch::channel(false);
-        let stop = Arc::new(stop);
+    let result = runtime.block_on(async {
         let on_signal = Arc::clone(&stop);
         tokio::spawn(async move {
             wait_for_stop_signal().await;
             let _ = on_signal.send(true);
         });
-        let listener = tokio::net::TcpListener::bind(config.http.listen).await.map_err(|e| {
-            failed(format!(
-                "cannot listen on {} ({e}); change http.listen in {}",
-                config.http.listen,
-                config.path.display()
-            ))
-        })?;
-        let address = listener.local_addr().map_err(|e| failed(format!("cannot read the bound address: {e}")))?;
-        tracing::info!(%address, "HTTP API listening");
-        let (store, clock, live): (_, Arc<dyn Clock>, _) =
-            (StoreHandle::spawn(store), Arc::new(SystemClock), Live::default());
-        let api = AppState {
-            config: Arc::clone(&config),
-            store: store.clone(),
-            library: library.clone(),
-            clock: Arc::clone(&clock),
-            live: live.clone(),
-            public_key,
-            counters: Default::default(),
-        };
-        let mut server_shutdown = shutdown.clone();
-        let server = tokio::spawn(http::serve(listener, api, async move {
-            let _ = server_shutdown.wait_for(|stop| *stop).await;
-        }));
+        let store = StoreHandle::spawn(store);
         let player = Arc::new(PlayerHandle::spawn());
         let engine = Engine { config, store, player, longest_sleep: WALL_CLOCK_POLL, clock, library, live, shutdown };
-        let result = engine.run().await.map_err(|e| failed(format!("the station stopped: {e}")));
-        let _ = stop.send(true); // whatever ended the engine ends the API too
-        match server.await {
-            Ok(Ok(())) => result,
-            Ok(Err(e)) => result.and(Err(failed(format!("the HTTP API failed: {e}")))),
-            Err(e) => result.and(Err(failed(format!("the HTTP API task failed: {e}")))),
-        }
-    })
+        engine.run().await.map_err(|e| failed(format!("the station stopped: {e}")))
+    });
+    let _ = stop.send(true); // whatever ended the engine ends the API too
+    match server.join() {
+        Ok(Ok(())) => result,
+        Ok(Err(e)) => result.and(Err(failed(format!("the HTTP API failed: {e}")))),
+        Err(_) => result.and(Err(failed("the HTTP API thread panicked"))),
+    }
 }
 
 async fn wait_for_stop_signal() {

@@ -81,6 +81,7 @@ pub async fn retire(
     let id = clip_id(&id)?;
     let now = state.clock.now();
     let retired = state.store.call(move |s| s.retire_clip(id, now, None)).await.map_err(ApiError::internal)?;
+    state.schedule_changed().await;
     retired.map(|_| StatusCode::NO_CONTENT).ok_or_else(|| no_such_clip(id))
 }
 
@@ -141,6 +142,9 @@ pub async fn upload(
         Err(_) => &state.counters.uploads_refused,
     };
     counter.fetch_add(1, Ordering::Relaxed);
+    if outcome.is_ok() {
+        state.schedule_changed().await;
+    }
     outcome.map(|clip| (StatusCode::CREATED, Json(clip)))
 }
 
@@ -344,5 +348,6 @@ pub async fn enqueue(
     let now = state.clock.now();
     let item = state.store.call(move |s| s.enqueue(id, request.when, now)).await.map_err(ApiError::internal)?;
     state.live.ring();
+    state.schedule_changed().await;
     Ok((StatusCode::ACCEPTED, Json(item)))
 }

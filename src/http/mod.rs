@@ -8,7 +8,7 @@
 
 mod clips;
 mod error;
-mod station;
+pub mod station;
 mod web;
 
 use std::future::Future;
@@ -49,6 +49,15 @@ pub struct AppState {
     pub live: Live,
     pub public_key: String,
     pub counters: Arc<Counters>,
+    /// The last schedule answer, reused within its minute (see `station::schedule`).
+    pub schedule: Arc<tokio::sync::Mutex<Option<station::ScheduleAnswer>>>,
+}
+
+impl AppState {
+    /// The library or the queue changed: the next schedule answer is planned afresh.
+    pub async fn schedule_changed(&self) {
+        self.schedule.lock().await.take();
+    }
 }
 
 /// In-memory counters for `/metrics` (the proof log holds the durable numbers).

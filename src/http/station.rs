@@ -109,27 +109,54 @@ pub async fn station(State(state): State<AppState>, caller: Caller) -> Result<Js
     })))
 }
 
-/// What each slot in the next `days` would air if the planner decided now.
+/// The longest look ahead, and the most slot instances one answer plans: a slot every minute
+/// for a week would otherwise plan ten thousand, with a store query each.
+const MAX_SCHEDULE_DAYS: i64 = 7;
+const MAX_SCHEDULE_SLOTS: usize = 500;
+
+/// A schedule answer and what it was computed for: (days, the minute it was computed in).
+pub struct ScheduleAnswer {
+    key: (i64, i64),
+    body: Value,
+}
+
+/// What each slot in the next `days` would air if the planner decided now. Computed at most
+/// once a minute per `days` (concurrent callers wait for the one computation), on the API's own
+/// store connection: however often it is asked, it costs the airing nothing.
 #[utoipa::path(get, path = "/api/v1/schedule", tag = "station", security(("bearer" = [])),
-    params(("days" = Option<i64>, Query, description = "1 to 31, default 7")),
-    responses((status = 200, description = "each slot in the period and what the planner would air now"), (status = 400, body = ErrorBody)))]
+    params(("days" = Option<i64>, Query, minimum = 1, maximum = 7, description = "1 to 7, default 7")),
+    responses((status = 200, description = "each slot in the period (at most 500) and what the planner would air now; `truncated` when there were more"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn schedule(
     State(state): State<AppState>,
     caller: Caller,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(READERS)?;
-    let days: i64 = param(&query, "days", "a whole number of days (1 to 31)")?.unwrap_or(7);
-    if !(1..=31).contains(&days) {
-        return Err(ApiError::bad_request(format!("days: {days} is outside 1 to 31")));
+    let days: i64 = param(&query, "days", "a whole number of days (1 to 7)")?.unwrap_or(MAX_SCHEDULE_DAYS);
+    if !(1..=MAX_SCHEDULE_DAYS).contains(&days) {
+        return Err(ApiError::bad_request(format!("days: {days} is outside 1 to {MAX_SCHEDULE_DAYS}")));
     }
     let now = state.clock.now();
+    let key = (days, now.timestamp() / 60);
+    let mut cached = state.schedule.lock().await;
+    if let Some(answer) = cached.as_ref().filter(|answer| answer.key == key) {
+        return Ok(Json(answer.body.clone()));
+    }
+    let body = plan_schedule(&state, days, now).await?;
+    *cached = Some(ScheduleAnswer { key, body: body.clone() });
+    Ok(Json(body))
+}
+
+async fn plan_schedule(state: &AppState, days: i64, now: DateTime<Utc>) -> Result<Value, ApiError> {
     let until = now + TimeDelta::days(days);
     let tz = state.config.station.timezone;
-    let upcoming: Vec<(usize, DateTime<Utc>)> = scheduler::upcoming(&state.config.slots, tz, now, 10_000)
-        .into_iter()
-        .take_while(|(_, at)| *at <= until)
-        .collect();
+    let mut upcoming: Vec<(usize, DateTime<Utc>)> =
+        scheduler::upcoming(&state.config.slots, tz, now, MAX_SCHEDULE_SLOTS + 1)
+            .into_iter()
+            .take_while(|(_, at)| *at <= until)
+            .collect();
+    let truncated = upcoming.len() > MAX_SCHEDULE_SLOTS;
+    upcoming.truncate(MAX_SCHEDULE_SLOTS);
     let (config, slots_ahead) = (Arc::clone(&state.config), upcoming.clone());
     let (clips, last_completed, queued, needs) = state
         .store
@@ -155,16 +182,16 @@ pub async fn schedule(
             queued
                 .iter()
                 .filter_map(|q| clips.iter().find(|c| c.id == q.clip_id))
-                .map(|c| item(&state, c, true, None))
+                .map(|c| item(state, c, true, None))
                 .collect()
         } else {
             Vec::new()
         };
-        let planned = program.iter().map(|p| item(&state, &p.clip, false, p.quota));
+        let planned = program.iter().map(|p| item(state, &p.clip, false, p.quota));
         let items: Vec<Value> = queued_first.into_iter().chain(planned).collect();
-        slots.push(json!({ "slot": slot.name, "peak": slot.peak, "at": local_time(&state, at), "items": items }));
+        slots.push(json!({ "slot": slot.name, "peak": slot.peak, "at": local_time(state, at), "items": items }));
     }
-    Ok(Json(json!({ "from": local_time(&state, now), "days": days, "slots": slots })))
+    Ok(json!({ "from": local_time(state, now), "days": days, "slots": slots, "truncated": truncated }))
 }
 
 fn item(state: &AppState, clip: &crate::clip::Clip, queued: bool, quota: Option<usize>) -> Value {

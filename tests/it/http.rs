@@ -48,6 +48,7 @@ fn api(extra_config: &str) -> Api {
         live: Live::default(),
         public_key,
         counters: Default::default(),
+        schedule: Default::default(),
     };
     Api { station, state, operator, district }
 }
@@ -192,7 +193,8 @@ async fn malformed_queries_and_paths_get_a_400_or_404_that_says_why() {
         ("/api/v1/airtime?from=2026-13-01", StatusCode::BAD_REQUEST, "from: \"2026-13-01\" is not a date"),
         ("/api/v1/airtime?format=xml", StatusCode::BAD_REQUEST, "format"),
         ("/api/v1/schedule?days=abc", StatusCode::BAD_REQUEST, "days"),
-        ("/api/v1/schedule?days=0", StatusCode::BAD_REQUEST, "outside 1 to 31"),
+        ("/api/v1/schedule?days=0", StatusCode::BAD_REQUEST, "outside 1 to 7"),
+        ("/api/v1/schedule?days=8", StatusCode::BAD_REQUEST, "outside 1 to 7"),
         ("/api/v1/clips/abc", StatusCode::BAD_REQUEST, "not a clip id"),
         ("/api/v1/clips/99", StatusCode::NOT_FOUND, "there is no clip 99"),
         ("/api/v1/clips/99/audio", StatusCode::NOT_FOUND, "there is no clip 99"),
