@@ -83,6 +83,10 @@ pub struct Http {
     pub max_upload_mib: u64,
     /// Serve `/metrics` without a token (for a Prometheus on the LAN).
     pub metrics_public: bool,
+    /// Connections the API holds at once, and from one address: far below the process's file
+    /// limit, so the airing's files and device are never refused.
+    pub max_connections: usize,
+    pub max_connections_per_peer: usize,
 }
 
 /// Bounds on a bulletin's decoded duration, enforced at ingest.
@@ -271,6 +275,8 @@ struct RawHttp {
     max_upload_mib: Option<Spanned<i64>>,
     #[serde(default)]
     metrics_public: bool,
+    max_connections: Option<Spanned<i64>>,
+    max_connections_per_peer: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -549,7 +555,24 @@ impl RawHttp {
             Some(m) => *m.get_ref() as u64,
             None => 200,
         };
-        Ok(Http { listen, max_upload_mib, metrics_public: self.metrics_public })
+        let bounded =
+            |value: &Option<Spanned<i64>>, key: &str, range: std::ops::RangeInclusive<i64>, default| match value {
+                Some(v) if !range.contains(v.get_ref()) => {
+                    Err(src.invalid(v, key, format!("{} is outside {} to {}", v.get_ref(), range.start(), range.end())))
+                }
+                Some(v) => Ok(*v.get_ref() as usize),
+                None => Ok(default),
+            };
+        let max_connections = bounded(&self.max_connections, "http.max_connections", 4..=4096, 256)?;
+        let max_connections_per_peer =
+            bounded(&self.max_connections_per_peer, "http.max_connections_per_peer", 1..=4096, 32)?;
+        Ok(Http {
+            listen,
+            max_upload_mib,
+            metrics_public: self.metrics_public,
+            max_connections,
+            max_connections_per_peer,
+        })
     }
 }
 

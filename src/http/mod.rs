@@ -7,6 +7,7 @@
 //! thread — so the runtime never waits on disk or CPU.
 
 mod clips;
+pub mod conn;
 mod error;
 pub mod station;
 mod web;
@@ -130,13 +131,16 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves.
+/// Serves `router` on `listener` until `shutdown` resolves, within the connection limits of
+/// [`conn`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    let http = &state.config.http;
+    let limits = conn::Limits { max_connections: http.max_connections, max_per_peer: http.max_connections_per_peer };
+    conn::accept_loop(listener, router(state), limits, shutdown).await
 }
 
 async fn not_found() -> ApiError {

@@ -191,18 +191,42 @@ impl Station {
 
     /// `start`, with extra environment variables.
     pub fn start_with_env(&self, device: Device, env: &[(&str, &str)]) -> Daemon {
-        let log = std::fs::File::create(self.dir.path().join("daemon.log")).expect("daemon log");
-        let child = Command::new(env!("CARGO_BIN_EXE_loa"))
+        self.spawn(self.run_command(device, env))
+    }
+
+    /// `loa run` as `ulimit -n LIMIT` would start it (systemd's default is 1024).
+    pub fn start_with_fd_limit(&self, device: Device, limit: u64) -> Daemon {
+        use std::os::unix::process::CommandExt;
+        let mut command = self.run_command(device, &[]);
+        // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                let rlimit = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        self.spawn(command)
+    }
+
+    fn run_command(&self, device: Device, env: &[(&str, &str)]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_loa"));
+        command
             .arg("--config")
             .arg(self.config_path())
             .arg("run")
             .env("ALSA_CONFIG_PATH", self.alsa_config(device))
             .env("LOA_LOG", "debug,symphonia_core=error,symphonia_bundle_mp3=error")
-            .envs(env.iter().copied())
-            .stdout(log.try_clone().expect("log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("start loa run");
+            .envs(env.iter().copied());
+        command
+    }
+
+    fn spawn(&self, mut command: Command) -> Daemon {
+        let log = std::fs::File::create(self.dir.path().join("daemon.log")).expect("daemon log");
+        let child = command.stdout(log.try_clone().expect("log handle")).stderr(log).spawn().expect("start loa run");
         Daemon { child: Some(child), log: self.dir.path().join("daemon.log") }
     }
 
@@ -397,6 +421,21 @@ pub fn http_get_body(base: &str, path: &str) -> (String, String) {
     socket.read_to_string(&mut answer).unwrap();
     let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
     (head.split_whitespace().nth(1).unwrap_or_default().to_owned(), body.to_owned())
+}
+
+/// A GET with a bearer token over a plain socket; returns the status code.
+pub fn http_get_auth(base: &str, path: &str, token: &str) -> String {
+    use std::io::{Read, Write};
+    let address = base.trim_start_matches("http://");
+    let mut socket = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        socket,
+        "GET {path} HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {token}\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    socket.read_to_end(&mut answer).unwrap();
+    String::from_utf8_lossy(&answer).split_whitespace().nth(1).unwrap_or_default().to_owned()
 }
 
 /// A GET over a plain socket; returns the status code.

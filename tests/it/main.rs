@@ -11,6 +11,7 @@ mod http;
 mod package;
 mod proof;
 mod quota;
+mod security;
 mod systemd;
 mod web;
 mod year;
