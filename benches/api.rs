@@ -192,6 +192,7 @@ fn airtime_pages() {
         public_key,
         counters: Default::default(),
         schedule: Default::default(),
+        auth_failures: Default::default(),
     };
     let secret = "loa_bench";
     let runtime = tokio::runtime::Runtime::new().unwrap();

@@ -431,6 +431,7 @@ fn run_station(config: Config) -> Result<(), Failure> {
         public_key,
         counters: Default::default(),
         schedule: Default::default(),
+        auth_failures: Default::default(),
     };
     let mut server_shutdown = shutdown.clone();
     let server = std::thread::Builder::new()

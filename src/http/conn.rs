@@ -106,17 +106,22 @@ impl Registry {
     }
 }
 
+/// The peer's address, in every request's extensions (for logging and per-peer limits).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub IpAddr);
+
 /// Serves HTTP/1.1 on `io` until the client is done, the connection idles or is evicted, or
 /// `shutdown` turns true (then it may finish what it is doing, briefly).
-pub async fn serve_connection<I>(io: I, app: Router, ticket: Ticket, mut shutdown: watch::Receiver<bool>)
+pub async fn serve_connection<I>(io: I, peer: IpAddr, app: Router, ticket: Ticket, mut shutdown: watch::Receiver<bool>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let busy = ticket.busy.clone();
     let last_done = Arc::new(Mutex::new(Instant::now()));
     let done_at = last_done.clone();
-    let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
         let guard = BusyGuard::new(busy.clone(), done_at.clone());
+        request.extensions_mut().insert(Peer(peer));
         let app = app.clone();
         async move {
             let response = app.oneshot(request.map(Body::new)).await?;
@@ -220,7 +225,7 @@ pub async fn accept_loop(
             continue; // dropping the stream closes it
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_connection(stream, app.clone(), ticket, stopping.clone()));
+        tokio::spawn(serve_connection(stream, peer.ip(), app.clone(), ticket, stopping.clone()));
     }
     let _ = stop.send(true);
     let deadline = Instant::now() + DRAIN_TIMEOUT;

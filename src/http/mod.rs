@@ -52,6 +52,55 @@ pub struct AppState {
     pub counters: Arc<Counters>,
     /// The last schedule answer, reused within its minute (see `station::schedule`).
     pub schedule: Arc<tokio::sync::Mutex<Option<station::ScheduleAnswer>>>,
+    pub auth_failures: Arc<AuthFailures>,
+}
+
+/// Failed authentications by peer: logged (one line per peer per [`AuthFailures::LOG_EVERY`],
+/// with the count), and answered ever more slowly after a few, so guessing tokens from the LAN
+/// is slow — while a valid token is never slowed, and nothing here touches the airing.
+#[derive(Default)]
+pub struct AuthFailures {
+    by_peer: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, PeerFailures>>,
+}
+
+struct PeerFailures {
+    count: u32,
+    since_logged: u32,
+    last_at: std::time::Instant,
+    logged_at: Option<std::time::Instant>,
+}
+
+impl AuthFailures {
+    const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+    /// Failures forgiven after this long without one.
+    const FORGET_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
+    const FREE_FAILURES: u32 = 5;
+    const MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
+
+    /// Records a failure from `peer`; returns how long to wait before answering it.
+    fn failed(&self, peer: Option<std::net::IpAddr>, why: &str) -> std::time::Duration {
+        let Some(peer) = peer else { return std::time::Duration::ZERO };
+        let now = std::time::Instant::now();
+        let mut by_peer = self.by_peer.lock().expect("auth failures lock");
+        if by_peer.len() > 10_000 {
+            by_peer.retain(|_, f| now - f.last_at < Self::FORGET_AFTER);
+        }
+        let entry =
+            by_peer.entry(peer).or_insert(PeerFailures { count: 0, since_logged: 0, last_at: now, logged_at: None });
+        if now - entry.last_at > Self::FORGET_AFTER {
+            entry.count = 0;
+        }
+        entry.count += 1;
+        entry.since_logged += 1;
+        entry.last_at = now;
+        if entry.logged_at.is_none_or(|at| now - at >= Self::LOG_EVERY) {
+            tracing::warn!(%peer, failures = entry.since_logged, total = entry.count, "API authentication failed: {why}");
+            entry.logged_at = Some(now);
+            entry.since_logged = 0;
+        }
+        let over = entry.count.saturating_sub(Self::FREE_FAILURES);
+        (std::time::Duration::from_millis(200) * over).min(Self::MAX_DELAY)
+    }
 }
 
 impl AppState {
@@ -245,23 +294,35 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let unauthorized = |message: &str| ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "unauthorized", message);
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| unauthorized("send `Authorization: Bearer <token>`; `loa token create` makes one"))?;
-        // The scheme name is case-insensitive (RFC 9110 §11.1).
-        let presented = header
-            .to_str()
-            .ok()
-            .and_then(|value| value.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?
-            .to_owned();
-        let tokens = state.store.call(|s| s.tokens()).await.map_err(ApiError::internal)?;
-        auth::find(&tokens, &presented)
-            .map(|token| Caller { role: token.role })
-            .ok_or_else(|| unauthorized("unknown or revoked token; ask the station admin for a new one"))
+        let peer = parts.extensions.get::<conn::Peer>().map(|peer| peer.0);
+        match authenticate(parts, state).await {
+            Err(refusal) if refusal.status == axum::http::StatusCode::UNAUTHORIZED => {
+                let delay = state.auth_failures.failed(peer, &refusal.message);
+                tokio::time::sleep(delay).await;
+                Err(refusal)
+            }
+            outcome => outcome,
+        }
     }
+}
+
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+    let unauthorized = |message: &str| ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "unauthorized", message);
+    let header = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(|| unauthorized("send `Authorization: Bearer <token>`; `loa token create` makes one"))?;
+    // The scheme name is case-insensitive (RFC 9110 §11.1).
+    let presented = header
+        .to_str()
+        .ok()
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?
+        .to_owned();
+    let tokens = state.store.call(|s| s.tokens()).await.map_err(ApiError::internal)?;
+    auth::find(&tokens, &presented)
+        .map(|token| Caller { role: token.role })
+        .ok_or_else(|| unauthorized("unknown or revoked token; ask the station admin for a new one"))
 }

@@ -49,6 +49,7 @@ fn api(extra_config: &str) -> Api {
         public_key,
         counters: Default::default(),
         schedule: Default::default(),
+        auth_failures: Default::default(),
     };
     Api { station, state, operator, district }
 }

@@ -123,3 +123,30 @@ fn heavy_schedule_requests_do_not_delay_a_slot() {
     }
     daemon.stop();
 }
+
+#[test]
+fn wrong_tokens_are_logged_sparingly_and_slowed_but_a_valid_token_never_is() {
+    let station = station(30, 5, &[]);
+    let token = {
+        let run = station.loa(&["token", "create", "--role", "district", "--label", "x"]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        run.stdout.trim().to_owned()
+    };
+    let daemon = station.start(Device::Unpaced);
+    let base = daemon.http_base();
+    let mut last_took = Duration::ZERO;
+    for _ in 0..12 {
+        let started = Instant::now();
+        assert_eq!(crate::helpers::http_get_auth(&base, "/api/v1/station", "loa_guessing"), "401");
+        last_took = started.elapsed();
+    }
+    assert!(last_took >= Duration::from_secs(1), "the 12th wrong token was answered in {last_took:?}");
+    let started = Instant::now();
+    assert_eq!(crate::helpers::http_get_auth(&base, "/api/v1/station", &token), "200");
+    assert!(started.elapsed() < Duration::from_secs(1), "a valid token was slowed: {:?}", started.elapsed());
+    daemon.stop();
+    let log = std::fs::read_to_string(station.dir.path().join("daemon.log")).unwrap();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("authentication failed")).collect();
+    assert!(!lines.is_empty() && lines.len() <= 2, "one line per peer per 10 s: {lines:#?}");
+    assert!(lines[0].contains("127.0.0.1"), "{}", lines[0]);
+}
