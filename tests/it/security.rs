@@ -36,6 +36,12 @@ fn slowloris(address: String, per_round: usize, stop: Arc<AtomicBool>) -> std::t
     })
 }
 
+fn district_token(station: &crate::helpers::Station) -> String {
+    let run = station.loa(&["token", "create", "--role", "district", "--label", "x"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run.stdout.trim().to_owned()
+}
+
 #[test]
 fn a_flood_of_slow_connections_neither_silences_the_station_nor_blinds_its_health() {
     let station = station(4, 2, &[TONE]);
@@ -82,11 +88,7 @@ fn a_flood_of_slow_connections_neither_silences_the_station_nor_blinds_its_healt
 fn heavy_schedule_requests_do_not_delay_a_slot() {
     // A slot every 4 s: a week of it is thousands of slot instances to plan per request.
     let station = station(4, 2, &[TONE]);
-    let token = {
-        let run = station.loa(&["token", "create", "--role", "district", "--label", "x"]);
-        assert_eq!(run.code, 0, "{}", run.stderr);
-        run.stdout.trim().to_owned()
-    };
+    let token = district_token(&station);
     let daemon = station.start(Device::Unpaced);
     let base = daemon.http_base();
     station.wait_for("on air", WAIT, |e| !of_kind(e, "station_started", None).is_empty());
@@ -127,11 +129,7 @@ fn heavy_schedule_requests_do_not_delay_a_slot() {
 #[test]
 fn wrong_tokens_are_logged_sparingly_and_slowed_but_a_valid_token_never_is() {
     let station = station(30, 5, &[]);
-    let token = {
-        let run = station.loa(&["token", "create", "--role", "district", "--label", "x"]);
-        assert_eq!(run.code, 0, "{}", run.stderr);
-        run.stdout.trim().to_owned()
-    };
+    let token = district_token(&station);
     let daemon = station.start(Device::Unpaced);
     let base = daemon.http_base();
     let mut last_took = Duration::ZERO;
