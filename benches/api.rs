@@ -200,7 +200,7 @@ fn airtime_pages() {
         state.store.call(move |s| s.create_token(loa::store::Role::District, "bench", &loa::auth::digest(secret), Utc::now())).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        tokio::spawn(loa::http::serve(listener, state, std::future::pending()));
+        tokio::spawn(loa::http::serve(listener, None, state, std::future::pending()));
         let client = reqwest::Client::new();
         for format in ["json", "jsonl", "csv"] {
             let mut times = Vec::new();

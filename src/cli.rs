@@ -419,6 +419,21 @@ fn run_station(config: Config) -> Result<(), Failure> {
     })?;
     let address = listener.local_addr().map_err(|e| failed(format!("cannot read the bound address: {e}")))?;
     listener.set_nonblocking(true).map_err(|e| failed(format!("cannot set up the listener: {e}")))?;
+    let tls = match &config.http.tls {
+        None => None,
+        Some(source) => {
+            let tls = http::tls::load(source, &config.station.data_dir).map_err(|e| failed(e.to_string()))?;
+            let listener = std::net::TcpListener::bind(config.http.tls_listen).map_err(|e| {
+                failed(format!(
+                    "cannot listen on {} ({e}); change http.tls_listen in {}",
+                    config.http.tls_listen,
+                    config.path.display()
+                ))
+            })?;
+            listener.set_nonblocking(true).map_err(|e| failed(format!("cannot set up the listener: {e}")))?;
+            Some((listener, tls))
+        }
+    };
     let (stop, shutdown) = watch::channel(false);
     let stop = Arc::new(stop);
     let (clock, live): (Arc<dyn Clock>, _) = (Arc::new(SystemClock), Live::default());
@@ -445,7 +460,16 @@ fn run_station(config: Config) -> Result<(), Failure> {
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener)?;
                 tracing::info!(%address, "HTTP API listening");
-                http::serve(listener, api, async move {
+                let tls = match tls {
+                    Some((listener, tls)) => {
+                        let listener = tokio::net::TcpListener::from_std(listener)?;
+                        let address = listener.local_addr()?;
+                        tracing::info!(%address, fingerprint = %tls.fingerprint, "HTTPS API listening");
+                        Some((listener, tls))
+                    }
+                    None => None,
+                };
+                http::serve(listener, tls, api, async move {
                     let _ = server_shutdown.wait_for(|stop| *stop).await;
                 })
                 .await
@@ -490,14 +514,26 @@ fn station(config: &Config, json: bool, out: &mut dyn Write) -> Result<(), Failu
     let (store, _) = open_station(config)?;
     let s = &config.station;
     let public_key = store.public_key_hex();
+    // The certificate phones are to pin (made now if the station makes its own).
+    let tls = config
+        .http
+        .tls
+        .as_ref()
+        .map(|source| http::tls::load(source, &s.data_dir).map_err(|e| failed(e.to_string())))
+        .transpose()?;
+    let fingerprint = tls.as_ref().map(|tls| tls.fingerprint.clone());
     if json {
         let value = serde_json::json!({
             "id": s.id, "name": s.name, "timezone": s.timezone.name(), "public_key": public_key,
+            "tls_fingerprint": fingerprint,
         });
         return write_json(out, &value);
     }
-    let text =
+    let mut text =
         format!("id          {}\nname        {}\ntimezone    {}\npublic_key  {public_key}\n", s.id, s.name, s.timezone);
+    if let Some(fingerprint) = fingerprint {
+        text.push_str(&format!("https       {} (certificate SHA-256 {fingerprint})\n", config.http.tls_listen));
+    }
     out.write_all(text.as_bytes()).map_err(write_err)
 }
 

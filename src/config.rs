@@ -87,6 +87,19 @@ pub struct Http {
     /// limit, so the airing's files and device are never refused.
     pub max_connections: usize,
     pub max_connections_per_peer: usize,
+    /// HTTPS for the ward LAN, on `tls_listen`; `listen` (plain HTTP) is then loopback only.
+    pub tls: Option<TlsSource>,
+    pub tls_listen: SocketAddr,
+}
+
+/// Where the API's TLS certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSource {
+    /// `tls_cert` and `tls_key`, PEM files (resolved against the config file).
+    Files { cert: PathBuf, key: PathBuf },
+    /// `tls = "self-signed"`: made at first start in `data_dir`; `loa station` prints its
+    /// SHA-256 fingerprint for pinning on a phone.
+    SelfSigned,
 }
 
 /// Bounds on a bulletin's decoded duration, enforced at ingest.
@@ -277,6 +290,10 @@ struct RawHttp {
     metrics_public: bool,
     max_connections: Option<Spanned<i64>>,
     max_connections_per_peer: Option<Spanned<i64>>,
+    tls: Option<Spanned<String>>,
+    tls_cert: Option<Spanned<String>>,
+    tls_key: Option<Spanned<String>>,
+    tls_listen: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -566,12 +583,63 @@ impl RawHttp {
         let max_connections = bounded(&self.max_connections, "http.max_connections", 4..=4096, 256)?;
         let max_connections_per_peer =
             bounded(&self.max_connections_per_peer, "http.max_connections_per_peer", 1..=4096, 32)?;
+        let base = src.path.parent().unwrap_or(Path::new(""));
+        let tls = match (&self.tls, &self.tls_cert, &self.tls_key) {
+            (None, None, None) => None,
+            (Some(mode), None, None) if mode.get_ref() == "self-signed" => Some(TlsSource::SelfSigned),
+            (Some(mode), _, _) => {
+                return Err(src.invalid(
+                    mode,
+                    "http.tls",
+                    format!(
+                        "\"{}\" is not a TLS setting; write tls = \"self-signed\" alone, or give tls_cert and tls_key \
+                         (PEM files) without tls",
+                        mode.get_ref()
+                    ),
+                ));
+            }
+            (None, Some(cert), Some(key)) => {
+                Some(TlsSource::Files { cert: base.join(cert.get_ref()), key: base.join(key.get_ref()) })
+            }
+            (None, Some(one), None) | (None, None, Some(one)) => {
+                return Err(src.invalid(
+                    one,
+                    if self.tls_cert.is_some() { "http.tls_cert" } else { "http.tls_key" },
+                    "give both tls_cert and tls_key (PEM files), or tls = \"self-signed\"",
+                ));
+            }
+        };
+        let tls_listen = match &self.tls_listen {
+            Some(l) => l.get_ref().parse().map_err(|_| {
+                src.invalid(
+                    l,
+                    "http.tls_listen",
+                    format!("\"{}\" is not an address:port; e.g. \"0.0.0.0:8443\"", l.get_ref()),
+                )
+            })?,
+            None => SocketAddr::from(([0, 0, 0, 0], 8443)),
+        };
+        if let (Some(_), Some(l)) = (&tls, &self.listen) {
+            if !listen.ip().is_loopback() {
+                return Err(src.invalid(
+                    l,
+                    "http.listen",
+                    format!(
+                        "with TLS on, plain HTTP stays on this box: use \"127.0.0.1:{}\" here; phones and the \
+                         LAN use https on http.tls_listen ({tls_listen})",
+                        listen.port()
+                    ),
+                ));
+            }
+        }
         Ok(Http {
             listen,
             max_upload_mib,
             metrics_public: self.metrics_public,
             max_connections,
             max_connections_per_peer,
+            tls,
+            tls_listen,
         })
     }
 }

@@ -12,7 +12,6 @@
 //!   [`IDLE_TIMEOUT`] is closed.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -195,17 +194,19 @@ impl http_body::Body for Tracked {
     }
 }
 
-/// Accepts connections on `listener` until `shutdown` resolves, each served as above; then
-/// lets the open ones finish, briefly.
+/// How long a TLS client has to finish its handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts connections on `listener` until `shutdown` turns true, each served as above (after a
+/// bounded TLS handshake when `tls` is given), all counted in `registry`.
 pub async fn accept_loop(
     listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    registry: Registry,
     app: Router,
     limits: Limits,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let registry = Registry::default();
-    let (stop, stopping) = watch::channel(false);
-    tokio::pin!(shutdown);
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -218,21 +219,42 @@ pub async fn accept_loop(
                     continue;
                 }
             },
-            () = &mut shutdown => break,
+            () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => return,
         };
         let Some(ticket) = registry.admit(peer.ip(), limits) else {
             tracing::debug!(%peer, "connection refused: every connection is serving a request");
             continue; // dropping the stream closes it
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_connection(stream, peer.ip(), app.clone(), ticket, stopping.clone()));
+        let (app, stopping, tls) = (app.clone(), shutdown.clone(), tls.clone());
+        tokio::spawn(async move {
+            match tls {
+                None => serve_connection(stream, peer.ip(), app, ticket, stopping).await,
+                // The ticket is held while the handshake runs, and an eviction ends it at once
+                // (its descriptor must be free when the registry counts it gone).
+                Some(tls) => {
+                    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream));
+                    let evicted = ticket.evicted.clone();
+                    tokio::select! {
+                        shaken = handshake => match shaken {
+                            Ok(Ok(stream)) => serve_connection(stream, peer.ip(), app, ticket, stopping).await,
+                            Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        },
+                        () = evicted.notified() => {}
+                    }
+                }
+            }
+        });
     }
-    let _ = stop.send(true);
+}
+
+/// Waits, briefly, for the connections still open at shutdown to finish.
+pub async fn drain(registry: &Registry) {
     let deadline = Instant::now() + DRAIN_TIMEOUT;
     while registry.open_connections() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod clips;
 pub mod conn;
 mod error;
 pub mod station;
+pub mod tls;
 mod web;
 
 use std::future::Future;
@@ -180,16 +181,31 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, within the connection limits of
-/// [`conn`].
+/// Serves the API on `listener` (plain HTTP) and, when given, on a TLS listener, until
+/// `shutdown` resolves, within the connection limits of [`conn`] (one count for both).
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    tls: Option<(tokio::net::TcpListener, tls::Tls)>,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let http = &state.config.http;
     let limits = conn::Limits { max_connections: http.max_connections, max_per_peer: http.max_connections_per_peer };
-    conn::accept_loop(listener, router(state), limits, shutdown).await
+    let (registry, app) = (conn::Registry::default(), router(state));
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let plain = conn::accept_loop(listener, None, registry.clone(), app.clone(), limits, stopping.clone());
+    let secure = async {
+        if let Some((listener, tls)) = tls {
+            conn::accept_loop(listener, Some(tls.acceptor), registry.clone(), app, limits, stopping).await;
+        }
+    };
+    let stopper = async {
+        shutdown.await;
+        let _ = stop.send(true);
+    };
+    tokio::join!(plain, secure, stopper);
+    conn::drain(&registry).await;
+    Ok(())
 }
 
 async fn not_found() -> ApiError {

@@ -283,15 +283,31 @@ impl Daemon {
 
     /// The API's base URL, from the daemon's "HTTP API listening" log line.
     pub fn http_base(&self) -> String {
+        format!("http://{}", self.listening("HTTP API listening"))
+    }
+
+    /// The HTTPS API's `host:port`.
+    pub fn https_address(&self) -> String {
+        self.listening("HTTPS API listening")
+    }
+
+    /// The address in the daemon's log line saying `what`.
+    fn listening(&self, what: &str) -> String {
         for _ in 0..300 {
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            if let Some(line) = log.lines().find(|l| l.contains("HTTP API listening")) {
-                let address = line.split("address=").nth(1).expect("address field").split_whitespace().next().unwrap();
-                return format!("http://{address}");
+            if let Some(line) = log.lines().find(|l| l.contains(what)) {
+                return line
+                    .split("address=")
+                    .nth(1)
+                    .expect("address field")
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .to_owned();
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        panic!("the daemon never said where it listens:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+        panic!("the daemon never said `{what}`:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
     }
 
     fn signal(&self, signal: i32) {

@@ -94,7 +94,7 @@ impl Api {
     async fn serve(&self) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        tokio::spawn(loa::http::serve(listener, self.state.clone(), std::future::pending()));
+        tokio::spawn(loa::http::serve(listener, None, self.state.clone(), std::future::pending()));
         format!("http://{address}")
     }
 

@@ -4,36 +4,74 @@
 use std::io::Write;
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
 
 use crate::helpers::{Device, http_get_body, of_kind, station, verify};
 
 const TONE: &str = "cbr128_stereo_44k.mp3";
+const SLOW_HEAD: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: station\r\nX-Slow: ";
 const WAIT: Duration = Duration::from_secs(90);
 
-/// Opens connections to `address` that send half a request head and then nothing, `per_round`
-/// at a time, until `stop`; returns how many it opened.
-fn slowloris(address: String, per_round: usize, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<usize> {
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        let mut opened = 0;
-        while !stop.load(Ordering::Relaxed) {
-            for _ in 0..per_round {
-                if let Ok(mut socket) = TcpStream::connect_timeout(&address.parse().unwrap(), Duration::from_secs(1)) {
-                    let _ = socket.write_all(b"GET /healthz HTTP/1.1\r\nHost: station\r\nX-Slow: ");
-                    held.push(socket);
-                    opened += 1;
+/// The classic slowloris: opens `target` connections to `address`, `per_round` at a time, each
+/// sending `opening` (half a request head, or of a TLS hello); then keeps every one it still
+/// holds alive with a byte a second, until dropped. Counts what it opened.
+struct Slowloris {
+    opened: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Slowloris {
+    fn start(address: String, opening: &'static [u8], target: usize) -> Slowloris {
+        const PER_ROUND: usize = 200;
+        let (opened, stop) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+        let (count, stopped) = (opened.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let address = address.parse().unwrap();
+            let mut held: Vec<TcpStream> = Vec::new();
+            while !stopped.load(Ordering::Relaxed) {
+                for _ in 0..PER_ROUND.min(target.saturating_sub(count.load(Ordering::Relaxed))) {
+                    if let Ok(mut socket) = TcpStream::connect_timeout(&address, Duration::from_secs(1)) {
+                        let _ = socket.write_all(opening);
+                        held.push(socket);
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
+                held.retain_mut(|socket| socket.write_all(b"X").is_ok());
+                std::thread::sleep(Duration::from_millis(if count.load(Ordering::Relaxed) < target {
+                    100
+                } else {
+                    1000
+                }));
             }
-            // Keep the newest few thousand open; the rest the server has closed or may close.
-            if held.len() > 3000 {
-                held.drain(..1000);
-            }
-            std::thread::sleep(Duration::from_millis(200));
+        });
+        Slowloris { opened, stop, thread: Some(thread) }
+    }
+
+    /// Waits until at least `count` connections were opened (the attack is on in earnest).
+    fn wait_for(&self, count: usize) {
+        let deadline = Instant::now() + WAIT;
+        while self.opened.load(Ordering::Relaxed) < count {
+            assert!(
+                Instant::now() < deadline,
+                "the attack opened only {} connections",
+                self.opened.load(Ordering::Relaxed)
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
-        opened
-    })
+    }
+}
+
+impl Drop for Slowloris {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 fn district_token(station: &crate::helpers::Station) -> String {
@@ -49,10 +87,9 @@ fn a_flood_of_slow_connections_neither_silences_the_station_nor_blinds_its_healt
     let base = daemon.http_base();
     station.wait_for("on air", WAIT, |e| !of_kind(e, "station_started", None).is_empty());
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let attack = slowloris(base.trim_start_matches("http://").to_owned(), 300, stop.clone());
+    let attack = Slowloris::start(base.trim_start_matches("http://").to_owned(), SLOW_HEAD, 1100);
     let attack_began = chrono::Utc::now().timestamp_millis();
-    std::thread::sleep(Duration::from_secs(3)); // over a thousand sockets by now
+    attack.wait_for(1100);
 
     // /healthz still answers, from the attacker's own address, again and again.
     for _ in 0..5 {
@@ -65,9 +102,7 @@ fn a_flood_of_slow_connections_neither_silences_the_station_nor_blinds_its_healt
         of_kind(e, "airing_ended", None).iter().filter(|a| a["scheduled_at"].as_i64().unwrap() > attack_began).count()
             >= 2
     });
-    stop.store(true, Ordering::Relaxed);
-    let opened = attack.join().unwrap();
-    assert!(opened >= 1100, "the attack opened only {opened} connections");
+    drop(attack);
     let during: Vec<_> = of_kind(&events, "airing_ended", None)
         .into_iter()
         .filter(|a| a["scheduled_at"].as_i64().unwrap() > attack_began)
@@ -147,4 +182,114 @@ fn wrong_tokens_are_logged_sparingly_and_slowed_but_a_valid_token_never_is() {
     let lines: Vec<&str> = log.lines().filter(|l| l.contains("authentication failed")).collect();
     assert!(!lines.is_empty() && lines.len() <= 2, "one line per peer per 10 s: {lines:#?}");
     assert!(lines[0].contains("127.0.0.1"), "{}", lines[0]);
+}
+
+/// `GET path` over HTTPS with Python's `ssl` (trusting only `cafile`): status and body, or the
+/// error it raised; and the SHA-256 of the certificate the server presented.
+fn https_get(address: &str, path: &str, cafile: &std::path::Path) -> (String, String) {
+    const CLIENT: &str = r#"
+import hashlib, http.client, ssl, sys
+host, port = sys.argv[1].rsplit(":", 1)
+der = ssl.PEM_cert_to_DER_cert(ssl.get_server_certificate((host, int(port))))
+print(":".join("%02X" % b for b in hashlib.sha256(der).digest()))
+try:
+    context = ssl.create_default_context(cafile=sys.argv[3])
+    connection = http.client.HTTPSConnection(host, int(port), context=context, timeout=20)
+    connection.request("GET", sys.argv[2])
+    print(connection.getresponse().status)
+except Exception as e:
+    print("error", type(e).__name__, e)
+"#;
+    let output = std::process::Command::new("python3")
+        .args(["-c", CLIENT, address, path, cafile.to_str().unwrap()])
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let mut lines = text.lines();
+    let fingerprint = lines.next().unwrap_or_default().to_owned();
+    let answer = lines.next().unwrap_or_default().to_owned();
+    assert!(!fingerprint.is_empty(), "no certificate: {}", String::from_utf8_lossy(&output.stderr));
+    (answer, fingerprint)
+}
+
+const TLS_SLOT: &str =
+    "[[slot]]\nname = \"nhanh\"\ncron = \"*/4 * * * * Mon-Sun\"\nmax_minutes = 1\npeak = true\ngrace_seconds = 2\n";
+
+fn tls_station(http: &str) -> crate::helpers::Station {
+    crate::helpers::Station::with_config(&format!(
+        "[station]\nid = \"phu-thuy\"\nname = \"Đài phường Phú Thủy\"\ndata_dir = \"data\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+         tls_listen = \"127.0.0.1:0\"\n{http}\n{TLS_SLOT}[[preload]]\nfile = \"{}/{TONE}\"\ntitle = \"Bản tin\"\ntopic = \"cchc\"\n",
+        crate::helpers::FIXTURES
+    ))
+}
+
+#[test]
+fn a_self_signed_station_serves_https_whose_fingerprint_loa_station_prints() {
+    let station = tls_station("tls = \"self-signed\"");
+    let run = station.loa(&["station", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let fingerprint = run.json()["tls_fingerprint"].as_str().unwrap().to_owned();
+    let cert = station.data_dir().join("tls-cert.pem");
+    let key = std::fs::metadata(station.data_dir().join("tls-key.pem")).unwrap();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&key.permissions()) & 0o777, 0o600, "the key is private");
+
+    let daemon = station.start(Device::Unpaced);
+    let address = daemon.https_address();
+    let (answer, presented) = https_get(&address, "/healthz", &cert);
+    assert_eq!(answer, "200");
+    assert_eq!(presented, fingerprint, "the certificate served is the one `loa station` names");
+    // Plain HTTP on the TLS port gets nowhere; the loopback plain port still answers.
+    assert_ne!(crate::helpers::http_get(&format!("http://{address}"), "/healthz"), "200");
+    assert_eq!(http_get_body(&daemon.http_base(), "/healthz").0, "200");
+    // A phone that does not trust this certificate is refused, not silently served.
+    let (answer, _) = https_get(&address, "/healthz", &crate::helpers::Station::new().config_path());
+    assert!(answer.starts_with("error"), "{answer}");
+    daemon.stop();
+}
+
+#[test]
+fn an_admins_certificate_is_served_and_a_slow_handshake_flood_changes_nothing() {
+    let station = tls_station("tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().self_signed(&key).unwrap();
+    std::fs::write(station.dir.path().join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(station.dir.path().join("key.pem"), key.serialize_pem()).unwrap();
+    let expected: String = Sha256::digest(cert.der()).iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":");
+    assert_eq!(station.loa(&["station", "--json"]).json()["tls_fingerprint"], expected.as_str());
+
+    let daemon = station.start_with_fd_limit(Device::Unpaced, 1024);
+    let address = daemon.https_address();
+    station.wait_for("on air", WAIT, |e| !of_kind(e, "station_started", None).is_empty());
+    // Thousands of sockets that never finish (or start) a handshake.
+    let attack = Slowloris::start(address.clone(), b"\x16\x03\x01", 1100);
+    let began = chrono::Utc::now().timestamp_millis();
+    attack.wait_for(1100);
+    let (answer, presented) = https_get(&address, "/healthz", &station.dir.path().join("cert.pem"));
+    assert_eq!((answer.as_str(), presented.as_str()), ("200", expected.as_str()));
+    let events = station.wait_for("an airing during the attack", WAIT, |e| {
+        of_kind(e, "airing_ended", None).iter().any(|a| a["scheduled_at"].as_i64().unwrap() > began)
+    });
+    drop(attack);
+    let airing = of_kind(&events, "airing_ended", None)
+        .into_iter()
+        .find(|a| a["scheduled_at"].as_i64().unwrap() > began)
+        .unwrap();
+    assert_eq!(airing["status"], "completed", "{airing}");
+    daemon.stop();
+}
+
+#[test]
+fn tls_settings_that_cannot_work_are_refused_with_the_key_named() {
+    for (http, key) in [
+        ("tls_cert = \"cert.pem\"", "http.tls_cert"),
+        ("tls = \"yes\"", "http.tls"),
+        ("tls = \"self-signed\"\nlisten = \"0.0.0.0:8080\"", "http.listen"),
+    ] {
+        let station = crate::helpers::Station::with_config(&format!(
+            "[station]\nid = \"s\"\nname = \"n\"\ndata_dir = \"data\"\n[http]\n{http}\n"
+        ));
+        let run = station.loa(&["check-config"]);
+        assert_eq!(run.code, 2, "{http}: {}", run.stdout);
+        assert!(run.error_line().contains(key), "{http}: {}", run.stderr);
+    }
 }
