@@ -27,7 +27,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LOA = ROOT / "target" / "release" / "loa"
+# LOA_BIN: another build to measure the same way (e.g. an older commit's, for a before/after).
+LOA = Path(os.environ.get("LOA_BIN", ROOT / "target" / "release" / "loa"))
 AIRINGS = int(os.environ.get("AIRINGS", "20"))
 SLOW = int(os.environ.get("SLOW", "1000"))
 
@@ -144,7 +145,8 @@ def phase(name, dir, port, attackers):
 
 
 def main():
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    if "LOA_BIN" not in os.environ:
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     work = Path(tempfile.mkdtemp())
     daemon = None
     try:
