@@ -295,6 +295,21 @@ pub fn render(report: &Report, format: ReportFormat) -> (Vec<u8>, &'static str) 
     }
 }
 
+/// The printable report's whole style sheet, one `<style>` block and no `style` attributes: the
+/// operator page opens the report under its own Content-Security-Policy, which allows exactly
+/// this block by its hash (see `http/web.rs`).
+pub const REPORT_STYLE: &str = r#"
+body { font-family: "Times New Roman", serif; margin: 2cm; font-size: 13pt; }
+h1 { font-size: 15pt; text-align: center; text-transform: uppercase; }
+.center { text-align: center; }
+table { border-collapse: collapse; width: 100%; margin: 1em 0; }
+th, td { border: 1px solid #000; padding: 3px 6px; text-align: left; }
+tr.quota th { background: #eee; }
+.sign { display: flex; justify-content: space-between; margin-top: 3em; text-align: center; }
+.small { font-size: 9pt; color: #444; word-break: break-all; }
+@media print { body { margin: 1cm; } }
+"#;
+
 /// CSV for Excel (UTF-8 with BOM): one row per quota period.
 pub fn to_csv(report: &Report) -> Vec<u8> {
     let mut out = "\u{feff}".as_bytes().to_vec();
@@ -384,19 +399,10 @@ pub fn to_html(report: &Report) -> String {
     format!(
         r#"<!DOCTYPE html>
 <html lang="vi"><head><meta charset="utf-8"><title>Báo cáo phát thanh CCHC {period}</title>
-<style>
-body {{ font-family: "Times New Roman", serif; margin: 2cm; font-size: 13pt; }}
-h1 {{ font-size: 15pt; text-align: center; text-transform: uppercase; }}
-table {{ border-collapse: collapse; width: 100%; margin: 1em 0; }}
-th, td {{ border: 1px solid #000; padding: 3px 6px; text-align: left; }}
-tr.quota th {{ background: #eee; }}
-.sign {{ display: flex; justify-content: space-between; margin-top: 3em; text-align: center; }}
-.small {{ font-size: 9pt; color: #444; word-break: break-all; }}
-@media print {{ body {{ margin: 1cm; }} }}
-</style></head><body>
+<style>{REPORT_STYLE}</style></head><body>
 <p>{station}</p>
 <h1>Báo cáo kết quả phát thanh cải cách hành chính</h1>
-<p style="text-align:center">Kỳ báo cáo: <b>{period}</b> (từ {from} đến {to})</p>
+<p class="center">Kỳ báo cáo: <b>{period}</b> (từ {from} đến {to})</p>
 <table><tr><th>Kỳ</th><th>Yêu cầu</th><th>Đã phát trọn vẹn</th><th>Kết quả</th></tr>
 {rows}</table>
 <p>Tổng số lượt phát theo trạng thái:</p><ul>{statuses}</ul>

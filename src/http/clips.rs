@@ -59,7 +59,7 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<
     Ok(Json(json!({ "clips": clips })))
 }
 
-#[utoipa::path(get, path = "/api/v1/clips/{id}", tag = "clips", security(("bearer" = [])), params(("id" = i64, Path, description = "clip id")),
+#[utoipa::path(get, path = "/api/v1/clips/{id}", tag = "clips", security(("bearer" = [])), params(("id" = i64, Path, minimum = 1, description = "clip id")),
     responses((status = 200, body = Clip), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn show(
     State(state): State<AppState>,
@@ -70,7 +70,7 @@ pub async fn show(
     Ok(Json(find_clip(&state, &id).await?))
 }
 
-#[utoipa::path(delete, path = "/api/v1/clips/{id}", tag = "clips", security(("bearer" = [])), params(("id" = i64, Path, description = "clip id")),
+#[utoipa::path(delete, path = "/api/v1/clips/{id}", tag = "clips", security(("bearer" = [])), params(("id" = i64, Path, minimum = 1, description = "clip id")),
     responses((status = 204, description = "retired; it stays in the library"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn retire(
     State(state): State<AppState>,
@@ -85,7 +85,7 @@ pub async fn retire(
     retired.map(|_| StatusCode::NO_CONTENT).ok_or_else(|| no_such_clip(id))
 }
 
-#[utoipa::path(get, path = "/api/v1/clips/{id}/audio", tag = "clips", security(("bearer" = [])), params(("id" = i64, Path, description = "clip id")),
+#[utoipa::path(get, path = "/api/v1/clips/{id}/audio", tag = "clips", security(("bearer" = [])), params(("id" = i64, Path, minimum = 1, description = "clip id")),
     responses((status = 200, description = "the MP3", content_type = "audio/mpeg"), (status = 206, description = "a Range of it"), (status = 404, body = ErrorBody)))]
 pub async fn audio(
     State(state): State<AppState>,

@@ -141,9 +141,49 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The answers every route can give besides its own, so the document lists every status a
+/// client can see: 400 (a malformed query or path), 401/403 (token missing or wrong role) on
+/// the routes that take one, 413 (a body over its bound, refused before auth) on POST routes.
+struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations =
+                [(&mut item.get, false), (&mut item.post, true), (&mut item.put, true), (&mut item.delete, false)];
+            for (operation, has_body) in operations {
+                let Some(operation) = operation.as_mut() else { continue };
+                let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+                let responses = &mut operation.responses.responses;
+                let mut add = |status: &str, description: &str| {
+                    responses.entry(status.to_owned()).or_insert_with(|| error(description).into());
+                };
+                add("400", "a malformed query, path or body; the message says which and how to fix it");
+                if secured {
+                    add("401", "no token, or an unknown or revoked one");
+                    add("403", "the token's role may not do this");
+                }
+                if has_body {
+                    add("413", "the body is over this route's bound (refused before the token is looked at)");
+                }
+            }
+        }
+    }
+}
+
 /// The routes and their OpenAPI document, from the same declarations (so they cannot drift).
 fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(station::healthz))
         .routes(routes!(station::metrics))
         .routes(routes!(station::station))
@@ -154,7 +194,10 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(clips::enqueue))
         .routes(routes!(station::airtime))
         .routes(routes!(station::compliance))
-        .split_for_parts()
+        .split_for_parts();
+    // After the routes are in: a modifier on the base document would see no paths.
+    CommonResponses.modify(&mut document);
+    (router, document)
 }
 
 /// The OpenAPI 3 document of this API.

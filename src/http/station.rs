@@ -212,8 +212,8 @@ fn item(state: &AppState, clip: &crate::clip::Clip, queued: bool, quota: Option<
 }
 
 #[utoipa::path(get, path = "/api/v1/airtime", tag = "proof", security(("bearer" = [])),
-    params(("after_seq" = Option<i64>, Query, description = "events after this seq (default 0)"),
-        ("limit" = Option<u32>, Query, description = "1 to 10000, default 1000"),
+    params(("after_seq" = Option<i64>, Query, minimum = 0, description = "events after this seq (default 0)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "1 to 10000, default 1000"),
         ("from" = Option<String>, Query, description = "first local date, YYYY-MM-DD"),
         ("to" = Option<String>, Query, description = "last local date, YYYY-MM-DD"),
         ("format" = Option<String>, Query, description = "json (default), jsonl or csv")),
@@ -313,7 +313,7 @@ pub const HEAD_HEADER: &str = "loa-head";
 #[utoipa::path(get, path = "/api/v1/compliance", tag = "proof", security(("bearer" = [])),
     params(("period" = String, Query, description = "2026-W47, 2026-11, 2026-Q4, 2026-H2 or 2026"),
         ("format" = Option<String>, Query, description = "json (default), csv or html (printable, Vietnamese)")),
-    responses((status = 200, description = "per quota and week/month: required, completed, met, reason; airings by status, topic, language, peak"), (status = 400, body = ErrorBody)))]
+    responses((status = 200, description = "per quota and week/month: required, completed, met, reason; airings by status, topic, language, peak"), (status = 400, body = ErrorBody), (status = 500, description = "`log_damaged`: the stored log the report would count is damaged at `seq`", body = ErrorBody)))]
 pub async fn compliance(
     State(state): State<AppState>,
     caller: Caller,

@@ -2,22 +2,33 @@
 //! have no internet, so nothing comes from a CDN. It is a plain client of the JSON API — no
 //! second code path — and needs no build step.
 
+use std::sync::LazyLock;
+
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use sha2::{Digest, Sha256};
 
 const INDEX: &str = include_str!("web/index.html");
 const SCRIPT: &str = include_str!("web/app.js");
 const STYLE: &str = include_str!("web/app.css");
 
+/// Served from the box itself: no inline code, no third parties, not framed elsewhere. The one
+/// inline style allowed is the printable report's (by its hash), which the page opens as a
+/// blob under this policy.
+static POLICY: LazyLock<HeaderValue> = LazyLock::new(|| {
+    let report = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(crate::compliance::REPORT_STYLE));
+    let policy = format!(
+        "default-src 'self'; style-src 'self' 'sha256-{report}'; img-src 'self' data: blob:; frame-ancestors 'none'"
+    );
+    HeaderValue::from_str(&policy).expect("the policy is ASCII")
+});
+
 fn asset(body: &'static str, content_type: &'static str) -> Response {
     let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    // Served from the box itself: no inline code, no third parties, not framed elsewhere.
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'self'; img-src 'self' data: blob:; frame-ancestors 'none'"),
-    );
+    headers.insert(header::CONTENT_SECURITY_POLICY, POLICY.clone());
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }

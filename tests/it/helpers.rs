@@ -410,12 +410,18 @@ pub fn verify(station: &Station) -> Run {
     ours
 }
 
+/// The Python with the test packages: `$LOA_PYTHON`, else the venv `.ci/run` makes
+/// (`target/verify-venv`), else `python3`.
+pub fn python() -> String {
+    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/target/verify-venv/bin/python");
+    std::env::var("LOA_PYTHON")
+        .unwrap_or_else(|_| if Path::new(venv).exists() { venv.to_owned() } else { "python3".to_owned() })
+}
+
 /// `tests/verify_proof.py FILE ARGS` under `$LOA_PYTHON`, else the venv `.ci/run` makes
 /// (`target/verify-venv`), else `python3`; it needs the `rfc8785` and `cryptography` packages.
 pub fn python_verify(file: &Path, args: &[&str]) -> Run {
-    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/target/verify-venv/bin/python");
-    let python = std::env::var("LOA_PYTHON")
-        .unwrap_or_else(|_| if Path::new(venv).exists() { venv.to_owned() } else { "python3".to_owned() });
+    let python = python();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/verify_proof.py");
     let run = Run::from(Command::new(&python).arg(script).arg(file).args(args).output().expect("run python"));
     assert!(

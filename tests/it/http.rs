@@ -647,3 +647,20 @@ async fn spreadsheet_formulas_in_titles_are_neutralised_in_csv_and_bidi_controls
     assert_eq!(status, 422, "{answer}");
     assert!(answer["error"]["message"].as_str().unwrap().contains("U+202E"), "{answer}");
 }
+
+#[tokio::test]
+async fn the_printable_report_is_styled_under_the_pages_content_security_policy() {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let api = api("");
+    let page =
+        router(api.state.clone()).oneshot(Request::builder().uri("/").body(Body::empty()).unwrap()).await.unwrap();
+    let policy = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    let (status, report) = api.get("/api/v1/compliance?period=2026&format=html", Some(&api.district)).await;
+    assert_eq!(status, StatusCode::OK);
+    let report = report.as_str().unwrap();
+    let style = report.split("<style>").nth(1).unwrap().split("</style>").next().unwrap();
+    let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(style.as_bytes()));
+    assert!(policy.contains(&format!("'sha256-{hash}'")), "the report's style is not allowed: {policy}");
+    assert!(!report.contains(" style="), "a style attribute would be blocked");
+}

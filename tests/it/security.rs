@@ -293,3 +293,36 @@ fn tls_settings_that_cannot_work_are_refused_with_the_key_named() {
         assert!(run.error_line().contains(key), "{http}: {}", run.stderr);
     }
 }
+
+#[test]
+fn schemathesis_finds_no_server_error_nor_an_undocumented_answer() {
+    let station = station(30, 5, &[TONE]);
+    let token = {
+        let run = station.loa(&["token", "create", "--role", "operator", "--label", "fuzz"]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        run.stdout.trim().to_owned()
+    };
+    let daemon = station.start(Device::Unpaced);
+    let base = daemon.http_base();
+    // Examples per operation from LOA_FUZZ_EXAMPLES (default 10), with a fixed seed: the same
+    // run every time.
+    let examples = std::env::var("LOA_FUZZ_EXAMPLES").unwrap_or_else(|_| "10".to_owned());
+    let output = std::process::Command::new(crate::helpers::python())
+        .args(["-m", "schemathesis.cli", "run", &format!("{base}/api/v1/openapi.json")])
+        .args(["-H", &format!("Authorization: Bearer {token}"), "-n", &examples, "--seed", "1"])
+        .args([
+            "-c",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance",
+        ])
+        .env("SCHEMATHESIS_HOOKS", "")
+        .output()
+        .expect("python");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stderr.contains("No module named"),
+        "schemathesis is missing: run .ci/run (it installs it in target/verify-venv): {stderr}"
+    );
+    daemon.stop();
+    assert!(output.status.success(), "schemathesis found failures:\n{stdout}\n{stderr}");
+}
