@@ -27,6 +27,7 @@ struct Slowloris {
 impl Slowloris {
     fn start(address: String, opening: &'static [u8], target: usize) -> Slowloris {
         const PER_ROUND: usize = 200;
+        raise_own_fd_limit(target as u64 + 1000);
         let (opened, stop) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
         let (count, stopped) = (opened.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
@@ -61,6 +62,18 @@ impl Slowloris {
                 self.opened.load(Ordering::Relaxed)
             );
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The attacker (this test process) needs more sockets than a default soft limit may give.
+fn raise_own_fd_limit(wanted: u64) {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit on our own process with a struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < wanted {
+            limit.rlim_cur = wanted.min(limit.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
     }
 }
