@@ -114,7 +114,8 @@ impl Engine {
             stopping: false,
             supervisor,
         };
-        tracing::info!(station = %self.config.station.id, next_slot = ?timer.next_fire(), "station on air");
+        let next_slot = timer.next_fire().map_or_else(|| "none".to_owned(), |at| at.to_rfc3339());
+        tracing::info!(station = %self.config.station.id, next_slot, "station on air");
         run.supervisor.ready();
         self.warn_quotas_at_risk().await?;
 
@@ -406,7 +407,9 @@ impl Engine {
         let (config, now) = (Arc::clone(&self.config), self.clock.now());
         for q in self.store.call(move |s| quota::standings(s, &config, now)).await? {
             if q.status == "at_risk" {
-                tracing::warn!(topic = %q.topic, language = ?q.language, period = %q.period, completed = q.completed, required = q.required, reason = ?q.reason, "quota at risk");
+                let language = q.language.as_deref().unwrap_or("any");
+                let reason = q.reason.as_deref().unwrap_or("unknown");
+                tracing::warn!(topic = %q.topic, language, period = %q.period, completed = q.completed, required = q.required, reason, "quota at risk");
             }
         }
         Ok(())

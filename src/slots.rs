@@ -34,10 +34,19 @@ impl CronSchedule {
         fields[DAY_OF_WEEK_FIELD] = normalise_day_of_week(&fields[DAY_OF_WEEK_FIELD])?;
         let schedule = cron::Schedule::from_str(&fields.join(" ")).map_err(|e| {
             // The cron crate's message draws a caret under the expression on its own lines;
-            // keep the explanation, one line.
+            // keep the explanation, one line, with the field's real bounds.
             let why = e.to_string().lines().last().unwrap_or_default().trim().to_owned();
-            format!("not a valid cron expression: {why}; example: \"0 30 5 * * Mon-Sun\"")
+            format!("not a valid cron expression: {}; example: \"0 30 5 * * Mon-Sun\"", with_bounds(&why))
         })?;
+        // A date that never comes (31 February, 30 February …) would pass the parser and never
+        // air; a fixed reference instant keeps this check free of the wall clock.
+        let reference = chrono::Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).single().expect("a valid date");
+        if schedule.after(&reference).next().is_none() {
+            return Err(format!(
+                "\"{text}\" never fires: no date matches its day-of-month and month (e.g. 31 February); \
+                 for 05:30 every day write \"0 30 5 * * Mon-Sun\""
+            ));
+        }
         Ok(CronSchedule { text: text.to_owned(), schedule })
     }
 
@@ -49,6 +58,22 @@ impl CronSchedule {
     pub fn after<'a, Z: TimeZone + 'a>(&'a self, after: &DateTime<Z>) -> impl Iterator<Item = DateTime<Z>> + 'a {
         self.schedule.after(after)
     }
+}
+
+/// The cron crate says "Minutes must be less than 59" of a field whose largest value *is* 59;
+/// say the field's range instead.
+fn with_bounds(why: &str) -> String {
+    const RANGES: [(&str, &str); 5] = [
+        ("Seconds", "0 to 59"),
+        ("Minutes", "0 to 59"),
+        ("Hours", "0 to 23"),
+        ("Days of Month", "1 to 31"),
+        ("Months", "1 to 12"),
+    ];
+    let Some((field, rest)) = why.split_once(" must be less than ") else { return why.to_owned() };
+    let Some((_, range)) = RANGES.iter().find(|(name, _)| *name == field) else { return why.to_owned() };
+    let given = rest.split('\'').nth(1).unwrap_or("?");
+    format!("{field} must be {range}; `{given}` was given")
 }
 
 /// Rewrites a day-of-week field made of day names into an explicit list the `cron` crate reads

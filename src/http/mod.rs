@@ -340,11 +340,17 @@ impl Caller {
         if roles.contains(&self.role) {
             return Ok(());
         }
-        let allowed: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        let with_article =
+            |role: &str| format!("{} {role}", if role.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" });
+        let allowed: Vec<String> = roles.iter().map(|r| with_article(r.as_str())).collect();
         Err(ApiError::new(
             axum::http::StatusCode::FORBIDDEN,
             "forbidden",
-            format!("a {} token cannot do this; it needs a {} token", self.role.as_str(), allowed.join(" or ")),
+            format!(
+                "{} token cannot do this; it needs {} token",
+                with_article(self.role.as_str()),
+                allowed.join(" or ")
+            ),
         ))
     }
 }

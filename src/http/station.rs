@@ -35,7 +35,7 @@ fn local_time(state: &AppState, at: DateTime<Utc>) -> String {
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "station",
-    responses((status = 200, description = "`{\"status\": \"ok\"|\"degraded\", \"checks\": {store, audio_device, clock_synced, clock, quotas, next_slot}}`"), (status = 503, description = "the store does not answer")))]
+    responses((status = 200, description = "`{\"status\": \"ok\"|\"degraded\", \"checks\": {store, proof_log, audio_device, clock_synced, clock, quotas, next_slot}}`; an unsynchronised clock is reported but does not degrade health"), (status = 503, description = "the store does not answer")))]
 pub async fn healthz(State(state): State<AppState>) -> Response {
     let store = state.store.call(|s| s.ping().and_then(|()| s.recorded_damage())).await;
     let (config, now) = (Arc::clone(&state.config), state.clock.now());
@@ -45,8 +45,10 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
     let device_ok = live.audio_device.as_ref().is_none_or(|d| d.ok);
     let quotas_ok = quotas.iter().all(|q| q.status != "at_risk");
     let damage = store.as_ref().ok().cloned().flatten();
-    let healthy =
-        damage.is_none() && store.is_ok() && device_ok && clock_synced && quotas_ok && live.clock_behind.is_none();
+    // Health is what the box can do: air, keep its log, meet its quotas. An unsynchronised clock
+    // (every box without network, every container) is reported, and recorded on each airing,
+    // but is not a fault by itself; a clock that reads earlier than the log is.
+    let healthy = damage.is_none() && store.is_ok() && device_ok && quotas_ok && live.clock_behind.is_none();
     let clock = match &live.clock_behind {
         Some(behind) => json!({
             "state": if behind.waiting_for_sync { "waiting_for_sync" } else { "behind_last_event" },

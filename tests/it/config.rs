@@ -231,3 +231,31 @@ fn each_invalid_key_stops_loa_run_with_its_line_and_exit_2() {
         assert!(!station.data_dir().exists(), "`{tail}`: a refused config must not create the station");
     }
 }
+
+#[test]
+fn a_slot_that_never_fires_is_refused() {
+    for never in ["0 30 5 31 2 *", "0 30 5 30 2 Mon-Sun", "0 0 6 31 4,6,9,11 *"] {
+        let text = format!(
+            "[station]\nid = \"s\"\nname = \"n\"\n[[slot]]\nname = \"a\"\ncron = \"{never}\"\nmax_minutes = 5\n"
+        );
+        refused(&text, 6, "slot[0].cron", "never fires");
+    }
+    // 29 February does come, every four years.
+    let leap =
+        "[station]\nid = \"s\"\nname = \"n\"\n[[slot]]\nname = \"a\"\ncron = \"0 30 5 29 2 *\"\nmax_minutes = 5\n";
+    assert!(parse(leap).is_ok());
+}
+
+#[test]
+fn out_of_range_cron_fields_state_their_real_bounds() {
+    for (cron, hint) in [
+        ("0 61 5 * * Mon-Sun", "Minutes must be 0 to 59; `61` was given"),
+        ("60 30 5 * * Mon-Sun", "Seconds must be 0 to 59; `60` was given"),
+        ("0 30 24 * * Mon-Sun", "Hours must be 0 to 23; `24` was given"),
+    ] {
+        let text = format!(
+            "[station]\nid = \"s\"\nname = \"n\"\n[[slot]]\nname = \"a\"\ncron = \"{cron}\"\nmax_minutes = 5\n"
+        );
+        refused(&text, 6, "slot[0].cron", hint);
+    }
+}
