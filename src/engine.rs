@@ -408,7 +408,7 @@ impl Engine {
         for q in self.store.call(move |s| quota::standings(s, &config, now)).await? {
             if q.status == "at_risk" {
                 let language = q.language.as_deref().unwrap_or("any");
-                let reason = q.reason.as_deref().unwrap_or("unknown");
+                let reason = q.reason.unwrap_or("unknown");
                 tracing::warn!(topic = %q.topic, language, period = %q.period, completed = q.completed, required = q.required, reason, "quota at risk");
             }
         }
