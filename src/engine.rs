@@ -14,7 +14,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::watch;
 
 use crate::chain;
-use crate::clip::Clip;
+use crate::clip::{Clip, Priority};
 use crate::clock::Clock;
 use crate::config::{Config, Slot};
 use crate::events::{self, AiringEvidence, AiringPlan, AiringStatus, ClockAtStart, HookOutcome, level_cdbfs};
@@ -58,6 +58,23 @@ pub struct Engine {
     pub library: Library,
     pub live: Live,
     pub shutdown: watch::Receiver<bool>,
+}
+
+/// What may stop an airing early for a bulletin queued "now" (Thông tư 39/2020: an emergency
+/// interrupts anything, at once; nothing interrupts an emergency).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Preemptible {
+    No,
+    /// A slot's airing: any bulletin queued "now".
+    ByAnyNow,
+    /// An airing queued "now" itself: only an emergency queued after it.
+    ByEmergency,
+}
+
+impl Preemptible {
+    fn of(clip: &Clip, otherwise: Preemptible) -> Preemptible {
+        if clip.meta.priority == Priority::Emergency { Preemptible::No } else { otherwise }
+    }
 }
 
 /// What the loop remembers between slots.
@@ -349,7 +366,8 @@ impl Engine {
                 self.record_unplayed(&plan, format!("not played: {reason} earlier in this slot")).await?;
                 continue;
             }
-            let (status, failure) = self.air(run, plan, clip, (i == 0).then_some(release_at), true).await?;
+            let preemptible = Preemptible::of(clip, Preemptible::ByAnyNow);
+            let (status, failure) = self.air(run, plan, clip, (i == 0).then_some(release_at), preemptible).await?;
             if run.stopping {
                 break;
             }
@@ -449,8 +467,10 @@ impl Engine {
                     self.record_unplayed(&plan, format!("not played: {reason} earlier in this block")).await?;
                     continue;
                 }
-                let (_, failure) = self.air(run, plan, &clip, release_at.take(), false).await?;
-                if run.stopping {
+                let preemptible = Preemptible::of(&clip, Preemptible::ByEmergency);
+                let (status, failure) = self.air(run, plan, &clip, release_at.take(), preemptible).await?;
+                // Stopped for an emergency queued meanwhile: read the queue again (it comes first).
+                if run.stopping || status == AiringStatus::Preempted {
                     break;
                 }
                 if let Some(Failure::Device(reason)) = failure {
@@ -498,7 +518,7 @@ impl Engine {
         plan: AiringPlan,
         clip: &Clip,
         start_at: Option<DateTime<Utc>>,
-        preemptible: bool,
+        preemptible: Preemptible,
     ) -> Result<(AiringStatus, Option<Failure>), EngineError> {
         if plan.before_air_ok == Some(false) && self.config.audio.amplifier.required {
             let reason = format!(
@@ -535,8 +555,13 @@ impl Engine {
                     self.beat(run, self.clock.now(), Some((seq, played))).await?;
                 }
                 _ = tokio::time::sleep_until(give_up) => break None,
-                () = self.live.rung(), if preemptible => {
-                    if !self.store.call(|s| s.pending_queue(Wanted::Now)).await?.is_empty() {
+                () = self.live.rung(), if preemptible != Preemptible::No => {
+                    let pending = self.store.call(|s| s.pending_now()).await?;
+                    let wanted = match preemptible {
+                        Preemptible::ByEmergency => pending.emergency,
+                        _ => pending.any,
+                    };
+                    if wanted {
                         stop.stop(StopCause::Preempted);
                     }
                 }

@@ -165,6 +165,13 @@ pub struct QueueItem {
     pub taken_at: Option<String>,
 }
 
+/// What is queued to air at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingNow {
+    pub any: bool,
+    pub emergency: bool,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct AiringCounts {
     pub by_status: Vec<(String, i64)>,
@@ -593,13 +600,24 @@ impl Store {
         Ok(self.conn.query_row(&format!("SELECT {QUEUE_COLUMNS} FROM queue WHERE id = ?1"), [id], queue_from_row)?)
     }
 
-    /// Queue items not yet taken, oldest first.
+    /// Queue items not yet taken: emergencies first, then in the order they were queued.
     pub fn pending_queue(&self, when: Wanted) -> Result<Vec<QueueItem>, StoreError> {
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT {QUEUE_COLUMNS} FROM queue WHERE taken_at IS NULL AND wanted = ?1 ORDER BY id"
+            "SELECT {QUEUE_COLUMNS} FROM queue WHERE taken_at IS NULL AND wanted = ?1 \
+             ORDER BY (SELECT priority FROM clips WHERE clips.id = queue.clip_id) = 'emergency' DESC, id"
         ))?;
         let items = stmt.query_map([when.as_str()], queue_from_row)?.collect::<Result<_, _>>()?;
         Ok(items)
+    }
+
+    /// Whether anything is queued "now", and whether an emergency is.
+    pub fn pending_now(&self) -> Result<PendingNow, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) > 0, coalesce(max(c.priority = 'emergency'), 0) FROM queue q JOIN clips c ON c.id = q.clip_id \
+             WHERE q.taken_at IS NULL AND q.wanted = 'now'",
+            [],
+            |r| Ok(PendingNow { any: r.get(0)?, emergency: r.get(1)? }),
+        )?)
     }
 
     pub fn take_queue_item(&mut self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {

@@ -499,3 +499,46 @@ fn a_damaged_log_is_recorded_and_shown_while_the_station_keeps_airing() {
         .unwrap();
     assert_eq!(guard, 1, "the append-only trigger is put back");
 }
+
+#[test]
+fn an_emergency_queued_now_interrupts_a_normal_bulletin_queued_now() {
+    // No slot fires during the test: only what is queued airs.
+    let station = crate::helpers::Station::with_config(&format!(
+        "[station]\nid = \"phu-thuy\"\nname = \"Đài phường Phú Thủy\"\ndata_dir = \"data\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+         [[slot]]\nname = \"dem\"\ncron = \"0 0 3 1 1 *\"\nmax_minutes = 1\n\
+         [[preload]]\nfile = \"{LONG_SPEECH}\"\ntitle = \"Bản tin dài\"\ntopic = \"cchc\"\n"
+    ));
+    let emergency = station.input("khan.mp3", &crate::helpers::fixture(TONE));
+    let added = station.add(&emergency, &["--title", "Khẩn cấp: bão", "--priority", "emergency"]);
+    assert_eq!(added.code, 0, "{}", added.stderr);
+    let emergency_id = added.json()["id"].as_i64().unwrap();
+    let token = station.token("operator");
+    let daemon = station.start(Device::Paced);
+    let base = daemon.http_base();
+    let events = station.wait_for("the library", WAIT, |e| of_kind(e, "clip_added", None).len() == 2);
+    let long_id = of_kind(&events, "clip_added", None).iter().find(|e| e["title"] == "Bản tin dài").unwrap()["clip_id"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(
+        http_post(&base, "/api/v1/queue", &token, &format!("{{\"clip_id\": {long_id}, \"when\": \"now\"}}")),
+        "202"
+    );
+    station.wait_for("the long bulletin on air", WAIT, |e| !of_kind(e, "airing_started", None).is_empty());
+    std::thread::sleep(Duration::from_secs(2));
+    let queued_at = chrono::Utc::now().timestamp_millis();
+    let body = format!("{{\"clip_id\": {emergency_id}, \"when\": \"now\"}}");
+    assert_eq!(http_post(&base, "/api/v1/queue", &token, &body), "202");
+    let events = station.wait_for("the emergency aired", WAIT, |e| {
+        of_kind(e, "airing_ended", None).iter().any(|a| a["clip_id"] == emergency_id)
+    });
+    daemon.stop();
+    let ended = of_kind(&events, "airing_ended", None);
+    let long = ended.iter().find(|a| a["clip_id"] == long_id).expect("the long bulletin's record");
+    assert_eq!(long["status"], "preempted", "{long}");
+    let urgent = ended.iter().find(|a| a["clip_id"] == emergency_id).unwrap();
+    assert_eq!(urgent["status"], "completed", "{urgent}");
+    // Within a second or so of being queued, not after the 16.6 s bulletin.
+    let waited = urgent["started_at"].as_i64().unwrap() - queued_at;
+    assert!(waited < 2000, "the emergency waited {waited} ms behind a normal bulletin");
+    assert_eq!(verify(&station).code, 0);
+}

@@ -32,12 +32,6 @@ impl Drop for Tmpfs {
     }
 }
 
-fn operator_token(station: &Station) -> String {
-    let token = station.loa(&["token", "create", "--role", "operator", "--label", "test"]);
-    assert_eq!(token.code, 0, "{}", token.stderr);
-    token.stdout.trim().to_owned()
-}
-
 #[tokio::test]
 async fn a_disk_that_fills_during_an_upload_gives_507_and_loses_nothing() {
     let station = station(30, 5, &[]);
@@ -47,7 +41,7 @@ async fn a_disk_that_fills_during_an_upload_gives_507_and_loses_nothing() {
         eprintln!("skipped: cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN)");
         return;
     };
-    let token = operator_token(&station);
+    let token = station.token("operator");
     let daemon = station.start(Device::Unpaced);
     let base = daemon.http_base();
 

@@ -237,6 +237,13 @@ impl Station {
         run.stdout.lines().map(|line| serde_json::from_str(line).expect("JSON line")).collect()
     }
 
+    /// A new API token of `role` (`operator` or `district`).
+    pub fn token(&self, role: &str) -> String {
+        let run = self.loa(&["token", "create", "--role", role, "--label", "test"]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        run.stdout.trim().to_owned()
+    }
+
     pub fn public_key(&self) -> String {
         let run = self.loa(&["station", "--json"]);
         assert_eq!(run.code, 0, "station: {}", run.stderr);

@@ -87,12 +87,6 @@ impl Drop for Slowloris {
     }
 }
 
-fn district_token(station: &crate::helpers::Station) -> String {
-    let run = station.loa(&["token", "create", "--role", "district", "--label", "x"]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    run.stdout.trim().to_owned()
-}
-
 #[test]
 fn a_flood_of_slow_connections_neither_silences_the_station_nor_blinds_its_health() {
     let station = station(4, 2, &[TONE]);
@@ -136,7 +130,7 @@ fn a_flood_of_slow_connections_neither_silences_the_station_nor_blinds_its_healt
 fn heavy_schedule_requests_do_not_delay_a_slot() {
     // A slot every 4 s: a week of it is thousands of slot instances to plan per request.
     let station = station(4, 2, &[TONE]);
-    let token = district_token(&station);
+    let token = station.token("district");
     let daemon = station.start(Device::Unpaced);
     let base = daemon.http_base();
     station.wait_for("on air", WAIT, |e| !of_kind(e, "station_started", None).is_empty());
@@ -177,7 +171,7 @@ fn heavy_schedule_requests_do_not_delay_a_slot() {
 #[test]
 fn wrong_tokens_are_logged_sparingly_and_slowed_but_a_valid_token_never_is() {
     let station = station(30, 5, &[]);
-    let token = district_token(&station);
+    let token = station.token("district");
     let daemon = station.start(Device::Unpaced);
     let base = daemon.http_base();
     let mut last_took = Duration::ZERO;
@@ -310,11 +304,7 @@ fn tls_settings_that_cannot_work_are_refused_with_the_key_named() {
 #[test]
 fn schemathesis_finds_no_server_error_nor_an_undocumented_answer() {
     let station = station(30, 5, &[TONE]);
-    let token = {
-        let run = station.loa(&["token", "create", "--role", "operator", "--label", "fuzz"]);
-        assert_eq!(run.code, 0, "{}", run.stderr);
-        run.stdout.trim().to_owned()
-    };
+    let token = station.token("operator");
     let daemon = station.start(Device::Unpaced);
     let base = daemon.http_base();
     // Examples per operation from LOA_FUZZ_EXAMPLES (default 10), with a fixed seed: the same
