@@ -575,8 +575,13 @@ fn airtime(
 
 fn backup(config: &Config, path: &Path, clock: &dyn Clock, out: &mut dyn Write) -> Result<(), Failure> {
     let destination = if path.is_dir() {
+        // Dated; two backups in one second get -2, -3 … rather than failing.
         let stamp = clock.now().with_timezone(&config.station.timezone).format("%Y%m%d-%H%M%S");
-        path.join(format!("loa-{}-{stamp}.sqlite", config.station.id))
+        let named = |n: u32| {
+            let suffix = if n == 1 { String::new() } else { format!("-{n}") };
+            path.join(format!("loa-{}-{stamp}{suffix}.sqlite", config.station.id))
+        };
+        (1..).map(named).find(|candidate| !candidate.exists()).expect("a free name")
     } else {
         path.to_owned()
     };

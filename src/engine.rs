@@ -89,6 +89,8 @@ struct Run {
     /// `before_air` hook went (`Some(None)`: no hook configured).
     amplifier: Option<Option<HookOutcome>>,
     stopping: bool,
+    /// Whether the log already said how to fix an audio device that cannot play.
+    told_about_device: bool,
     supervisor: Supervisor,
 }
 
@@ -129,6 +131,7 @@ impl Engine {
             last_checkpoint: now,
             amplifier: None,
             stopping: false,
+            told_about_device: false,
             supervisor,
         };
         let next_slot = timer.next_fire().map_or_else(|| "none".to_owned(), |at| at.to_rfc3339());
@@ -569,6 +572,16 @@ impl Engine {
         };
         let Judged { evidence, failure } =
             evidence_of(measurement.as_ref(), (requested_at, start_after), self.clock.now());
+        if let (Some(Failure::Device(reason)), false) = (&failure, run.told_about_device) {
+            // Once per run, one line that says what to do (the ALSA library's own noise does not).
+            run.told_about_device = true;
+            tracing::error!(
+                "the audio device \"{}\" cannot play ({reason}). Check audio.device (`aplay -L` lists the \
+                 devices); on a machine without a sound card run with ALSA_CONFIG_PATH=config/alsa-file-paced.conf \
+                 (the air signal goes to data/air.raw in real time) or config/alsa-file.conf",
+                self.config.audio.device
+            );
+        }
         tracing::info!(
             clip = plan.clip_id,
             status = evidence.status.as_str(),

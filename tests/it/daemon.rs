@@ -153,6 +153,9 @@ fn a_missing_device_fails_the_airing_and_the_daemon_keeps_going() {
     assert!(failed[0]["reason"].as_str().unwrap().contains("ALSA"), "{}", failed[0]);
     assert_eq!(failed[0]["played_ms"], 0);
     assert!(failed[0]["started_at"].is_null(), "nothing reached the device, so no start time");
+    // One line says what to do about it, once, not at every slot.
+    let log = std::fs::read_to_string(station.dir.path().join("daemon.log")).unwrap();
+    assert_eq!(log.matches("ALSA_CONFIG_PATH=config/alsa-file-paced.conf").count(), 1, "{log}");
     assert_eq!(verify(&station).code, 0);
 }
 

@@ -311,3 +311,16 @@ fn the_real_clock_stepped_back_and_forward_never_double_airs_and_records_what_it
     }
     assert_eq!(verify(&station).code, 0);
 }
+
+#[test]
+fn two_backups_into_one_directory_in_the_same_second_both_succeed() {
+    let station = station(30, 5, &[]);
+    station.token("district"); // something in the log
+    let dir = station.dir.path().join("usb");
+    std::fs::create_dir(&dir).unwrap();
+    for _ in 0..2 {
+        let run = station.loa(&["backup", dir.to_str().unwrap()]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    }
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2, "two files, none overwritten");
+}
