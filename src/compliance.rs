@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Months, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Months, NaiveDate, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -60,7 +60,8 @@ pub struct QuotaPeriodResult {
     pub completed: u32,
     pub met: bool,
     /// Why an ended period was missed: `station_down`, `all_attempts_failed`, `no_clip`;
-    /// `in_progress` for the period still running.
+    /// `in_progress` for the period still running; `not_yet_operating` for one that ended before
+    /// the station's first event (not a failure). Periods not begun yet are not listed.
     pub reason: Option<String>,
 }
 
@@ -116,8 +117,16 @@ fn serves(event: &Map<String, Value>, quota: &Quota) -> bool {
         && (!quota.peak_only || event.get("peak").and_then(Value::as_bool) == Some(true))
 }
 
-/// The report for `period` from `events` (exported event objects, ascending seq), at `now`.
-pub fn report(config: &Config, period: &Period, events: &[Map<String, Value>], now: DateTime<Utc>) -> Report {
+/// The report for `period` from `events` (exported event objects, ascending seq), at `now`, for
+/// a station that has existed since `since` (its first event): weeks and months that ended
+/// before it are "not yet operating", not failures; those not begun by `now` are left out.
+pub fn report(
+    config: &Config,
+    period: &Period,
+    events: &[Map<String, Value>],
+    now: DateTime<Utc>,
+    since: Option<DateTime<Utc>>,
+) -> Report {
     let tz = config.station.timezone;
     let local = |t: DateTime<Utc>| t.with_timezone(&tz).to_rfc3339();
     let in_range = |e: &Map<String, Value>, from: DateTime<Utc>, to: DateTime<Utc>| {
@@ -145,7 +154,7 @@ pub fn report(config: &Config, period: &Period, events: &[Map<String, Value>], n
         }
     }
 
-    let quotas = config.quotas.iter().map(|quota| quota_report(quota, period, events, now, tz)).collect();
+    let quotas = config.quotas.iter().map(|quota| quota_report(quota, period, events, (since, now), tz)).collect();
     let last = events.iter().rev().find(|e| int(e, "at").is_some_and(|at| at < period.end.timestamp_millis()));
     Report {
         station_id: config.station.id.clone(),
@@ -168,14 +177,14 @@ fn quota_report(
     quota: &Quota,
     period: &Period,
     events: &[Map<String, Value>],
-    now: DateTime<Utc>,
+    (since, now): (Option<DateTime<Utc>>, DateTime<Utc>),
     tz: Tz,
 ) -> QuotaReport {
     // The quota's weeks or months touching the report period, then one pass over the events
     // into them (binary search on the starts), so a year costs one scan, not one per week.
     let mut subs = Vec::new();
     let mut at = period.start;
-    while at < period.end {
+    while at < period.end && at <= now {
         let sub = period_of(quota.per, at, tz);
         at = sub.end;
         subs.push(sub);
@@ -210,6 +219,8 @@ fn quota_report(
             let met = tally.completed >= quota.count;
             let reason = if met {
                 None
+            } else if since.is_none_or(|since| sub.end <= since) {
+                Some("not_yet_operating")
             } else if sub.end > now {
                 Some("in_progress")
             } else if tally.station_down {
@@ -229,7 +240,10 @@ fn quota_report(
         })
         .collect();
     let met = periods.iter().filter(|p| p.met).count();
-    let missed = periods.iter().filter(|p| !p.met && p.reason.as_deref() != Some("in_progress")).count();
+    let missed = periods
+        .iter()
+        .filter(|p| !p.met && !matches!(p.reason.as_deref(), Some("in_progress" | "not_yet_operating")))
+        .count();
     QuotaReport {
         topic: quota.topic.clone(),
         language: quota.language.clone(),
@@ -263,7 +277,8 @@ pub fn from_store(store: &Store, config: &Config, period: &Period, now: DateTime
     let sealed = store.events(query)?;
     chain::PageCheck::of(store, &sealed)?.check(&sealed).map_err(ReportError::Damaged)?;
     let events: Vec<Map<String, Value>> = sealed.iter().map(|e| e.fields()).collect();
-    Ok(report(config, period, &events, now))
+    let since = store.first_event_at()?.and_then(DateTime::from_timestamp_millis);
+    Ok(report(config, period, &events, now, since))
 }
 
 /// How a report is rendered.
@@ -361,10 +376,63 @@ fn reason_vi(reason: Option<&str>) -> &'static str {
     match reason {
         None => "Đạt",
         Some("in_progress") => "Đang thực hiện",
+        Some("not_yet_operating") => "Chưa hoạt động",
         Some("station_down") => "Không đạt: đài ngừng hoạt động",
         Some("all_attempts_failed") => "Không đạt: phát lỗi",
         Some("no_clip") => "Không đạt: không có bản tin",
         Some(_) => "Không đạt",
+    }
+}
+
+fn status_vi(status: &str) -> &'static str {
+    match status {
+        "completed" => "Phát trọn vẹn",
+        "partial" => "Phát không trọn",
+        "interrupted" => "Bị gián đoạn",
+        "preempted" => "Nhường bản tin khẩn cấp",
+        "failed" => "Phát lỗi",
+        "missed" => "Lỡ khung giờ",
+        _ => "Khác",
+    }
+}
+
+/// `2026-W40` → "Tuần 40 (28/9–4/10/2026)", `2026-11` → "Tháng 11/2026"; anything else as is.
+fn period_vi(label: &str) -> String {
+    let short = |d: NaiveDate| format!("{}/{}", d.day(), d.month());
+    if let Some((year, week)) = label.split_once("-W") {
+        if let (Ok(year), Ok(week)) = (year.parse(), week.parse()) {
+            if let (Some(monday), Some(sunday)) = (
+                NaiveDate::from_isoywd_opt(year, week, chrono::Weekday::Mon),
+                NaiveDate::from_isoywd_opt(year, week, chrono::Weekday::Sun),
+            ) {
+                return format!("Tuần {week} ({}–{}/{})", short(monday), short(sunday), sunday.year());
+            }
+        }
+    }
+    match label.split_once('-') {
+        Some((year, month)) if month.len() == 2 && month.parse::<u32>().is_ok() => {
+            format!("Tháng {}/{year}", month.trim_start_matches('0'))
+        }
+        _ => label.to_owned(),
+    }
+}
+
+/// A local date of an RFC 3339 instant, `d/m/yyyy`; `inclusive_end` gives the last day before it.
+fn date_vi(instant: &str, inclusive_end: bool) -> String {
+    match DateTime::parse_from_rfc3339(instant) {
+        Ok(at) => {
+            let at = if inclusive_end { at - chrono::TimeDelta::seconds(1) } else { at };
+            format!("{}/{}/{}", at.day(), at.month(), at.year())
+        }
+        Err(_) => instant.to_owned(),
+    }
+}
+
+/// `08:05 ngày 20/11/2026` of an RFC 3339 instant (station time).
+fn time_vi(instant: &str) -> String {
+    match DateTime::parse_from_rfc3339(instant) {
+        Ok(at) => format!("{:02}:{:02} ngày {}", at.hour(), at.minute(), date_vi(instant, false)),
+        Err(_) => instant.to_owned(),
     }
 }
 
@@ -385,7 +453,7 @@ pub fn to_html(report: &Report) -> String {
         for p in &q.periods {
             rows.push_str(&format!(
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-                escape(&p.period),
+                escape(&period_vi(&p.period)),
                 p.required,
                 p.completed,
                 reason_vi(p.reason.as_deref())
@@ -394,7 +462,7 @@ pub fn to_html(report: &Report) -> String {
     }
     let mut statuses = String::new();
     for (status, count) in &report.by_status {
-        statuses.push_str(&format!("<li>{}: {count}</li>", escape(status)));
+        statuses.push_str(&format!("<li>{}: {count}</li>", status_vi(status)));
     }
     format!(
         r#"<!DOCTYPE html>
@@ -413,8 +481,8 @@ pub fn to_html(report: &Report) -> String {
 "#,
         station = escape(&report.station_name),
         period = escape(&report.period),
-        from = escape(&report.from),
-        to = escape(&report.to),
+        from = escape(&date_vi(&report.from, false)),
+        to = escape(&date_vi(&report.to, true)),
         peak_n = report.peak.airings,
         peak_m = report.peak.minutes,
         off_n = report.off_peak.airings,
@@ -422,7 +490,7 @@ pub fn to_html(report: &Report) -> String {
         station_id = escape(&report.station_id),
         seq = report.last_seq.map_or("-".to_owned(), |s| s.to_string()),
         hash = report.last_hash.as_deref().unwrap_or("-"),
-        generated = escape(&report.generated_at),
+        generated = escape(&time_vi(&report.generated_at)),
     )
 }
 
@@ -482,7 +550,7 @@ mod tests {
             // W48: nothing aired at all; W49 is still running at `now`.
         ];
         let period = parse_period("2026-11", tz()).unwrap();
-        let report = report(&config, &period, &events, local(12, 2, 12));
+        let report = report(&config, &period, &events, local(12, 2, 12), Some(local(10, 1, 0)));
         let weeks: Vec<(&str, u32, bool, Option<&str>)> = report.quotas[0]
             .periods
             .iter()
@@ -511,6 +579,34 @@ mod tests {
                 && html.contains("Không đạt: đài ngừng hoạt động")
         );
         assert!(String::from_utf8(to_csv(&report)).unwrap().starts_with("\u{feff}station_id,report_period"));
+    }
+
+    #[test]
+    fn a_station_created_mid_quarter_is_not_failed_before_it_existed_nor_judged_ahead() {
+        let text = "[station]\nid = \"s\"\nname = \"Đài\"\n[[slot]]\nname = \"sang\"\ncron = \"0 30 5 * * Mon-Sun\"\nmax_minutes = 15\npeak = true\n[[quota]]\ntopic = \"cchc\"\nper = \"week\"\n";
+        let config = Config::parse(std::path::Path::new("/etc/loa/station.toml"), text).unwrap();
+        let since = local(11, 4, 9); // first event: Wednesday of W45
+        let events = vec![ended(1, local(11, 5, 5), "cchc", true, "completed")];
+        let period = parse_period("2026-Q4", tz()).unwrap();
+        let report = report(&config, &period, &events, local(11, 20, 12), Some(since));
+        let weeks: Vec<(&str, Option<&str>)> =
+            report.quotas[0].periods.iter().map(|p| (p.period.as_str(), p.reason.as_deref())).collect();
+        assert_eq!(weeks.first(), Some(&("2026-W40", Some("not_yet_operating"))));
+        assert!(weeks.contains(&("2026-W44", Some("not_yet_operating"))));
+        assert!(weeks.contains(&("2026-W45", None)), "the week it began in counts: {weeks:?}");
+        assert!(weeks.contains(&("2026-W46", Some("no_clip"))));
+        assert_eq!(weeks.last(), Some(&("2026-W47", Some("in_progress"))), "no week after now: {weeks:?}");
+        assert_eq!((report.quotas[0].met, report.quotas[0].missed), (1, 1));
+        let html = to_html(&report);
+        for vietnamese in
+            ["Tuần 45 (2/11–8/11/2026)", "Chưa hoạt động", "Phát trọn vẹn: 1", "đến 31/12/2026", "từ 1/10/2026"]
+        {
+            assert!(html.contains(vietnamese), "`{vietnamese}` missing from the printed report");
+        }
+        assert!(html.contains("Lập lúc 12:00 ngày 20/11/2026"), "{html}");
+        for english in ["completed", "2026-W4", "T00:00", "+07:00"] {
+            assert!(!html.contains(english), "`{english}` in the printed report");
+        }
     }
 
     #[test]

@@ -313,6 +313,11 @@ impl Store {
         Ok(seqs)
     }
 
+    /// When the station's first event was recorded (UTC ms): since then it has existed.
+    pub fn first_event_at(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self.conn.query_row("SELECT at FROM events WHERE seq = 1", [], |r| r.get(0)).optional()?)
+    }
+
     /// The stored hash of event `seq`.
     pub fn event_hash(&self, seq: i64) -> Result<Option<String>, StoreError> {
         Ok(self.conn.query_row("SELECT hash FROM events WHERE seq = ?1", [seq], |r| r.get(0)).optional()?)
