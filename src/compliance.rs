@@ -13,6 +13,22 @@ use crate::config::{Config, Quota, QuotaPeriod};
 use crate::quota::{Period, period_of};
 use crate::store::{EventQuery, Store, StoreError};
 
+/// The periods an office asks about on `today` (station date), as report codes with their
+/// Vietnamese names: last week, last month, this quarter, this half-year, this year. Computed
+/// here, once, with the reports' own calendar (ISO weeks), never again in the page.
+pub fn recent_periods(today: NaiveDate) -> Vec<(&'static str, String)> {
+    let last_week = (today - chrono::TimeDelta::days(7)).iso_week();
+    let (year, month) = (today.year(), today.month());
+    let last_month = if month == 1 { format!("{}-12", year - 1) } else { format!("{year}-{:02}", month - 1) };
+    vec![
+        ("Tuần trước", format!("{}-W{:02}", last_week.year(), last_week.week())),
+        ("Tháng trước", last_month),
+        ("Quý này", format!("{year}-Q{}", (month - 1) / 3 + 1)),
+        ("6 tháng", format!("{year}-H{}", if month <= 6 { 1 } else { 2 })),
+        ("Cả năm", year.to_string()),
+    ]
+}
+
 /// Parses `2026-W47`, `2026-11`, `2026-Q4`, `2026-H2` or `2026` into local bounds.
 pub fn parse_period(text: &str, timezone: Tz) -> Result<Period, String> {
     let bad = || format!("\"{text}\" is not a period; use 2026-W47, 2026-11, 2026-Q4, 2026-H2 or 2026");
@@ -396,8 +412,9 @@ fn status_vi(status: &str) -> &'static str {
     }
 }
 
-/// `2026-W40` → "Tuần 40 (28/9–4/10/2026)", `2026-11` → "Tháng 11/2026"; anything else as is.
-fn period_vi(label: &str) -> String {
+/// `2026-W40` → "Tuần 40 (28/9–4/10/2026)", `2026-11` → "Tháng 11/2026", `2026-Q4` → "Quý
+/// 4/2026", `2026-H2`, `2026` likewise; anything else as is.
+pub fn period_vi(label: &str) -> String {
     let short = |d: NaiveDate| format!("{}/{}", d.day(), d.month());
     if let Some((year, week)) = label.split_once("-W") {
         if let (Ok(year), Ok(week)) = (year.parse(), week.parse()) {
@@ -413,6 +430,10 @@ fn period_vi(label: &str) -> String {
         Some((year, month)) if month.len() == 2 && month.parse::<u32>().is_ok() => {
             format!("Tháng {}/{year}", month.trim_start_matches('0'))
         }
+        Some((year, "Q1" | "Q2" | "Q3" | "Q4")) => format!("Quý {}/{year}", &label[label.len() - 1..]),
+        Some((year, "H1")) => format!("6 tháng đầu năm {year}"),
+        Some((year, "H2")) => format!("6 tháng cuối năm {year}"),
+        None if label.len() == 4 && label.parse::<u32>().is_ok() => format!("Năm {label}"),
         _ => label.to_owned(),
     }
 }
@@ -607,6 +628,20 @@ mod tests {
         for english in ["completed", "2026-W4", "T00:00", "+07:00"] {
             assert!(!html.contains(english), "`{english}` in the printed report");
         }
+    }
+
+    #[test]
+    fn the_recent_periods_use_iso_weeks_across_the_new_year() {
+        let codes = |y, m, d| {
+            recent_periods(NaiveDate::from_ymd_opt(y, m, d).unwrap()).into_iter().map(|(_, c)| c).collect::<Vec<_>>()
+        };
+        assert_eq!(codes(2026, 11, 25), ["2026-W47", "2026-10", "2026-Q4", "2026-H2", "2026"]);
+        // 1 January 2026 is in 2026-W01; a week before it is 2025-W52.
+        assert_eq!(codes(2026, 1, 8)[0], "2026-W01");
+        assert_eq!(codes(2026, 1, 1)[..2], ["2025-W52".to_owned(), "2025-12".to_owned()]);
+        assert_eq!(codes(2027, 1, 4)[0], "2026-W53");
+        assert_eq!(period_vi("2026-W01"), "Tuần 1 (29/12–4/1/2026)");
+        assert_eq!(period_vi("2026-Q4"), "Quý 4/2026");
     }
 
     #[test]

@@ -152,6 +152,13 @@ async fn every_auth_case() {
     assert!(revoked.is_some());
     assert_eq!(api.get("/api/v1/clips", Some(&api.district)).await.0, StatusCode::UNAUTHORIZED);
 
+    // The periods the page offers come from the station's calendar, named in Vietnamese.
+    let (_, station) = api.get("/api/v1/station", Some(&api.district)).await;
+    let periods = station["report_periods"].as_array().unwrap();
+    let names: Vec<&str> = periods.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Tuần trước", "Tháng trước", "Quý này", "6 tháng", "Cả năm"]);
+    assert!(periods[0]["label"].as_str().unwrap().starts_with("Tuần "), "{station}");
+
     // Health needs no token; metrics do (unless http.metrics_public). No quota, no fault: ok,
     // whether or not this machine's clock is NTP-synchronised (reported, not a fault).
     let (status, body) = api.get("/healthz", None).await;

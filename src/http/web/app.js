@@ -82,16 +82,6 @@ function stationDate(offsetDays = 0) {
   return parts; // YYYY-MM-DD
 }
 
-function isoWeek(dateText) {
-  const d = new Date(dateText + "T00:00:00Z");
-  const day = (d.getUTCDay() + 6) % 7; // Monday = 0
-  d.setUTCDate(d.getUTCDate() - day + 3); // Thursday of this week decides the year
-  const year = d.getUTCFullYear();
-  const firstThursday = new Date(Date.UTC(year, 0, 4));
-  const week = 1 + Math.round((d - firstThursday) / 86400000 / 7 - ((firstThursday.getUTCDay() + 6) % 7 - 3) / 7);
-  return `${year}-W${String(week).padStart(2, "0")}`;
-}
-
 function minutes(ms) {
   const s = Math.round(ms / 1000);
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
@@ -267,20 +257,14 @@ async function loadCompliance() {
     ? standings.map((q) => `<div class="item standing"><div class="title">${escape(q.topic)}${q.language ? " (" + escape(q.language) + ")" : ""} — ${escape(q.period)}</div>
         <div><span class="status-${q.status}">${STATUS[q.status] || q.status}</span> · ${q.completed}/${q.required} lần phát trọn vẹn</div></div>`).join("")
     : '<p class="hint">Đài chưa cấu hình chỉ tiêu nào.</p>';
-  const today = stationDate();
-  const [year, month] = today.split("-").map(Number);
-  const periods = [
-    [isoWeek(stationDate(-7)), "Tuần trước"],
-    [`${month === 1 ? year - 1 : year}-${String(month === 1 ? 12 : month - 1).padStart(2, "0")}`, "Tháng trước"],
-    [`${year}-Q${Math.ceil(month / 3)}`, "Quý này"],
-    [`${year}-H${month <= 6 ? 1 : 2}`, "6 tháng"],
-    [`${year}`, "Cả năm"],
-  ];
+  // The periods and their names come from the station (its calendar, its clock).
+  const { report_periods } = await (await api("/api/v1/station")).json();
+  const periods = report_periods.map((p) => [p.code, p.name, p.label]);
   const results = await Promise.all(periods.map(([p]) => api(`/api/v1/compliance?period=${p}&format=json`).then((r) => r.json())));
-  $("reports").innerHTML = periods.map(([p, label], i) => {
+  $("reports").innerHTML = periods.map(([p, name, label], i) => {
     const quotas = results[i].quotas || [];
     const summary = quotas.map((q) => `${escape(q.topic)}/${q.per === "week" ? "tuần" : "tháng"}: <span class="${q.missed ? "status-missed" : "status-met"}">${q.met} đạt, ${q.missed} không đạt</span>`).join(" · ");
-    return `<div class="item report"><div class="title">${label} (${p})</div><div class="meta">${summary || "không có chỉ tiêu"}</div>
+    return `<div class="item report"><div class="title">${escape(name)}: ${escape(label)}</div><div class="meta">${summary || "không có chỉ tiêu"}</div>
       <div class="actions"><button class="secondary" data-report="${p}" data-format="html">Xem, in</button><button class="secondary" data-report="${p}" data-format="csv">Tải CSV</button></div></div>`;
   }).join("");
   for (const button of document.querySelectorAll("[data-report]")) {
