@@ -153,7 +153,7 @@ async fn every_auth_case() {
     assert_eq!(api.get("/api/v1/clips", Some(&api.district)).await.0, StatusCode::UNAUTHORIZED);
 
     // The periods the page offers come from the station's calendar, named in Vietnamese.
-    let (_, station) = api.get("/api/v1/station", Some(&api.district)).await;
+    let (_, station) = api.get("/api/v1/station", Some(&api.operator)).await;
     let periods = station["report_periods"].as_array().unwrap();
     let names: Vec<&str> = periods.iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["Tuần trước", "Tháng trước", "Quý này", "6 tháng", "Cả năm"]);
