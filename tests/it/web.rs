@@ -111,6 +111,29 @@ impl Browser {
         }
     }
 
+    /// The visible text of the page holds no English sentence and no jargon (a word list).
+    async fn assert_vietnamese(&self, where_: &str) {
+        const ENGLISH: [&str; 12] = [
+            "the ",
+            " is ",
+            "cannot",
+            " not ",
+            "error",
+            "failed",
+            "completed",
+            "lufs",
+            "dbfs",
+            " and ",
+            "please",
+            "invalid",
+        ];
+        let text = self.script("return document.body.innerText;").await;
+        let lower = text.as_str().unwrap_or_default().to_lowercase();
+        for word in ENGLISH {
+            assert!(!lower.contains(word), "`{}` on {where_}: {}", word.trim(), text.as_str().unwrap_or_default());
+        }
+    }
+
     async fn accept_alert(&self) {
         let start = Instant::now();
         loop {
@@ -229,6 +252,7 @@ async fn an_operator_does_the_weekly_job_in_a_phone_browser_and_the_district_onl
     browser.upload(&bad, "Tệp hỏng").await;
     let refusal = browser.wait("the refusal", "document.querySelector('#upload-result.error')?.innerText").await;
     assert!(refusal.as_str().unwrap().contains("Tệp không phải MP3"), "{refusal}");
+    browser.assert_vietnamese("the refused upload").await;
 
     // Schedule: "Phát ngay", confirmed; the airing appears in the log.
     browser.click("nav a[data-page=lich-phat]").await;
@@ -275,6 +299,7 @@ async fn an_operator_does_the_weekly_job_in_a_phone_browser_and_the_district_onl
         browser.click(&format!("nav a[data-page={page}]")).await;
         browser.wait(page, &format!("!document.getElementById('{page}').hidden")).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
+        browser.assert_vietnamese(page).await;
         browser.screenshot(&shots, &format!("{page}-desktop")).await;
     }
 

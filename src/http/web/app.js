@@ -11,6 +11,36 @@ const STATUS = {
   met: "Đạt", on_track: "Đúng tiến độ", at_risk: "Có nguy cơ không đạt",
 };
 const PRIORITY = { normal: "Bình thường", priority: "Ưu tiên", emergency: "Khẩn cấp" };
+// Why an airing or a slot did not go as planned, in plain Vietnamese: the station records its
+// reasons in English (they are evidence); the page says what they mean. First match wins.
+const REASON = [
+  ["not playing in real time", "thiết bị âm thanh không phát theo thời gian thực"],
+  ["the output was silent", "không nghe thấy tiếng (im lặng)"],
+  ["the device took", "chỉ phát được một phần bản tin"],
+  ["audio device error", "lỗi thiết bị âm thanh"],
+  ["the audio device stopped", "thiết bị âm thanh ngừng nhận tiếng"],
+  ["the audio thread did not answer", "thiết bị âm thanh không phản hồi"],
+  ["the clip cannot be decoded", "tệp âm thanh bị hỏng; bản tin đã được ngừng phát"],
+  ["not played", "không phát được do lỗi ở bản tin trước"],
+  ["pre-empted", "nhường cho bản tin khẩn cấp"],
+  ["shutdown", "đài được tắt"],
+  ["power loss or crash", "mất điện hoặc đài gặp sự cố"],
+  ["still playing past", "phát quá thời lượng, đã dừng"],
+  ["station_down", "đài ngừng hoạt động"],
+  ["previous_airing_overran", "bản tin trước phát quá giờ"],
+  ["clock_jumped", "đồng hồ của đài bị chỉnh"],
+  ["no_eligible_clip", "không có bản tin phù hợp"],
+  ["amplifier", "bộ khuếch đại không bật được"],
+];
+function reasonVi(reason) {
+  const found = REASON.find(([prefix]) => reason.includes(prefix));
+  return found ? found[1] : "lý do kỹ thuật";
+}
+// Loudness in words; the measured figure stays available on hover.
+function loudness(lufs) {
+  const word = lufs > -12 ? "to" : lufs < -22 ? "nhỏ" : "vừa";
+  return `<span title="${lufs.toFixed(1)} LUFS">âm lượng ${word}</span>`;
+}
 // What the operator reads when the station refuses something; the API's own message follows.
 const REFUSAL = {
   unauthorized: "Mã truy cập không đúng hoặc đã bị thu hồi. Hãy xin quản trị đài mã mới.",
@@ -54,7 +84,8 @@ function apiError(status, text) {
 
 function explain(error) {
   const plain = REFUSAL[error.code] || "Đài từ chối yêu cầu.";
-  return `${plain} <span class="detail">${escape(error.message)}</span>`;
+  // The station's own message is for whoever fixes it: folded away, on request.
+  return `${plain} <details class="detail"><summary>Chi tiết kỹ thuật</summary>${escape(error.message)}</details>`;
 }
 
 function escape(text) {
@@ -174,7 +205,7 @@ function clipItem(c) {
   const retire = isOperator() ? `<div class="actions"><button class="secondary" data-retire="${c.id}" data-title="${escape(c.title)}">Ngừng phát</button></div>` : "";
   return `<div class="item clip" data-clip="${c.id}"><div class="title">${escape(c.title)}</div>
     <div class="meta"><span class="tag">${escape(c.topic)}</span><span class="tag">${escape(c.language)}</span>${PRIORITY[c.priority] ? `<span class="tag">${PRIORITY[c.priority]}</span>` : ""}</div>
-    <div class="meta">${minutes(c.duration_ms)} · ${c.loudness_lufs.toFixed(1)} LUFS · ${validity(c)} · ${aired}</div>${retire}</div>`;
+    <div class="meta">${minutes(c.duration_ms)} · ${loudness(c.loudness_lufs)} · ${validity(c)} · ${aired}</div>${retire}</div>`;
 }
 
 async function retire(id, title) {
@@ -201,7 +232,7 @@ $("upload-form").addEventListener("submit", (event) => {
     progress.hidden = true;
     if (request.status === 201) {
       const clip = JSON.parse(request.responseText);
-      show("upload-result", `Đã nhận bản tin “${escape(clip.title)}”: ${minutes(clip.duration_ms)}, ${clip.loudness_lufs.toFixed(1)} LUFS.`, "ok");
+      show("upload-result", `Đã nhận bản tin “${escape(clip.title)}”: dài ${minutes(clip.duration_ms)}, ${loudness(clip.loudness_lufs)}.`, "ok");
       event.target.reset();
       await loadLibrary();
     } else {
@@ -299,10 +330,12 @@ function airingItem(e) {
   const status = e.kind === "slot_missed" ? "missed" : e.status;
   const when = localTime(e.started_at || e.scheduled_at || e.at);
   const what = e.kind === "slot_missed" ? `Khung giờ ${escape(e.slot)}` : escape(e.title);
-  const evidence = e.kind === "slot_missed" ? "" : ` · ${minutes(e.played_ms)}/${minutes(e.planned_ms)} · đỉnh ${(e.peak_cdbfs / 100).toFixed(1)} dBFS`;
+  const silent = e.kind !== "slot_missed" && e.played_ms > 0 && e.peak_cdbfs <= -6000;
+  const evidence = e.kind === "slot_missed" ? ""
+    : ` · <span title="đỉnh ${(e.peak_cdbfs / 100).toFixed(1)} dBFS">đã phát ${minutes(e.played_ms)}/${minutes(e.planned_ms)}${silent ? ", im lặng" : ""}</span>`;
   const slot = e.slot ? `khung ${escape(e.slot)}` : "ngoài khung giờ";
   return `<div class="item airing"><div class="title">${what}</div>
-    <div class="meta">${when} · ${slot} · <span class="status-${status}">${STATUS[status] || status}</span>${evidence}${e.reason ? ` · ${escape(e.reason)}` : ""}</div></div>`;
+    <div class="meta">${when} · ${slot} · <span class="status-${status}">${STATUS[status] || status}</span>${evidence}${e.reason ? ` · <span title="${escape(e.reason)}">${reasonVi(e.reason)}</span>` : ""}</div></div>`;
 }
 
 $("airtime-csv").addEventListener("click", async () => {
