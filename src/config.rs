@@ -29,6 +29,37 @@ pub struct Config {
     pub slots: Vec<Slot>,
     pub quotas: Vec<Quota>,
     pub preload: Vec<Preload>,
+    /// What the operator page offers for a bulletin, with the names an operator reads:
+    /// `[[topic]]`/`[[language]]`, else the quotas' own (and Vietnamese), with known names.
+    pub topics: Vec<Choice>,
+    pub languages: Vec<Choice>,
+}
+
+/// A topic or language code and its Vietnamese name.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Choice {
+    pub id: String,
+    pub label: String,
+}
+
+/// Names for the codes the CCHC plans use, when the config gives none.
+const KNOWN_NAMES: [(&str, &str); 12] = [
+    ("cchc", "Cải cách hành chính"),
+    ("khan-cap", "Khẩn cấp"),
+    ("chung", "Thông tin chung"),
+    ("thong-bao", "Thông báo"),
+    ("an-toan", "An toàn"),
+    ("vi", "Tiếng Việt"),
+    ("hmn", "Tiếng H'Mông"),
+    ("tay", "Tiếng Tày"),
+    ("km", "Tiếng Khmer"),
+    ("nun", "Tiếng Nùng"),
+    ("dao", "Tiếng Dao"),
+    ("cjm", "Tiếng Chăm"),
+];
+
+fn known_name(id: &str) -> String {
+    KNOWN_NAMES.iter().find(|(code, _)| *code == id).map_or_else(|| id.to_owned(), |(_, name)| (*name).to_owned())
 }
 
 /// A bulletin `loa run` adds to the library at start if it is not there yet (the demo's way of
@@ -250,6 +281,17 @@ struct RawConfig {
     quota: Vec<RawQuota>,
     #[serde(default)]
     preload: Vec<RawPreload>,
+    #[serde(default)]
+    topic: Vec<RawChoice>,
+    #[serde(default)]
+    language: Vec<RawChoice>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChoice {
+    id: Spanned<String>,
+    label: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -420,8 +462,80 @@ impl RawConfig {
             preload.push(Preload { file: base.join(raw.file.get_ref()), meta });
         }
 
-        Ok(Config { path: src.path.to_owned(), station, audio, http, clips, clock, slots, quotas, preload })
+        let topics =
+            choices(src, "topic", self.topic, &quotas, |q| Some(q.topic.clone()), &["cchc"], crate::clip::check_topic)?;
+        let languages = choices(
+            src,
+            "language",
+            self.language,
+            &quotas,
+            |q| q.language.clone(),
+            &["vi"],
+            crate::clip::check_language,
+        )?;
+        Ok(Config {
+            path: src.path.to_owned(),
+            station,
+            audio,
+            http,
+            clips,
+            clock,
+            slots,
+            quotas,
+            preload,
+            topics,
+            languages,
+        })
     }
+}
+
+/// `[[topic]]` or `[[language]]` entries, checked; without any, `always` and the codes the
+/// quotas use, with known names.
+fn choices(
+    src: &Source,
+    table: &str,
+    raw: Vec<RawChoice>,
+    quotas: &[Quota],
+    quota_code: impl Fn(&Quota) -> Option<String>,
+    always: &[&str],
+    check: fn(&str) -> Result<(), String>,
+) -> Result<Vec<Choice>, ConfigError> {
+    if raw.is_empty() {
+        let mut ids: Vec<String> = always.iter().map(|id| (*id).to_owned()).collect();
+        for id in quotas.iter().filter_map(quota_code) {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        return Ok(ids.into_iter().map(|id| Choice { label: known_name(&id), id }).collect());
+    }
+    let mut out: Vec<Choice> = Vec::with_capacity(raw.len());
+    for (i, choice) in raw.into_iter().enumerate() {
+        let id = choice.id.get_ref().clone();
+        check(&id).map_err(|message| src.invalid(&choice.id, &format!("{table}[{i}].id"), message))?;
+        if out.iter().any(|c| c.id == id) {
+            return Err(src.invalid(&choice.id, &format!("{table}[{i}].id"), format!("\"{id}\" is listed twice")));
+        }
+        let label = choice.label.get_ref().trim().to_owned();
+        if label.is_empty() || label.chars().count() > 60 {
+            return Err(src.invalid(
+                &choice.label,
+                &format!("{table}[{i}].label"),
+                "give the name an operator reads, up to 60 characters, e.g. \"Cải cách hành chính\"",
+            ));
+        }
+        out.push(Choice { id, label });
+    }
+    // A quota's topic or language the operator cannot choose could never be met from the page.
+    if let Some(missing) = quotas.iter().filter_map(&quota_code).find(|code| !out.iter().any(|c| c.id == *code)) {
+        return Err(ConfigError::Invalid {
+            path: src.path.to_owned(),
+            line: 1,
+            key: Some(table.to_owned()),
+            message: format!("a quota uses {table} \"{missing}\", which no [[{table}]] lists; add it with its name"),
+        });
+    }
+    Ok(out)
 }
 
 impl RawStation {

@@ -95,7 +95,7 @@ fn next_slots(state: &AppState, count: usize) -> Vec<Value> {
 }
 
 #[utoipa::path(get, path = "/api/v1/station", tag = "station", security(("bearer" = [])),
-    responses((status = 200, description = "id, name, timezone, public_key, version, clock_synced, next_slots, the caller's role, and `report_periods` (`name`, `code`, `label`): last week, last month, this quarter, half-year and year in station time"), (status = 401, body = ErrorBody)))]
+    responses((status = 200, description = "id, name, timezone, public_key, version, clock_synced, next_slots, the caller's role, `topics` and `languages` (`id`, `label`: what a bulletin may be given), and `report_periods` (`name`, `code`, `label`): last week, last month, this quarter, half-year and year in station time"), (status = 401, body = ErrorBody)))]
 pub async fn station(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     caller.require(READERS)?;
     let s = &state.config.station;
@@ -108,6 +108,8 @@ pub async fn station(State(state): State<AppState>, caller: Caller) -> Result<Js
         "clock_synced": state.clock.synchronized(),
         "next_slots": next_slots(&state, 10),
         "role": caller.role.as_str(),
+        "topics": state.config.topics,
+        "languages": state.config.languages,
         "report_periods": crate::compliance::recent_periods(state.clock.now().with_timezone(&s.timezone).date_naive())
             .into_iter()
             .map(|(name, code)| json!({ "name": name, "code": code, "label": crate::compliance::period_vi(&code) }))

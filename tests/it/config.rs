@@ -259,3 +259,20 @@ fn out_of_range_cron_fields_state_their_real_bounds() {
         refused(&text, 6, "slot[0].cron", hint);
     }
 }
+
+#[test]
+fn topics_and_languages_come_from_the_config_with_their_names() {
+    let listed = "[station]\nid = \"s\"\nname = \"n\"\n[[slot]]\nname = \"a\"\ncron = \"0 30 5 * * Mon-Sun\"\nmax_minutes = 5\n[[quota]]\ntopic = \"cchc\"\nper = \"week\"\nlanguage = \"hmn\"\npeak_only = false\n\
+        [[topic]]\nid = \"cchc\"\nlabel = \"Cải cách hành chính\"\n[[topic]]\nid = \"thong-bao\"\nlabel = \"Thông báo\"\n";
+    let config = parse(listed).unwrap();
+    let ids: Vec<&str> = config.topics.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, ["cchc", "thong-bao"]);
+    // No [[language]]: Vietnamese and the quotas' languages, by their known names.
+    let languages: Vec<(&str, &str)> = config.languages.iter().map(|l| (l.id.as_str(), l.label.as_str())).collect();
+    assert_eq!(languages, [("vi", "Tiếng Việt"), ("hmn", "Tiếng H'Mông")]);
+    // A quota's topic the page could not offer is refused.
+    let missing = "[station]\nid = \"s\"\nname = \"n\"\n[[slot]]\nname = \"a\"\ncron = \"0 30 5 * * Mon-Sun\"\nmax_minutes = 5\n[[quota]]\ntopic = \"an-toan\"\nper = \"month\"\npeak_only = false\n\
+        [[topic]]\nid = \"cchc\"\nlabel = \"Cải cách hành chính\"\n";
+    let message = parse(missing).unwrap_err().to_string();
+    assert!(message.contains("\"an-toan\"") && message.contains("[[topic]]"), "{message}");
+}

@@ -208,7 +208,9 @@ async fn an_operator_does_the_weekly_job_in_a_phone_browser_and_the_district_onl
          [http]\nlisten = \"127.0.0.1:0\"\n\
          [[slot]]\nname = \"sang\"\ncron = \"0 30 5 * * Mon-Sun\"\nmax_minutes = 15\npeak = true\n\
          [[slot]]\nname = \"chieu\"\ncron = \"0 0 17 * * Mon-Fri\"\nmax_minutes = 15\npeak = true\n\
-         [[quota]]\ntopic = \"cchc\"\nper = \"week\"\n",
+         [[quota]]\ntopic = \"cchc\"\nper = \"week\"\n\
+         [[topic]]\nid = \"cchc\"\nlabel = \"Cải cách hành chính\"\n\
+         [[topic]]\nid = \"thong-bao\"\nlabel = \"Thông báo của phường\"\n",
     );
     let (operator, district) = (token(&station, "operator"), token(&station, "district"));
     let daemon = station.start(Device::Unpaced);
@@ -236,6 +238,14 @@ async fn an_operator_does_the_weekly_job_in_a_phone_browser_and_the_district_onl
             "!document.getElementById('thu-vien').hidden && document.getElementById('role').innerText === 'Cán bộ đài'",
         )
         .await;
+
+    // The form offers exactly this station's topics, by their names.
+    let topics = browser
+        .script(
+            "return [...document.querySelectorAll('#upload-topic option')].map(o => o.value + '=' + o.text).join('|');",
+        )
+        .await;
+    assert_eq!(topics, "cchc=Cải cách hành chính|thong-bao=Thông báo của phường");
 
     // Upload an emergency bulletin and see it listed.
     let tone = Path::new(FIXTURES).join("cbr128_stereo_44k.mp3");

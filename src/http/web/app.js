@@ -138,6 +138,13 @@ async function signIn(token) {
   $("nav").hidden = false;
   document.body.classList.toggle("read-only", !isOperator());
   for (const el of document.querySelectorAll(".operator-only")) el.hidden = !isOperator();
+  // Exactly the station's own topics and languages, by the names its config gives them.
+  fillChoices("upload-topic", state.station.topics);
+  fillChoices("upload-language", state.station.languages);
+}
+
+function fillChoices(id, choices) {
+  $(id).innerHTML = (choices || []).map((c, i) => `<option value="${escape(c.id)}"${i === 0 ? " selected" : ""}>${escape(c.label)}</option>`).join("");
 }
 
 function signOut(message) {
