@@ -9,6 +9,7 @@
 mod clips;
 pub mod conn;
 mod error;
+mod report_link;
 pub mod station;
 pub mod tls;
 mod web;
@@ -194,6 +195,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(clips::enqueue))
         .routes(routes!(station::airtime))
         .routes(routes!(station::compliance))
+        .routes(routes!(report_link::link))
         .split_for_parts();
     // After the routes are in: a modifier on the base document would see no paths.
     CommonResponses.modify(&mut document);
@@ -214,6 +216,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(web::index))
         .route("/app.js", get(web::script))
         .route("/app.css", get(web::style))
+        .route("/reports/compliance", get(report_link::printable))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Bodies are bounded in `guard` (before any extractor, auth included); uploads are

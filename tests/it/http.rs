@@ -471,6 +471,7 @@ async fn the_openapi_document_and_the_routes_agree() {
         "/api/v1/queue",
         "/api/v1/airtime",
         "/api/v1/compliance",
+        "/api/v1/compliance/link",
     ];
     contract.sort();
     assert_eq!(documented, contract, "the document lists exactly the API's routes");
@@ -672,4 +673,31 @@ async fn the_printable_report_is_styled_under_the_pages_content_security_policy(
     let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(style.as_bytes()));
     assert!(policy.contains(&format!("'sha256-{hash}'")), "the report's style is not allowed: {policy}");
     assert!(!report.contains(" style="), "a style attribute would be blocked");
+}
+
+#[tokio::test]
+async fn the_printable_report_opens_at_a_signed_link_without_a_token() {
+    let api = api("");
+    let (status, link) = api.get("/api/v1/compliance/link?period=2026-Q4", Some(&api.district)).await;
+    assert_eq!(status, StatusCode::OK, "{link}");
+    let url = link["url"].as_str().unwrap().to_owned();
+    assert!(url.starts_with("/reports/compliance?period=2026-Q4&expires="), "{url}");
+    let open = |url: String| {
+        let router = router(api.state.clone());
+        async move {
+            let response = router.oneshot(Request::builder().uri(url).body(Body::empty()).unwrap()).await.unwrap();
+            let status = response.status();
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+            (status, String::from_utf8_lossy(&bytes).into_owned())
+        }
+    };
+    let (status, page) = open(url.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Báo cáo kết quả phát thanh cải cách hành chính"), "{page}");
+    // Another period, or an edited signature, is refused.
+    let (status, _) = open(url.replace("2026-Q4", "2026-Q3")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = open(format!("{}0", &url[..url.len() - 1])).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(api.get("/api/v1/compliance/link?period=2026-Q4", None).await.0, StatusCode::UNAUTHORIZED);
 }

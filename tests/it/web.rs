@@ -279,6 +279,15 @@ async fn an_operator_does_the_weekly_job_in_a_phone_browser_and_the_district_onl
         .wait("the airing in the log", "(window.location.hash = '#nhat-ky', document.getElementById('airtime').innerText.includes('Hoàn thành')) || (window.dispatchEvent(new HashChangeEvent('hashchange')), false)")
         .await;
     browser.screenshot(&shots, "nhat-ky-360").await;
+    // Paging back through history, a week at a time, and forward again.
+    browser.click("#airtime-older").await;
+    browser
+        .wait("the week before", "document.getElementById('airtime-range').innerText.startsWith('Từ ') && document.getElementById('airtime').innerText.includes('Không có lần phát nào')")
+        .await;
+    browser.click("#airtime-newer").await;
+    browser
+        .wait("the last 7 days again", "document.getElementById('airtime').innerText.includes('Hoàn thành') && document.getElementById('airtime-newer').hidden")
+        .await;
 
     // The CSV download.
     browser.click("#airtime-csv").await;

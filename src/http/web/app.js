@@ -311,9 +311,14 @@ async function loadCompliance() {
 }
 
 async function report(period, format) {
+  if (format === "html") {
+    // A plain page at a signed URL (valid 10 minutes): no pop-up for a phone to block.
+    const { url } = await (await api(`/api/v1/compliance/link?period=${period}`)).json();
+    window.location.href = url;
+    return;
+  }
   const blob = await (await api(`/api/v1/compliance?period=${period}&format=${format}`)).blob();
-  if (format === "html") window.open(URL.createObjectURL(blob), "_blank");
-  else download(blob, `tuan-thu-${state.station.id}-${period}.csv`);
+  download(blob, `tuan-thu-${state.station.id}-${period}.csv`);
 }
 
 function download(blob, name) {
@@ -326,12 +331,31 @@ function download(blob, name) {
 }
 
 // Airtime log: the last 7 days' airings and missed slots, newest first.
-async function loadAirtime() {
-  const from = stationDate(-6);
-  const { events } = await (await api(`/api/v1/airtime?from=${from}&limit=10000&format=json`)).json();
-  const rows = events.filter((e) => e.kind === "airing_ended" || e.kind === "slot_missed").reverse();
-  $("airtime").innerHTML = rows.length ? rows.map(airingItem).join("") : '<p class="hint">Chưa có lần phát nào trong 7 ngày qua.</p>';
+// The log, a week at a time: `weeksBack` 0 is the last 7 days; the older buttons page back
+// through the whole history.
+let weeksBack = 0;
+
+function airtimeRange() {
+  return { from: stationDate(-6 - 7 * weeksBack), to: stationDate(-7 * weeksBack) };
 }
+
+async function loadAirtime() {
+  const { from, to } = airtimeRange();
+  const { events } = await (await api(`/api/v1/airtime?from=${from}&to=${to}&limit=10000&format=json`)).json();
+  const rows = events.filter((e) => e.kind === "airing_ended" || e.kind === "slot_missed").reverse();
+  const range = weeksBack === 0 ? "7 ngày gần nhất" : `Từ ${dayMonth(from)} đến ${dayMonth(to)}`;
+  $("airtime-range").textContent = range;
+  $("airtime-newer").hidden = weeksBack === 0;
+  $("airtime").innerHTML = rows.length ? rows.map(airingItem).join("") : `<p class="hint">Không có lần phát nào (${range.toLowerCase()}).</p>`;
+}
+
+function dayMonth(date) {
+  const [year, month, day] = date.split("-").map(Number);
+  return `${day}/${month}/${year}`;
+}
+
+$("airtime-older").addEventListener("click", () => { weeksBack += 1; loadAirtime(); });
+$("airtime-newer").addEventListener("click", () => { weeksBack = Math.max(0, weeksBack - 1); loadAirtime(); });
 
 function airingItem(e) {
   const status = e.kind === "slot_missed" ? "missed" : e.status;
@@ -347,7 +371,8 @@ function airingItem(e) {
 
 $("airtime-csv").addEventListener("click", async () => {
   try {
-    const blob = await (await api(`/api/v1/airtime?from=${stationDate(-6)}&limit=10000&format=csv`)).blob();
+    const { from, to } = airtimeRange();
+    const blob = await (await api(`/api/v1/airtime?from=${from}&to=${to}&limit=10000&format=csv`)).blob();
     download(blob, `nhat-ky-${state.station.id}-${stationDate()}.csv`);
   } catch (error) {
     show("page-error", explain(error), "error");
