@@ -322,6 +322,22 @@ async fn an_operator_does_the_weekly_job_in_a_phone_browser_and_the_district_onl
         browser.screenshot(&shots, &format!("{page}-desktop")).await;
     }
 
+    // "Xem, in": the printable report opens in this tab at its own URL, styled under its policy.
+    browser.click("nav a[data-page=tuan-thu]").await;
+    browser.wait("the reports", "document.querySelectorAll('#reports .report').length === 5").await;
+    browser.click("[data-report][data-format=html]").await;
+    browser
+        .wait(
+            "the printable report",
+            "location.pathname === '/reports/compliance' && document.readyState === 'complete'",
+        )
+        .await;
+    let font = browser.script("return getComputedStyle(document.body).fontFamily;").await;
+    assert!(font.as_str().unwrap_or_default().contains("Times"), "the report is unstyled: {font}");
+    browser.assert_vietnamese("the printable report").await;
+    browser.open(&format!("{site}/")).await;
+    browser.wait("back in the page", "!document.getElementById('thu-vien').hidden").await;
+
     // The district: the same pages, nothing to change, and the API refuses an upload anyway.
     browser.click("#sign-out").await;
     browser.wait("the sign-in form", "!document.getElementById('dang-nhap').hidden").await;
