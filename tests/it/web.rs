@@ -325,7 +325,8 @@ async fn an_operator_does_the_weekly_job_in_a_phone_browser_and_the_district_onl
     // "Xem, in": the printable report opens in this tab at its own URL, styled under its policy.
     browser.click("nav a[data-page=tuan-thu]").await;
     browser.wait("the reports", "document.querySelectorAll('#reports .report').length === 5").await;
-    browser.click("[data-report][data-format=html]").await;
+    // (The list may be drawn again as the page settles: click whatever button is there now.)
+    browser.script("document.querySelector('[data-report][data-format=html]').click();").await;
     browser
         .wait(
             "the printable report",
