@@ -14,6 +14,22 @@ pub fn generate() -> std::io::Result<String> {
     Ok(format!("{PREFIX}{}", hex::encode(secret)))
 }
 
+/// Letters and digits an operator cannot confuse when typing from a terminal (no 0/O, 1/I/L).
+const CODE_ALPHABET: &[u8; 31] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
+
+/// A one-time pairing code, `ABCD-EFGH`: 8 characters of 31 (≈ 8·10¹¹), used once, for minutes.
+pub fn pairing_code() -> std::io::Result<String> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(format!("no randomness for a code: {e}")))?;
+    let letters: String = bytes.iter().map(|b| CODE_ALPHABET[usize::from(b % 31)] as char).collect();
+    Ok(format!("{}-{}", &letters[..4], &letters[4..]))
+}
+
+/// A pairing code as typed (any case, with or without the dash or spaces), as it is hashed.
+pub fn normalise_code(typed: &str) -> String {
+    typed.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect()
+}
+
 pub fn digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }

@@ -147,6 +147,10 @@ enum TokenCommand {
         /// Who holds it, e.g. "Chị Lan, văn phòng phường".
         #[arg(long)]
         label: String,
+        /// Print a one-time code (valid 10 minutes) and a QR code instead: the phone's page
+        /// takes the code and receives the token itself, so nobody types 68 characters.
+        #[arg(long)]
+        pair: bool,
     },
     /// List tokens (never their secrets).
     List {
@@ -758,10 +762,13 @@ fn run_token(command: TokenCommand, config: &Config, clock: &dyn Clock, out: &mu
     let (mut store, _) = open_station(config)?;
     let store_error = |e: crate::store::StoreError| failed(e.to_string());
     match command {
-        TokenCommand::Create { role, label } => {
+        TokenCommand::Create { role, label, pair } => {
             let label = label.trim();
             if label.is_empty() {
                 return Err(failed("--label: say who holds the token, e.g. \"Chị Lan, văn phòng phường\""));
+            }
+            if pair {
+                return pair_token(&mut store, config, role, label, clock.now(), out);
             }
             let secret = auth::generate().map_err(|e| failed(e.to_string()))?;
             let token = store.create_token(role, label, &auth::digest(&secret), clock.now()).map_err(store_error)?;
@@ -796,6 +803,40 @@ fn run_token(command: TokenCommand, config: &Config, clock: &dyn Clock, out: &mu
             out.write_all(line.as_bytes()).map_err(write_err)
         }
     }
+}
+
+/// How long a pairing code works.
+const PAIRING_VALID: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+
+fn pair_token(
+    store: &mut Store,
+    config: &Config,
+    role: Role,
+    label: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let code = auth::pairing_code().map_err(|e| failed(e.to_string()))?;
+    let digest = auth::digest(&auth::normalise_code(&code));
+    store.create_pairing(role, label, &digest, now, now + PAIRING_VALID).map_err(|e| failed(e.to_string()))?;
+    // The address a phone on the LAN opens: HTTPS when it is on, the box's name for 0.0.0.0.
+    let http = &config.http;
+    let (scheme, address) = if http.tls.is_some() { ("https", http.tls_listen) } else { ("http", http.listen) };
+    let host = if address.ip().is_unspecified() {
+        http::tls::host_name().unwrap_or_else(|| "<địa chỉ của đài>".to_owned())
+    } else {
+        address.ip().to_string()
+    };
+    let link = format!("{scheme}://{host}:{}/#pair={code}", address.port());
+    let qr = qrcode::QrCode::new(link.as_bytes())
+        .map(|qr| qr.render::<qrcode::render::unicode::Dense1x2>().quiet_zone(true).build())
+        .unwrap_or_default();
+    let expires = (now + PAIRING_VALID).with_timezone(&config.station.timezone).format("%H:%M");
+    let text = format!(
+        "Mã ghép nối: {code}\n(dùng một lần, đến {expires}; {} \"{label}\")\nTrên điện thoại: mở {link}\nhoặc quét mã:\n{qr}\n",
+        if role == Role::Operator { "cán bộ đài" } else { "cấp huyện, chỉ xem" }
+    );
+    out.write_all(text.as_bytes()).map_err(write_err)
 }
 
 fn add_clip(

@@ -9,6 +9,7 @@
 mod clips;
 pub mod conn;
 mod error;
+mod pairing;
 mod report_link;
 pub mod station;
 pub mod tls;
@@ -80,7 +81,7 @@ impl AuthFailures {
     const MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
 
     /// Records a failure from `peer`; returns how long to wait before answering it.
-    fn failed(&self, peer: Option<std::net::IpAddr>, why: &str) -> std::time::Duration {
+    pub(super) fn failed(&self, peer: Option<std::net::IpAddr>, why: &str) -> std::time::Duration {
         let Some(peer) = peer else { return std::time::Duration::ZERO };
         let now = std::time::Instant::now();
         let mut by_peer = self.by_peer.lock().expect("auth failures lock");
@@ -196,6 +197,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(station::airtime))
         .routes(routes!(station::compliance))
         .routes(routes!(report_link::link))
+        .routes(routes!(pairing::pair))
         .split_for_parts();
     // After the routes are in: a modifier on the base document would see no paths.
     CommonResponses.modify(&mut document);
@@ -271,7 +273,7 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// The largest body of any request but an upload (a queue request is a few dozen bytes).
-const SMALL_BODY: u64 = 16 * 1024;
+pub(crate) const SMALL_BODY: u64 = 16 * 1024;
 /// What a multipart form may add to the file it carries (boundaries, part headers, text fields).
 const FORM_SLACK: u64 = 64 * 1024;
 

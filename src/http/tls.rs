@@ -120,7 +120,8 @@ fn place(data_dir: &Path, path: &Path, bytes: &[u8], mode: u32) -> Result<bool, 
     }
 }
 
-fn host_name() -> Option<String> {
+/// The box's host name, if it has one.
+pub fn host_name() -> Option<String> {
     let mut buffer = [0u8; 256];
     // SAFETY: gethostname writes at most `buffer.len()` bytes into the buffer we own.
     let ok = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) } == 0;

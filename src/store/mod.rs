@@ -34,6 +34,7 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         M::up(include_str!("v2_events.sql")),
         M::up(include_str!("v3_tokens_queue.sql")),
         M::up(include_str!("v4_chain_checked.sql")),
+        M::up(include_str!("v5_pairings.sql")),
     ])
 });
 
@@ -559,18 +560,49 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<Token, StoreError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "INSERT INTO tokens (role, label, token_sha256, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![role.as_str(), label, token_sha256, timestamp(at)],
-        )?;
-        let token = tx.query_row(
-            &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"),
-            [tx.last_insert_rowid()],
-            token_from_row,
-        )?;
-        append_in(&tx, &self.sealer, at, events::token(&token, "token_created"))?;
+        let token = insert_token(&tx, &self.sealer, role.as_str(), label, token_sha256, at)?;
         tx.commit()?;
         Ok(token)
+    }
+
+    /// Records a one-time pairing code (by its SHA-256) that will make a `role` token.
+    pub fn create_pairing(
+        &mut self,
+        role: Role,
+        label: &str,
+        code_sha256: &str,
+        at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO pairings (code_sha256, role, label, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![code_sha256, role.as_str(), label, timestamp(at), expires_at.timestamp_millis()],
+        )?;
+        Ok(())
+    }
+
+    /// Redeems a pairing code: if it is known, unused and not expired at `at`, makes its token
+    /// (stored as `token_sha256`, recorded in the log) and marks the code used, in one
+    /// transaction, so a code works once. `None` otherwise.
+    pub fn redeem_pairing(
+        &mut self,
+        code_sha256: &str,
+        token_sha256: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Token>, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let pairing: Option<(i64, String, String)> = tx
+            .query_row(
+                "SELECT id, role, label FROM pairings WHERE code_sha256 = ?1 AND token_id IS NULL AND expires_at > ?2",
+                params![code_sha256, at.timestamp_millis()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let Some((pairing, role, label)) = pairing else { return Ok(None) };
+        let token = insert_token(&tx, &self.sealer, &role, &label, token_sha256, at)?;
+        tx.execute("UPDATE pairings SET token_id = ?2 WHERE id = ?1", params![pairing, token.id])?;
+        tx.commit()?;
+        Ok(Some(token))
     }
 
     pub fn tokens(&self) -> Result<Vec<Token>, StoreError> {
@@ -809,6 +841,28 @@ fn log_keys(conn: &Connection, through_seq: i64) -> Result<LogKeys, StoreError> 
         )
         .optional()?;
     Ok(LogKeys { events, declared, tip })
+}
+
+/// Stores a token (by its SHA-256) and its `token_created` event, inside `tx`.
+fn insert_token(
+    tx: &Transaction,
+    sealer: &Sealer,
+    role: &str,
+    label: &str,
+    token_sha256: &str,
+    at: DateTime<Utc>,
+) -> Result<Token, StoreError> {
+    tx.execute(
+        "INSERT INTO tokens (role, label, token_sha256, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![role, label, token_sha256, timestamp(at)],
+    )?;
+    let token = tx.query_row(
+        &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"),
+        [tx.last_insert_rowid()],
+        token_from_row,
+    )?;
+    append_in(tx, sealer, at, events::token(&token, "token_created"))?;
+    Ok(token)
 }
 
 const TOKEN_COLUMNS: &str = "id, role, label, token_sha256, created_at, revoked_at";

@@ -472,6 +472,7 @@ async fn the_openapi_document_and_the_routes_agree() {
         "/api/v1/airtime",
         "/api/v1/compliance",
         "/api/v1/compliance/link",
+        "/api/v1/pair",
     ];
     contract.sort();
     assert_eq!(documented, contract, "the document lists exactly the API's routes");
@@ -700,4 +701,42 @@ async fn the_printable_report_opens_at_a_signed_link_without_a_token() {
     let (status, _) = open(format!("{}0", &url[..url.len() - 1])).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(api.get("/api/v1/compliance/link?period=2026-Q4", None).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_pairing_code_makes_one_token_once() {
+    let api = api("");
+    let code = loa::auth::pairing_code().unwrap();
+    assert!(code.len() == 9 && code.as_bytes()[4] == b'-', "{code}");
+    let digest = loa::auth::digest(&loa::auth::normalise_code(&code));
+    let now = chrono::Utc::now();
+    api.state
+        .store
+        .call(move |s| s.create_pairing(Role::Operator, "Chị Lan", &digest, now, now + chrono::TimeDelta::minutes(10)))
+        .await
+        .unwrap();
+    let pair = |code: String| {
+        let body = Body::from(serde_json::json!({ "code": code }).to_string());
+        api.call("POST", "/api/v1/pair", None, body, Some("application/json"))
+    };
+    // Typed in lower case without the dash, as a phone keyboard might.
+    let (status, answer) = pair(code.to_lowercase().replace('-', "")).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!((answer["role"].as_str(), answer["label"].as_str()), (Some("operator"), Some("Chị Lan")));
+    let token = answer["token"].as_str().unwrap().to_owned();
+    assert_eq!(api.get("/api/v1/station", Some(&token)).await.0, StatusCode::OK);
+    // Once only; and a wrong code is refused the same way.
+    let (status, answer) = pair(code.clone()).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("pairing_code_unknown")));
+    assert_eq!(pair("ABCD-EFGH".into()).await.0, StatusCode::NOT_FOUND);
+    // An expired code does nothing.
+    let stale = loa::auth::pairing_code().unwrap();
+    let digest = loa::auth::digest(&loa::auth::normalise_code(&stale));
+    let then = now - chrono::TimeDelta::minutes(30);
+    api.state
+        .store
+        .call(move |s| s.create_pairing(Role::Operator, "x", &digest, then, then + chrono::TimeDelta::minutes(10)))
+        .await
+        .unwrap();
+    assert_eq!(pair(stale).await.0, StatusCode::NOT_FOUND);
 }

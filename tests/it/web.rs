@@ -212,7 +212,7 @@ async fn an_operator_does_the_weekly_job_in_a_phone_browser_and_the_district_onl
          [[topic]]\nid = \"cchc\"\nlabel = \"Cải cách hành chính\"\n\
          [[topic]]\nid = \"thong-bao\"\nlabel = \"Thông báo của phường\"\n",
     );
-    let (operator, district) = (token(&station, "operator"), token(&station, "district"));
+    let operator = token(&station, "operator");
     let daemon = station.start(Device::Unpaced);
     let site = daemon.http_base();
     let downloads = station.dir.path().join("downloads");
@@ -340,10 +340,14 @@ async fn an_operator_does_the_weekly_job_in_a_phone_browser_and_the_district_onl
     browser.wait("back in the page", "!document.getElementById('thu-vien').hidden").await;
 
     // The district: the same pages, nothing to change, and the API refuses an upload anyway.
+    // It signs in from the QR code's link, with a one-time pairing code, typing nothing.
     browser.click("#sign-out").await;
     browser.wait("the sign-in form", "!document.getElementById('dang-nhap').hidden").await;
-    browser.type_into("#token", &district).await;
-    browser.click("#sign-in-form button[type=submit]").await;
+    let paired = station.loa(&["token", "create", "--role", "district", "--label", "Phòng Nội vụ", "--pair"]);
+    assert_eq!(paired.code, 0, "{}", paired.stderr);
+    let code = paired.stdout.lines().next().unwrap().trim_start_matches("Mã ghép nối: ").to_owned();
+    assert!(paired.stdout.contains(&format!("/#pair={code}")) && paired.stdout.contains('▀'), "{}", paired.stdout);
+    browser.open(&format!("{site}/#pair={code}")).await;
     // The operator's list is still on the page until the district's sign-in answers: wait for
     // the read-only role, not just for the list.
     browser

@@ -44,6 +44,7 @@ function loudness(lufs) {
 // What the operator reads when the station refuses something; the API's own message follows.
 const REFUSAL = {
   unauthorized: "Mã truy cập không đúng hoặc đã bị thu hồi. Hãy xin quản trị đài mã mới.",
+  pairing_code_unknown: "Mã ghép nối không đúng, đã dùng hoặc đã hết hạn. Hãy xin quản trị đài mã mới.",
   forbidden: "Mã truy cập này chỉ được xem (cấp huyện), không được thay đổi.",
   duplicate: "Bản tin này đã có trong thư viện (cùng nội dung âm thanh); không thêm lần nữa.",
   too_large: "Tệp quá lớn so với giới hạn của đài. Hãy cắt ngắn hoặc nén lại.",
@@ -162,7 +163,8 @@ $("sign-in-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   $("sign-in-error").hidden = true;
   try {
-    await signIn($("token").value.trim());
+    const typed = $("token").value.trim();
+    await signIn(isPairingCode(typed) ? await redeem(typed) : typed);
     $("token").value = "";
     location.hash = "#thu-vien";
   } catch (error) {
@@ -171,11 +173,41 @@ $("sign-in-form").addEventListener("submit", async (event) => {
 });
 $("sign-out").addEventListener("click", () => signOut());
 
+// A pairing code (`loa token create --pair`): 8 letters and digits, the dash optional.
+function isPairingCode(text) {
+  return /^[0-9A-Za-z]{4}-?[0-9A-Za-z]{4}$/.test(text);
+}
+
+// Trades a pairing code for the token it makes (shown this once, kept for this tab).
+async function redeem(code) {
+  const response = await fetch("/api/v1/pair", {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ code }),
+  });
+  if (!response.ok) throw await apiError(response.status, await response.text());
+  return (await response.json()).token;
+}
+
 // ---- pages ----------------------------------------------------------------------------------
 
 const PAGES = { "thu-vien": loadLibrary, "lich-phat": loadSchedule, "tuan-thu": loadCompliance, "nhat-ky": loadAirtime };
 
+// The QR code's link carries a pairing code (`#pair=…`): sign in with it, and drop it from the
+// address. True when it did (and went on to the library).
+async function pairFromLink() {
+  const paired = location.hash.match(/^#pair=([0-9A-Za-z-]+)$/);
+  if (!paired) return false;
+  history.replaceState(null, "", location.pathname);
+  try {
+    await signIn(await redeem(paired[1]));
+    location.hash = "#thu-vien"; // routes there
+  } catch (error) {
+    signOut(REFUSAL[error.code] || REFUSAL.pairing_code_unknown);
+  }
+  return true;
+}
+
 async function route() {
+  if (await pairFromLink()) return;
   let page = location.hash.slice(1);
   if (!state.station) page = "dang-nhap";
   else if (!PAGES[page]) page = "thu-vien";
@@ -382,6 +414,7 @@ $("airtime-csv").addEventListener("click", async () => {
 // ---- start -----------------------------------------------------------------------------------
 
 (async () => {
+  if (await pairFromLink()) return;
   if (state.token) {
     try {
       await signIn(state.token);
