@@ -319,28 +319,26 @@ impl Engine {
     async fn air_slot(&mut self, run: &mut Run, slot: Slot, at: DateTime<Utc>) -> Result<(), EngineError> {
         let date = at.with_timezone(&self.config.station.timezone).date_naive();
         let (quotas, timezone, peak) = (self.config.quotas.clone(), self.config.station.timezone, slot.peak);
+        let now = self.clock.now();
         let (clips, last_completed, queued, needs) = self
             .store
             .call(move |s| {
-                let queued = s.pending_queue(Wanted::NextSlot)?;
-                let queued_clips =
-                    queued.iter().filter_map(|q| s.clip(q.clip_id).transpose().map(|c| c.map(|c| (c, Some(q.id)))));
-                let queued_clips: Vec<(Clip, Option<i64>, Option<String>)> =
-                    queued_clips.map(|c| c.map(|(clip, id)| (clip, id, None))).collect::<Result<_, _>>()?;
+                let clips = s.active_clips()?;
+                // "Next slot" items whose clip was retired meanwhile never air: used up here.
+                let mut queued = Vec::new();
+                for item in s.pending_queue(Wanted::NextSlot)? {
+                    if clips.iter().any(|c| c.id == item.clip_id) {
+                        queued.push((item.id, item.clip_id));
+                    } else {
+                        s.take_queue_item(item.id, now)?;
+                    }
+                }
                 let needs = quota::unmet(s, &quotas, peak, at, timezone)?;
-                Ok::<_, StoreError>((s.active_clips()?, s.last_completed_by_clip()?, queued_clips, needs))
+                Ok::<_, StoreError>((clips, s.last_completed_by_clip()?, queued, needs))
             })
             .await?;
-        let planned = planner::program(&clips, &last_completed, date, u64::from(slot.max_minutes) * 60_000, &needs);
-        // Operators' "next slot" items lead, then the planner's program (quota items first)
-        // without repeats.
-        let mut program = queued;
-        for planned in planned {
-            if !program.iter().any(|(c, _, _)| c.id == planned.clip.id) {
-                let quota = planned.quota.map(|i| self.config.quotas[i].label());
-                program.push((planned.clip, None, quota));
-            }
-        }
+        let budget = u64::from(slot.max_minutes) * 60_000;
+        let program = planner::slot_program(&clips, &queued, &last_completed, date, budget, &needs);
         if program.is_empty() {
             tracing::warn!(slot = %slot.name, "nothing eligible to air");
             let fields = events::slot_missed(&slot.name, slot.peak, at, "no_eligible_clip", self.clock.synchronized());
@@ -355,13 +353,13 @@ impl Engine {
         // Set once the device fails: the rest of the program is recorded unplayed, and the next
         // slot opens the device afresh.
         let mut dead_device = None;
-        for (i, (clip, queue_item, quota)) in program.iter().enumerate() {
-            if let Some(id) = *queue_item {
+        for (i, planner::SlotItem { clip, queue_id, quota }) in program.iter().enumerate() {
+            if let Some(id) = *queue_id {
                 let now = self.clock.now();
                 self.store.call(move |s| s.take_queue_item(id, now)).await?;
             }
             let plan = AiringPlan {
-                quota: quota.clone(),
+                quota: quota.map(|i| self.config.quotas[i].label()),
                 ..AiringPlan::new(clip, Some((&slot.name, slot.peak, at)), self.gain_db(clip))
             }
             .with_before_air(run.amplifier.as_ref().and_then(Option::as_ref));

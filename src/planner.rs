@@ -17,6 +17,42 @@ pub struct Planned {
     pub quota: Option<usize>,
 }
 
+/// One item of a slot's program: an operator's "next slot" item (`queue_id`) or the planner's
+/// choice (with the quota it serves, if any).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlotItem {
+    pub clip: Clip,
+    pub queue_id: Option<i64>,
+    pub quota: Option<usize>,
+}
+
+/// A slot's whole program, built here for both the engine (what airs) and `/schedule` (what
+/// would air), so the two cannot drift: the operators' "next slot" items first, in queue order,
+/// each clip once and only if it is still in the library (`active`: not retired), then the
+/// planner's [`program`] without repeats.
+pub fn slot_program(
+    active: &[Clip],
+    queued: &[(i64, i64)],
+    last_completed: &HashMap<i64, i64>,
+    date: NaiveDate,
+    budget_ms: u64,
+    needs: &[Need],
+) -> Vec<SlotItem> {
+    let mut items: Vec<SlotItem> = Vec::new();
+    for (queue_id, clip_id) in queued {
+        let Some(clip) = active.iter().find(|c| c.id == *clip_id && c.retired_at.is_none()) else { continue };
+        if !items.iter().any(|item| item.clip.id == clip.id) {
+            items.push(SlotItem { clip: clip.clone(), queue_id: Some(*queue_id), quota: None });
+        }
+    }
+    for planned in program(active, last_completed, date, budget_ms, needs) {
+        if !items.iter().any(|item| item.clip.id == planned.clip.id) {
+            items.push(SlotItem { clip: planned.clip, queue_id: None, quota: planned.quota });
+        }
+    }
+    items
+}
+
 /// Whether `clip` may air on local date `date` (inclusive validity window).
 pub fn is_valid_on(clip: &Clip, date: NaiveDate) -> bool {
     clip.retired_at.is_none()

@@ -181,22 +181,16 @@ async fn plan_schedule(state: &AppState, days: i64, now: DateTime<Utc>) -> Resul
         })
         .await
         .map_err(ApiError::internal)?;
+    // The engine's own builder: what each slot would air, queued items leading the first.
+    let queued: Vec<(i64, i64)> = queued.iter().map(|q| (q.id, q.clip_id)).collect();
     let mut slots = Vec::new();
     for (i, ((slot_index, at), needs)) in upcoming.into_iter().zip(needs).enumerate() {
         let slot = &state.config.slots[slot_index];
         let budget = u64::from(slot.max_minutes) * 60_000;
-        let program = planner::program(&clips, &last_completed, at.with_timezone(&tz).date_naive(), budget, &needs);
-        let queued_first: Vec<Value> = if i == 0 {
-            queued
-                .iter()
-                .filter_map(|q| clips.iter().find(|c| c.id == q.clip_id))
-                .map(|c| item(state, c, true, None))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let planned = program.iter().map(|p| item(state, &p.clip, false, p.quota));
-        let items: Vec<Value> = queued_first.into_iter().chain(planned).collect();
+        let date = at.with_timezone(&tz).date_naive();
+        let leading = if i == 0 { queued.as_slice() } else { &[] };
+        let program = planner::slot_program(&clips, leading, &last_completed, date, budget, &needs);
+        let items: Vec<Value> = program.iter().map(|p| item(state, &p.clip, p.queue_id.is_some(), p.quota)).collect();
         slots.push(json!({ "slot": slot.name, "peak": slot.peak, "at": local_time(state, at), "items": items }));
     }
     Ok(json!({ "from": local_time(state, now), "days": days, "slots": slots, "truncated": truncated }))

@@ -196,3 +196,32 @@ async fn clock_steps_never_double_air_nor_silently_skip() {
             .all(|e| e["status"] == "failed" && e["reason"].as_str().unwrap().contains("loa-test-no-such-device"))
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_clip_queued_for_the_next_slot_then_retired_never_airs() {
+    let station = Station::with_config(CONFIG);
+    for (name, title) in [("cbr128_stereo_44k.mp3", "Giữ lại"), ("mono_22k.mp3", "Đã ngừng")] {
+        let run = station.add(&station.input(name, &fixture(name)), &["--title", title]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    }
+    let config = Config::load(&station.config_path()).unwrap();
+    let start = local(23, 5, 20);
+    {
+        let mut store = open_store(&config);
+        store.enqueue(2, loa::store::Wanted::NextSlot, start).unwrap();
+        store.retire_clip(2, start, None).unwrap();
+    }
+    let clock = Arc::new(VirtualClock::new(start));
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(engine(&config, &clock, shutdown, Live::default()).run());
+    run_until(&clock, &running, local(23, 5, 31)).await;
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+
+    let events = proof_log(&config);
+    let aired: Vec<i64> =
+        events.iter().filter(|e| e["kind"] == "airing_started").map(|e| e["clip_id"].as_i64().unwrap()).collect();
+    assert_eq!(aired, [1], "the retired clip aired, or the slot aired nothing");
+    let store = open_store(&config);
+    assert!(store.pending_queue(loa::store::Wanted::NextSlot).unwrap().is_empty(), "the stale item is used up");
+}

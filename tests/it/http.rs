@@ -740,3 +740,27 @@ async fn a_pairing_code_makes_one_token_once() {
         .unwrap();
     assert_eq!(pair(stale).await.0, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn the_schedule_never_shows_a_queued_clip_that_was_retired() {
+    let api = api("");
+    let base = api.serve().await;
+    for name in ["cbr128_stereo_44k.mp3", "mono_22k.mp3"] {
+        let (status, _) =
+            upload(&base, &api.operator, form(Some(("a.mp3", fixture(name))), &[("title", name), ("topic", "cchc")]))
+                .await;
+        assert_eq!(status, 201);
+    }
+    let body = || Body::from(r#"{"clip_id": 2, "when": "next_slot"}"#);
+    let (status, _) = api.call("POST", "/api/v1/queue", Some(&api.operator), body(), Some("application/json")).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (_, schedule) = api.get("/api/v1/schedule?days=1", Some(&api.district)).await;
+    assert_eq!(schedule["slots"][0]["items"][0]["clip_id"], 2, "queued first: {schedule}");
+    assert_eq!(schedule["slots"][0]["items"][0]["queued"], true);
+    let (status, _) = api.call("DELETE", "/api/v1/clips/2", Some(&api.operator), Body::empty(), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, schedule) = api.get("/api/v1/schedule?days=1", Some(&api.district)).await;
+    let first: Vec<i64> =
+        schedule["slots"][0]["items"].as_array().unwrap().iter().map(|i| i["clip_id"].as_i64().unwrap()).collect();
+    assert_eq!(first, [1], "{schedule}");
+}
