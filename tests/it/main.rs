@@ -13,5 +13,6 @@ mod proof;
 mod quota;
 mod security;
 mod systemd;
+mod tidy;
 mod web;
 mod year;
