@@ -250,13 +250,16 @@ enum Failure {
     Usage(String),
     #[error("{0}")]
     Failed(String),
+    /// Standard output could not be written (kept whole: a closed pipe is not a failure).
+    #[error("cannot write output: {0}")]
+    Output(io::Error),
 }
 
 impl Failure {
     fn exit_code(&self) -> ExitCode {
         match self {
             Failure::Config(_) | Failure::Usage(_) => ExitCode::from(2),
-            Failure::Failed(_) => ExitCode::from(1),
+            Failure::Failed(_) | Failure::Output(_) => ExitCode::from(1),
         }
     }
 }
@@ -326,13 +329,13 @@ fn run(args: Args, clock: &dyn Clock, out: &mut dyn Write) -> Result<(), Failure
     }
     .or_else(|failure| match failure {
         // A closed stdout (e.g. `| head`) is not the command failing.
-        Failure::Failed(ref m) if m.contains("Broken pipe") => Ok(()),
+        Failure::Output(ref e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         other => Err(other),
     })
 }
 
 fn write_err(e: io::Error) -> Failure {
-    failed(format!("cannot write output: {e}"))
+    Failure::Output(e)
 }
 
 fn check_config(config: &Config, clock: &dyn Clock, out: &mut dyn Write) -> Result<(), Failure> {
