@@ -425,9 +425,9 @@ impl Engine {
     async fn warn_quotas_at_risk(&self) -> Result<(), EngineError> {
         let (config, now) = (Arc::clone(&self.config), self.clock.now());
         for q in self.store.call(move |s| quota::standings(s, &config, now)).await? {
-            if q.status == "at_risk" {
+            if q.status == quota::QuotaStatus::AtRisk {
                 let language = q.language.as_deref().unwrap_or("any");
-                let reason = q.reason.unwrap_or("unknown");
+                let reason = q.reason.map_or("unknown", quota::AtRisk::as_str);
                 tracing::warn!(topic = %q.topic, language, period = %q.period, completed = q.completed, required = q.required, reason, "quota at risk");
             }
         }

@@ -109,10 +109,37 @@ pub struct Standing {
     pub period: String,
     pub required: u32,
     pub completed: u32,
-    /// `met`, `on_track` or `at_risk`.
-    pub status: &'static str,
-    /// Why at risk: `no_clip` (nothing eligible left this period) or `not_enough_slots`.
-    pub reason: Option<&'static str>,
+    pub status: QuotaStatus,
+    /// Why it is at risk.
+    pub reason: Option<AtRisk>,
+}
+
+/// Where a quota stands: `met`, `on_track` or `at_risk` in JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuotaStatus {
+    Met,
+    OnTrack,
+    AtRisk,
+}
+
+/// Why a quota may not be met this period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AtRisk {
+    /// Nothing eligible is left in the library for the rest of the period.
+    NoClip,
+    /// Fewer qualifying slots are left than airings still needed.
+    NotEnoughSlots,
+}
+
+impl AtRisk {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AtRisk::NoClip => "no_clip",
+            AtRisk::NotEnoughSlots => "not_enough_slots",
+        }
+    }
 }
 
 /// Each quota's standing at `now`: counted from the log, judged against the library and the
@@ -149,13 +176,13 @@ pub fn standings(store: &Store, config: &Config, now: DateTime<Utc>) -> Result<V
                     && c.meta.valid_until.is_none_or(|until| until >= today)
             });
             let (status, reason) = if completed >= q.count {
-                ("met", None)
+                (QuotaStatus::Met, None)
             } else if !has_clip {
-                ("at_risk", Some("no_clip"))
+                (QuotaStatus::AtRisk, Some(AtRisk::NoClip))
             } else if slots_left < q.count - completed {
-                ("at_risk", Some("not_enough_slots"))
+                (QuotaStatus::AtRisk, Some(AtRisk::NotEnoughSlots))
             } else {
-                ("on_track", None)
+                (QuotaStatus::OnTrack, None)
             };
             Ok(Standing {
                 topic: q.topic.clone(),

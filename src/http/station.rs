@@ -43,7 +43,7 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
     let live = state.live.snapshot();
     let clock_synced = state.clock.synchronized();
     let device_ok = live.audio_device.as_ref().is_none_or(|d| d.ok);
-    let quotas_ok = quotas.iter().all(|q| q.status != "at_risk");
+    let quotas_ok = quotas.iter().all(|q| q.status != quota::QuotaStatus::AtRisk);
     let damage = store.as_ref().ok().cloned().flatten();
     // Health is what the box can do: air, keep its log, meet its quotas. An unsynchronised clock
     // (every box without network, every container) is reported, and recorded on each airing,
@@ -377,7 +377,7 @@ pub async fn metrics(State(state): State<AppState>, caller: Result<Caller, ApiEr
             q.language.as_deref().unwrap_or(""),
             q.period
         );
-        let _ = writeln!(text, "loa_quota_at_risk{{{labels}}} {}", u8::from(q.status == "at_risk"));
+        let _ = writeln!(text, "loa_quota_at_risk{{{labels}}} {}", u8::from(q.status == quota::QuotaStatus::AtRisk));
         let _ = writeln!(text, "loa_quota_completed{{{labels}}} {}", q.completed);
     }
     text.push_str("# HELP loa_uploads_total Uploads since start, by result.\n# TYPE loa_uploads_total counter\n");

@@ -4,7 +4,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 use loa::clip::{AudioFacts, ClipMeta, Priority};
 use loa::config::Config;
-use loa::quota::standings;
+use loa::quota::{AtRisk, QuotaStatus, standings};
 use loa::store::Store;
 use serde_json::json;
 
@@ -30,7 +30,7 @@ fn a_quota_is_at_risk_without_a_clip_or_slots_and_met_by_a_completed_airing() {
     };
 
     // Monday of week 48, empty library.
-    assert_eq!(status(&store, local(23, 8)), ("2026-W48".into(), "at_risk", Some("no_clip")));
+    assert_eq!(status(&store, local(23, 8)), ("2026-W48".into(), QuotaStatus::AtRisk, Some(AtRisk::NoClip)));
 
     let meta = ClipMeta {
         title: "Bản tin".into(),
@@ -49,9 +49,9 @@ fn a_quota_is_at_risk_without_a_clip_or_slots_and_met_by_a_completed_airing() {
         true_peak_dbfs: -1.0,
     };
     store.insert_clip(&"ab".repeat(32), 1, &meta, &audio, Utc::now()).unwrap();
-    assert_eq!(status(&store, local(23, 8)).1, "on_track", "six peak slots left this week");
+    assert_eq!(status(&store, local(23, 8)).1, QuotaStatus::OnTrack, "six peak slots left this week");
     // Sunday after the week's last peak slot, nothing aired: it cannot be met any more.
-    assert_eq!(status(&store, local(29, 8)), ("2026-W48".into(), "at_risk", Some("not_enough_slots")));
+    assert_eq!(status(&store, local(29, 8)), ("2026-W48".into(), QuotaStatus::AtRisk, Some(AtRisk::NotEnoughSlots)));
 
     let mut fields = serde_json::Map::new();
     for (k, v) in [
@@ -64,6 +64,6 @@ fn a_quota_is_at_risk_without_a_clip_or_slots_and_met_by_a_completed_airing() {
         fields.insert(k.into(), v);
     }
     store.append(local(24, 5), fields).unwrap();
-    assert_eq!(status(&store, local(29, 8)).1, "met");
-    assert_eq!(status(&store, local(30, 8)), ("2026-W49".into(), "on_track", None), "a new week starts over");
+    assert_eq!(status(&store, local(29, 8)).1, QuotaStatus::Met);
+    assert_eq!(status(&store, local(30, 8)), ("2026-W49".into(), QuotaStatus::OnTrack, None), "a new week starts over");
 }
