@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::station::{period_param, period_report};
 use super::{ApiError, AppState, Caller, ErrorBody, READERS};
 
 const VALID_FOR: TimeDelta = TimeDelta::minutes(10);
@@ -44,9 +45,7 @@ pub async fn link(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(READERS)?;
-    let period = query.get("period").ok_or_else(|| ApiError::bad_request("period: missing; e.g. period=2026-Q4"))?;
-    crate::compliance::parse_period(period, state.config.station.timezone)
-        .map_err(|e| ApiError::bad_request(format!("period: {e}")))?;
+    let period = period_param(&state, &query)?.label;
     let expires = (state.clock.now() + VALID_FOR).timestamp();
     let sig = sign(&format!("{period}|{expires}"));
     Ok(Json(json!({ "url": format!("/reports/compliance?period={period}&expires={expires}&sig={sig}") })))
@@ -74,10 +73,9 @@ pub async fn printable(State(state): State<AppState>, Query(query): Query<HashMa
     let Ok(period) = crate::compliance::parse_period(period, state.config.station.timezone) else {
         return refused("kỳ báo cáo sai");
     };
-    let (config, now) = (std::sync::Arc::clone(&state.config), state.clock.now());
-    let report = match state.store.call(move |s| crate::compliance::from_store(s, &config, &period, now)).await {
+    let report = match period_report(&state, period).await {
         Ok(report) => report,
-        Err(e) => return ApiError::internal(e).into_response(),
+        Err(refusal) => return refusal.into_response(),
     };
     let mut response = crate::compliance::to_html(&report).into_response();
     let headers = response.headers_mut();

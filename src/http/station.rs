@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use super::{ApiError, AppState, Caller, ErrorBody, READERS};
 use crate::chain;
 use crate::export::{self, Format, Head};
+use crate::quota::Period;
 use crate::store::{EventQuery, Wanted};
 use crate::{planner, quota, scheduler};
 
@@ -322,21 +323,31 @@ pub async fn compliance(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     caller.require(READERS)?;
-    let period = query.get("period").ok_or_else(|| ApiError::bad_request("period: missing; e.g. period=2026-Q4"))?;
-    let period = crate::compliance::parse_period(period, state.config.station.timezone)
-        .map_err(|e| ApiError::bad_request(format!("period: {e}")))?;
+    let period = period_param(&state, &query)?;
     let format: crate::compliance::ReportFormat = match query.get("format") {
         Some(f) => f.parse().map_err(|e| ApiError::bad_request(format!("format: {e}")))?,
         None => crate::compliance::ReportFormat::Json,
     };
-    let (config, now) = (Arc::clone(&state.config), state.clock.now());
-    let report = match state.store.call(move |s| crate::compliance::from_store(s, &config, &period, now)).await {
-        Ok(report) => report,
-        Err(crate::compliance::ReportError::Damaged(damage)) => return Err(damaged(&state, damage).await),
-        Err(e) => return Err(ApiError::internal(e)),
-    };
+    let report = period_report(&state, period).await?;
     let (body, content_type) = crate::compliance::render(&report, format);
     Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
+}
+
+/// The `period` query parameter, parsed in station time.
+pub(super) fn period_param(state: &AppState, query: &HashMap<String, String>) -> Result<Period, ApiError> {
+    let period = query.get("period").ok_or_else(|| ApiError::bad_request("period: missing; e.g. period=2026-Q4"))?;
+    crate::compliance::parse_period(period, state.config.station.timezone)
+        .map_err(|e| ApiError::bad_request(format!("period: {e}")))
+}
+
+/// The compliance report for `period`; a damaged log is recorded and answered `log_damaged`.
+pub(super) async fn period_report(state: &AppState, period: Period) -> Result<crate::compliance::Report, ApiError> {
+    let (config, now) = (Arc::clone(&state.config), state.clock.now());
+    match state.store.call(move |s| crate::compliance::from_store(s, &config, &period, now)).await {
+        Ok(report) => Ok(report),
+        Err(crate::compliance::ReportError::Damaged(damage)) => Err(damaged(state, damage).await),
+        Err(e) => Err(ApiError::internal(e)),
+    }
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "station", security(("bearer" = [])),
