@@ -179,15 +179,17 @@ fn airtime_pages() {
     // What `loa run` does first: check the stored log (every signature, the first time) and keep
     // how far it got; pages are then checked (bytes, hashes, links) before they are served.
     let started = Instant::now();
-    assert!(loa::chain::check_stored_log(&mut store, Utc::now(), loa::chain::Scope::Whole).unwrap().is_none());
+    assert!(
+        loa::audit::chain::check_stored_log(&mut store, Utc::now(), loa::audit::chain::Scope::Whole).unwrap().is_none()
+    );
     println!("the station's first check of {events} events: {:.1} s", started.elapsed().as_secs_f64());
 
     let public_key = store.public_key_hex();
     let state = loa::http::AppState {
-        library: loa::ingest::Library::open(&config.station.data_dir, config.clips).unwrap(),
+        library: loa::library::ingest::Library::open(&config.station.data_dir, config.clips).unwrap(),
         config: Arc::new(config),
         store: loa::store::StoreHandle::spawn(store),
-        clock: Arc::new(loa::clock::SystemClock),
+        clock: Arc::new(loa::time::clock::SystemClock),
         live: Default::default(),
         public_key,
         counters: Default::default(),
@@ -197,7 +199,7 @@ fn airtime_pages() {
     let secret = "loa_bench";
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        state.store.call(move |s| s.create_token(loa::store::Role::District, "bench", &loa::auth::digest(secret), Utc::now())).await.unwrap();
+        state.store.call(move |s| s.create_token(loa::model::token::Role::District, "bench", &loa::model::token::digest(secret), Utc::now())).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         tokio::spawn(loa::http::serve(listener, None, state, std::future::pending()));

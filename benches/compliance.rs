@@ -7,9 +7,9 @@
 use std::time::Instant;
 
 use chrono::{TimeDelta, TimeZone, Utc};
-use loa::clip::{AudioFacts, ClipMeta, Priority};
-use loa::compliance::{self, ReportFormat};
+use loa::audit::compliance::{self, ReportFormat};
 use loa::config::Config;
+use loa::model::clip::{AudioFacts, ClipMeta, Priority};
 use loa::store::Store;
 use serde_json::json;
 
@@ -97,7 +97,7 @@ fn main() {
     println!("store: {written} airing events over 2026 (10 slots a day, 3 airings a slot)");
 
     let now = year_start + TimeDelta::days(366);
-    let period = compliance::parse_period("2026", tz).unwrap();
+    let period = loa::time::calendar::parse_period("2026", tz).unwrap();
     for format in [ReportFormat::Json, ReportFormat::Csv, ReportFormat::Html] {
         let times: Vec<f64> = (0..11)
             .map(|_| {
@@ -120,8 +120,9 @@ fn main() {
     let times: Vec<f64> = (0..201)
         .map(|_| {
             let t = Instant::now();
-            let needs = loa::quota::unmet(&store, &config.quotas, true, at, tz).unwrap();
-            let program = loa::planner::program(&clips, &last, at.with_timezone(&tz).date_naive(), 15 * 60_000, &needs);
+            let needs = loa::air::quota::unmet(&store, &config.quotas, true, at, tz).unwrap();
+            let program =
+                loa::air::planner::program(&clips, &last, at.with_timezone(&tz).date_naive(), 15 * 60_000, &needs);
             assert!(!program.is_empty());
             t.elapsed().as_secs_f64() * 1000.0
         })
@@ -144,7 +145,8 @@ fn main() {
                     store.set_chain_checked(0, "", &key).unwrap();
                 }
                 let t = Instant::now();
-                let damage = loa::chain::check_stored_log(&mut store, now, loa::chain::Scope::Whole).unwrap();
+                let damage =
+                    loa::audit::chain::check_stored_log(&mut store, now, loa::audit::chain::Scope::Whole).unwrap();
                 assert!(damage.is_none());
                 t.elapsed().as_secs_f64() * 1000.0
             })

@@ -14,24 +14,25 @@ use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 
-use crate::auth;
-use crate::chain;
-use crate::clip::{self, Clip, ClipMeta, Priority};
-use crate::clock::{Clock, SystemClock};
-use crate::compliance::{self, ReportFormat};
-use crate::config::{self, Config, ConfigError, QuotaPeriod};
-use crate::engine::{Engine, WALL_CLOCK_POLL};
-use crate::events;
-use crate::export::Head;
-use crate::export::{self, Format};
+use crate::air::engine::{Engine, WALL_CLOCK_POLL};
+use crate::air::live::Live;
+use crate::air::scheduler;
+use crate::audio::player::PlayerHandle;
+use crate::audit::chain;
+use crate::audit::compliance::{self, ReportFormat};
+use crate::config::{self, Config, ConfigError};
 use crate::http::{self, AppState};
-use crate::ingest::{IngestError, Library};
-use crate::live::Live;
-use crate::lock::{DataDirLock, LockError};
-use crate::player::PlayerHandle;
+use crate::library::ingest::{IngestError, Library};
+use crate::model::clip::{self, Clip, ClipMeta, Priority};
+use crate::model::token::{self, Role};
+use crate::ops::lock::{DataDirLock, LockError};
+use crate::proof::events;
+use crate::proof::export::Head;
+use crate::proof::export::{self, Format};
 use crate::proof::{self, Expect, StationKey};
-use crate::scheduler;
-use crate::store::{self, EventQuery, Inserted, KeyChoice, Role, Store, StoreHandle};
+use crate::store::{self, EventQuery, Inserted, KeyChoice, Store, StoreHandle};
+use crate::time::calendar::{self, QuotaPeriod};
+use crate::time::clock::{Clock, SystemClock};
 
 #[derive(Debug, Parser)]
 #[command(name = "loa", version, about = "Plans, airs and proves bulletins at a community loudspeaker station")]
@@ -312,7 +313,7 @@ fn run(args: Args, clock: &dyn Clock, out: &mut dyn Write) -> Result<(), Failure
         Command::Token(command) => run_token(command, &config, clock, out),
         Command::Backup { path } => backup(&config, &path, clock, out),
         Command::Compliance { period, format } => {
-            let period = compliance::parse_period(&period, config.station.timezone)
+            let period = calendar::parse_period(&period, config.station.timezone)
                 .map_err(|e| failed(format!("--period: {e}")))?;
             let (mut store, _) = open_station(&config)?;
             let report = match compliance::from_store(&store, &config, &period, clock.now()) {
@@ -773,8 +774,8 @@ fn run_token(command: TokenCommand, config: &Config, clock: &dyn Clock, out: &mu
             if pair {
                 return pair_token(&mut store, config, role, label, clock.now(), out);
             }
-            let secret = auth::generate().map_err(|e| failed(e.to_string()))?;
-            let token = store.create_token(role, label, &auth::digest(&secret), clock.now()).map_err(store_error)?;
+            let secret = token::generate().map_err(|e| failed(e.to_string()))?;
+            let token = store.create_token(role, label, &token::digest(&secret), clock.now()).map_err(store_error)?;
             eprintln!("token {} ({}, \"{}\") created; it is shown only now:", token.id, role.as_str(), token.label);
             out.write_all(format!("{secret}\n").as_bytes()).map_err(write_err)
         }
@@ -819,14 +820,14 @@ fn pair_token(
     now: chrono::DateTime<chrono::Utc>,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
-    let code = auth::pairing_code().map_err(|e| failed(e.to_string()))?;
-    let digest = auth::digest(&auth::normalise_code(&code));
+    let code = token::pairing_code().map_err(|e| failed(e.to_string()))?;
+    let digest = token::digest(&token::normalise_code(&code));
     store.create_pairing(role, label, &digest, now, now + PAIRING_VALID).map_err(|e| failed(e.to_string()))?;
     // The address a phone on the LAN opens: HTTPS when it is on, the box's name for 0.0.0.0.
     let http = &config.http;
     let (scheme, address) = if http.tls.is_some() { ("https", http.tls_listen) } else { ("http", http.listen) };
     let host = if address.ip().is_unspecified() {
-        http::tls::host_name().unwrap_or_else(|| "<địa chỉ của đài>".to_owned())
+        crate::ops::sys::host_name().unwrap_or_else(|| "<địa chỉ của đài>".to_owned())
     } else {
         address.ip().to_string()
     };

@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::clip;
-use crate::slots::CronSchedule;
+use crate::model::clip::{self, is_slug};
+use crate::time::calendar::QuotaPeriod;
+use crate::time::slots::CronSchedule;
 
 pub const DEFAULT_PATH: &str = "config/station.toml";
 pub const DEFAULT_TIMEZONE: &str = "Asia/Ho_Chi_Minh";
@@ -153,13 +154,6 @@ pub struct Slot {
     pub grace: chrono::TimeDelta,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QuotaPeriod {
-    /// ISO week, Monday 00:00 to Sunday 24:00 station time.
-    Week,
-    Month,
-}
-
 #[derive(Debug, Clone)]
 pub struct Quota {
     pub topic: String,
@@ -167,15 +161,6 @@ pub struct Quota {
     pub count: u32,
     pub peak_only: bool,
     pub language: Option<String>,
-}
-
-impl QuotaPeriod {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            QuotaPeriod::Week => "week",
-            QuotaPeriod::Month => "month",
-        }
-    }
 }
 
 impl Quota {
@@ -462,8 +447,15 @@ impl RawConfig {
             preload.push(Preload { file: base.join(raw.file.get_ref()), meta });
         }
 
-        let topics =
-            choices(src, "topic", self.topic, &quotas, |q| Some(q.topic.clone()), &["cchc"], crate::clip::check_topic)?;
+        let topics = choices(
+            src,
+            "topic",
+            self.topic,
+            &quotas,
+            |q| Some(q.topic.clone()),
+            &["cchc"],
+            crate::model::clip::check_topic,
+        )?;
         let languages = choices(
             src,
             "language",
@@ -471,7 +463,7 @@ impl RawConfig {
             &quotas,
             |q| q.language.clone(),
             &["vi"],
-            crate::clip::check_language,
+            crate::model::clip::check_language,
         )?;
         Ok(Config {
             path: src.path.to_owned(),
@@ -838,9 +830,4 @@ impl RawQuota {
         }
         Ok(Quota { topic, per, count, peak_only, language })
     }
-}
-
-/// Non-empty, lowercase ASCII letters and digits plus the given punctuation.
-pub(crate) fn is_slug(s: &str, punctuation: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || punctuation.contains(c))
 }

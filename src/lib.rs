@@ -1,29 +1,18 @@
 //! `loa`: plans, airs and proves administrative-reform bulletins at a community loudspeaker
 //! station. See ARCHITECTURE.md for the map of modules and the invariants they keep.
+//!
+//! The folders are layers, listed here from the bottom: a module imports only from its own
+//! folder and the folders above it in this list (`tests/it/tidy.rs` checks it).
 
-pub mod amplifier;
-pub mod analysis;
-pub mod auth;
-pub mod chain;
+pub mod air;
+pub mod audio;
+pub mod audit;
 pub mod cli;
-pub mod clip;
-pub mod clock;
-pub mod compliance;
 pub mod config;
-pub mod decode;
-pub mod engine;
-pub mod events;
-pub mod export;
 pub mod http;
-pub mod ingest;
-pub mod live;
-pub mod lock;
-pub mod mp3;
-pub mod planner;
-pub mod player;
+pub mod library;
+pub mod model;
+pub mod ops;
 pub mod proof;
-pub mod quota;
-pub mod scheduler;
-pub mod slots;
 pub mod store;
-pub mod supervisor;
+pub mod time;

@@ -16,8 +16,8 @@ use serde_json::json;
 use tower::ServiceExt;
 
 use super::{ApiError, AppState, Caller, ErrorBody, OPERATORS, READERS};
-use crate::clip::{self, Clip, ClipMeta, Priority};
-use crate::ingest::{IngestError, Staged};
+use crate::library::ingest::{IngestError, Staged};
+use crate::model::clip::{self, Clip, ClipMeta, Priority};
 use crate::store::{Inserted, QueueItem, Wanted};
 
 /// Text fields of an upload form are short; a longer one is refused rather than buffered.

@@ -32,12 +32,13 @@ use utoipa_axum::routes;
 
 pub use error::{ApiError, ErrorBody};
 
-use crate::auth;
-use crate::clock::Clock;
+use crate::air::live::Live;
 use crate::config::Config;
-use crate::ingest::Library;
-use crate::live::Live;
-use crate::store::{Role, StoreHandle};
+use crate::library::ingest::Library;
+use crate::model::token;
+use crate::model::token::Role;
+use crate::store::StoreHandle;
+use crate::time::clock::Clock;
 
 /// Who may read (library, schedule, proof, reports) and who may change things.
 const READERS: &[Role] = &[Role::Operator, Role::District];
@@ -392,7 +393,7 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
         .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?
         .to_owned();
     let tokens = state.store.call(|s| s.tokens()).await.map_err(ApiError::internal)?;
-    auth::find(&tokens, &presented)
+    token::find(&tokens, &presented)
         .map(|token| Caller { role: token.role })
         .ok_or_else(|| unauthorized("unknown or revoked token; ask the station admin for a new one"))
 }

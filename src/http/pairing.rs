@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState, ErrorBody, conn};
-use crate::auth;
+use crate::model::token;
 
 #[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -34,9 +34,9 @@ pub async fn pair(
     })?;
     let request: PairRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("send JSON like {{\"code\": \"K7QM-3XWD\"}}; {e}")))?;
-    let code = auth::normalise_code(&request.code);
-    let secret = auth::generate().map_err(ApiError::internal)?;
-    let (code_digest, token_digest, now) = (auth::digest(&code), auth::digest(&secret), state.clock.now());
+    let code = token::normalise_code(&request.code);
+    let secret = token::generate().map_err(ApiError::internal)?;
+    let (code_digest, token_digest, now) = (token::digest(&code), token::digest(&secret), state.clock.now());
     let token = state
         .store
         .call(move |s| s.redeem_pairing(&code_digest, &token_digest, now))

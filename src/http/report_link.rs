@@ -70,17 +70,18 @@ pub async fn printable(State(state): State<AppState>, Query(query): Query<HashMa
     if expires.parse::<i64>().map_or(true, |at| at < state.clock.now().timestamp()) {
         return refused("đã hết hạn");
     }
-    let Ok(period) = crate::compliance::parse_period(period, state.config.station.timezone) else {
+    let Ok(period) = crate::time::calendar::parse_period(period, state.config.station.timezone) else {
         return refused("kỳ báo cáo sai");
     };
     let report = match period_report(&state, period).await {
         Ok(report) => report,
         Err(refusal) => return refusal.into_response(),
     };
-    let mut response = crate::compliance::to_html(&report).into_response();
+    let mut response = crate::audit::compliance::to_html(&report).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    let style = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(crate::compliance::REPORT_STYLE));
+    let style =
+        base64::engine::general_purpose::STANDARD.encode(Sha256::digest(crate::audit::compliance::REPORT_STYLE));
     let policy = format!("default-src 'none'; style-src 'sha256-{style}'; frame-ancestors 'none'");
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_str(&policy).expect("ASCII"));
     response

@@ -14,11 +14,11 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState, Caller, ErrorBody, READERS};
-use crate::chain;
-use crate::export::{self, Format, Head};
-use crate::quota::Period;
+use crate::air::{planner, quota, scheduler};
+use crate::audit::chain;
+use crate::proof::export::{self, Format, Head};
 use crate::store::{EventQuery, Wanted};
-use crate::{planner, quota, scheduler};
+use crate::time::calendar::Period;
 
 const DEFAULT_LIMIT: u32 = 1000;
 const MAX_LIMIT: u32 = 10_000;
@@ -111,9 +111,9 @@ pub async fn station(State(state): State<AppState>, caller: Caller) -> Result<Js
         "role": caller.role.as_str(),
         "topics": state.config.topics,
         "languages": state.config.languages,
-        "report_periods": crate::compliance::recent_periods(state.clock.now().with_timezone(&s.timezone).date_naive())
+        "report_periods": crate::time::calendar::recent_periods(state.clock.now().with_timezone(&s.timezone).date_naive())
             .into_iter()
-            .map(|(name, code)| json!({ "name": name, "code": code, "label": crate::compliance::period_vi(&code) }))
+            .map(|(name, code)| json!({ "name": name, "code": code, "label": crate::audit::compliance::period_vi(&code) }))
             .collect::<Vec<_>>(),
     })))
 }
@@ -197,7 +197,7 @@ async fn plan_schedule(state: &AppState, days: i64, now: DateTime<Utc>) -> Resul
     Ok(json!({ "from": local_time(state, now), "days": days, "slots": slots, "truncated": truncated }))
 }
 
-fn item(state: &AppState, clip: &crate::clip::Clip, queued: bool, quota: Option<usize>) -> Value {
+fn item(state: &AppState, clip: &crate::model::clip::Clip, queued: bool, quota: Option<usize>) -> Value {
     let quota = quota.map(|i| {
         let q = &state.config.quotas[i];
         json!({ "index": i, "topic": q.topic, "language": q.language, "per": q.per.as_str(), "count": q.count })
@@ -238,7 +238,7 @@ pub async fn airtime(
     let date = |name| {
         param::<String>(&query, name, "a date").and_then(|d| {
             d.map(|d| {
-                crate::clip::parse_date("date", &d)
+                crate::model::clip::parse_date("date", &d)
                     .map_err(|_| ApiError::bad_request(format!("{name}: \"{d}\" is not a date; write YYYY-MM-DD")))
             })
             .transpose()
@@ -296,7 +296,7 @@ pub async fn airtime(
 
 /// The answer when the stored log is damaged: nothing is served from it as if whole; the damage
 /// is recorded in the log (once), which `/healthz` then reports.
-async fn damaged(state: &AppState, damage: chain::Damage) -> ApiError {
+async fn damaged(state: &AppState, damage: crate::proof::events::Damage) -> ApiError {
     let (now, recorded) = (state.clock.now(), damage.clone());
     if let Err(e) = state.store.call(move |s| chain::record(s, &recorded, now)).await {
         return ApiError::internal(e);
@@ -324,28 +324,31 @@ pub async fn compliance(
 ) -> Result<Response, ApiError> {
     caller.require(READERS)?;
     let period = period_param(&state, &query)?;
-    let format: crate::compliance::ReportFormat = match query.get("format") {
+    let format: crate::audit::compliance::ReportFormat = match query.get("format") {
         Some(f) => f.parse().map_err(|e| ApiError::bad_request(format!("format: {e}")))?,
-        None => crate::compliance::ReportFormat::Json,
+        None => crate::audit::compliance::ReportFormat::Json,
     };
     let report = period_report(&state, period).await?;
-    let (body, content_type) = crate::compliance::render(&report, format);
+    let (body, content_type) = crate::audit::compliance::render(&report, format);
     Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }
 
 /// The `period` query parameter, parsed in station time.
 pub(super) fn period_param(state: &AppState, query: &HashMap<String, String>) -> Result<Period, ApiError> {
     let period = query.get("period").ok_or_else(|| ApiError::bad_request("period: missing; e.g. period=2026-Q4"))?;
-    crate::compliance::parse_period(period, state.config.station.timezone)
+    crate::time::calendar::parse_period(period, state.config.station.timezone)
         .map_err(|e| ApiError::bad_request(format!("period: {e}")))
 }
 
 /// The compliance report for `period`; a damaged log is recorded and answered `log_damaged`.
-pub(super) async fn period_report(state: &AppState, period: Period) -> Result<crate::compliance::Report, ApiError> {
+pub(super) async fn period_report(
+    state: &AppState,
+    period: Period,
+) -> Result<crate::audit::compliance::Report, ApiError> {
     let (config, now) = (Arc::clone(&state.config), state.clock.now());
-    match state.store.call(move |s| crate::compliance::from_store(s, &config, &period, now)).await {
+    match state.store.call(move |s| crate::audit::compliance::from_store(s, &config, &period, now)).await {
         Ok(report) => Ok(report),
-        Err(crate::compliance::ReportError::Damaged(damage)) => Err(damaged(state, damage).await),
+        Err(crate::audit::compliance::ReportError::Damaged(damage)) => Err(damaged(state, damage).await),
         Err(e) => Err(ApiError::internal(e)),
     }
 }

@@ -84,7 +84,7 @@ fn make_self_signed(data_dir: &Path) -> Result<(), TlsError> {
         }
         return Err(error(&cert_path, "missing beside its key; remove both to make a new pair"));
     }
-    let host = host_name();
+    let host = crate::ops::sys::host_name();
     let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
     names.extend(host.clone());
     let mut params = rcgen::CertificateParams::new(names).map_err(|e| error(&cert_path, e))?;
@@ -118,14 +118,4 @@ fn place(data_dir: &Path, path: &Path, bytes: &[u8], mode: u32) -> Result<bool, 
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(io_error(e)),
     }
-}
-
-/// The box's host name, if it has one.
-pub fn host_name() -> Option<String> {
-    let mut buffer = [0u8; 256];
-    // SAFETY: gethostname writes at most `buffer.len()` bytes into the buffer we own.
-    let ok = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) } == 0;
-    let end = buffer.iter().position(|b| *b == 0)?;
-    let name = std::str::from_utf8(&buffer[..end]).ok()?.trim();
-    (ok && !name.is_empty()).then(|| name.to_owned())
 }

@@ -17,7 +17,8 @@ const STYLE: &str = include_str!("web/app.css");
 /// inline style allowed is the printable report's (by its hash), which the page opens as a
 /// blob under this policy.
 static POLICY: LazyLock<HeaderValue> = LazyLock::new(|| {
-    let report = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(crate::compliance::REPORT_STYLE));
+    let report =
+        base64::engine::general_purpose::STANDARD.encode(Sha256::digest(crate::audit::compliance::REPORT_STYLE));
     let policy = format!(
         "default-src 'self'; style-src 'self' 'sha256-{report}'; img-src 'self' data: blob:; frame-ancestors 'none'"
     );

@@ -11,6 +11,8 @@
 //! Measured values are integers (milliseconds, hundredths of a dB): no verifier depends on how
 //! a library formats a float.
 
+pub mod events;
+pub mod export;
 mod key;
 mod verify;
 

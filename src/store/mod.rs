@@ -22,8 +22,9 @@ use serde_json::Value;
 
 pub use handle::StoreHandle;
 
-use crate::clip::{AudioFacts, Clip, ClipMeta};
-use crate::events;
+use crate::model::clip::{AudioFacts, Clip, ClipMeta};
+use crate::model::token::{Role, Token};
+use crate::proof::events;
 use crate::proof::{Fields, GENESIS_HASH, KeyError, LogKeys, SealedEvent, StationKey};
 
 pub const DATABASE_FILE: &str = "loa.sqlite";
@@ -99,45 +100,6 @@ pub struct Heartbeat {
     pub at: i64,
     /// The airing in progress then (its `airing_started` seq) and how far it had played.
     pub airing: Option<(i64, u64)>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Operator,
-    District,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Operator => "operator",
-            Role::District => "district",
-        }
-    }
-}
-
-impl std::str::FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "operator" => Ok(Role::Operator),
-            "district" => Ok(Role::District),
-            other => Err(format!("\"{other}\" is not a role; use operator or district")),
-        }
-    }
-}
-
-/// An API token as stored: never the secret itself.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Token {
-    pub id: i64,
-    pub role: Role,
-    pub label: String,
-    #[serde(skip)]
-    pub token_sha256: String,
-    pub created_at: String,
-    pub revoked_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -769,7 +731,7 @@ fn migrate(data_dir: &Path, conn: &mut Connection) -> Result<(), StoreError> {
         StoreError::Open { path: lock_path.clone(), source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)) }
     })?;
     // Released when `lock` is dropped.
-    if let Err(e) = crate::lock::flock(&lock, libc::LOCK_EX) {
+    if let Err(e) = crate::ops::sys::flock(&lock, libc::LOCK_EX) {
         return Err(StoreError::Open { path: lock_path, source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)) });
     }
     // Switching to WAL takes a lock that waits for no busy handler; once set it stays set, so
@@ -945,7 +907,7 @@ fn clip_from_row(row: &Row) -> rusqlite::Result<Clip> {
 mod tests {
     use super::*;
 
-    use crate::clip::Priority;
+    use crate::model::clip::Priority;
 
     fn open(dir: &Path) -> Store {
         Store::open(dir, "test").unwrap()

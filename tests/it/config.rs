@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use loa::config::{Config, ConfigError, QuotaPeriod};
+use loa::config::{Config, ConfigError};
+use loa::time::calendar::QuotaPeriod;
 
 use crate::helpers::{MINIMAL_CONFIG, Station, loa};
 

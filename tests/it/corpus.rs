@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use loa::decode::ClipDecoder;
+use loa::library::decode::ClipDecoder;
 
 use crate::helpers::{Device, of_kind, station};
 
@@ -227,7 +227,7 @@ fn every_file_of_the_corpus_is_accepted_and_its_decoded_length_is_every_frames_s
         if decoder.layout().gapless.is_some() {
             assert_eq!(expected, 3 * decoder.sample_rate() as u64, "{}: trimmed as the tag says", sample.name);
         }
-        let facts = loa::analysis::analyse(
+        let facts = loa::library::analysis::analyse(
             &sample.path,
             loa::config::ClipLimits { min_duration_ms: 1000, max_duration_ms: 600_000, keep_free_bytes: 0 },
         )

@@ -6,13 +6,13 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use loa::clock::{Clock, VirtualClock};
+use loa::air::engine::Engine;
+use loa::air::live::Live;
+use loa::audio::player::PlayerHandle;
 use loa::config::Config;
-use loa::engine::Engine;
-use loa::ingest::Library;
-use loa::live::Live;
-use loa::player::PlayerHandle;
+use loa::library::ingest::Library;
 use loa::store::{EventQuery, Store, StoreHandle};
+use loa::time::clock::{Clock, VirtualClock};
 use serde_json::Value;
 use tokio::sync::watch;
 
@@ -60,7 +60,7 @@ fn engine(config: &Config, clock: &Arc<VirtualClock>, shutdown: watch::Receiver<
     Engine {
         store: StoreHandle::spawn(open_store(config)),
         player: Arc::new(PlayerHandle::spawn()),
-        longest_sleep: loa::engine::WALL_CLOCK_POLL,
+        longest_sleep: loa::air::engine::WALL_CLOCK_POLL,
         clock: clock.clone(),
         library: Library::open(&config.station.data_dir, config.clips).unwrap(),
         live,
@@ -81,11 +81,11 @@ async fn a_clock_behind_the_log_waits_for_ntp_and_never_airs_a_wrong_date() {
     let library = Library::open(&config.station.data_dir, config.clips).unwrap();
     let mut staged = library.stage(0).unwrap();
     std::io::Write::write_all(&mut staged, &fixture("cbr128_stereo_44k.mp3")).unwrap();
-    let meta = loa::clip::ClipMeta {
+    let meta = loa::model::clip::ClipMeta {
         title: "Bản tin".into(),
         topic: "cchc".into(),
         language: "vi".into(),
-        priority: loa::clip::Priority::Normal,
+        priority: loa::model::clip::Priority::Normal,
         valid_from: None,
         valid_until: None,
     };

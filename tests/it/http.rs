@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use loa::clock::SystemClock;
+use loa::air::live::Live;
 use loa::config::Config;
 use loa::http::{AppState, router};
-use loa::ingest::Library;
-use loa::live::Live;
+use loa::library::ingest::Library;
+use loa::model::token::Role;
 use loa::proof::Expect;
-use loa::store::{Role, Store, StoreHandle};
+use loa::store::{Store, StoreHandle};
+use loa::time::clock::SystemClock;
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -34,8 +35,8 @@ fn api(extra_config: &str) -> Api {
     std::fs::create_dir_all(&config.station.data_dir).unwrap();
     let mut store = Store::open(&config.station.data_dir, &config.station.id).unwrap();
     let mut token = |role| {
-        let secret = loa::auth::generate().unwrap();
-        store.create_token(role, "test", &loa::auth::digest(&secret), chrono::Utc::now()).unwrap();
+        let secret = loa::model::token::generate().unwrap();
+        store.create_token(role, "test", &loa::model::token::digest(&secret), chrono::Utc::now()).unwrap();
         secret
     };
     let (operator, district) = (token(Role::Operator), token(Role::District));
@@ -322,12 +323,12 @@ async fn upload_list_show_audio_queue_retire_and_pull_airtime() {
     assert!(page["head"]["seq"].as_i64().unwrap() > next, "the head is the station's, beyond the page");
     let key = loa::proof::parse_public_key(&api.state.public_key).unwrap();
     let (_, first) = api.get("/api/v1/airtime?limit=2&format=jsonl", Some(&api.district)).await;
-    let (first, _) = loa::export::verify(first.as_str().unwrap(), key, Expect::default()).unwrap();
+    let (first, _) = loa::proof::export::verify(first.as_str().unwrap(), key, Expect::default()).unwrap();
     assert_eq!(first.last_seq, next);
     // The next pull overlaps by one event: it must begin with the head this one ended at.
     let (_, rest) = api.get(&format!("/api/v1/airtime?after_seq={}&format=jsonl", next - 1), Some(&api.district)).await;
     let expect = Expect { head: Some((first.last_seq, first.last_hash)), ..Expect::default() };
-    let (verified, _) = loa::export::verify(rest.as_str().unwrap(), key, expect).unwrap();
+    let (verified, _) = loa::proof::export::verify(rest.as_str().unwrap(), key, expect).unwrap();
     assert!(verified.events >= 2, "clip_added, then the tokens and the retirement follow");
     let csv = reqwest::Client::new()
         .get(format!("{base}/api/v1/airtime?format=csv"))
@@ -644,10 +645,10 @@ async fn spreadsheet_formulas_in_titles_are_neutralised_in_csv_and_bidi_controls
         assert!(cell.starts_with('\''), "a formula reaches the spreadsheet: {cell}");
     }
     // A true number stays a number.
-    assert_eq!(loa::export::spreadsheet_safe("-1840"), "-1840");
-    assert_eq!(loa::export::spreadsheet_safe("Bản tin"), "Bản tin");
-    assert_eq!(loa::export::spreadsheet_safe("\tx"), "'\tx");
-    assert_eq!(loa::export::spreadsheet_safe("\r=1"), "'\r=1");
+    assert_eq!(loa::proof::export::spreadsheet_safe("-1840"), "-1840");
+    assert_eq!(loa::proof::export::spreadsheet_safe("Bản tin"), "Bản tin");
+    assert_eq!(loa::proof::export::spreadsheet_safe("\tx"), "'\tx");
+    assert_eq!(loa::proof::export::spreadsheet_safe("\r=1"), "'\r=1");
 
     let (status, answer) = upload(
         &base,
@@ -706,9 +707,9 @@ async fn the_printable_report_opens_at_a_signed_link_without_a_token() {
 #[tokio::test]
 async fn a_pairing_code_makes_one_token_once() {
     let api = api("");
-    let code = loa::auth::pairing_code().unwrap();
+    let code = loa::model::token::pairing_code().unwrap();
     assert!(code.len() == 9 && code.as_bytes()[4] == b'-', "{code}");
-    let digest = loa::auth::digest(&loa::auth::normalise_code(&code));
+    let digest = loa::model::token::digest(&loa::model::token::normalise_code(&code));
     let now = chrono::Utc::now();
     api.state
         .store
@@ -730,8 +731,8 @@ async fn a_pairing_code_makes_one_token_once() {
     assert_eq!((status, answer["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("pairing_code_unknown")));
     assert_eq!(pair("ABCD-EFGH".into()).await.0, StatusCode::NOT_FOUND);
     // An expired code does nothing.
-    let stale = loa::auth::pairing_code().unwrap();
-    let digest = loa::auth::digest(&loa::auth::normalise_code(&stale));
+    let stale = loa::model::token::pairing_code().unwrap();
+    let digest = loa::model::token::digest(&loa::model::token::normalise_code(&stale));
     let then = now - chrono::TimeDelta::minutes(30);
     api.state
         .store

@@ -421,7 +421,8 @@ fn an_edit_below_the_stations_checkpoint_is_still_caught() {
         {
             // What `loa run` does at start: checks everything and keeps how far it got.
             let mut store = loa::store::Store::open(&station.data_dir(), "test-station").unwrap();
-            let damage = loa::chain::check_stored_log(&mut store, chrono::Utc::now(), loa::chain::Scope::Whole);
+            let damage =
+                loa::audit::chain::check_stored_log(&mut store, chrono::Utc::now(), loa::audit::chain::Scope::Whole);
             assert!(damage.unwrap().is_none());
             assert_eq!(store.chain_checked().unwrap().unwrap().0, 4);
         }

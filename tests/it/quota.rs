@@ -2,9 +2,9 @@
 //! log, the library and the slots left.
 
 use chrono::{DateTime, TimeZone, Utc};
-use loa::clip::{AudioFacts, ClipMeta, Priority};
+use loa::air::quota::{AtRisk, QuotaStatus, standings};
 use loa::config::Config;
-use loa::quota::{AtRisk, QuotaStatus, standings};
+use loa::model::clip::{AudioFacts, ClipMeta, Priority};
 use loa::store::Store;
 use serde_json::json;
 

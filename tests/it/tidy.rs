@@ -1,6 +1,7 @@
 //! The architecture's invariants, checked on the source itself (after rust-analyzer's
 //! `tidy.rs`): each outside world has one door. A new `use rusqlite` in the engine, a
-//! `Utc::now()` outside the clock or an `unsafe` block in a new place fails here, with where.
+//! `Utc::now()` outside the clock, an `unsafe` block in a new place or a lower layer importing a
+//! higher one fails here, with where.
 
 use std::path::{Path, PathBuf};
 
@@ -52,11 +53,7 @@ fn only_the_store_touches_sqlite() {
 
 #[test]
 fn only_the_player_touches_the_sound_device() {
-    only_in(
-        &["rodio::", "cpal::", "use rodio", "use cpal"],
-        &["src/player.rs"],
-        "a hung device must hang nothing else",
-    );
+    only_in(&["rodio::", "cpal::", "use rodio", "use cpal"], &["src/audio/"], "a hung device must hang nothing else");
 }
 
 #[test]
@@ -66,14 +63,13 @@ fn only_http_touches_axum() {
 
 #[test]
 fn only_the_clock_reads_the_wall_clock() {
-    only_in(&["Utc::now()", "SystemTime::now()", "Local::now()"], &["src/clock.rs"], "time is an input");
+    only_in(&["Utc::now()", "SystemTime::now()", "Local::now()"], &["src/time/clock.rs"], "time is an input");
 }
 
 #[test]
 fn unsafe_code_stays_where_it_is_and_says_why() {
     // The system calls Rust's std does not wrap (flock, gethostname, statvfs, clock state).
-    let allowed = ["src/clock.rs", "src/http/tls.rs", "src/ingest.rs", "src/lock.rs"];
-    only_in(&["unsafe {", "unsafe fn"], &allowed, "each unsafe block is a reviewed system call");
+    only_in(&["unsafe {", "unsafe fn"], &["src/ops/sys.rs"], "each unsafe block is a reviewed system call");
     for (path, code) in sources() {
         let lines: Vec<&str> = code.lines().collect();
         for (i, line) in lines.iter().enumerate().filter(|(_, l)| l.contains("unsafe {")) {
@@ -81,4 +77,61 @@ fn unsafe_code_stays_where_it_is_and_says_why() {
             assert!(reason, "{}:{}: an unsafe block without a `// SAFETY:` comment: {line}", path.display(), i + 1);
         }
     }
+}
+
+/// The folders of `src/`, bottom layer first, as `src/lib.rs` declares them.
+fn layers() -> Vec<String> {
+    let lib = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs")).unwrap();
+    lib.lines().filter_map(|l| l.strip_prefix("pub mod ")).map(|m| m.trim_end_matches(';').to_owned()).collect()
+}
+
+#[test]
+fn a_layer_imports_only_the_layers_below_it() {
+    let layers = layers();
+    assert!(layers.len() >= 10 && layers[0] == "ops", "src/lib.rs declares the layers in order: {layers:?}");
+    let mut offences = Vec::new();
+    for (path, code) in sources() {
+        let Some(own) = path
+            .strip_prefix("src")
+            .unwrap()
+            .iter()
+            .next()
+            .map(|c| c.to_string_lossy().trim_end_matches(".rs").to_owned())
+        else {
+            continue;
+        };
+        let Some(rank) = layers.iter().position(|l| *l == own) else { continue };
+        for (number, line) in code.lines().enumerate() {
+            for (at, _) in line.match_indices("crate::") {
+                let target: String = line[at + 7..].chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                if layers.iter().position(|l| *l == target).is_some_and(|t| t > rank) {
+                    offences.push(format!("{}:{}: {own} imports {target}", path.display(), number + 1));
+                }
+            }
+        }
+    }
+    assert!(offences.is_empty(), "a lower layer imports a higher one (order in src/lib.rs): {offences:#?}");
+}
+
+#[test]
+fn no_source_file_outgrows_a_read() {
+    // Lines before the file's unit tests.
+    let long: Vec<String> = sources()
+        .into_iter()
+        .map(|(path, code)| (code.lines().count(), path))
+        .filter(|(lines, _)| *lines > 500)
+        .map(|(lines, path)| format!("{}: {lines} lines", path.display()))
+        .collect();
+    assert!(long.is_empty(), "split these by what they do (~500 lines each at most): {long:?}");
+}
+
+#[test]
+fn every_source_file_is_in_the_code_map() {
+    let map = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ARCHITECTURE.md")).unwrap();
+    let missing: Vec<String> = sources()
+        .into_iter()
+        .map(|(path, _)| path.strip_prefix("src").unwrap().display().to_string())
+        .filter(|file| !map.contains(&format!("`{file}`")))
+        .collect();
+    assert!(missing.is_empty(), "ARCHITECTURE.md's code map does not name: {missing:?}");
 }

@@ -10,14 +10,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Datelike, TimeDelta, TimeZone, Utc};
-use loa::clock::{Clock, VirtualClock};
+use loa::air::engine::Engine;
+use loa::air::live::Live;
+use loa::audio::player::{Measurement, Output, PlayItem, PlaybackEnd, Progress};
 use loa::config::Config;
-use loa::engine::Engine;
-use loa::ingest::Library;
-use loa::live::Live;
-use loa::player::{Measurement, Output, PlayItem, PlaybackEnd, Progress};
+use loa::library::ingest::Library;
 use loa::proof::{ChainVerifier, Expect};
 use loa::store::{EventQuery, Store, StoreHandle};
+use loa::time::clock::{Clock, VirtualClock};
 use serde_json::{Map, Value};
 
 use crate::helpers::{FIXTURES, Station};
@@ -251,9 +251,13 @@ async fn a_simulated_year_with_outages_and_failures_keeps_the_plan() {
     fired_slots.dedup();
     for failed in &failed_quota_airings {
         let (quota, at) = (failed["quota"].as_str().unwrap(), failed["scheduled_at"].as_i64().unwrap());
-        let per =
-            if quota.contains("/week") { loa::config::QuotaPeriod::Week } else { loa::config::QuotaPeriod::Month };
-        let period_end = ms(loa::quota::period_of(per, DateTime::from_timestamp_millis(at).unwrap(), hanoi()).end);
+        let per = if quota.contains("/week") {
+            loa::time::calendar::QuotaPeriod::Week
+        } else {
+            loa::time::calendar::QuotaPeriod::Month
+        };
+        let period_end =
+            ms(loa::time::calendar::period_of(per, DateTime::from_timestamp_millis(at).unwrap(), hanoi()).end);
         let qualifying = fired_slots.iter().filter(|(slot_at, peak)| {
             *slot_at > at && *slot_at < period_end && (*peak || quota.ends_with("/any-slot"))
         });
@@ -278,13 +282,13 @@ async fn a_simulated_year_with_outages_and_failures_keeps_the_plan() {
 
     // Reports equal an independent recount of the log, week by week, and every week that the
     // station was not down for as a whole kept each weekly quota.
-    let report_period = loa::compliance::parse_period("2026-H2", hanoi()).unwrap();
+    let report_period = loa::time::calendar::parse_period("2026-H2", hanoi()).unwrap();
     let since = events.first().and_then(|e| e["at"].as_i64()).and_then(DateTime::from_timestamp_millis);
-    let report = loa::compliance::report(&config, &report_period, &events, clock.now(), since);
+    let report = loa::audit::compliance::report(&config, &report_period, &events, clock.now(), since);
     for (quota_index, language) in [(0, "vi"), (1, "hmn")] {
         let quota = &report.quotas[quota_index];
         for week in &quota.periods {
-            let bounds = loa::compliance::parse_period(&week.period, hanoi()).unwrap();
+            let bounds = loa::time::calendar::parse_period(&week.period, hanoi()).unwrap();
             let recount = events
                 .iter()
                 .filter(|e| kind(e, "airing_ended") && e["status"] == "completed" && e["topic"] == "cchc")

@@ -5,31 +5,13 @@
 //! before every export, and records what it finds as a signed `log_damaged` event.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
-use crate::events;
+use crate::proof::events::{self, Damage};
 use crate::proof::{ChainVerifier, Expect, SealedEvent, Verified, parse_public_key};
 use crate::store::{EventQuery, Store, StoreError};
 
 /// Events read and checked per step, so memory stays bounded on a long log.
 const CHUNK: u32 = 2000;
-
-/// The first thing wrong with the stored log.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Damage {
-    pub seq: i64,
-    /// The `hash` stored with the event.
-    pub stored_hash: String,
-    /// The SHA-256 of the event's stored bytes.
-    pub computed_hash: String,
-    pub why: String,
-}
-
-impl std::fmt::Display for Damage {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "the proof log is damaged at seq {}: {}", self.seq, self.why)
-    }
-}
 
 /// A check of the stored events that follow `after_seq`, set up on the store's thread and run
 /// wherever the work may go (the HTTP API runs it off the store thread).

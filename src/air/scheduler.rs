@@ -107,7 +107,7 @@ fn first_fire_after(slot: &Slot, timezone: Tz, after: DateTime<Utc>) -> Option<D
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::slots::CronSchedule;
+    use crate::time::slots::CronSchedule;
 
     fn slot(name: &str, cron: &str, grace_s: i64) -> Slot {
         Slot {

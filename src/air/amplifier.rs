@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 
-use crate::events::HookOutcome;
+use crate::proof::events::HookOutcome;
 
 /// A hook that takes longer than this is killed and counted as failed.
 pub const HOOK_TIMEOUT: Duration = Duration::from_secs(10);

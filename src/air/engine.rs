@@ -13,19 +13,19 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::watch;
 
-use crate::chain;
-use crate::clip::{Clip, Priority};
-use crate::clock::Clock;
+use crate::air::live::{ClockBehind, DeviceReport, Live};
+use crate::air::scheduler::{Due, RECOVERY_WINDOW, SlotTimer};
+use crate::air::{amplifier, planner, quota};
+use crate::audio::player::{Measurement, Output, PlayItem, PlaybackEnd, Progress, StopCause, StopSignal};
+use crate::audit::chain;
 use crate::config::{Config, Slot};
-use crate::events::{self, AiringEvidence, AiringPlan, AiringStatus, ClockAtStart, HookOutcome, level_cdbfs};
-use crate::ingest::{IngestError, Library};
-use crate::live::{ClockBehind, DeviceReport, Live};
-use crate::player::{Measurement, Output, PlayItem, PlaybackEnd, Progress, StopCause, StopSignal};
+use crate::library::ingest::{IngestError, Library};
+use crate::model::clip::{Clip, Priority};
+use crate::ops::supervisor::Supervisor;
 use crate::proof::Fields;
-use crate::scheduler::{Due, RECOVERY_WINDOW, SlotTimer};
+use crate::proof::events::{self, AiringEvidence, AiringPlan, AiringStatus, ClockAtStart, HookOutcome, level_cdbfs};
 use crate::store::{Heartbeat, StoreError, StoreHandle, Wanted};
-use crate::supervisor::Supervisor;
-use crate::{amplifier, planner, quota};
+use crate::time::clock::Clock;
 
 /// The scheduler never sleeps longer than this against the wall clock, so a step is noticed
 /// (`Engine::longest_sleep` on a station; simulations on a virtual clock may sleep longer).

@@ -36,7 +36,7 @@ use rodio::cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use rodio::cpal::{self, SampleFormat, SizedSample};
 use tokio::sync::oneshot;
 
-use crate::decode::ClipDecoder;
+use crate::library::decode::ClipDecoder;
 
 /// How often the player thread looks at the meter while a clip plays (and at a stop request
 /// while one is held for its instant).

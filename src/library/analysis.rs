@@ -11,10 +11,10 @@ use std::sync::mpsc;
 
 use ebur128::{EbuR128, Mode};
 
-use crate::clip::AudioFacts;
 use crate::config::ClipLimits;
-use crate::decode::{ClipDecoder, DecodeError};
-use crate::mp3::Problem;
+use crate::library::decode::{ClipDecoder, DecodeError};
+use crate::library::mp3::Problem;
+use crate::model::clip::AudioFacts;
 
 /// Below this sample peak a bulletin is inaudible on any loudspeaker.
 const SILENT_PEAK_DBFS: f64 = -60.0;

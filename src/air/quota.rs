@@ -5,51 +5,14 @@
 //! a failed, partial or pre-empted quota airing leaves the quota unmet and the next qualifying
 //! slot carries it again: that is the make-up.
 
-use chrono::{DateTime, Datelike, Days, Months, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use serde::Serialize;
 
-use crate::config::{Config, Quota, QuotaPeriod};
+use crate::config::{Config, Quota};
 use crate::store::{Store, StoreError};
-
-/// A half-open span of time [start, end) with its name (`2026-W48`, `2026-11`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Period {
-    pub label: String,
-    pub start: DateTime<Utc>,
-    pub end: DateTime<Utc>,
-}
-
-/// Local midnight at the start of `date` in `timezone`.
-fn midnight(date: NaiveDate, timezone: Tz) -> DateTime<Utc> {
-    let local = date.and_hms_opt(0, 0, 0).expect("midnight exists");
-    timezone.from_local_datetime(&local).earliest().expect("Vietnam has no DST gaps at midnight").with_timezone(&Utc)
-}
-
-/// The quota period (ISO week Monday 00:00 → Monday 00:00, or calendar month) holding `at`.
-pub fn period_of(per: QuotaPeriod, at: DateTime<Utc>, timezone: Tz) -> Period {
-    let date = at.with_timezone(&timezone).date_naive();
-    match per {
-        QuotaPeriod::Week => {
-            let monday = date - Days::new(u64::from(date.weekday().num_days_from_monday()));
-            let week = date.iso_week();
-            Period {
-                label: format!("{}-W{:02}", week.year(), week.week()),
-                start: midnight(monday, timezone),
-                end: midnight(monday + Days::new(7), timezone),
-            }
-        }
-        QuotaPeriod::Month => {
-            let first = date.with_day(1).expect("day 1 exists");
-            Period {
-                label: format!("{}-{:02}", first.year(), first.month()),
-                start: midnight(first, timezone),
-                end: midnight(first + Months::new(1), timezone),
-            }
-        }
-    }
-}
+use crate::time::calendar::{Period, period_of};
 
 /// A quota this slot should serve: still short of its count in the slot's period.
 #[derive(Debug, Clone, PartialEq)]
@@ -200,6 +163,8 @@ pub fn standings(store: &Store, config: &Config, now: DateTime<Utc>) -> Result<V
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::calendar::QuotaPeriod;
+    use chrono::TimeZone;
 
     fn tz() -> Tz {
         chrono_tz::Asia::Ho_Chi_Minh
@@ -207,33 +172,6 @@ mod tests {
 
     fn local(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
         tz().with_ymd_and_hms(y, m, d, h, 0, 0).unwrap().with_timezone(&Utc)
-    }
-
-    #[test]
-    fn iso_weeks_run_monday_to_sunday_in_station_time() {
-        // Sunday 23:00 in Hà Nội is still week 48; Monday 00:00 local (17:00 UTC Sunday) is week 49.
-        let sunday = period_of(QuotaPeriod::Week, local(2026, 11, 29, 23), tz());
-        assert_eq!(sunday.label, "2026-W48");
-        assert_eq!(sunday.start, local(2026, 11, 23, 0));
-        assert_eq!(sunday.end, local(2026, 11, 30, 0));
-        assert_eq!(sunday.end.to_rfc3339(), "2026-11-29T17:00:00+00:00");
-        assert_eq!(period_of(QuotaPeriod::Week, local(2026, 11, 30, 0), tz()).label, "2026-W49");
-    }
-
-    #[test]
-    fn week_53_and_year_boundaries_follow_iso() {
-        // 2026-12-31 is a Thursday: ISO 2026-W53 runs to Sunday 2027-01-03.
-        let week = period_of(QuotaPeriod::Week, local(2027, 1, 2, 12), tz());
-        assert_eq!(week.label, "2026-W53");
-        assert_eq!((week.start, week.end), (local(2026, 12, 28, 0), local(2027, 1, 4, 0)));
-        assert_eq!(period_of(QuotaPeriod::Week, local(2027, 1, 4, 0), tz()).label, "2027-W01");
-    }
-
-    #[test]
-    fn months_are_calendar_months_in_station_time() {
-        let m = period_of(QuotaPeriod::Month, local(2026, 12, 31, 23), tz());
-        assert_eq!((m.label.as_str(), m.start, m.end), ("2026-12", local(2026, 12, 1, 0), local(2027, 1, 1, 0)));
-        assert_eq!(period_of(QuotaPeriod::Month, local(2027, 1, 1, 0), tz()).label, "2027-01");
     }
 
     #[test]

@@ -3,70 +3,16 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Datelike, Months, NaiveDate, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::chain::{self, Damage};
-use crate::config::{Config, Quota, QuotaPeriod};
-use crate::quota::{Period, period_of};
+use crate::audit::chain;
+use crate::config::{Config, Quota};
+use crate::proof::events::Damage;
 use crate::store::{EventQuery, Store, StoreError};
-
-/// The periods an office asks about on `today` (station date), as report codes with their
-/// Vietnamese names: last week, last month, this quarter, this half-year, this year. Computed
-/// here, once, with the reports' own calendar (ISO weeks), never again in the page.
-pub fn recent_periods(today: NaiveDate) -> Vec<(&'static str, String)> {
-    let last_week = (today - chrono::TimeDelta::days(7)).iso_week();
-    let (year, month) = (today.year(), today.month());
-    let last_month = if month == 1 { format!("{}-12", year - 1) } else { format!("{year}-{:02}", month - 1) };
-    vec![
-        ("Tuần trước", format!("{}-W{:02}", last_week.year(), last_week.week())),
-        ("Tháng trước", last_month),
-        ("Quý này", format!("{year}-Q{}", (month - 1) / 3 + 1)),
-        ("6 tháng", format!("{year}-H{}", if month <= 6 { 1 } else { 2 })),
-        ("Cả năm", year.to_string()),
-    ]
-}
-
-/// Parses `2026-W47`, `2026-11`, `2026-Q4`, `2026-H2` or `2026` into local bounds.
-pub fn parse_period(text: &str, timezone: Tz) -> Result<Period, String> {
-    let bad = || format!("\"{text}\" is not a period; use 2026-W47, 2026-11, 2026-Q4, 2026-H2 or 2026");
-    let midnight = |date: NaiveDate| {
-        timezone
-            .from_local_datetime(&date.and_hms_opt(0, 0, 0).expect("midnight"))
-            .earliest()
-            .map(|t| t.with_timezone(&Utc))
-            .ok_or_else(bad)
-    };
-    let (year, rest) = text.split_once('-').map_or((text, None), |(y, r)| (y, Some(r)));
-    let year: i32 = year.parse().ok().filter(|y| (2000..=2100).contains(y)).ok_or_else(bad)?;
-    let months = |first: u32, count: u32| -> Result<Period, String> {
-        let start = NaiveDate::from_ymd_opt(year, first, 1).ok_or_else(bad)?;
-        Ok(Period { label: text.to_owned(), start: midnight(start)?, end: midnight(start + Months::new(count))? })
-    };
-    match rest {
-        None => months(1, 12),
-        Some(r) if r.starts_with('W') => {
-            let week: u32 = r[1..].parse().map_err(|_| bad())?;
-            let monday = NaiveDate::from_isoywd_opt(year, week, chrono::Weekday::Mon).ok_or_else(bad)?;
-            let at = midnight(monday)?;
-            Ok(Period { label: text.to_owned(), ..period_of(QuotaPeriod::Week, at, timezone) })
-        }
-        Some(r) if r.starts_with('Q') => match r[1..].parse::<u32>() {
-            Ok(q @ 1..=4) => months(3 * q - 2, 3),
-            _ => Err(bad()),
-        },
-        Some(r) if r.starts_with('H') => match r[1..].parse::<u32>() {
-            Ok(h @ 1..=2) => months(6 * h - 5, 6),
-            _ => Err(bad()),
-        },
-        Some(r) => match r.parse::<u32>() {
-            Ok(m @ 1..=12) if r.len() == 2 => months(m, 1),
-            _ => Err(bad()),
-        },
-    }
-}
+use crate::time::calendar::{Period, period_of};
 
 /// One quota period inside the report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -375,7 +321,7 @@ pub fn to_csv(report: &Report) -> Vec<u8> {
                     p.met.to_string(),
                     p.reason.clone().unwrap_or_default(),
                 ];
-                let row = row.iter().map(|cell| crate::export::spreadsheet_safe(cell).into_owned());
+                let row = row.iter().map(|cell| crate::proof::export::spreadsheet_safe(cell).into_owned());
                 csv.write_record(row.collect::<Vec<_>>()).expect("in-memory CSV");
             }
         }
@@ -518,6 +464,8 @@ pub fn to_html(report: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::calendar::{parse_period, recent_periods};
+    use chrono::TimeZone;
 
     fn tz() -> Tz {
         chrono_tz::Asia::Ho_Chi_Minh
@@ -642,22 +590,5 @@ mod tests {
         assert_eq!(codes(2027, 1, 4)[0], "2026-W53");
         assert_eq!(period_vi("2026-W01"), "Tuần 1 (29/12–4/1/2026)");
         assert_eq!(period_vi("2026-Q4"), "Quý 4/2026");
-    }
-
-    #[test]
-    fn every_period_form_parses_in_station_time() {
-        let check = |text: &str, start: &str, end: &str| {
-            let p = parse_period(text, tz()).unwrap();
-            assert_eq!((p.start.to_rfc3339(), p.end.to_rfc3339()), (start.to_owned(), end.to_owned()), "{text}");
-        };
-        check("2026-W47", "2026-11-15T17:00:00+00:00", "2026-11-22T17:00:00+00:00");
-        check("2026-11", "2026-10-31T17:00:00+00:00", "2026-11-30T17:00:00+00:00");
-        check("2026-Q4", "2026-09-30T17:00:00+00:00", "2026-12-31T17:00:00+00:00");
-        check("2026-H2", "2026-06-30T17:00:00+00:00", "2026-12-31T17:00:00+00:00");
-        check("2026", "2025-12-31T17:00:00+00:00", "2026-12-31T17:00:00+00:00");
-        check("2026-W53", "2026-12-27T17:00:00+00:00", "2027-01-03T17:00:00+00:00");
-        for bad in ["2026-W54", "2026-13", "2026-Q5", "2026-H3", "26", "2026-1", "last week"] {
-            assert!(parse_period(bad, tz()).is_err(), "{bad}");
-        }
     }
 }

@@ -48,10 +48,7 @@ fn system_clock_synchronized() -> bool {
     if std::path::Path::new("/run/systemd/timesync/synchronized").exists() {
         return true;
     }
-    // SAFETY: `timex` is plain data; modes = 0 only reads the kernel's state.
-    let mut timex: libc::timex = unsafe { std::mem::zeroed() };
-    let state = unsafe { libc::ntp_adjtime(&mut timex) };
-    state >= 0 && state != libc::TIME_ERROR && timex.status & libc::STA_UNSYNC == 0
+    crate::ops::sys::kernel_clock_synchronized()
 }
 
 /// A clock that moves only when told to: `sleep` advances it at once.

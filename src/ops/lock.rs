@@ -6,7 +6,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 pub const LOCK_FILE: &str = "loa.lock";
@@ -36,7 +35,7 @@ impl DataDirLock {
         let io_error = |source| LockError::Io { path: path.clone(), source };
         let mut file =
             OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path).map_err(io_error)?;
-        if let Err(e) = flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
+        if let Err(e) = crate::ops::sys::flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
             if e.kind() != io::ErrorKind::WouldBlock {
                 return Err(io_error(e));
             }
@@ -53,10 +52,4 @@ impl DataDirLock {
         writeln!(file, "{what}, pid {}", std::process::id()).map_err(io_error)?;
         Ok(DataDirLock { _file: file })
     }
-}
-
-/// `flock(2)` on `file`; `operation` as there (e.g. `LOCK_EX | LOCK_NB`).
-pub fn flock(file: &File, operation: libc::c_int) -> io::Result<()> {
-    // SAFETY: flock on a descriptor `file` owns for the duration of the call.
-    if unsafe { libc::flock(file.as_raw_fd(), operation) } == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }

@@ -17,9 +17,9 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use tempfile::NamedTempFile;
 
-use crate::analysis::{self, AnalysisError, Rejection};
-use crate::clip::{AudioFacts, ClipMeta, MetaError};
 use crate::config::ClipLimits;
+use crate::library::analysis::{self, AnalysisError, Rejection};
+use crate::model::clip::{AudioFacts, ClipMeta, MetaError};
 use crate::store::{Inserted, Store, StoreError};
 
 const CLIPS_DIR: &str = "clips";
@@ -114,7 +114,7 @@ impl Room {
         if self.keep_free == 0 {
             return Ok(()); // no reserve: only a real ENOSPC stops the upload
         }
-        let free = free_bytes(&self.dir)?;
+        let free = crate::ops::sys::free_bytes(&self.dir)?;
         if free >= self.keep_free.saturating_add(incoming) {
             return Ok(());
         }
@@ -130,22 +130,6 @@ impl Room {
             ),
         ))
     }
-}
-
-/// Bytes an unprivileged process may still write on the filesystem holding `dir`.
-fn free_bytes(dir: &Path) -> io::Result<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(io::Error::other)?;
-    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `path` is NUL-terminated and `stat` is written by statvfs before we read it.
-    if unsafe { libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: statvfs returned 0, so it filled `stat`.
-    let stat = unsafe { stat.assume_init() };
-    // 32-bit ARM (armhf) has 32-bit fields here; the casts are not no-ops there.
-    #[allow(clippy::unnecessary_cast)]
-    Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
 }
 
 impl Library {

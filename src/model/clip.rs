@@ -9,8 +9,6 @@ use std::str::FromStr;
 use chrono::NaiveDate;
 use serde::Serialize;
 
-use crate::config::is_slug;
-
 /// Thông tư 39/2020 levels: thông thường / ưu tiên / khẩn cấp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -166,6 +164,11 @@ pub struct Clip {
     /// RFC 3339, UTC, milliseconds.
     pub created_at: String,
     pub retired_at: Option<String>,
+}
+
+/// Non-empty, lowercase ASCII letters and digits plus the given punctuation.
+pub fn is_slug(s: &str, punctuation: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || punctuation.contains(c))
 }
 
 #[cfg(test)]

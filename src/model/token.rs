@@ -3,7 +3,44 @@
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::store::Token;
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Operator,
+    District,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::District => "district",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "operator" => Ok(Role::Operator),
+            "district" => Ok(Role::District),
+            other => Err(format!("\"{other}\" is not a role; use operator or district")),
+        }
+    }
+}
+
+/// An API token as stored: never the secret itself.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Token {
+    pub id: i64,
+    pub role: Role,
+    pub label: String,
+    #[serde(skip)]
+    pub token_sha256: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
 
 const PREFIX: &str = "loa_";
 
@@ -50,7 +87,6 @@ pub fn find<'a>(tokens: &'a [Token], presented: &str) -> Option<&'a Token> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Role;
 
     fn token(id: i64, secret: &str, revoked: bool) -> Token {
         Token {

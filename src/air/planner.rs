@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use chrono::NaiveDate;
 
-use crate::clip::Clip;
-use crate::quota::Need;
+use crate::air::quota::Need;
+use crate::model::clip::Clip;
 
 /// A clip in a slot's program, and the quota (index in the config) it is there to serve.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,7 +100,7 @@ pub fn program(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clip::{AudioFacts, ClipMeta, Priority};
+    use crate::model::clip::{AudioFacts, ClipMeta, Priority};
 
     fn clip(id: i64, priority: Priority, duration_ms: u64, window: (Option<&str>, Option<&str>)) -> Clip {
         topical(id, priority, duration_ms, window, "cchc", "vi")

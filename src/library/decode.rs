@@ -17,7 +17,7 @@ use symphonia::core::packet::PacketRef;
 use symphonia::core::units::{Duration, Timestamp};
 use symphonia::default::codecs::MpaDecoder;
 
-use crate::mp3::{self, Layout, Problem};
+use crate::library::mp3::{self, Layout, Problem};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::clip::{Clip, Priority};
+use crate::model::clip::{Clip, Priority};
 use crate::proof::Fields;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -255,7 +255,7 @@ pub fn clip_retired(clip: &Clip, reason: Option<&str>) -> Fields {
 }
 
 /// `token_created` / `token_revoked`: who may act on the station (never the secret).
-pub fn token(token: &crate::store::Token, kind: &str) -> Fields {
+pub fn token(token: &crate::model::token::Token, kind: &str) -> Fields {
     #[derive(Serialize)]
     struct TokenFacts<'a> {
         token_id: i64,
@@ -303,8 +303,25 @@ pub fn slot_missed(slot: &str, peak: bool, scheduled_at: DateTime<Utc>, reason: 
     fields("slot_missed", [part(&missed), part(&Synced { clock_synced })])
 }
 
+/// The first thing wrong with the stored log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Damage {
+    pub seq: i64,
+    /// The `hash` stored with the event.
+    pub stored_hash: String,
+    /// The SHA-256 of the event's stored bytes.
+    pub computed_hash: String,
+    pub why: String,
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "the proof log is damaged at seq {}: {}", self.seq, self.why)
+    }
+}
+
 /// The station found its own log damaged (see `chain`): which event, both hashes, and why.
-pub fn log_damaged(damage: &crate::chain::Damage) -> Fields {
+pub fn log_damaged(damage: &Damage) -> Fields {
     #[derive(Serialize)]
     struct Damaged<'a> {
         damaged_seq: i64,

@@ -1,0 +1,5 @@
+//! The station's vocabulary, shared by config, store, proof and API without depending on any of
+//! them: what a clip is (`clip`) and what an API token is (`token`).
+
+pub mod clip;
+pub mod token;

@@ -1,0 +1,7 @@
+//! What the daemon asks of the operating system beyond files and sockets: one daemon per data
+//! directory, systemd's notifications, and the few libc calls Rust's standard library lacks.
+//! All of the crate's `unsafe` lives in `sys`.
+
+pub mod lock;
+pub mod supervisor;
+pub mod sys;

@@ -1,0 +1,71 @@
+//! The system calls Rust's standard library does not wrap, each behind a safe function. This is
+//! the crate's only `unsafe` (tests/it/tidy.rs), so the review of it is one short file.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+
+/// `flock(2)` on `file`; `operation` as there (e.g. `LOCK_EX | LOCK_NB`).
+pub fn flock(file: &File, operation: libc::c_int) -> io::Result<()> {
+    // SAFETY: flock on a descriptor `file` owns for the duration of the call.
+    if unsafe { libc::flock(file.as_raw_fd(), operation) } == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// Whether the kernel believes its clock is synchronised (`ntp_adjtime`, which any NTP daemon —
+/// chrony, ntpd, timesyncd — keeps up to date).
+pub fn kernel_clock_synchronized() -> bool {
+    // SAFETY: `timex` is plain data; modes = 0 only reads the kernel's state.
+    let mut timex: libc::timex = unsafe { std::mem::zeroed() };
+    // SAFETY: `timex` is a valid, exclusively borrowed timex for the duration of the call.
+    let state = unsafe { libc::ntp_adjtime(&mut timex) };
+    state >= 0 && state != libc::TIME_ERROR && timex.status & libc::STA_UNSYNC == 0
+}
+
+/// The box's host name, if it has one.
+pub fn host_name() -> Option<String> {
+    let mut buffer = [0u8; 256];
+    // SAFETY: gethostname writes at most `buffer.len()` bytes into the buffer we own.
+    let ok = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) } == 0;
+    let end = buffer.iter().position(|b| *b == 0)?;
+    let name = std::str::from_utf8(&buffer[..end]).ok()?.trim();
+    (ok && !name.is_empty()).then(|| name.to_owned())
+}
+
+/// Bytes an unprivileged process may still write on the filesystem holding `dir`.
+pub fn free_bytes(dir: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is NUL-terminated and `stat` is written by statvfs before we read it.
+    if unsafe { libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: statvfs returned 0, so it filled `stat`.
+    let stat = unsafe { stat.assume_init() };
+    // 32-bit ARM (armhf) has 32-bit fields here; the casts are not no-ops there.
+    #[allow(clippy::unnecessary_cast)]
+    Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_bytes_of_a_real_directory_and_a_missing_one() {
+        assert!(free_bytes(Path::new("/tmp")).unwrap() > 0);
+        assert_eq!(free_bytes(Path::new("/no/such/dir")).unwrap_err().kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn a_second_exclusive_flock_on_the_same_file_would_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let (a, b) = (File::create(&path).unwrap(), File::open(&path).unwrap());
+        flock(&a, libc::LOCK_EX | libc::LOCK_NB).unwrap();
+        assert_eq!(flock(&b, libc::LOCK_EX | libc::LOCK_NB).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        flock(&a, libc::LOCK_UN).unwrap();
+        flock(&b, libc::LOCK_EX | libc::LOCK_NB).unwrap();
+    }
+}
