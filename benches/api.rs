@@ -184,18 +184,9 @@ fn airtime_pages() {
     );
     println!("the station's first check of {events} events: {:.1} s", started.elapsed().as_secs_f64());
 
-    let public_key = store.public_key_hex();
-    let state = loa::http::AppState {
-        library: loa::library::ingest::Library::open(&config.station.data_dir, config.clips).unwrap(),
-        config: Arc::new(config),
-        store: loa::store::StoreHandle::spawn(store),
-        clock: Arc::new(loa::time::clock::SystemClock),
-        live: Default::default(),
-        public_key,
-        counters: Default::default(),
-        schedule: Default::default(),
-        auth_failures: Default::default(),
-    };
+    let library = loa::library::ingest::Library::open(&config.station.data_dir, config.clips).unwrap();
+    let clock = Arc::new(loa::time::clock::SystemClock);
+    let state = loa::http::AppState::new(Arc::new(config), store, library, clock, Default::default());
     let secret = "loa_bench";
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {

@@ -21,10 +21,11 @@ use crate::audit::chain;
 use crate::config::{Config, Slot};
 use crate::library::ingest::{IngestError, Library};
 use crate::model::clip::{Clip, Priority};
+use crate::model::queue::Wanted;
 use crate::ops::supervisor::Supervisor;
 use crate::proof::Fields;
 use crate::proof::events::{self, AiringEvidence, AiringPlan, AiringStatus, ClockAtStart, HookOutcome, level_cdbfs};
-use crate::store::{Heartbeat, StoreError, StoreHandle, Wanted};
+use crate::store::{Heartbeat, StoreError, StoreHandle};
 use crate::time::clock::Clock;
 
 /// The scheduler never sleeps longer than this against the wall clock, so a step is noticed
@@ -95,6 +96,19 @@ struct Run {
 }
 
 impl Engine {
+    /// The engine of a station, looking at the clock at least every [`WALL_CLOCK_POLL`].
+    pub fn new(
+        config: Arc<Config>,
+        store: StoreHandle,
+        player: Arc<dyn Output>,
+        clock: Arc<dyn Clock>,
+        library: Library,
+        live: Live,
+        shutdown: watch::Receiver<bool>,
+    ) -> Engine {
+        Engine { config, store, player, longest_sleep: WALL_CLOCK_POLL, clock, library, live, shutdown }
+    }
+
     pub async fn run(mut self) -> Result<(), EngineError> {
         let supervisor = Supervisor::from_env();
         let Some(clock_at_start) = self.wait_for_trusted_clock(&supervisor).await? else {

@@ -18,7 +18,8 @@ use tower::ServiceExt;
 use super::{ApiError, AppState, Caller, ErrorBody, OPERATORS, READERS};
 use crate::library::ingest::{IngestError, Staged};
 use crate::model::clip::{self, Clip, ClipMeta, Priority};
-use crate::store::{Inserted, QueueItem, Wanted};
+use crate::model::queue::{QueueItem, Wanted};
+use crate::store::Inserted;
 
 /// Text fields of an upload form are short; a longer one is refused rather than buffered.
 const MAX_TEXT_FIELD: usize = 4096;

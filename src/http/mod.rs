@@ -37,7 +37,7 @@ use crate::config::Config;
 use crate::library::ingest::Library;
 use crate::model::token;
 use crate::model::token::Role;
-use crate::store::StoreHandle;
+use crate::store::{Store, StoreHandle};
 use crate::time::clock::Clock;
 
 /// Who may read (library, schedule, proof, reports) and who may change things.
@@ -108,6 +108,21 @@ impl AuthFailures {
 }
 
 impl AppState {
+    /// The API's state over its own store connection (given to a store thread here).
+    pub fn new(config: Arc<Config>, store: Store, library: Library, clock: Arc<dyn Clock>, live: Live) -> AppState {
+        AppState {
+            config,
+            public_key: store.public_key_hex(),
+            store: StoreHandle::spawn(store),
+            library,
+            clock,
+            live,
+            counters: Default::default(),
+            schedule: Default::default(),
+            auth_failures: Default::default(),
+        }
+    }
+
     /// The library or the queue changed: the next schedule answer is planned afresh.
     pub async fn schedule_changed(&self) {
         self.schedule.lock().await.take();

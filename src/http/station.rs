@@ -16,8 +16,9 @@ use serde_json::{Value, json};
 use super::{ApiError, AppState, Caller, ErrorBody, READERS};
 use crate::air::{planner, quota, scheduler};
 use crate::audit::chain;
+use crate::model::queue::Wanted;
 use crate::proof::export::{self, Format, Head};
-use crate::store::{EventQuery, Wanted};
+use crate::store::EventQuery;
 use crate::time::calendar::Period;
 
 const DEFAULT_LIMIT: u32 = 1000;

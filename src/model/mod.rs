@@ -1,5 +1,7 @@
 //! The station's vocabulary, shared by config, store, proof and API without depending on any of
-//! them: what a clip is (`clip`) and what an API token is (`token`).
+//! them: what a clip is (`clip`), what an
+//! operator may queue (`queue`) and what an API token is (`token`).
 
 pub mod clip;
+pub mod queue;
 pub mod token;

@@ -57,16 +57,9 @@ fn open_store(config: &Config) -> Store {
 
 /// The real engine (real store, real player on a device that does not exist) on `clock`.
 fn engine(config: &Config, clock: &Arc<VirtualClock>, shutdown: watch::Receiver<bool>, live: Live) -> Engine {
-    Engine {
-        store: StoreHandle::spawn(open_store(config)),
-        player: Arc::new(PlayerHandle::spawn()),
-        longest_sleep: loa::air::engine::WALL_CLOCK_POLL,
-        clock: clock.clone(),
-        library: Library::open(&config.station.data_dir, config.clips).unwrap(),
-        live,
-        shutdown,
-        config: Arc::new(config.clone()),
-    }
+    let library = Library::open(&config.station.data_dir, config.clips).unwrap();
+    let (store, player) = (StoreHandle::spawn(open_store(config)), Arc::new(PlayerHandle::spawn()));
+    Engine::new(Arc::new(config.clone()), store, player, clock.clone(), library, live, shutdown)
 }
 
 fn proof_log(config: &Config) -> Vec<Value> {
@@ -208,7 +201,7 @@ async fn a_clip_queued_for_the_next_slot_then_retired_never_airs() {
     let start = local(23, 5, 20);
     {
         let mut store = open_store(&config);
-        store.enqueue(2, loa::store::Wanted::NextSlot, start).unwrap();
+        store.enqueue(2, loa::model::queue::Wanted::NextSlot, start).unwrap();
         store.retire_clip(2, start, None).unwrap();
     }
     let clock = Arc::new(VirtualClock::new(start));
@@ -223,5 +216,38 @@ async fn a_clip_queued_for_the_next_slot_then_retired_never_airs() {
         events.iter().filter(|e| e["kind"] == "airing_started").map(|e| e["clip_id"].as_i64().unwrap()).collect();
     assert_eq!(aired, [1], "the retired clip aired, or the slot aired nothing");
     let store = open_store(&config);
-    assert!(store.pending_queue(loa::store::Wanted::NextSlot).unwrap().is_empty(), "the stale item is used up");
+    assert!(store.pending_queue(loa::model::queue::Wanted::NextSlot).unwrap().is_empty(), "the stale item is used up");
+}
+
+#[test]
+fn the_daemon_launched_in_process_serves_on_port_0_and_stops_on_shutdown() {
+    use loa::daemon::{self, Listeners};
+    let station = Station::with_config(CONFIG);
+    let token = station.token("district");
+    let config = Config::load(&station.config_path()).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = daemon::launch(
+        daemon::Station::open(&config).unwrap(),
+        Listeners::loopback().unwrap(),
+        async move { drop(stopped.await) },
+        Arc::new(loa::time::clock::SystemClock),
+        Arc::new(PlayerHandle::spawn()),
+    )
+    .unwrap();
+    let base = format!("http://{}", running.http_address);
+    let started = std::time::Instant::now();
+    while !proof_log(&config).iter().any(|e| e["kind"] == "station_started") {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "the engine never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(crate::helpers::http_get(&base, "/healthz"), "200");
+    assert_eq!(crate::helpers::http_get_auth(&base, "/api/v1/airtime", &token), "200");
+    assert_eq!(crate::helpers::http_get(&base, "/api/v1/airtime"), "401");
+    assert!(running.live.snapshot().next_slot.is_some(), "the engine tells the API its next slot");
+
+    stop.send(()).unwrap();
+    running.wait().unwrap();
+    let address = base.trim_start_matches("http://");
+    assert!(std::net::TcpStream::connect(address).is_err(), "the API stopped with the engine");
+    assert!(proof_log(&config).iter().any(|e| e["kind"] == "station_stopped"), "a clean stop is recorded");
 }

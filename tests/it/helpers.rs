@@ -472,8 +472,9 @@ pub fn http_get(base: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let address = base.trim_start_matches("http://");
     let mut socket = std::net::TcpStream::connect(address).unwrap();
-    write!(socket, "GET {path} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n\r\n").unwrap();
-    // A server that resets the connection (e.g. TLS spoken to in plain HTTP) answered nothing.
+    // A server that closes or resets the connection (e.g. TLS spoken to in plain HTTP, which
+    // may happen before the request is even written) answered nothing.
+    let _ = write!(socket, "GET {path} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n\r\n");
     let mut answer = String::new();
     let _ = socket.read_to_string(&mut answer);
     answer.split_whitespace().nth(1).unwrap_or_default().to_owned()

@@ -12,7 +12,7 @@ use loa::http::{AppState, router};
 use loa::library::ingest::Library;
 use loa::model::token::Role;
 use loa::proof::Expect;
-use loa::store::{Store, StoreHandle};
+use loa::store::Store;
 use loa::time::clock::SystemClock;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -40,18 +40,8 @@ fn api(extra_config: &str) -> Api {
         secret
     };
     let (operator, district) = (token(Role::Operator), token(Role::District));
-    let public_key = store.public_key_hex();
-    let state = AppState {
-        library: Library::open(&config.station.data_dir, config.clips).unwrap(),
-        config: Arc::new(config),
-        store: StoreHandle::spawn(store),
-        clock: Arc::new(SystemClock),
-        live: Live::default(),
-        public_key,
-        counters: Default::default(),
-        schedule: Default::default(),
-        auth_failures: Default::default(),
-    };
+    let library = Library::open(&config.station.data_dir, config.clips).unwrap();
+    let state = AppState::new(Arc::new(config), store, library, Arc::new(SystemClock), Live::default());
     Api { station, state, operator, district }
 }
 

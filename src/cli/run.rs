@@ -1,0 +1,68 @@
+//! `loa run`: what a process adds to the daemon (`crate::daemon`): logging to journald or
+//! stderr, the data directory's lock, the configured listeners, and SIGTERM/SIGINT.
+
+use super::*;
+
+pub(super) fn run_station(config: Config) -> Result<(), Failure> {
+    init_logging();
+    // One daemon per log, held until the process ends.
+    let _lock = lock_data_dir(&config, "loa run")?;
+    let station = daemon::Station::open(&config).map_err(|e| failed(e.to_string()))?;
+    let listeners = bind(&config)?;
+    let shutdown = async {
+        wait_for_stop_signal().await;
+    };
+    let running = daemon::launch(station, listeners, shutdown, Arc::new(SystemClock), Arc::new(PlayerHandle::spawn()))
+        .map_err(|e| failed(e.to_string()))?;
+    running.wait().map_err(|e| failed(e.to_string()))
+}
+
+/// Logs to journald under systemd (JOURNAL_STREAM names our stderr's journal socket), with
+/// priorities and fields; anywhere else, plain lines on stderr. LOA_LOG overrides the filter,
+/// e.g. LOA_LOG=debug. The decoders' own notes ("estimating duration") are noise at a station.
+pub(super) fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    const DEFAULT_LOG: &str = "info,symphonia_core=error,symphonia_bundle_mp3=error,rodio=warn";
+    let filter: tracing_subscriber::filter::Targets = std::env::var("LOA_LOG")
+        .ok()
+        .and_then(|directives| directives.parse().ok())
+        .unwrap_or_else(|| DEFAULT_LOG.parse().expect("default log directives parse"));
+    let journald = std::env::var_os("JOURNAL_STREAM")
+        .and_then(|_| tracing_journald::layer().ok())
+        .map(|layer| layer.with_syslog_identifier("loa".to_owned()));
+    let stderr = journald.is_none().then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(io::stderr)
+            .with_target(false)
+            .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+    });
+    tracing_subscriber::registry().with(journald).with(stderr).with(filter).init();
+}
+
+/// The configured addresses: `http.listen`, and `http.tls_listen` with the certificate when TLS is on.
+pub(super) fn bind(config: &Config) -> Result<daemon::Listeners, Failure> {
+    let listen = |address, key: &str| {
+        std::net::TcpListener::bind(address)
+            .map_err(|e| failed(format!("cannot listen on {address} ({e}); change {key} in {}", config.path.display())))
+    };
+    let tls = match &config.http.tls {
+        None => None,
+        Some(source) => {
+            let tls = http::tls::load(source, &config.station.data_dir).map_err(|e| failed(e.to_string()))?;
+            Some((listen(config.http.tls_listen, "http.tls_listen")?, tls))
+        }
+    };
+    Ok(daemon::Listeners { http: listen(config.http.listen, "http.listen")?, tls })
+}
+
+pub(super) async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut interrupt)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = interrupt.recv() => tracing::info!("SIGINT: stopping"),
+    }
+}
