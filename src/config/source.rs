@@ -1,0 +1,77 @@
+//! The config text being validated, so every error can name its file, line and key.
+
+use std::ops::{Range, RangeInclusive};
+use std::path::Path;
+
+use toml::Spanned;
+
+use super::ConfigError;
+
+/// The config text being validated, so errors can point at lines.
+pub(super) struct Source<'a> {
+    pub(super) path: &'a Path,
+    pub(super) text: &'a str,
+}
+
+impl Source<'_> {
+    pub(super) fn line_of(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())].matches('\n').count() + 1
+    }
+
+    pub(super) fn invalid<T>(&self, value: &Spanned<T>, key: &str, message: impl Into<String>) -> ConfigError {
+        self.invalid_at(value.span(), Some(key.to_owned()), message.into())
+    }
+
+    /// An optional number: `default` when absent, itself when within `range`, else an error
+    /// naming the key and line with `advice` (given the value: what to write instead).
+    pub(super) fn bounded<T: PartialOrd + Copy>(
+        &self,
+        value: &Option<Spanned<T>>,
+        key: &str,
+        range: RangeInclusive<T>,
+        default: T,
+        advice: impl FnOnce(T) -> String,
+    ) -> Result<T, ConfigError> {
+        match value {
+            Some(v) if !range.contains(v.get_ref()) => Err(self.invalid(v, key, advice(*v.get_ref()))),
+            Some(v) => Ok(*v.get_ref()),
+            None => Ok(default),
+        }
+    }
+
+    pub(super) fn invalid_at(&self, span: Range<usize>, key: Option<String>, message: String) -> ConfigError {
+        ConfigError::Invalid { path: self.path.to_owned(), line: self.line_of(span.start), key, message }
+    }
+
+    /// The table a line at `offset` belongs to, as the validator names it: `audio`, `slot[2]`.
+    pub(super) fn table_at(&self, offset: usize) -> Option<String> {
+        let before = &self.text[..offset];
+        let header = before.lines().rev().map(str::trim).find(|l| l.starts_with('['))?;
+        if let Some(array) = header.strip_prefix("[[").and_then(|h| h.split("]]").next()) {
+            let array = array.trim();
+            let index = before
+                .lines()
+                .filter(|l| {
+                    l.trim().strip_prefix("[[").is_some_and(|h| h.split("]]").next().map(str::trim) == Some(array))
+                })
+                .count();
+            return Some(format!("{array}[{}]", index.saturating_sub(1)));
+        }
+        header.strip_prefix('[').and_then(|h| h.split(']').next()).map(|table| table.trim().to_owned())
+    }
+
+    /// A TOML syntax or type error. toml's message does not always say which key, so when the
+    /// error points into a `key = value` line we name that key ourselves.
+    pub(super) fn syntax_error(&self, error: &toml::de::Error) -> ConfigError {
+        let span = error.span().unwrap_or(0..0);
+        let line_start = self.text[..span.start.min(self.text.len())].rfind('\n').map_or(0, |i| i + 1);
+        let line_text = self.text[line_start..].lines().next().unwrap_or("");
+        let key = line_text
+            .split_once('=')
+            .map(|(key, _)| key.trim())
+            .filter(|key| !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)))
+            .map(|key| self.table_at(line_start).map_or_else(|| key.to_owned(), |table| format!("{table}.{key}")));
+        let message = error.message().trim().replace('\n', " ");
+        self.invalid_at(span, key, message)
+    }
+}
