@@ -1,0 +1,256 @@
+//! The broadcast loop behind `loa run`: wake at least every second, fire due slots, play their
+//! programs, and write what happened to the proof log.
+//!
+//! It owns no blocking work: the store and the player each run on their own thread and are
+//! awaited here. Every airing is two events: `airing_started` before the device is asked to
+//! play, and `airing_ended` with what the player measured. Whatever ends the process, the next
+//! start closes the open airing as `interrupted` and records the slots that fell while it was
+//! down.
+
+mod airing;
+mod evidence;
+mod startup;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use tokio::sync::watch;
+
+use crate::air::live::{ClockBehind, DeviceReport, Live};
+use crate::air::scheduler::{Due, RECOVERY_WINDOW, SlotTimer};
+use crate::air::{amplifier, planner, quota};
+use crate::audio::player::{Measurement, Output, PlayItem, PlaybackEnd, Progress, StopCause, StopSignal};
+use crate::audit::chain;
+use crate::config::{Config, Slot};
+use crate::library::ingest::{IngestError, Library};
+use crate::model::clip::{Clip, Priority};
+use crate::model::queue::Wanted;
+use crate::ops::supervisor::Supervisor;
+use crate::proof::Fields;
+use crate::proof::events::{self, AiringEvidence, AiringPlan, AiringStatus, ClockAtStart, HookOutcome, level_cdbfs};
+use crate::store::{Heartbeat, StoreError, StoreHandle};
+use crate::time::clock::Clock;
+use evidence::{Failure, Judged, evidence_of};
+
+/// The scheduler never sleeps longer than this against the wall clock, so a step is noticed
+/// (`Engine::longest_sleep` on a station; simulations on a virtual clock may sleep longer).
+pub const WALL_CLOCK_POLL: Duration = Duration::from_secs(1);
+/// A slot is prepared this far ahead (program planned, `airing_started` written, clip decoder
+/// opened), so only the device open stands between the scheduled instant and the first frame.
+const CUE: TimeDelta = TimeDelta::seconds(2);
+/// Heartbeats: rarely while idle (SD cards wear), every second while airing (so a power cut's
+/// record says how far the airing got).
+const HEARTBEAT_IDLE: TimeDelta = TimeDelta::seconds(5);
+const HEARTBEAT_AIRING: TimeDelta = TimeDelta::seconds(1);
+/// The write-ahead log is folded back and truncated this often while idle, and at shutdown.
+const CHECKPOINT_EVERY: TimeDelta = TimeDelta::hours(1);
+/// While waiting for NTP at start, look again this often.
+const CLOCK_WAIT_STEP: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct Engine {
+    pub config: Arc<Config>,
+    pub store: StoreHandle,
+    pub player: Arc<dyn Output>,
+    /// The longest the loop sleeps between looks at the clock: [`WALL_CLOCK_POLL`] on a station.
+    pub longest_sleep: Duration,
+    pub clock: Arc<dyn Clock>,
+    pub library: Library,
+    pub live: Live,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// What may stop an airing early for a bulletin queued "now" (Thông tư 39/2020: an emergency
+/// interrupts anything, at once; nothing interrupts an emergency).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Preemptible {
+    No,
+    /// A slot's airing: any bulletin queued "now".
+    ByAnyNow,
+    /// An airing queued "now" itself: only an emergency queued after it.
+    ByEmergency,
+}
+
+impl Preemptible {
+    fn of(clip: &Clip, otherwise: Preemptible) -> Preemptible {
+        if clip.meta.priority == Priority::Emergency { Preemptible::No } else { otherwise }
+    }
+}
+
+/// Whether a block of airings has the amplifier switched on.
+enum Amplifier {
+    Off,
+    /// On, with how its `before_air` hook went (`None`: no hook configured).
+    On {
+        before_air: Option<HookOutcome>,
+    },
+}
+
+impl Amplifier {
+    fn before_air(&self) -> Option<&HookOutcome> {
+        match self {
+            Amplifier::Off => None,
+            Amplifier::On { before_air } => before_air.as_ref(),
+        }
+    }
+}
+
+/// What the loop remembers between slots.
+struct Run {
+    started_at: DateTime<Utc>,
+    /// When the last slot's program ended: a slot that fell during it and is now beyond its
+    /// grace was missed because the station was busy.
+    busy_until: Option<DateTime<Utc>>,
+    last_beat: Option<DateTime<Utc>>,
+    last_checkpoint: DateTime<Utc>,
+    amplifier: Amplifier,
+    stopping: bool,
+    /// Whether the log already said how to fix an audio device that cannot play.
+    told_about_device: bool,
+    supervisor: Supervisor,
+}
+
+impl Engine {
+    /// The engine of a station, looking at the clock at least every [`WALL_CLOCK_POLL`].
+    pub fn new(
+        config: Arc<Config>,
+        store: StoreHandle,
+        player: Arc<dyn Output>,
+        clock: Arc<dyn Clock>,
+        library: Library,
+        live: Live,
+        shutdown: watch::Receiver<bool>,
+    ) -> Engine {
+        Engine { config, store, player, longest_sleep: WALL_CLOCK_POLL, clock, library, live, shutdown }
+    }
+
+    pub async fn run(mut self) -> Result<(), EngineError> {
+        let supervisor = Supervisor::from_env();
+        let Some(clock_at_start) = self.wait_for_trusted_clock(&supervisor).await? else {
+            supervisor.stopping();
+            return Ok(()); // asked to stop while waiting; nothing was written
+        };
+        self.check_chain(chain::Scope::Whole).await?;
+        let now = self.clock.now();
+        let previous = self.store.call(|s| s.heartbeat()).await?;
+        self.close_unfinished_airings(previous).await?;
+        self.preload().await;
+        if let Err(e) = self.library.remove_stale_staging(now - TimeDelta::hours(1)) {
+            tracing::warn!("cannot clean the staging directory: {e}");
+        }
+        let public_key = self.store.call(|s| s.public_key_hex()).await;
+        let started = events::station_started(
+            env!("CARGO_PKG_VERSION"),
+            &public_key,
+            previous.map(|h| h.at),
+            clock_at_start,
+            self.clock.synchronized(),
+        );
+        self.append(started).await?;
+
+        let last_fired = self.store.call(|s| s.last_fired_by_slot()).await?;
+        let resume_from = previous
+            .and_then(|h| DateTime::from_timestamp_millis(h.at))
+            .map_or(now, |alive| alive.max(now - RECOVERY_WINDOW));
+        let mut timer = SlotTimer::new(&self.config.slots, self.config.station.timezone, &last_fired, resume_from);
+        let mut run = Run {
+            started_at: now,
+            busy_until: None,
+            last_beat: None,
+            last_checkpoint: now,
+            amplifier: Amplifier::Off,
+            stopping: false,
+            told_about_device: false,
+            supervisor,
+        };
+        let next_slot = timer.next_fire().map_or_else(|| "none".to_owned(), |at| at.to_rfc3339());
+        tracing::info!(station = %self.config.station.id, next_slot, "station on air");
+        run.supervisor.ready();
+        self.warn_quotas_at_risk().await?;
+
+        while !run.stopping {
+            run.supervisor.alive(self.player.responsive());
+            let now = self.clock.now();
+            self.beat(&mut run, now, None).await?;
+            if (now - run.last_checkpoint).abs() >= CHECKPOINT_EVERY {
+                run.last_checkpoint = now;
+                self.checkpoint().await;
+                self.check_chain(chain::Scope::New).await?;
+            }
+            while let Some(due) = timer.due(self.clock.now(), self.cue()) {
+                match due {
+                    Due::Air { slot, at } => self.air_slot(&mut run, timer.slot(slot).clone(), at).await?,
+                    Due::Missed { slot, at } => self.record_missed(&run, timer.slot(slot), at).await?,
+                }
+                if run.stopping {
+                    break;
+                }
+            }
+            self.air_queued_now(&mut run).await?;
+            self.live.update(|l| {
+                l.next_slot = timer.next_slot().map(|(slot, at)| (slot.name.clone(), at.timestamp_millis()))
+            });
+            let until_cue = timer
+                .next_fire()
+                .map_or(self.longest_sleep, |next| (next - self.cue() - self.clock.now()).to_std().unwrap_or_default());
+            tokio::select! {
+                _ = self.clock.sleep(until_cue.min(self.longest_sleep)) => {}
+                () = self.live.rung() => {}
+                () = stop_requested(&mut self.shutdown) => run.stopping = true,
+            }
+        }
+        run.supervisor.stopping();
+        self.append(events::station_stopped("shutdown")).await?;
+        let stopped_at = self.clock.now().timestamp_millis();
+        self.store.call(move |s| s.beat(Heartbeat { at: stopped_at, airing: None })).await?;
+        self.checkpoint().await;
+        tracing::info!("station stopped");
+        Ok(())
+    }
+
+    async fn append(&self, fields: Fields) -> Result<i64, EngineError> {
+        let at = self.clock.now();
+        Ok(self.store.call(move |s| s.append(at, fields)).await?.seq)
+    }
+
+    /// A failed checkpoint loses nothing (the log stays in the WAL); it is only noted.
+    async fn checkpoint(&self) {
+        match self.store.call(|s| s.checkpoint()).await {
+            Ok(complete) => tracing::debug!(complete, "WAL checkpoint"),
+            Err(e) => tracing::warn!("WAL checkpoint failed: {e}"),
+        }
+    }
+
+    async fn beat(&self, run: &mut Run, now: DateTime<Utc>, airing: Option<(i64, u64)>) -> Result<(), EngineError> {
+        let every = if airing.is_some() { HEARTBEAT_AIRING } else { HEARTBEAT_IDLE };
+        if run.last_beat.is_some_and(|last| now >= last && now - last < every) {
+            return Ok(());
+        }
+        run.last_beat = Some(now);
+        self.store.call(move |s| s.beat(Heartbeat { at: now.timestamp_millis(), airing })).await?;
+        Ok(())
+    }
+
+    async fn warn_quotas_at_risk(&self) -> Result<(), EngineError> {
+        let (config, now) = (Arc::clone(&self.config), self.clock.now());
+        for q in self.store.call(move |s| quota::standings(s, &config, now)).await? {
+            if q.status == quota::QuotaStatus::AtRisk {
+                let language = q.language.as_deref().unwrap_or("any");
+                let reason = q.reason.map_or("unknown", quota::AtRisk::as_str);
+                tracing::warn!(topic = %q.topic, language, period = %q.period, completed = q.completed, required = q.required, reason, "quota at risk");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Resolves once shutdown is requested (or its sender is gone).
+async fn stop_requested(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
