@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use crate::air::engine::{Engine, EngineError};
 use crate::air::live::Live;
-use crate::audio::player::Output;
+use crate::audio::output::Output;
 use crate::config::Config;
 use crate::http::{self, AppState, tls::Tls};
 use crate::library::ingest::Library;

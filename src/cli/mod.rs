@@ -20,7 +20,7 @@ use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
 
 use crate::air::scheduler;
-use crate::audio::player::PlayerHandle;
+use crate::audio::device::PlayerHandle;
 use crate::audit::chain;
 use crate::audit::compliance::{self, ReportFormat};
 use crate::config::{self, Config, ConfigError};

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use loa::air::engine::Engine;
 use loa::air::live::Live;
-use loa::audio::player::PlayerHandle;
+use loa::audio::device::PlayerHandle;
 use loa::config::Config;
 use loa::library::ingest::Library;
 use loa::store::{EventQuery, Store, StoreHandle};

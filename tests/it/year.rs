@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Datelike, TimeDelta, TimeZone, Utc};
 use loa::air::engine::Engine;
 use loa::air::live::Live;
-use loa::audio::player::{Measurement, Output, PlayItem, PlaybackEnd, Progress};
+use loa::audio::output::{Measurement, Output, PlayItem, PlaybackEnd, Progress};
 use loa::config::Config;
 use loa::library::ingest::Library;
 use loa::proof::{ChainVerifier, Expect};

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use crate::air::live::{ClockBehind, DeviceReport, Live};
 use crate::air::scheduler::{Due, RECOVERY_WINDOW, SlotTimer};
 use crate::air::{amplifier, planner, quota};
-use crate::audio::player::{Measurement, Output, PlayItem, PlaybackEnd, Progress, StopCause, StopSignal};
+use crate::audio::output::{Measurement, Output, PlayItem, PlaybackEnd, Progress, StopCause, StopSignal};
 use crate::audit::chain;
 use crate::config::{Config, Slot};
 use crate::library::ingest::{IngestError, Library};

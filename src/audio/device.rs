@@ -1,4 +1,4 @@
-//! The audio output: the only module that touches the sound device (rodio's cpal, and
+//! The device backend: the only module that touches the sound device (rodio's cpal, and
 //! through it ALSA).
 //!
 //! One dedicated thread owns the device. The device is opened for a slot — at the instant its
@@ -25,9 +25,8 @@
 //! which say when a frame reaches the loudspeaker (see ARCHITECTURE.md, "Audio output").
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -36,6 +35,8 @@ use rodio::cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use rodio::cpal::{self, SampleFormat, SizedSample};
 use tokio::sync::oneshot;
 
+use super::meter::{ALL_TAKEN, Format, Meter, OutSample, PLAYING, STOPPED, UNDECODABLE, WINDOW, Window, measure};
+use super::output::{Measurement, Output, PlayItem, PlaybackEnd, Progress};
 use crate::library::decode::ClipDecoder;
 
 /// How often the player thread looks at the meter while a clip plays (and at a stop request
@@ -45,148 +46,11 @@ const POLL: Duration = Duration::from_millis(40);
 const PLAY_OUT_WAIT: Duration = Duration::from_secs(1);
 /// A device that pulls no frame for this long has stopped.
 const STALL: Duration = Duration::from_secs(3);
-/// Level windows: a window whose RMS is below [`SILENCE_RMS`] counts as silent.
-const WINDOW: Duration = Duration::from_millis(10);
-const SILENCE_RMS: f64 = 0.001; // -60 dBFS
-
-/// Why an airing should stop early.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopCause {
-    Shutdown,
-    Preempted,
-}
-
-/// Shared between the caller and the audio callback: set to stop the clip now.
-#[derive(Debug, Clone, Default)]
-pub struct StopSignal(Arc<AtomicU8>);
-
-impl StopSignal {
-    pub fn stop(&self, cause: StopCause) {
-        let code = match cause {
-            StopCause::Shutdown => 1,
-            StopCause::Preempted => 2,
-        };
-        let _ = self.0.compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst);
-    }
-
-    pub fn cause(&self) -> Option<StopCause> {
-        match self.0.load(Ordering::SeqCst) {
-            1 => Some(StopCause::Shutdown),
-            2 => Some(StopCause::Preempted),
-            _ => None,
-        }
-    }
-}
-
-/// One clip to play on the open device.
-#[derive(Debug, Clone)]
-pub struct PlayItem {
-    pub path: PathBuf,
-    pub gain_db: f64,
-    pub planned: Duration,
-    /// Hold the clip, ready, this long after the request, then release it to the device: a
-    /// slot is cued ahead so its first frame goes out at the scheduled instant.
-    pub start_after: Duration,
-    pub stop: StopSignal,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum PlaybackEnd {
-    /// The clip's audio ran out: all of it was pulled by the device.
-    Finished,
-    Stopped(StopCause),
-    /// The clip itself could not be decoded (the device is not to blame).
-    DecodeError(String),
-    DeviceError(String),
-    /// The device stopped pulling frames.
-    Stalled,
-    /// Still playing at planned duration + margin.
-    Overran,
-}
-
-/// What reached the device while one clip played.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Measurement {
-    /// From the play request to the first frame the device pulled (including `start_after`).
-    pub first_frame_after: Option<Duration>,
-    /// From the play request to when the last frame the device took has played out of its
-    /// buffer (the buffer's delay as the device reports it).
-    pub played_out_after: Option<Duration>,
-    /// From the play request to the end.
-    pub elapsed: Duration,
-    /// Frames the device took.
-    pub frames: u64,
-    /// Frames the clip decodes to: what "all of it" means.
-    pub expected_frames: u64,
-    pub sample_rate: u32,
-    /// The device's period, in frames: how much it takes at a time.
-    pub period_frames: u64,
-    /// Linear, after gain.
-    pub peak: f32,
-    pub rms: f64,
-    pub silent: Duration,
-    pub end: PlaybackEnd,
-}
-
-impl Measurement {
-    pub fn played(&self) -> Duration {
-        if self.sample_rate == 0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(self.frames as f64 / self.sample_rate as f64)
-        }
-    }
-
-    fn nothing(end: PlaybackEnd, elapsed: Duration) -> Measurement {
-        Measurement {
-            first_frame_after: None,
-            played_out_after: None,
-            elapsed,
-            frames: 0,
-            expected_frames: 0,
-            sample_rate: 0,
-            period_frames: 0,
-            peak: 0.0,
-            rms: 0.0,
-            silent: Duration::ZERO,
-            end,
-        }
-    }
-}
-
-/// Progress the caller can read while a clip plays (for the heartbeat).
-#[derive(Debug, Clone, Default)]
-pub struct Progress(Arc<Mutex<Duration>>);
-
-impl Progress {
-    pub fn played(&self) -> Duration {
-        *self.0.lock().expect("progress lock")
-    }
-}
 
 enum Command {
     BeginSlot { device: String },
     Play { item: PlayItem, progress: Progress, reply: oneshot::Sender<Measurement> },
     EndSlot,
-}
-
-/// Where the engine sends airings: the device thread ([`PlayerHandle`]) on a station, or a
-/// stand-in when a test simulates months of airings on a virtual clock.
-pub trait Output: Send + Sync {
-    /// Starts a slot on `device`; it opens when the slot's first clip is released.
-    fn begin_slot(&self, device: &str);
-    /// Plays one clip and reports what reached the device (`None`: the output did not answer).
-    fn play(
-        &self,
-        item: PlayItem,
-        progress: Progress,
-    ) -> Pin<Box<dyn Future<Output = Option<Measurement>> + Send + '_>>;
-    /// Ends the slot: the device is closed.
-    fn end_slot(&self);
-    /// Whether the output's thread still answers (for the service watchdog).
-    fn responsive(&self) -> bool {
-        true
-    }
 }
 
 impl Output for PlayerHandle {
@@ -266,120 +130,6 @@ const SAMPLE_FORMATS: [SampleFormat; 2] = [SampleFormat::I16, SampleFormat::F32]
 /// The device's period asked for: short enough that a stop is heard at once, long enough
 /// that the callback wakes rarely (cpal keeps two periods in the device's buffer).
 const PERIOD: Duration = Duration::from_millis(40);
-
-/// A clip's (and so the device's) sample rate and channel count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Format {
-    sample_rate: u32,
-    channels: u16,
-}
-
-impl Format {
-    fn frames_in(&self, duration: Duration) -> usize {
-        (u128::from(self.sample_rate) * duration.as_micros() / 1_000_000) as usize
-    }
-}
-
-/// What the device callback measured of the current clip. Written only by the callback (but
-/// for the reset between clips); `taken` is published last, so a reader that sees it sees the
-/// rest.
-struct Meter {
-    base: Instant,
-    /// PLAYING, ALL_TAKEN, UNDECODABLE or STOPPED.
-    state: AtomicU8,
-    /// Samples the device took.
-    taken: AtomicU64,
-    /// Nanoseconds after `base` (plus one; 0: not yet) the first sample was taken.
-    first_at: AtomicU64,
-    /// Nanoseconds after `base` the last sample taken will have played out of the buffer.
-    played_out_at: AtomicU64,
-    peak_bits: AtomicU32,
-    sum_squares_bits: AtomicU64,
-    silent_windows: AtomicU64,
-    period_frames: AtomicU64,
-    /// Which clip this is: the callback restarts its level window when it changes.
-    clip: AtomicU64,
-    /// What the device reported (the stream's error callback).
-    error: Mutex<Option<String>>,
-    /// Why the clip stopped decoding.
-    undecodable: Mutex<Option<String>>,
-}
-
-impl Meter {
-    fn new() -> Meter {
-        Meter {
-            base: Instant::now(),
-            state: AtomicU8::new(STOPPED),
-            taken: AtomicU64::new(0),
-            first_at: AtomicU64::new(0),
-            played_out_at: AtomicU64::new(0),
-            peak_bits: AtomicU32::new(0),
-            sum_squares_bits: AtomicU64::new(0),
-            silent_windows: AtomicU64::new(0),
-            period_frames: AtomicU64::new(0),
-            clip: AtomicU64::new(0),
-            error: Mutex::new(None),
-            undecodable: Mutex::new(None),
-        }
-    }
-
-    /// Starts measuring a new clip (with the clip lock held, so the callback is not in it).
-    fn next_clip(&self) {
-        for counter in [&self.taken, &self.first_at, &self.played_out_at, &self.sum_squares_bits, &self.silent_windows]
-        {
-            counter.store(0, Ordering::Relaxed);
-        }
-        self.peak_bits.store(0, Ordering::Relaxed);
-        *self.undecodable.lock().expect("decode error lock") = None;
-        self.clip.fetch_add(1, Ordering::Relaxed);
-        self.state.store(PLAYING, Ordering::Release);
-    }
-
-    fn at(&self, nanos: u64) -> Instant {
-        self.base + Duration::from_nanos(nanos)
-    }
-
-    fn nanos(&self, at: Instant) -> u64 {
-        at.saturating_duration_since(self.base).as_nanos() as u64
-    }
-
-    fn error(&self) -> Option<String> {
-        self.error.lock().expect("error lock").clone()
-    }
-}
-
-/// A sample type the device may take.
-trait OutSample: SizedSample + Copy + Send + 'static {
-    const SILENCE: Self;
-    fn from_f32(x: f32) -> Self;
-    fn level(self) -> f32;
-}
-
-impl OutSample for i16 {
-    const SILENCE: i16 = 0;
-    fn from_f32(x: f32) -> i16 {
-        (x * 32768.0).round().clamp(-32768.0, 32767.0) as i16
-    }
-    fn level(self) -> f32 {
-        f32::from(self) / 32768.0
-    }
-}
-
-impl OutSample for f32 {
-    const SILENCE: f32 = 0.0;
-    fn from_f32(x: f32) -> f32 {
-        x.clamp(-1.0, 1.0)
-    }
-    fn level(self) -> f32 {
-        self
-    }
-}
-
-/// How the clip in the callback's hands stands.
-const PLAYING: u8 = 0;
-const ALL_TAKEN: u8 = 1;
-const UNDECODABLE: u8 = 2;
-const STOPPED: u8 = 3;
 
 /// The clip the device is playing, decoded as the device asks for it: whatever the device's
 /// pace, it never waits on a thread that is behind, and never gets silence mid-clip.
@@ -502,17 +252,10 @@ impl OpenDevice {
     }
 }
 
-/// The callback's 10 ms level window, restarted with each clip.
-struct Window {
-    clip: u64,
-    frames: u64,
-    sum_squares: f64,
-}
-
 /// What the device runs each period: decode what it asks for, apply the gain, fill the rest
 /// with silence, and measure what it took. No allocation once the clip's first block is in;
 /// the only lock is a `try_lock` the player thread never holds while a clip plays.
-fn device_callback<T: OutSample>(
+fn device_callback<T: OutSample + SizedSample>(
     shared: Arc<Shared>,
     format: Format,
 ) -> impl FnMut(&mut [T], &cpal::OutputCallbackInfo) + Send + 'static {
@@ -532,63 +275,15 @@ fn device_callback<T: OutSample>(
         let (taken, rest) = data.split_at_mut(taken);
         rest.fill(T::SILENCE);
         if !taken.is_empty() {
-            measure(taken, info, now, meter, &mut window, format, period);
+            let timestamp = info.timestamp();
+            let buffered = timestamp.playback.checked_duration_since(timestamp.callback).unwrap_or_default();
+            measure(taken, buffered, now, meter, &mut window, format, period);
         }
         // Published after what was measured, so the player reads a complete measurement.
         if let Some(ended) = ended {
             meter.state.store(ended, Ordering::Release);
         }
     }
-}
-
-/// Adds what the device just took to the clip's measurement.
-fn measure<T: OutSample>(
-    taken: &[T],
-    info: &cpal::OutputCallbackInfo,
-    now: Instant,
-    meter: &Meter,
-    window: &mut Window,
-    format: Format,
-    period: usize,
-) {
-    let channels = usize::from(format.channels);
-    let window_frames = format.frames_in(WINDOW).max(1) as u64;
-    let clip = meter.clip.load(Ordering::Acquire);
-    if window.clip != clip {
-        *window = Window { clip, frames: 0, sum_squares: 0.0 };
-    }
-    let (mut peak, mut sum_squares, mut silent) = (0f32, 0f64, 0u64);
-    for frame in taken.chunks_exact(channels) {
-        for &sample in frame {
-            let level = sample.level();
-            peak = peak.max(level.abs());
-            let square = f64::from(level) * f64::from(level);
-            sum_squares += square;
-            window.sum_squares += square;
-        }
-        window.frames += 1;
-        if window.frames == window_frames {
-            if (window.sum_squares / (window_frames as f64 * channels as f64)).sqrt() < SILENCE_RMS {
-                silent += 1;
-            }
-            window.frames = 0;
-            window.sum_squares = 0.0;
-        }
-    }
-    let frames = (taken.len() / channels) as u64;
-    let timestamp = info.timestamp();
-    let buffered = timestamp.playback.checked_duration_since(timestamp.callback).unwrap_or_default();
-    let played_out = now + buffered + Duration::from_nanos(frames * 1_000_000_000 / u64::from(format.sample_rate));
-    if meter.first_at.load(Ordering::Relaxed) == 0 {
-        meter.first_at.store(meter.nanos(now) + 1, Ordering::Relaxed);
-    }
-    meter.played_out_at.store(meter.nanos(played_out), Ordering::Relaxed);
-    meter.period_frames.store(period as u64, Ordering::Relaxed);
-    meter.peak_bits.fetch_max(peak.to_bits(), Ordering::Relaxed);
-    let total = f64::from_bits(meter.sum_squares_bits.load(Ordering::Relaxed)) + sum_squares;
-    meter.sum_squares_bits.store(total.to_bits(), Ordering::Relaxed);
-    meter.silent_windows.fetch_add(silent, Ordering::Relaxed);
-    meter.taken.fetch_add(taken.len() as u64, Ordering::Release);
 }
 
 /// Fills `data` from the clip, decoding as needed; returns how many samples it wrote, and the
@@ -710,7 +405,7 @@ fn play_one(device: &mut SlotDevice, item: &PlayItem, progress: &Progress, alive
         *alive.lock().expect("liveness lock") = Instant::now();
         let state = meter.state.load(Ordering::Acquire);
         let taken = meter.taken.load(Ordering::Acquire);
-        *progress.0.lock().expect("progress lock") = Duration::from_secs_f64(taken as f64 / samples_per_second);
+        progress.set(Duration::from_secs_f64(taken as f64 / samples_per_second));
         if let Some(cause) = item.stop.cause() {
             if meter.state.compare_exchange(PLAYING, STOPPED, Ordering::AcqRel, Ordering::Acquire).is_ok() {
                 break PlaybackEnd::Stopped(cause);
