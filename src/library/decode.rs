@@ -120,3 +120,46 @@ impl ClipDecoder {
         DecodeError::Undecodable { seconds, message }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    }
+
+    /// Decodes the whole clip: samples per channel, and the largest absolute sample.
+    fn decode_all(decoder: &mut ClipDecoder) -> (u64, f32) {
+        let (mut samples, mut peak) = (0u64, 0f32);
+        while let Some(block) = decoder.next_block().unwrap() {
+            samples += block.len() as u64;
+            peak = block.iter().fold(peak, |p, x| p.max(x.abs()));
+        }
+        (samples / u64::from(decoder.channels()), peak)
+    }
+
+    #[test]
+    fn every_encoding_decodes_to_exactly_the_frames_its_walk_counted() {
+        for name in
+            ["cbr128_stereo_44k.mp3", "vbr_stereo_44k.mp3", "mono_22k.mp3", "mpeg25_8k.mp3", "crc_protected.mp3"]
+        {
+            let mut decoder = ClipDecoder::open(&fixture(name)).unwrap();
+            let expected = decoder.frames();
+            let (decoded, peak) = decode_all(&mut decoder);
+            assert_eq!(decoded, expected, "{name}");
+            // A -6 dBFS tone: the peak is about 0.5 (an MP3's overshoot aside).
+            assert!((0.4..0.65).contains(&peak), "{name}: peak {peak}");
+            // 2.000 s encoded; a gapless tag gives it back to the sample.
+            if decoder.layout().gapless.is_some() {
+                assert_eq!(decoded, 2 * u64::from(decoder.sample_rate()), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_file_that_is_not_mp3_is_refused_before_decoding() {
+        assert!(ClipDecoder::open(&fixture("wav_renamed.mp3")).is_err());
+        assert!(ClipDecoder::open(&fixture("no-such-file.mp3")).is_err());
+    }
+}

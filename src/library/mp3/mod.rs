@@ -13,7 +13,11 @@
 //! do: skip `delay + 529` decoded samples (529: the Layer III decoder's own delay) and keep
 //! `frames × samples_per_frame − delay − padding`.
 
+mod header;
+
 use std::io::{self, BufRead, BufReader, Read, Seek};
+
+use header::Header;
 use std::ops::Range;
 
 /// How far past the tags we look for the first frame before calling the file not-MP3.
@@ -85,128 +89,6 @@ pub enum Problem {
     Truncated(String),
     #[error("{0}")]
     Corrupt(String),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Header {
-    version: Version,
-    layer: u8,
-    protected: bool,
-    bitrate_kbps: u32,
-    sample_rate: u32,
-    padding: bool,
-    mono: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Version {
-    Mpeg1,
-    Mpeg2,
-    Mpeg25,
-}
-
-impl Header {
-    fn parse(word: u32) -> Option<Header> {
-        if word >> 21 != 0x7ff {
-            return None;
-        }
-        let version = match (word >> 19) & 3 {
-            0 => Version::Mpeg25,
-            2 => Version::Mpeg2,
-            3 => Version::Mpeg1,
-            _ => return None,
-        };
-        let layer = match (word >> 17) & 3 {
-            1 => 3,
-            2 => 2,
-            3 => 1,
-            _ => return None,
-        };
-        let bitrate_index = ((word >> 12) & 0xf) as usize;
-        let rate_index = ((word >> 10) & 3) as usize;
-        if bitrate_index == 0 || bitrate_index == 15 || rate_index == 3 || word & 3 == 2 {
-            return None; // free format, bad bitrate, reserved rate or reserved emphasis
-        }
-        const RATES: [u32; 3] = [44100, 48000, 32000];
-        let sample_rate = RATES[rate_index]
-            / match version {
-                Version::Mpeg1 => 1,
-                Version::Mpeg2 => 2,
-                Version::Mpeg25 => 4,
-            };
-        let bitrate_kbps = bitrate_kbps(version, layer, bitrate_index);
-        Some(Header {
-            version,
-            layer,
-            protected: (word >> 16) & 1 == 0,
-            bitrate_kbps,
-            sample_rate,
-            padding: (word >> 9) & 1 == 1,
-            mono: (word >> 6) & 3 == 3,
-        })
-    }
-
-    /// Bytes in a frame, header included (ISO 11172-3 and 13818-3).
-    fn frame_len(&self) -> u64 {
-        let bits_per_second = self.bitrate_kbps as u64 * 1000;
-        let rate = self.sample_rate as u64;
-        match (self.layer, self.version) {
-            (1, _) => (12 * bits_per_second / rate + self.padding as u64) * 4,
-            (3, Version::Mpeg2 | Version::Mpeg25) => 72 * bits_per_second / rate + self.padding as u64,
-            _ => 144 * bits_per_second / rate + self.padding as u64,
-        }
-    }
-
-    /// Frames the decoder can take one after another: one format throughout.
-    fn same_stream(&self, other: &Header) -> bool {
-        self.version == other.version
-            && self.layer == other.layer
-            && self.sample_rate == other.sample_rate
-            && self.mono == other.mono
-    }
-
-    fn samples_per_frame(&self) -> u32 {
-        match (self.layer, self.version) {
-            (1, _) => 384,
-            (3, Version::Mpeg2 | Version::Mpeg25) => 576,
-            _ => 1152,
-        }
-    }
-
-    /// Offset of a Xing/Info tag: after the header and the side information. (LAME writes it
-    /// there even in CRC-protected streams, where the CRC would push the side information on.)
-    fn xing_offset(&self) -> usize {
-        let side_info = match (self.version == Version::Mpeg1, self.mono) {
-            (true, false) => 32,
-            (true, true) => 17,
-            (false, false) => 17,
-            (false, true) => 9,
-        };
-        4 + side_info
-    }
-
-    fn version_name(&self) -> &'static str {
-        match self.version {
-            Version::Mpeg1 => "MPEG-1 Layer III",
-            Version::Mpeg2 => "MPEG-2 Layer III",
-            Version::Mpeg25 => "MPEG-2.5 Layer III",
-        }
-    }
-}
-
-fn bitrate_kbps(version: Version, layer: u8, index: usize) -> u32 {
-    const MPEG1: [[u32; 15]; 3] = [
-        [0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448],
-        [0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384],
-        [0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320],
-    ];
-    const MPEG2_LAYER1: [u32; 15] = [0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256];
-    const MPEG2_LAYERS23: [u32; 15] = [0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160];
-    match (version, layer) {
-        (Version::Mpeg1, _) => MPEG1[layer as usize - 1][index],
-        (_, 1) => MPEG2_LAYER1[index],
-        _ => MPEG2_LAYERS23[index],
-    }
 }
 
 /// The audio frames of a stream, walked once to be counted and checked, then handed out one
@@ -546,6 +428,62 @@ fn all_zero<R: Read + Seek>(reader: &mut BufReader<R>, from: u64, to: u64) -> io
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    /// Walks `bytes`: the layout and every frame handed out, or the problem found.
+    fn walk(bytes: Vec<u8>) -> Result<(Layout, Vec<Vec<u8>>), Problem> {
+        let len = bytes.len() as u64;
+        let mut frames = Frames::open(io::Cursor::new(bytes), len).unwrap()?;
+        let layout = frames.layout().clone();
+        let (mut out, mut frame) = (Vec::new(), Vec::new());
+        while frames.next_frame(&mut frame).unwrap()? {
+            out.push(frame.clone());
+        }
+        Ok((layout, out))
+    }
+
+    #[test]
+    fn the_walk_hands_out_every_counted_frame_and_not_the_info_frame() {
+        // 2.000 s at 44.1 kHz, CBR 128 kb/s with a LAME Info frame.
+        let (layout, frames) = walk(fixture("cbr128_stereo_44k.mp3")).unwrap();
+        assert_eq!(frames.len() as u64, layout.frames);
+        assert!(frames.iter().all(|f| f.len() == 417 || f.len() == 418), "each frame is one whole frame");
+        assert_eq!(layout.playable_frames(), 88_200, "exactly the 2 s encoded, as the LAME tag states");
+        assert!(layout.gapless.is_some() && layout.audio_start > 0, "the Info frame is not audio");
+        // No tag at all: nothing is trimmed, the count is what the frames hold.
+        let (layout, _) = walk(fixture("cbr_no_xing.mp3")).unwrap();
+        assert_eq!((layout.gapless, layout.declared_frames), (None, None));
+        let decoded = layout.frames * u64::from(layout.samples_per_frame);
+        assert_eq!(layout.playable_frames(), decoded);
+    }
+
+    #[test]
+    fn tags_around_the_audio_are_skipped_and_junk_or_a_cut_is_named() {
+        let clean = fixture("cbr128_stereo_44k.mp3");
+        let (layout, _) = walk(clean.clone()).unwrap();
+        // An ID3v2 tag in front (10-byte header, 20 bytes of body) and an ID3v1 tag behind.
+        let mut tagged = b"ID3\x04\x00\x00\x00\x00\x00\x14".to_vec();
+        tagged.extend([0u8; 20]);
+        tagged.extend(&clean);
+        tagged.extend(b"TAG");
+        tagged.extend([b' '; 125]);
+        let (with_tags, _) = walk(tagged).unwrap();
+        assert_eq!((with_tags.frames, with_tags.playable_frames()), (layout.frames, layout.playable_frames()));
+
+        let mut cut = clean.clone();
+        cut.truncate(clean.len() - 200);
+        assert!(matches!(walk(cut), Err(Problem::Truncated(_))));
+        let mut junk = clean[..clean.len() / 2].to_vec();
+        junk.extend([0x55u8; 300]);
+        junk.extend(&clean[clean.len() / 2..]);
+        assert!(walk(junk).is_err(), "bytes that are not frames inside the audio are refused");
+        assert!(matches!(walk(fixture("wav_renamed.mp3")), Err(Problem::NotMp3(_))));
+        assert!(matches!(walk(fixture("layer2_renamed.mp3")), Err(Problem::NotMp3(_))));
+        assert!(matches!(walk(Vec::new()), Err(_)));
+    }
 
     #[test]
     fn the_lame_tag_checksum_is_crc16_arc() {
