@@ -26,9 +26,11 @@ const SLOTS: &str = "[[slot]]\nname = \"s05\"\ncron = \"0 30 5 * * Mon-Sun\"\nma
     [[quota]]\ntopic = \"cchc\"\nper = \"week\"\n[[quota]]\ntopic = \"cchc\"\nper = \"week\"\nlanguage = \"hmn\"\n\
     [[quota]]\ntopic = \"an-toan\"\nper = \"month\"\ncount = 4\npeak_only = false\n";
 
-fn median(mut times: Vec<f64>) -> f64 {
+/// Prints the median and maximum of `times` (ms) after `what`.
+fn print_times(what: &str, mut times: Vec<f64>, goal: &str) {
     times.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    times[times.len() / 2]
+    let (median, max) = (times[times.len() / 2], times[times.len() - 1]);
+    println!("{what}: median {median:.2} ms, max {max:.2} ms{goal}");
 }
 
 fn main() {
@@ -97,23 +99,6 @@ fn main() {
     println!("store: {written} airing events over 2026 (10 slots a day, 3 airings a slot)");
 
     let now = year_start + TimeDelta::days(366);
-    let period = loa::time::calendar::parse_period("2026", tz).unwrap();
-    for format in [ReportFormat::Json, ReportFormat::Csv, ReportFormat::Html] {
-        let times: Vec<f64> = (0..11)
-            .map(|_| {
-                let t = Instant::now();
-                let report = compliance::from_store(&store, &config, &period, now).unwrap();
-                let _ = compliance::render(&report, format);
-                t.elapsed().as_secs_f64() * 1000.0
-            })
-            .collect();
-        println!(
-            "a year's report as {format:?}: median {:.1} ms, max {:.1} ms (goal <= 100)",
-            median(times.clone()),
-            times.iter().cloned().fold(0.0, f64::max)
-        );
-    }
-
     let clips = store.active_clips().unwrap();
     let last = store.last_completed_by_clip().unwrap();
     let at = tz.with_ymd_and_hms(2026, 11, 25, 17, 0, 0).unwrap().with_timezone(&Utc);
@@ -127,11 +112,7 @@ fn main() {
             t.elapsed().as_secs_f64() * 1000.0
         })
         .collect();
-    println!(
-        "planner decision per slot (quota standing + program, 50 clips): median {:.2} ms, max {:.2} ms",
-        median(times.clone()),
-        times.iter().cloned().fold(0.0, f64::max)
-    );
+    print_times("planner decision per slot (quota standing + program, 50 clips)", times, "");
 
     // The station's check of its own log at start (`chain`): every event's bytes (RFC 8785),
     // hash and link; the signatures only after the kept checkpoint, so only the first start
@@ -151,10 +132,24 @@ fn main() {
                 t.elapsed().as_secs_f64() * 1000.0
             })
             .collect();
-        println!(
-            "the station's check of a year's log ({written} events), {label}: median {:.0} ms, max {:.0} ms (goal < 1000)",
-            median(times.clone()),
-            times.iter().cloned().fold(0.0, f64::max)
+        print_times(
+            &format!("the station's check of a year's log ({written} events), {label}"),
+            times,
+            " (goal < 1000)",
         );
+    }
+    let period = loa::time::calendar::parse_period("2026", tz).unwrap();
+    // Reports on a running station: the start check has kept its checkpoint, so a report
+    // checks its span's bytes, hashes and links, and no signature twice.
+    for format in [ReportFormat::Json, ReportFormat::Csv, ReportFormat::Html] {
+        let times: Vec<f64> = (0..11)
+            .map(|_| {
+                let t = Instant::now();
+                let report = compliance::from_store(&store, &config, &period, now).unwrap();
+                let _ = compliance::render(&report, format);
+                t.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect();
+        print_times(&format!("a year's report as {format:?}"), times, " (goal <= 100)");
     }
 }

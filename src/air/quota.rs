@@ -86,22 +86,15 @@ pub enum QuotaStatus {
     AtRisk,
 }
 
-/// Why a quota may not be met this period.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AtRisk {
-    /// Nothing eligible is left in the library for the rest of the period.
-    NoClip,
-    /// Fewer qualifying slots are left than airings still needed.
-    NotEnoughSlots,
-}
-
-impl AtRisk {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AtRisk::NoClip => "no_clip",
-            AtRisk::NotEnoughSlots => "not_enough_slots",
-        }
+named_enum! {
+    /// Why a quota may not be met this period.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum AtRisk("a risk") {
+        /// Nothing eligible is left in the library for the rest of the period.
+        NoClip = "no_clip",
+        /// Fewer qualifying slots are left than airings still needed.
+        NotEnoughSlots = "not_enough_slots",
     }
 }
 

@@ -6,13 +6,31 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
-use serde_json::{Map, Value};
 
 use crate::audit::chain;
 use crate::config::{Config, Quota};
-use crate::proof::events::Damage;
+use crate::model::level::hundredths;
+use crate::proof::events::{AiringStatus, Counted, Damage, Logged, MissReason};
 use crate::store::{EventQuery, Store, StoreError};
 use crate::time::calendar::{Period, period_of};
+
+named_enum! {
+    /// Why a quota's week or month is not met.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum Shortfall("a shortfall") {
+        /// The station was down at some slot of it.
+        StationDown = "station_down",
+        /// Airings were attempted; none completed.
+        AllAttemptsFailed = "all_attempts_failed",
+        /// Nothing that serves the quota was aired or attempted.
+        NoClip = "no_clip",
+        /// The period is still running.
+        InProgress = "in_progress",
+        /// It ended before the station's first event: not a failure.
+        NotYetOperating = "not_yet_operating",
+    }
+}
 
 /// One quota period inside the report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -21,10 +39,8 @@ pub struct QuotaPeriodResult {
     pub required: u32,
     pub completed: u32,
     pub met: bool,
-    /// Why an ended period was missed: `station_down`, `all_attempts_failed`, `no_clip`;
-    /// `in_progress` for the period still running; `not_yet_operating` for one that ended before
-    /// the station's first event (not a failure). Periods not begun yet are not listed.
-    pub reason: Option<String>,
+    /// Why the period is not met; periods not begun yet are not listed.
+    pub reason: Option<Shortfall>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -65,18 +81,9 @@ pub struct Report {
     pub last_hash: Option<String>,
 }
 
-fn text<'a>(event: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
-    event.get(key).and_then(Value::as_str)
-}
-
-fn int(event: &Map<String, Value>, key: &str) -> Option<i64> {
-    event.get(key).and_then(Value::as_i64)
-}
-
-fn serves(event: &Map<String, Value>, quota: &Quota) -> bool {
-    text(event, "topic") == Some(&quota.topic)
-        && quota.language.as_deref().is_none_or(|l| text(event, "language") == Some(l))
-        && (!quota.peak_only || event.get("peak").and_then(Value::as_bool) == Some(true))
+/// Whether a completed airing counts toward `quota`.
+fn serves(topic: &str, language: &str, peak: bool, quota: &Quota) -> bool {
+    topic == quota.topic && quota.language.as_deref().is_none_or(|l| language == l) && (!quota.peak_only || peak)
 }
 
 /// The report for `period` from `events` (exported event objects, ascending seq), at `now`, for
@@ -85,39 +92,37 @@ fn serves(event: &Map<String, Value>, quota: &Quota) -> bool {
 pub fn report(
     config: &Config,
     period: &Period,
-    events: &[Map<String, Value>],
+    events: &[Logged],
     now: DateTime<Utc>,
     since: Option<DateTime<Utc>>,
 ) -> Report {
     let tz = config.station.timezone;
     let local = |t: DateTime<Utc>| t.with_timezone(&tz).to_rfc3339();
-    let in_range = |e: &Map<String, Value>, from: DateTime<Utc>, to: DateTime<Utc>| {
-        int(e, "at").is_some_and(|at| at >= from.timestamp_millis() && at < to.timestamp_millis())
-    };
+    let (from, to) = (period.start.timestamp_millis(), period.end.timestamp_millis());
     let mut by_status = BTreeMap::new();
     let mut by_topic_language: BTreeMap<String, Tally> = BTreeMap::new();
-    let (mut peak, mut off_peak) = (Tally::default(), Tally::default());
-    for e in events.iter().filter(|e| in_range(e, period.start, period.end)) {
-        let kind = text(e, "kind");
-        if kind != Some("airing_ended") && kind != Some("slot_missed") {
-            continue;
-        }
-        *by_status.entry(text(e, "status").unwrap_or("unknown").to_owned()).or_insert(0) += 1;
-        if kind == Some("airing_ended") && text(e, "status") == Some("completed") {
-            let minutes = int(e, "played_ms").unwrap_or(0) as f64 / 60_000.0;
-            let key = format!("{}/{}", text(e, "topic").unwrap_or("?"), text(e, "language").unwrap_or("?"));
+    let (mut peak_tally, mut off_peak) = (Tally::default(), Tally::default());
+    for e in events.iter().filter(|e| e.at >= from && e.at < to) {
+        let status = match &e.what {
+            Counted::AiringEnded { status, .. } => status.as_str(),
+            Counted::SlotMissed { .. } => "missed",
+            Counted::Other => continue,
+        };
+        *by_status.entry(status.to_owned()).or_insert(0) += 1;
+        if let Counted::AiringEnded { status: AiringStatus::Completed, played_ms, topic, language, peak } = &e.what {
+            let minutes = *played_ms as f64 / 60_000.0;
             for tally in [
-                by_topic_language.entry(key).or_default(),
-                if e.get("peak") == Some(&Value::Bool(true)) { &mut peak } else { &mut off_peak },
+                by_topic_language.entry(format!("{topic}/{language}")).or_default(),
+                if *peak { &mut peak_tally } else { &mut off_peak },
             ] {
                 tally.airings += 1;
-                tally.minutes = ((tally.minutes + minutes) * 100.0).round() / 100.0;
+                tally.minutes = hundredths(tally.minutes + minutes);
             }
         }
     }
 
     let quotas = config.quotas.iter().map(|quota| quota_report(quota, period, events, (since, now), tz)).collect();
-    let last = events.iter().rev().find(|e| int(e, "at").is_some_and(|at| at < period.end.timestamp_millis()));
+    let last = events.iter().rev().find(|e| e.at < to);
     Report {
         station_id: config.station.id.clone(),
         station_name: config.station.name.clone(),
@@ -128,17 +133,17 @@ pub fn report(
         quotas,
         by_status,
         by_topic_language,
-        peak,
+        peak: peak_tally,
         off_peak,
-        last_seq: last.and_then(|e| int(e, "seq")),
-        last_hash: last.and_then(|e| text(e, "hash")).map(str::to_owned),
+        last_seq: last.map(|e| e.seq),
+        last_hash: last.map(|e| e.hash.clone()),
     }
 }
 
 fn quota_report(
     quota: &Quota,
     period: &Period,
-    events: &[Map<String, Value>],
+    events: &[Logged],
     (since, now): (Option<DateTime<Utc>>, DateTime<Utc>),
     tz: Tz,
 ) -> QuotaReport {
@@ -160,17 +165,16 @@ fn quota_report(
     }
     let mut tallies = vec![Tally::default(); subs.len()];
     for e in events {
-        let Some(at) = int(e, "at") else { continue };
-        let Some(i) = starts.partition_point(|start| *start <= at).checked_sub(1) else { continue };
-        if at >= subs[i].end.timestamp_millis() {
+        let Some(i) = starts.partition_point(|start| *start <= e.at).checked_sub(1) else { continue };
+        if e.at >= subs[i].end.timestamp_millis() {
             continue;
         }
-        match text(e, "kind") {
-            Some("airing_ended") if serves(e, quota) => {
+        match &e.what {
+            Counted::AiringEnded { status, topic, language, peak, .. } if serves(topic, language, *peak, quota) => {
                 tallies[i].attempts += 1;
-                tallies[i].completed += u32::from(text(e, "status") == Some("completed"));
+                tallies[i].completed += u32::from(*status == AiringStatus::Completed);
             }
-            Some("slot_missed") if text(e, "reason") == Some("station_down") => tallies[i].station_down = true,
+            Counted::SlotMissed { reason: MissReason::StationDown } => tallies[i].station_down = true,
             _ => {}
         }
     }
@@ -182,29 +186,29 @@ fn quota_report(
             let reason = if met {
                 None
             } else if since.is_none_or(|since| sub.end <= since) {
-                Some("not_yet_operating")
+                Some(Shortfall::NotYetOperating)
             } else if sub.end > now {
-                Some("in_progress")
+                Some(Shortfall::InProgress)
             } else if tally.station_down {
-                Some("station_down")
+                Some(Shortfall::StationDown)
             } else if tally.attempts > 0 {
-                Some("all_attempts_failed")
+                Some(Shortfall::AllAttemptsFailed)
             } else {
-                Some("no_clip")
+                Some(Shortfall::NoClip)
             };
             QuotaPeriodResult {
                 period: sub.label.clone(),
                 required: quota.count,
                 completed: tally.completed,
                 met,
-                reason: reason.map(str::to_owned),
+                reason,
             }
         })
         .collect();
     let met = periods.iter().filter(|p| p.met).count();
     let missed = periods
         .iter()
-        .filter(|p| !p.met && !matches!(p.reason.as_deref(), Some("in_progress" | "not_yet_operating")))
+        .filter(|p| !p.met && !matches!(p.reason, Some(Shortfall::InProgress | Shortfall::NotYetOperating)))
         .count();
     QuotaReport {
         topic: quota.topic.clone(),
@@ -226,6 +230,9 @@ pub enum ReportError {
     /// The events the report would count are not whole: no report is made from them.
     #[error("{0}; no report is made from a damaged log")]
     Damaged(Damage),
+    /// An event that verifies but does not read as its kind's fields: a defect, never counted.
+    #[error("the event at seq {seq} does not read as its kind ({error}); no report is made")]
+    Unreadable { seq: i64, error: serde_json::Error },
 }
 
 /// The report for `period`, read from `store` (events a month either side, so quota weeks
@@ -238,28 +245,21 @@ pub fn from_store(store: &Store, config: &Config, period: &Period, now: DateTime
     let query = EventQuery { after_seq: 0, from: Some(from), to: Some(to), limit: None, through_seq: None };
     let sealed = store.events(query)?;
     chain::PageCheck::of(store, &sealed)?.check(&sealed).map_err(ReportError::Damaged)?;
-    let events: Vec<Map<String, Value>> = sealed.iter().map(|e| e.fields()).collect();
+    let events = sealed
+        .iter()
+        .map(|e| Logged::of(e).map_err(|error| ReportError::Unreadable { seq: e.seq, error }))
+        .collect::<Result<Vec<_>, _>>()?;
     let since = store.first_event_at()?.and_then(DateTime::from_timestamp_millis);
     Ok(report(config, period, &events, now, since))
 }
 
-/// How a report is rendered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReportFormat {
-    Json,
-    Csv,
-    Html,
-}
-
-impl std::str::FromStr for ReportFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "json" => Ok(ReportFormat::Json),
-            "csv" => Ok(ReportFormat::Csv),
-            "html" => Ok(ReportFormat::Html),
-            other => Err(format!("\"{other}\" is not a report format; use json, csv or html")),
-        }
+named_enum! {
+    /// How a report is rendered.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum ReportFormat("a report format") {
+        Json = "json",
+        Csv = "csv",
+        Html = "html",
     }
 }
 
@@ -319,7 +319,7 @@ pub fn to_csv(report: &Report) -> Vec<u8> {
                     p.required.to_string(),
                     p.completed.to_string(),
                     p.met.to_string(),
-                    p.reason.clone().unwrap_or_default(),
+                    p.reason.map(Shortfall::as_str).unwrap_or_default().to_owned(),
                 ];
                 let row = row.iter().map(|cell| crate::proof::export::spreadsheet_safe(cell).into_owned());
                 csv.write_record(row.collect::<Vec<_>>()).expect("in-memory CSV");
@@ -334,15 +334,14 @@ fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-fn reason_vi(reason: Option<&str>) -> &'static str {
+fn reason_vi(reason: Option<Shortfall>) -> &'static str {
     match reason {
         None => "Đạt",
-        Some("in_progress") => "Đang thực hiện",
-        Some("not_yet_operating") => "Chưa hoạt động",
-        Some("station_down") => "Không đạt: đài ngừng hoạt động",
-        Some("all_attempts_failed") => "Không đạt: phát lỗi",
-        Some("no_clip") => "Không đạt: không có bản tin",
-        Some(_) => "Không đạt",
+        Some(Shortfall::InProgress) => "Đang thực hiện",
+        Some(Shortfall::NotYetOperating) => "Chưa hoạt động",
+        Some(Shortfall::StationDown) => "Không đạt: đài ngừng hoạt động",
+        Some(Shortfall::AllAttemptsFailed) => "Không đạt: phát lỗi",
+        Some(Shortfall::NoClip) => "Không đạt: không có bản tin",
     }
 }
 
@@ -423,7 +422,7 @@ pub fn to_html(report: &Report) -> String {
                 escape(&period_vi(&p.period)),
                 p.required,
                 p.completed,
-                reason_vi(p.reason.as_deref())
+                reason_vi(p.reason)
             ));
         }
     }
@@ -466,6 +465,7 @@ mod tests {
     use super::*;
     use crate::time::calendar::{parse_period, recent_periods};
     use chrono::TimeZone;
+    use serde_json::{Map, Value};
 
     fn tz() -> Tz {
         chrono_tz::Asia::Ho_Chi_Minh
@@ -475,7 +475,7 @@ mod tests {
         tz().with_ymd_and_hms(2026, m, d, h, 0, 0).unwrap().with_timezone(&Utc)
     }
 
-    fn event(seq: i64, kind: &str, at: DateTime<Utc>, fields: &[(&str, Value)]) -> Map<String, Value> {
+    fn event(seq: i64, kind: &str, at: DateTime<Utc>, fields: &[(&str, Value)]) -> Logged {
         let mut e = Map::new();
         e.insert("seq".into(), seq.into());
         e.insert("kind".into(), kind.into());
@@ -483,10 +483,10 @@ mod tests {
         for (k, v) in fields {
             e.insert((*k).into(), v.clone());
         }
-        e
+        serde_json::from_value(Value::Object(e)).expect("the fields of its kind")
     }
 
-    fn ended(seq: i64, at: DateTime<Utc>, topic: &str, peak: bool, status: &str) -> Map<String, Value> {
+    fn ended(seq: i64, at: DateTime<Utc>, topic: &str, peak: bool, status: &str) -> Logged {
         let fields = [
             ("topic", topic.into()),
             ("language", "vi".into()),
@@ -523,7 +523,7 @@ mod tests {
         let weeks: Vec<(&str, u32, bool, Option<&str>)> = report.quotas[0]
             .periods
             .iter()
-            .map(|p| (p.period.as_str(), p.completed, p.met, p.reason.as_deref()))
+            .map(|p| (p.period.as_str(), p.completed, p.met, p.reason.map(Shortfall::as_str)))
             .collect();
         assert_eq!(
             weeks,
@@ -559,7 +559,7 @@ mod tests {
         let period = parse_period("2026-Q4", tz()).unwrap();
         let report = report(&config, &period, &events, local(11, 20, 12), Some(since));
         let weeks: Vec<(&str, Option<&str>)> =
-            report.quotas[0].periods.iter().map(|p| (p.period.as_str(), p.reason.as_deref())).collect();
+            report.quotas[0].periods.iter().map(|p| (p.period.as_str(), p.reason.map(Shortfall::as_str))).collect();
         assert_eq!(weeks.first(), Some(&("2026-W40", Some("not_yet_operating"))));
         assert!(weeks.contains(&("2026-W44", Some("not_yet_operating"))));
         assert!(weeks.contains(&("2026-W45", None)), "the week it began in counts: {weeks:?}");

@@ -15,6 +15,7 @@ use crate::config::ClipLimits;
 use crate::library::decode::{ClipDecoder, DecodeError};
 use crate::library::mp3::Problem;
 use crate::model::clip::AudioFacts;
+use crate::model::level::{dbfs, hundredths};
 
 /// Below this sample peak a bulletin is inaudible on any loudspeaker.
 const SILENT_PEAK_DBFS: f64 = -60.0;
@@ -147,9 +148,9 @@ pub fn analyse(path: &Path, limits: ClipLimits) -> Result<AudioFacts, AnalysisEr
         duration_ms,
         sample_rate: layout.sample_rate,
         channels: layout.channels,
-        loudness_lufs: round2(measured.loudness_lufs),
-        peak_dbfs: round2(measured.peak_dbfs),
-        true_peak_dbfs: round2(measured.true_peak_dbfs),
+        loudness_lufs: hundredths(measured.loudness_lufs),
+        peak_dbfs: hundredths(measured.peak_dbfs),
+        true_peak_dbfs: hundredths(measured.true_peak_dbfs),
     })
 }
 
@@ -199,8 +200,8 @@ fn decode_and_measure(mut decoder: ClipDecoder) -> Result<Measured, AnalysisErro
         };
         Ok(Measured {
             loudness_lufs: meter.loudness_global().unwrap_or(f64::NEG_INFINITY),
-            peak_dbfs: to_dbfs(peak_of(&|c| meter.sample_peak(c))),
-            true_peak_dbfs: to_dbfs(peak_of(&|c| meter.true_peak(c))),
+            peak_dbfs: dbfs(peak_of(&|c| meter.sample_peak(c))),
+            true_peak_dbfs: dbfs(peak_of(&|c| meter.true_peak(c))),
         })
     })
 }
@@ -212,12 +213,4 @@ fn meter_blocks(blocks: mpsc::Receiver<Vec<f32>>, channels: u16, sample_rate: u3
         meter.add_frames_f32(&block).expect("blocks hold whole frames of the meter's channel count");
     }
     meter
-}
-
-fn to_dbfs(amplitude: f64) -> f64 {
-    if amplitude > 0.0 { 20.0 * amplitude.log10() } else { f64::NEG_INFINITY }
-}
-
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
 }

@@ -3,46 +3,17 @@
 //! The same checks guard the CLI, the HTTP API and the config's quotas, so a topic or language
 //! that one door accepts is accepted by all of them.
 
-use std::fmt;
-use std::str::FromStr;
-
 use chrono::NaiveDate;
 use serde::Serialize;
 
-/// Thông tư 39/2020 levels: thông thường / ưu tiên / khẩn cấp.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Priority {
-    Normal,
-    Priority,
-    Emergency,
-}
-
-impl Priority {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Priority::Normal => "normal",
-            Priority::Priority => "priority",
-            Priority::Emergency => "emergency",
-        }
-    }
-}
-
-impl fmt::Display for Priority {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Priority {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "normal" => Ok(Priority::Normal),
-            "priority" => Ok(Priority::Priority),
-            "emergency" => Ok(Priority::Emergency),
-            other => Err(format!("\"{other}\" is not a priority; use normal, priority or emergency")),
-        }
+named_enum! {
+    /// Thông tư 39/2020 levels: thông thường / ưu tiên / khẩn cấp.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize, utoipa::ToSchema)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Priority("a priority") {
+        Normal = "normal",
+        Priority = "priority",
+        Emergency = "emergency",
     }
 }
 

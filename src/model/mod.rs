@@ -3,5 +3,6 @@
 //! operator may queue (`queue`) and what an API token is (`token`).
 
 pub mod clip;
+pub mod level;
 pub mod queue;
 pub mod token;

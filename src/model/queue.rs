@@ -1,18 +1,11 @@
 //! What an operator may ask to air outside the plan: a bulletin for the next slot, or now.
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Wanted {
-    NextSlot,
-    Now,
-}
-
-impl Wanted {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Wanted::NextSlot => "next_slot",
-            Wanted::Now => "now",
-        }
+named_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum Wanted("a time to air") {
+        NextSlot = "next_slot",
+        Now = "now",
     }
 }
 

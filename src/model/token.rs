@@ -3,30 +3,12 @@
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Operator,
-    District,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Operator => "operator",
-            Role::District => "district",
-        }
-    }
-}
-
-impl std::str::FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "operator" => Ok(Role::Operator),
-            "district" => Ok(Role::District),
-            other => Err(format!("\"{other}\" is not a role; use operator or district")),
-        }
+named_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Role("a role") {
+        Operator = "operator",
+        District = "district",
     }
 }
 

@@ -9,32 +9,98 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::model::clip::{Clip, Priority};
+use crate::model::level::{FLOOR_CDBFS, centi};
 use crate::proof::Fields;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AiringStatus {
-    /// Played to the end, not silent.
-    Completed,
-    /// Some audio reached the device, but not all of it (stream died, stalled, or silent).
-    Partial,
-    /// Stopped by shutdown, or found unfinished after a crash or power cut.
-    Interrupted,
-    /// Cut off by an emergency bulletin.
-    Preempted,
-    /// Nothing reached the device.
-    Failed,
+named_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum AiringStatus("an airing status") {
+        /// Played to the end, not silent.
+        Completed = "completed",
+        /// Some audio reached the device, but not all of it (stream died, stalled, or silent).
+        Partial = "partial",
+        /// Stopped by shutdown, or found unfinished after a crash or power cut.
+        Interrupted = "interrupted",
+        /// Cut off by an emergency bulletin.
+        Preempted = "preempted",
+        /// Nothing reached the device.
+        Failed = "failed",
+    }
 }
 
-impl AiringStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AiringStatus::Completed => "completed",
-            AiringStatus::Partial => "partial",
-            AiringStatus::Interrupted => "interrupted",
-            AiringStatus::Preempted => "preempted",
-            AiringStatus::Failed => "failed",
-        }
+named_enum! {
+    /// Why a slot's instant passed without an airing.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum MissReason("a reason for a missed slot") {
+        /// The station was not running (power cut, crash, stopped).
+        StationDown = "station_down",
+        /// The slot fell while the previous program was still airing, and passed its grace.
+        PreviousAiringOverran = "previous_airing_overran",
+        /// The wall clock stepped over it.
+        ClockJumped = "clock_jumped",
+        /// Nothing in the library could air in it.
+        NoEligibleClip = "no_eligible_clip",
+    }
+}
+
+named_enum! {
+    /// What an event records: the `kind` field of every event in the log.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum Kind("an event kind") {
+        StationStarted = "station_started",
+        StationStopped = "station_stopped",
+        ClipAdded = "clip_added",
+        ClipRetired = "clip_retired",
+        TokenCreated = "token_created",
+        TokenRevoked = "token_revoked",
+        AiringStarted = "airing_started",
+        AiringEnded = "airing_ended",
+        AmplifierHookFailed = "amplifier_hook_failed",
+        SlotMissed = "slot_missed",
+        LogDamaged = "log_damaged",
+        KeyRotated = "key_rotated",
+        KeyReplaced = "key_replaced",
+    }
+}
+
+/// What the reports read of a logged event: its seq, time and hash, and for the end of an
+/// airing or a missed slot what they count. Read from the event's own fields; other kinds are
+/// [`Counted::Other`].
+#[derive(Debug, Clone, Deserialize)]
+pub struct Logged {
+    pub seq: i64,
+    pub at: i64,
+    /// The event's hash (not part of its body: filled in from the stored event).
+    #[serde(default)]
+    pub hash: String,
+    #[serde(flatten)]
+    pub what: Counted,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Counted {
+    AiringEnded {
+        status: AiringStatus,
+        played_ms: u64,
+        topic: String,
+        language: String,
+        peak: bool,
+    },
+    SlotMissed {
+        reason: MissReason,
+    },
+    #[serde(other)]
+    Other,
+}
+
+impl Logged {
+    /// Reads a stored event: its body, and the hash stored with it.
+    pub fn of(event: &crate::proof::SealedEvent) -> serde_json::Result<Logged> {
+        Ok(Logged { hash: event.hash.clone(), ..serde_json::from_str(&event.body)? })
     }
 }
 
@@ -138,24 +204,10 @@ impl AiringEvidence {
     }
 }
 
-/// Levels below -120 dBFS are recorded as -120 dBFS (JSON has no -∞).
-pub const FLOOR_CDBFS: i64 = -12_000;
-
-/// An amplitude (1.0 = full scale) in hundredths of a dBFS. Signed events hold integers, so no
-/// verifier depends on how a library writes a float.
-pub fn level_cdbfs(amplitude: f64) -> i64 {
-    if amplitude > 0.0 { centi(20.0 * amplitude.log10()).max(FLOOR_CDBFS) } else { FLOOR_CDBFS }
-}
-
-/// dB in hundredths, rounded.
-pub fn centi(db: f64) -> i64 {
-    (db * 100.0).round() as i64
-}
-
 /// An event of `kind` made of the fields of each serialisable struct in `parts`.
-fn fields<const N: usize>(kind: &str, parts: [Value; N]) -> Fields {
+fn fields<const N: usize>(kind: Kind, parts: [Value; N]) -> Fields {
     let mut map = Fields::new();
-    map.insert("kind".into(), Value::from(kind));
+    map.insert("kind".into(), Value::from(kind.as_str()));
     for part in parts {
         match part {
             Value::Object(object) => map.extend(object),
@@ -199,7 +251,7 @@ pub fn station_started(
         last_alive_at: Option<i64>,
     }
     let started = Started { version, public_key, last_alive_at };
-    fields("station_started", [part(&started), part(&clock), part(&Synced { clock_synced })])
+    fields(Kind::StationStarted, [part(&started), part(&clock), part(&Synced { clock_synced })])
 }
 
 pub fn station_stopped(reason: &str) -> Fields {
@@ -207,7 +259,7 @@ pub fn station_stopped(reason: &str) -> Fields {
     struct Stopped<'a> {
         reason: &'a str,
     }
-    fields("station_stopped", [part(&Stopped { reason })])
+    fields(Kind::StationStopped, [part(&Stopped { reason })])
 }
 
 #[derive(Serialize)]
@@ -240,7 +292,7 @@ impl<'a> From<&'a Clip> for ClipFacts<'a> {
 }
 
 pub fn clip_added(clip: &Clip) -> Fields {
-    fields("clip_added", [part(&ClipFacts::from(clip))])
+    fields(Kind::ClipAdded, [part(&ClipFacts::from(clip))])
 }
 
 /// A clip taken off the air: by an operator (`reason` absent), or set aside by the station
@@ -251,11 +303,12 @@ pub fn clip_retired(clip: &Clip, reason: Option<&str>) -> Fields {
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<&'a str>,
     }
-    fields("clip_retired", [part(&ClipFacts::from(clip)), part(&Why { reason })])
+    fields(Kind::ClipRetired, [part(&ClipFacts::from(clip)), part(&Why { reason })])
 }
 
 /// `token_created` / `token_revoked`: who may act on the station (never the secret).
-pub fn token(token: &crate::model::token::Token, kind: &str) -> Fields {
+/// `token_created` or `token_revoked`.
+pub fn token(token: &crate::model::token::Token, kind: Kind) -> Fields {
     #[derive(Serialize)]
     struct TokenFacts<'a> {
         token_id: i64,
@@ -266,7 +319,7 @@ pub fn token(token: &crate::model::token::Token, kind: &str) -> Fields {
 }
 
 pub fn airing_started(plan: &AiringPlan, clock_synced: bool) -> Fields {
-    fields("airing_started", [part(plan), part(&Synced { clock_synced })])
+    fields(Kind::AiringStarted, [part(plan), part(&Synced { clock_synced })])
 }
 
 pub fn airing_ended(airing_seq: i64, plan: &AiringPlan, evidence: &AiringEvidence, clock_synced: bool) -> Fields {
@@ -274,7 +327,7 @@ pub fn airing_ended(airing_seq: i64, plan: &AiringPlan, evidence: &AiringEvidenc
     struct Link {
         airing_seq: i64,
     }
-    fields("airing_ended", [part(&Link { airing_seq }), part(plan), part(evidence), part(&Synced { clock_synced })])
+    fields(Kind::AiringEnded, [part(&Link { airing_seq }), part(plan), part(evidence), part(&Synced { clock_synced })])
 }
 
 /// `after_air` failed once the block's airings had ended (a failed `before_air` is on the
@@ -287,20 +340,26 @@ pub fn amplifier_hook_failed(hook: &str, slot: Option<&str>, outcome: &HookOutco
         detail: Option<&'a str>,
     }
     let failed = Failed { hook, slot, detail: outcome.detail.as_deref() };
-    fields("amplifier_hook_failed", [part(&failed), part(&Synced { clock_synced })])
+    fields(Kind::AmplifierHookFailed, [part(&failed), part(&Synced { clock_synced })])
 }
 
-pub fn slot_missed(slot: &str, peak: bool, scheduled_at: DateTime<Utc>, reason: &str, clock_synced: bool) -> Fields {
+pub fn slot_missed(
+    slot: &str,
+    peak: bool,
+    scheduled_at: DateTime<Utc>,
+    reason: MissReason,
+    clock_synced: bool,
+) -> Fields {
     #[derive(Serialize)]
     struct Missed<'a> {
         slot: &'a str,
         peak: bool,
         scheduled_at: i64,
         status: &'a str,
-        reason: &'a str,
+        reason: MissReason,
     }
     let missed = Missed { slot, peak, scheduled_at: scheduled_at.timestamp_millis(), status: "missed", reason };
-    fields("slot_missed", [part(&missed), part(&Synced { clock_synced })])
+    fields(Kind::SlotMissed, [part(&missed), part(&Synced { clock_synced })])
 }
 
 /// The first thing wrong with the stored log.
@@ -335,7 +394,7 @@ pub fn log_damaged(damage: &Damage) -> Fields {
         computed_hash: &damage.computed_hash,
         reason: &damage.why,
     };
-    fields("log_damaged", [part(&damaged)])
+    fields(Kind::LogDamaged, [part(&damaged)])
 }
 
 /// A planned change of key, signed by the old key (`public_key`) and naming the new one.
@@ -345,7 +404,7 @@ pub fn key_rotated(old: &str, new: &str) -> Fields {
         public_key: &'a str,
         new_public_key: &'a str,
     }
-    fields("key_rotated", [part(&Rotated { public_key: old, new_public_key: new })])
+    fields(Kind::KeyRotated, [part(&Rotated { public_key: old, new_public_key: new })])
 }
 
 /// A new key for a log whose key was lost, signed by the new key (`public_key`). Nothing proves
@@ -358,5 +417,5 @@ pub fn key_replaced(old: Option<&str>, new: &str) -> Fields {
         reason: &'a str,
     }
     let reason = "the previous station key was lost; this key was made to continue the log";
-    fields("key_replaced", [part(&Replaced { public_key: new, old_public_key: old, reason })])
+    fields(Kind::KeyReplaced, [part(&Replaced { public_key: new, old_public_key: old, reason })])
 }

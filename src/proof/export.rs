@@ -17,22 +17,12 @@ use ed25519_dalek::VerifyingKey;
 
 use crate::proof::{ChainVerifier, Expect, SealedEvent, Verified};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Jsonl,
-    Json,
-    Csv,
-}
-
-impl std::str::FromStr for Format {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "jsonl" => Ok(Format::Jsonl),
-            "json" => Ok(Format::Json),
-            "csv" => Ok(Format::Csv),
-            other => Err(format!("\"{other}\" is not a format; use jsonl, json or csv")),
-        }
+named_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Format("a format") {
+        Jsonl = "jsonl",
+        Json = "json",
+        Csv = "csv",
     }
 }
 

@@ -26,7 +26,7 @@ fn insert_token(
         [tx.last_insert_rowid()],
         token_from_row,
     )?;
-    append_in(tx, sealer, at, events::token(&token, "token_created"))?;
+    append_in(tx, sealer, at, events::token(&token, events::Kind::TokenCreated))?;
     Ok(token)
 }
 
@@ -118,7 +118,7 @@ impl Store {
             .query_row(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"), [id], token_from_row)
             .optional()?;
         if let (1, Some(token)) = (revoked, &token) {
-            append_in(&tx, &self.sealer, at, events::token(token, "token_revoked"))?;
+            append_in(&tx, &self.sealer, at, events::token(token, events::Kind::TokenRevoked))?;
         }
         tx.commit()?;
         Ok(token)

@@ -6,19 +6,12 @@
 use chrono::{DateTime, Datelike, Days, Months, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QuotaPeriod {
-    /// ISO week, Monday 00:00 to Sunday 24:00 station time.
-    Week,
-    Month,
-}
-
-impl QuotaPeriod {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            QuotaPeriod::Week => "week",
-            QuotaPeriod::Month => "month",
-        }
+named_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum QuotaPeriod("a quota period") {
+        /// ISO week, Monday 00:00 to Sunday 24:00 station time.
+        Week = "week",
+        Month = "month",
     }
 }
 

@@ -2,17 +2,18 @@
 //! and record exactly one outcome per planned item — also for "now" bulletins outside slots.
 
 use super::*;
+use crate::proof::events::MissReason;
 
 impl Engine {
     pub(super) async fn record_missed(&self, run: &Run, slot: &Slot, at: DateTime<Utc>) -> Result<(), EngineError> {
         let reason = if at < run.started_at {
-            "station_down"
+            MissReason::StationDown
         } else if run.busy_until.is_some_and(|busy| busy > at) {
-            "previous_airing_overran"
+            MissReason::PreviousAiringOverran
         } else {
-            "clock_jumped"
+            MissReason::ClockJumped
         };
-        tracing::warn!(slot = %slot.name, %at, reason, "slot missed");
+        tracing::warn!(slot = %slot.name, %at, %reason, "slot missed");
         self.append(events::slot_missed(&slot.name, slot.peak, at, reason, self.clock.synchronized())).await?;
         Ok(())
     }
@@ -42,7 +43,8 @@ impl Engine {
         let program = planner::slot_program(&clips, &queued, &last_completed, date, budget, &needs);
         if program.is_empty() {
             tracing::warn!(slot = %slot.name, "nothing eligible to air");
-            let fields = events::slot_missed(&slot.name, slot.peak, at, "no_eligible_clip", self.clock.synchronized());
+            let fields =
+                events::slot_missed(&slot.name, slot.peak, at, MissReason::NoEligibleClip, self.clock.synchronized());
             self.append(fields).await?;
             return Ok(());
         }
