@@ -37,10 +37,10 @@ async fn a_disk_that_fills_during_an_upload_gives_507_and_loses_nothing() {
     let station = station(30, 5, &[]);
     let config = std::fs::read_to_string(station.config_path()).unwrap();
     std::fs::write(station.config_path(), format!("{config}[clips]\nkeep_free_mib = 0\n")).unwrap();
-    let Some(_disk) = Tmpfs::mount(&station.data_dir(), 8) else {
-        eprintln!("skipped: cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN)");
+    let disk = Tmpfs::mount(&station.data_dir(), 8);
+    if !crate::helpers::require(disk.is_some(), "a small tmpfs to fill", "run as root with CAP_SYS_ADMIN") {
         return;
-    };
+    }
     let token = station.token("operator");
     let daemon = station.start(Device::Unpaced);
     let base = daemon.http_base();
@@ -243,10 +243,7 @@ fn faketime_library() -> Option<PathBuf> {
         .flatten()
         .map(|arch| arch.path().join("faketime/libfaketime.so.1"))
         .find(|p| p.exists());
-    assert!(
-        found.is_some() || std::env::var_os("CI").is_none(),
-        "CI must run the clock-step test: apt-get install faketime"
-    );
+    crate::helpers::require(found.is_some(), "libfaketime", "apt-get install faketime");
     found
 }
 
@@ -255,10 +252,7 @@ fn faketime_library() -> Option<PathBuf> {
 /// instants jumped over are recorded missed with the reason.
 #[test]
 fn the_real_clock_stepped_back_and_forward_never_double_airs_and_records_what_it_skipped() {
-    let Some(library) = faketime_library() else {
-        eprintln!("skipped: needs libfaketime (apt-get install faketime)");
-        return;
-    };
+    let Some(library) = faketime_library() else { return };
     let station = station(3, 1, &[TONE]);
     let offset = station.dir.path().join("clock-offset");
     std::fs::write(&offset, "+0\n").unwrap();

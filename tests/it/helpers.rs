@@ -6,6 +6,18 @@ use std::time::Duration;
 
 pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
+/// Whether what a test needs from outside (a tool, a capability) is here. Without it the test
+/// says so and passes on a developer's machine; under CI (`CI` set, as `.ci/run` does) its
+/// absence fails the test, so CI never passes by skipping.
+#[track_caller]
+pub fn require(present: bool, what: &str, how: &str) -> bool {
+    if !present {
+        assert!(std::env::var_os("CI").is_none(), "CI must run this test: it needs {what} ({how})");
+        eprintln!("skipped: needs {what} ({how})");
+    }
+    present
+}
+
 pub fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(Path::new(FIXTURES).join(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
 }

@@ -93,8 +93,8 @@ fn systemd_analyze_verifies_the_unit() {
 #[test]
 fn under_systemd_logs_go_to_journald_and_elsewhere_to_stderr() {
     let journal = std::path::Path::new("/run/systemd/journal/socket");
-    if journal.exists() {
-        eprintln!("skipped: a real journald owns {}", journal.display());
+    let free = !journal.exists();
+    if !crate::helpers::require(free, "journald's socket path free to listen on", "a machine where no journald runs") {
         return;
     }
     std::fs::create_dir_all(journal.parent().unwrap()).unwrap();

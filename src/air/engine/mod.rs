@@ -142,7 +142,10 @@ impl Engine {
         let previous = self.store.call(|s| s.heartbeat()).await?;
         self.close_unfinished_airings(previous).await?;
         self.preload().await;
-        if let Err(e) = self.library.remove_stale_staging(now - TimeDelta::hours(1)) {
+        // Directory work is blocking I/O: not on the engine's runtime thread.
+        let library = self.library.clone();
+        let stale = tokio::task::spawn_blocking(move || library.remove_stale_staging(now - TimeDelta::hours(1))).await;
+        if let Ok(Err(e)) = stale {
             tracing::warn!("cannot clean the staging directory: {e}");
         }
         let public_key = self.store.call(|s| s.public_key_hex()).await;
