@@ -16,19 +16,18 @@ pub(super) fn run_clip(
         }
         ClipCommand::List { json } => {
             let (store, _) = open_station(config)?;
-            let clips = store.clips().map_err(|e| failed(e.to_string()))?;
+            let clips = store.clips()?;
             if json { write_json(out, &serde_json::json!({ "clips": clips })) } else { write_clip_table(out, &clips) }
         }
         ClipCommand::Show { id, json } => {
             let (store, _) = open_station(config)?;
-            let clip = store.clip(id).map_err(|e| failed(e.to_string()))?.ok_or_else(|| no_such_clip(id))?;
+            let clip = store.clip(id)?.ok_or_else(|| no_such_clip(id))?;
             if json { write_json(out, &clip) } else { write_clip_details(out, &clip) }
         }
         ClipCommand::Retire { id } => {
             let (mut store, _) = open_station(config)?;
             let now = clock.now();
-            let clip =
-                store.retire_clip(id, now, None).map_err(|e| failed(e.to_string()))?.ok_or_else(|| no_such_clip(id))?;
+            let clip = store.retire_clip(id, now, None)?.ok_or_else(|| no_such_clip(id))?;
             let retired_at = clip.retired_at.as_deref().unwrap_or_default();
             let line = if retired_at == crate::store::timestamp(now) {
                 format!("clip {id} \"{}\" retired at {retired_at}; it will not air again\n", clip.meta.title)

@@ -34,7 +34,7 @@ use crate::proof::events;
 use crate::proof::export::Head;
 use crate::proof::export::{self, Format};
 use crate::proof::{self, Expect, StationKey};
-use crate::store::{self, EventQuery, Inserted, KeyChoice, Store};
+use crate::store::{EventQuery, Inserted, KeyChoice, Store};
 use crate::time::calendar::{self, QuotaPeriod};
 use crate::time::clock::{Clock, SystemClock};
 
@@ -255,6 +255,14 @@ enum Failure {
     Usage(String),
     #[error("{0}")]
     Failed(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Daemon(#[from] daemon::DaemonError),
+    #[error(transparent)]
+    Tls(#[from] http::tls::TlsError),
+    #[error(transparent)]
+    Key(#[from] proof::KeyError),
     /// Standard output could not be written (kept whole: a closed pipe is not a failure).
     #[error("cannot write output: {0}")]
     Output(io::Error),
@@ -264,7 +272,12 @@ impl Failure {
     fn exit_code(&self) -> ExitCode {
         match self {
             Failure::Config(_) | Failure::Usage(_) => ExitCode::from(2),
-            Failure::Failed(_) | Failure::Output(_) => ExitCode::from(1),
+            Failure::Failed(_)
+            | Failure::Store(_)
+            | Failure::Daemon(_)
+            | Failure::Tls(_)
+            | Failure::Key(_)
+            | Failure::Output(_) => ExitCode::from(1),
         }
     }
 }
@@ -331,7 +344,7 @@ fn write_err(e: io::Error) -> Failure {
 }
 
 fn open_station(config: &Config) -> Result<(Store, Library), Failure> {
-    daemon::open_data(config).map_err(|e| failed(e.to_string()))
+    Ok(daemon::open_data(config)?)
 }
 
 fn write_json(out: &mut dyn Write, value: &impl serde::Serialize) -> Result<(), Failure> {
@@ -341,7 +354,7 @@ fn write_json(out: &mut dyn Write, value: &impl serde::Serialize) -> Result<(), 
 }
 
 fn lock_data_dir(config: &Config, what: &str) -> Result<DataDirLock, Failure> {
-    let data_dir = daemon::create_data_dir(config).map_err(|e| failed(e.to_string()))?;
+    let data_dir = daemon::create_data_dir(config)?;
     DataDirLock::acquire(data_dir, what).map_err(|e| match e {
         LockError::Held { .. } => Failure::Usage(e.to_string()),
         LockError::Io { .. } => failed(e.to_string()),

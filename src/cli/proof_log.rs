@@ -13,17 +13,16 @@ pub(super) fn airtime(
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
     let (mut store, _) = open_station(config)?;
-    let store_error = |e: store::StoreError| failed(e.to_string());
     let (from, to) = export::local_date_bounds(from, to, config.station.timezone);
-    let (seq, hash) = store.head().map_err(store_error)?;
+    let (seq, hash) = store.head()?;
     let head = Head { seq, hash };
     let query = EventQuery { after_seq, from, to, limit: None, through_seq: Some(head.seq) };
-    let events = store.events(query).map_err(store_error)?;
+    let events = store.events(query)?;
     // What is exported is checked first, from the event before it.
-    let check = chain::PageCheck::of(&store, &events).map_err(store_error)?;
+    let check = chain::PageCheck::of(&store, &events)?;
     if let Err(damage) = check.check(&events) {
         // Whoever finds damage records it: the running daemon's /healthz reads it from the log.
-        chain::record(&mut store, &damage, clock.now()).map_err(store_error)?;
+        chain::record(&mut store, &damage, clock.now())?;
         if !damaged_ok {
             return Err(failed(format!(
                 "{damage} (stored hash {}, computed {}). Nothing was exported: the log is not whole. \
@@ -129,16 +128,15 @@ pub(super) fn run_key(
     };
     let _lock = lock_data_dir(config, what)?;
     let data_dir = &config.station.data_dir;
-    let mut store = Store::open_with(data_dir, &config.station.id, choice).map_err(|e| failed(e.to_string()))?;
-    let store_error = |e: store::StoreError| failed(e.to_string());
+    let mut store = Store::open_with(data_dir, &config.station.id, choice)?;
     let now = clock.now();
     let text = match command {
         KeyCommand::Rotate => {
             let old = store.public_key_hex();
-            let new = StationKey::begin_rotation(data_dir).map_err(|e| failed(e.to_string()))?;
-            let event = store.append(now, events::key_rotated(&old, &new.public_key_hex())).map_err(store_error)?;
-            let log = store.log_keys(event.seq).map_err(store_error)?;
-            proof::finish_rotation(data_dir, &log).map_err(|e| failed(e.to_string()))?;
+            let new = StationKey::begin_rotation(data_dir)?;
+            let event = store.append(now, events::key_rotated(&old, &new.public_key_hex()))?;
+            let log = store.log_keys(event.seq)?;
+            proof::finish_rotation(data_dir, &log)?;
             format!(
                 "key rotated at seq {}: {old} -> {}\nback up {} now; the auditing office's verify follows the rotation\n",
                 event.seq,
@@ -147,9 +145,9 @@ pub(super) fn run_key(
             )
         }
         KeyCommand::Replace { .. } => {
-            let old = store.log_keys(i64::MAX).map_err(store_error)?.declared;
+            let old = store.log_keys(i64::MAX)?.declared;
             let new = store.public_key_hex();
-            let event = store.append(now, events::key_replaced(old.as_deref(), &new)).map_err(store_error)?;
+            let event = store.append(now, events::key_replaced(old.as_deref(), &new))?;
             format!(
                 "key replaced at seq {}: the log goes on with {new}\ntell the auditing office: its verify stops at \
                  seq {} until it accepts the replacement (--accept-key-replacement {}); back up {} now\n",
@@ -178,7 +176,7 @@ pub(super) fn compliance(
     let report = match compliance::from_store(&store, config, &period, clock.now()) {
         Ok(report) => report,
         Err(compliance::ReportError::Damaged(damage)) => {
-            chain::record(&mut store, &damage, clock.now()).map_err(|e| failed(e.to_string()))?;
+            chain::record(&mut store, &damage, clock.now())?;
             return Err(failed(format!("{damage}; no report is made from a damaged log")));
         }
         Err(e) => return Err(failed(e.to_string())),

@@ -7,14 +7,13 @@ pub(super) fn run_station(config: Config) -> Result<(), Failure> {
     init_logging();
     // One daemon per log, held until the process ends.
     let _lock = lock_data_dir(&config, "loa run")?;
-    let station = daemon::Station::open(&config).map_err(|e| failed(e.to_string()))?;
+    let station = daemon::Station::open(&config)?;
     let listeners = bind(&config)?;
     let shutdown = async {
         wait_for_stop_signal().await;
     };
-    let running = daemon::launch(station, listeners, shutdown, Arc::new(SystemClock), Arc::new(PlayerHandle::spawn()))
-        .map_err(|e| failed(e.to_string()))?;
-    running.wait().map_err(|e| failed(e.to_string()))
+    let running = daemon::launch(station, listeners, shutdown, Arc::new(SystemClock), Arc::new(PlayerHandle::spawn()))?;
+    Ok(running.wait()?)
 }
 
 /// Logs to journald under systemd (JOURNAL_STREAM names our stderr's journal socket), with
@@ -49,7 +48,7 @@ pub(super) fn bind(config: &Config) -> Result<daemon::Listeners, Failure> {
     let tls = match &config.http.tls {
         None => None,
         Some(source) => {
-            let tls = http::tls::load(source, &config.station.data_dir).map_err(|e| failed(e.to_string()))?;
+            let tls = http::tls::load(source, &config.station.data_dir)?;
             Some((listen(config.http.tls_listen, "http.tls_listen")?, tls))
         }
     };

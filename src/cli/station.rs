@@ -53,12 +53,7 @@ pub(super) fn station(config: &Config, json: bool, out: &mut dyn Write) -> Resul
     let s = &config.station;
     let public_key = store.public_key_hex();
     // The certificate phones are to pin (made now if the station makes its own).
-    let tls = config
-        .http
-        .tls
-        .as_ref()
-        .map(|source| http::tls::load(source, &s.data_dir).map_err(|e| failed(e.to_string())))
-        .transpose()?;
+    let tls = config.http.tls.as_ref().map(|source| http::tls::load(source, &s.data_dir)).transpose()?;
     let fingerprint = tls.as_ref().map(|tls| tls.fingerprint.clone());
     if json {
         let value = serde_json::json!({

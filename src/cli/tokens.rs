@@ -9,7 +9,6 @@ pub(super) fn run_token(
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
     let (mut store, _) = open_station(config)?;
-    let store_error = |e: crate::store::StoreError| failed(e.to_string());
     match command {
         TokenCommand::Create { role, label, pair } => {
             let label = label.trim();
@@ -20,12 +19,12 @@ pub(super) fn run_token(
                 return pair_token(&mut store, config, role, label, clock.now(), out);
             }
             let secret = token::generate().map_err(|e| failed(e.to_string()))?;
-            let token = store.create_token(role, label, &token::digest(&secret), clock.now()).map_err(store_error)?;
+            let token = store.create_token(role, label, &token::digest(&secret), clock.now())?;
             eprintln!("token {} ({}, \"{}\") created; it is shown only now:", token.id, role.as_str(), token.label);
             out.write_all(format!("{secret}\n").as_bytes()).map_err(write_err)
         }
         TokenCommand::List { json } => {
-            let tokens = store.tokens().map_err(store_error)?;
+            let tokens = store.tokens()?;
             if json {
                 return write_json(out, &serde_json::json!({ "tokens": tokens }));
             }
@@ -44,8 +43,7 @@ pub(super) fn run_token(
         }
         TokenCommand::Revoke { id } => {
             let token = store
-                .revoke_token(id, clock.now())
-                .map_err(store_error)?
+                .revoke_token(id, clock.now())?
                 .ok_or_else(|| failed(format!("there is no token {id}; `loa token list` shows the ids")))?;
             let line =
                 format!("token {id} (\"{}\") revoked at {}\n", token.label, token.revoked_at.unwrap_or_default());
@@ -67,7 +65,7 @@ pub(super) fn pair_token(
 ) -> Result<(), Failure> {
     let code = token::pairing_code().map_err(|e| failed(e.to_string()))?;
     let digest = token::digest(&token::normalise_code(&code));
-    store.create_pairing(role, label, &digest, now, now + PAIRING_VALID).map_err(|e| failed(e.to_string()))?;
+    store.create_pairing(role, label, &digest, now, now + PAIRING_VALID)?;
     // The address a phone on the LAN opens: HTTPS when it is on, the box's name for 0.0.0.0.
     let http = &config.http;
     let (scheme, address) = if http.tls.is_some() { ("https", http.tls_listen) } else { ("http", http.listen) };
