@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::multipart::{Multipart, MultipartRejection};
+use axum::extract::multipart::{Field, Multipart, MultipartRejection};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -154,60 +154,33 @@ async fn receive_upload(
     multipart: Result<Multipart, MultipartRejection>,
     announced: u64,
 ) -> Result<Clip, ApiError> {
-    let mut multipart =
+    let multipart =
         multipart.map_err(|e| ApiError::bad_request(format!("send the bulletin as multipart/form-data ({e})")))?;
-    let limit = state.config.http.max_upload_mib * 1024 * 1024;
+    let (staged, text) = read_form(state, multipart, announced).await?;
+    let meta = meta_from_form(&text)?;
+    let staged =
+        staged.ok_or_else(|| ApiError::invalid_field("file", "missing: attach the MP3 as the `file` field"))?;
+    admit(state, staged, meta).await
+}
+
+/// The form's fields: the file streamed to staging (never held in memory), the text fields
+/// bounded; anything else refused by name.
+async fn read_form(
+    state: &AppState,
+    mut multipart: Multipart,
+    announced: u64,
+) -> Result<(Option<Staged>, HashMap<String, String>), ApiError> {
     let mut text: HashMap<String, String> = HashMap::new();
     let mut staged: Option<Staged> = None;
-    while let Some(mut field) = multipart.next_field().await.map_err(broken_form)? {
+    while let Some(field) = multipart.next_field().await.map_err(broken_form)? {
         let name = field.name().unwrap_or_default().to_owned();
         if name == "file" {
             if staged.is_some() {
                 return Err(ApiError::invalid_field("file", "send one file per upload"));
             }
-            // The free-space check and the file's creation touch the disk: off the runtime.
-            let library = state.library.clone();
-            let mut upload = tokio::task::spawn_blocking(move || library.stage(announced.min(limit)))
-                .await
-                .map_err(ApiError::internal)?
-                .map_err(storage_error)?;
-            while let Some(chunk) = field.chunk().await.map_err(broken_form)? {
-                if upload.size() + chunk.len() as u64 > limit {
-                    return Err(ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "too_large",
-                        format!(
-                            "the file is over the {} MiB limit (http.max_upload_mib); shorten or re-encode it",
-                            limit / 1024 / 1024
-                        ),
-                    ));
-                }
-                upload = match write_chunk(upload, chunk).await {
-                    Ok(upload) => upload,
-                    Err(refused) => {
-                        // Read (and drop) the rest of the file, bounded, so that the client
-                        // hears the refusal instead of a connection closed under its upload.
-                        let mut rest = 0u64;
-                        while let Ok(Some(chunk)) = field.chunk().await {
-                            rest += chunk.len() as u64;
-                            if rest > limit {
-                                break;
-                            }
-                        }
-                        return Err(refused);
-                    }
-                };
-            }
-            staged = Some(upload);
+            staged = Some(receive_file(state, field, announced).await?);
         } else if TEXT_FIELDS.contains(&name.as_str()) {
-            let mut value = Vec::new();
-            while let Some(chunk) = field.chunk().await.map_err(broken_form)? {
-                value.extend_from_slice(&chunk);
-                if value.len() > MAX_TEXT_FIELD {
-                    return Err(ApiError::invalid_field(&name, format!("longer than {MAX_TEXT_FIELD} bytes")));
-                }
-            }
-            let value = String::from_utf8(value).map_err(|_| ApiError::invalid_field(&name, "not UTF-8 text"))?;
+            let value = read_text_field(&name, field).await?;
             text.insert(name, value);
         } else {
             return Err(ApiError::invalid_field(
@@ -216,10 +189,62 @@ async fn receive_upload(
             ));
         }
     }
-    let meta = meta_from_form(&text)?;
-    let staged =
-        staged.ok_or_else(|| ApiError::invalid_field("file", "missing: attach the MP3 as the `file` field"))?;
+    Ok((staged, text))
+}
 
+/// Streams the file field into a staging file, within `http.max_upload_mib` and the disk's
+/// reserve; a refused file is read to its end (bounded) so the client hears why.
+async fn receive_file(state: &AppState, mut field: Field<'_>, announced: u64) -> Result<Staged, ApiError> {
+    let limit = state.config.http.max_upload_mib * 1024 * 1024;
+    // The free-space check and the file's creation touch the disk: off the runtime.
+    let library = state.library.clone();
+    let mut upload = tokio::task::spawn_blocking(move || library.stage(announced.min(limit)))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(storage_error)?;
+    while let Some(chunk) = field.chunk().await.map_err(broken_form)? {
+        if upload.size() + chunk.len() as u64 > limit {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!(
+                    "the file is over the {} MiB limit (http.max_upload_mib); shorten or re-encode it",
+                    limit / 1024 / 1024
+                ),
+            ));
+        }
+        upload = match write_chunk(upload, chunk).await {
+            Ok(upload) => upload,
+            Err(refused) => {
+                // Read (and drop) the rest of the file, bounded, so that the client hears the
+                // refusal instead of a connection closed under its upload.
+                let mut rest = 0u64;
+                while let Ok(Some(chunk)) = field.chunk().await {
+                    rest += chunk.len() as u64;
+                    if rest > limit {
+                        break;
+                    }
+                }
+                return Err(refused);
+            }
+        };
+    }
+    Ok(upload)
+}
+
+async fn read_text_field(name: &str, mut field: Field<'_>) -> Result<String, ApiError> {
+    let mut value = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(broken_form)? {
+        value.extend_from_slice(&chunk);
+        if value.len() > MAX_TEXT_FIELD {
+            return Err(ApiError::invalid_field(name, format!("longer than {MAX_TEXT_FIELD} bytes")));
+        }
+    }
+    String::from_utf8(value).map_err(|_| ApiError::invalid_field(name, "not UTF-8 text"))
+}
+
+/// Hashes, checks for a duplicate, decodes and measures (off the runtime), then keeps the clip.
+async fn admit(state: &AppState, staged: Staged, meta: ClipMeta) -> Result<Clip, ApiError> {
     let finished = tokio::task::spawn_blocking(move || staged.finish())
         .await
         .map_err(ApiError::internal)?
