@@ -82,5 +82,7 @@ pub mod air;
 pub mod http;
 // `loa run` as a library: the engine and the API wired together.
 pub mod daemon;
+// The auditing office: many stations, verified with memory, alarms, cross-station reports.
+pub mod district;
 // The command line.
 pub mod cli;

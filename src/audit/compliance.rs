@@ -86,17 +86,38 @@ fn serves(topic: &str, language: &str, peak: bool, quota: &Quota) -> bool {
     topic == quota.topic && quota.language.as_deref().is_none_or(|l| language == l) && (!quota.peak_only || peak)
 }
 
+/// Whose log a report is about, and the quotas it is held to: a station's own config, or the
+/// office's quotas for each station it audits.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    pub station_id: &'a str,
+    pub station_name: &'a str,
+    pub timezone: Tz,
+    pub quotas: &'a [Quota],
+}
+
+impl<'a> Subject<'a> {
+    pub fn of(config: &'a Config) -> Subject<'a> {
+        Subject {
+            station_id: &config.station.id,
+            station_name: &config.station.name,
+            timezone: config.station.timezone,
+            quotas: &config.quotas,
+        }
+    }
+}
+
 /// The report for `period` from `events` (exported event objects, ascending seq), at `now`, for
 /// a station that has existed since `since` (its first event): weeks and months that ended
 /// before it are "not yet operating", not failures; those not begun by `now` are left out.
 pub fn report(
-    config: &Config,
+    subject: Subject,
     period: &Period,
     events: &[Logged],
     now: DateTime<Utc>,
     since: Option<DateTime<Utc>>,
 ) -> Report {
-    let tz = config.station.timezone;
+    let tz = subject.timezone;
     let local = |t: DateTime<Utc>| t.with_timezone(&tz).to_rfc3339();
     let (from, to) = (period.start.timestamp_millis(), period.end.timestamp_millis());
     let mut by_status = BTreeMap::new();
@@ -109,7 +130,8 @@ pub fn report(
             Counted::Other => continue,
         };
         *by_status.entry(status.to_owned()).or_insert(0) += 1;
-        if let Counted::AiringEnded { status: AiringStatus::Completed, played_ms, topic, language, peak } = &e.what {
+        if let Counted::AiringEnded { status: AiringStatus::Completed, played_ms, topic, language, peak, .. } = &e.what
+        {
             let minutes = *played_ms as f64 / 60_000.0;
             for tally in [
                 by_topic_language.entry(format!("{topic}/{language}")).or_default(),
@@ -121,11 +143,11 @@ pub fn report(
         }
     }
 
-    let quotas = config.quotas.iter().map(|quota| quota_report(quota, period, events, (since, now), tz)).collect();
+    let quotas = subject.quotas.iter().map(|quota| quota_report(quota, period, events, (since, now), tz)).collect();
     let last = events.iter().rev().find(|e| e.at < to);
     Report {
-        station_id: config.station.id.clone(),
-        station_name: config.station.name.clone(),
+        station_id: subject.station_id.to_owned(),
+        station_name: subject.station_name.to_owned(),
         period: period.label.clone(),
         from: local(period.start),
         to: local(period.end),
@@ -250,7 +272,7 @@ pub fn from_store(store: &Store, config: &Config, period: &Period, now: DateTime
         .map(|e| Logged::of(e).map_err(|error| ReportError::Unreadable { seq: e.seq, error }))
         .collect::<Result<Vec<_>, _>>()?;
     let since = store.first_event_at()?.and_then(DateTime::from_timestamp_millis);
-    Ok(report(config, period, &events, now, since))
+    Ok(report(Subject::of(config), period, &events, now, since))
 }
 
 named_enum! {
@@ -330,7 +352,7 @@ pub fn to_csv(report: &Report) -> Vec<u8> {
     out
 }
 
-fn escape(text: &str) -> String {
+pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
@@ -345,7 +367,7 @@ fn reason_vi(reason: Option<Shortfall>) -> &'static str {
     }
 }
 
-fn status_vi(status: &str) -> &'static str {
+pub fn status_vi(status: &str) -> &'static str {
     match status {
         "completed" => "Phát trọn vẹn",
         "partial" => "Phát không trọn",
@@ -384,7 +406,7 @@ pub fn period_vi(label: &str) -> String {
 }
 
 /// A local date of an RFC 3339 instant, `d/m/yyyy`; `inclusive_end` gives the last day before it.
-fn date_vi(instant: &str, inclusive_end: bool) -> String {
+pub fn date_vi(instant: &str, inclusive_end: bool) -> String {
     match DateTime::parse_from_rfc3339(instant) {
         Ok(at) => {
             let at = if inclusive_end { at - chrono::TimeDelta::seconds(1) } else { at };
@@ -395,7 +417,7 @@ fn date_vi(instant: &str, inclusive_end: bool) -> String {
 }
 
 /// `08:05 ngày 20/11/2026` of an RFC 3339 instant (station time).
-fn time_vi(instant: &str) -> String {
+pub fn time_vi(instant: &str) -> String {
     match DateTime::parse_from_rfc3339(instant) {
         Ok(at) => format!("{:02}:{:02} ngày {}", at.hour(), at.minute(), date_vi(instant, false)),
         Err(_) => instant.to_owned(),
@@ -493,6 +515,7 @@ mod tests {
             ("peak", peak.into()),
             ("status", status.into()),
             ("played_ms", 120_000.into()),
+            ("clock_synced", true.into()),
         ];
         event(seq, "airing_ended", at, &fields)
     }
@@ -519,7 +542,7 @@ mod tests {
             // W48: nothing aired at all; W49 is still running at `now`.
         ];
         let period = parse_period("2026-11", tz()).unwrap();
-        let report = report(&config, &period, &events, local(12, 2, 12), Some(local(10, 1, 0)));
+        let report = report(Subject::of(&config), &period, &events, local(12, 2, 12), Some(local(10, 1, 0)));
         let weeks: Vec<(&str, u32, bool, Option<&str>)> = report.quotas[0]
             .periods
             .iter()
@@ -557,7 +580,7 @@ mod tests {
         let since = local(11, 4, 9); // first event: Wednesday of W45
         let events = vec![ended(1, local(11, 5, 5), "cchc", true, "completed")];
         let period = parse_period("2026-Q4", tz()).unwrap();
-        let report = report(&config, &period, &events, local(11, 20, 12), Some(since));
+        let report = report(Subject::of(&config), &period, &events, local(11, 20, 12), Some(since));
         let weeks: Vec<(&str, Option<&str>)> =
             report.quotas[0].periods.iter().map(|p| (p.period.as_str(), p.reason.map(Shortfall::as_str))).collect();
         assert_eq!(weeks.first(), Some(&("2026-W40", Some("not_yet_operating"))));

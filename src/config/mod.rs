@@ -12,9 +12,9 @@ use crate::model::clip::{self};
 use crate::time::calendar::QuotaPeriod;
 use crate::time::slots::CronSchedule;
 
-mod raw;
+pub(crate) mod raw;
 mod sections;
-mod source;
+pub(crate) mod source;
 
 use raw::RawConfig;
 use source::Source;

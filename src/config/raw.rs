@@ -112,7 +112,7 @@ pub(super) struct RawSlot {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawQuota {
+pub(crate) struct RawQuota {
     pub(super) topic: Spanned<String>,
     pub(super) per: Spanned<String>,
     pub(super) count: Option<Spanned<i64>>,

@@ -203,6 +203,22 @@ impl RawClips {
 
 impl RawQuota {
     pub(super) fn validate(self, src: &Source, index: usize, slots: &[Slot]) -> Result<Quota, ConfigError> {
+        let topic = self.topic.clone();
+        let quota = self.parse(src, index)?;
+        let can_be_served = if quota.peak_only { slots.iter().any(|s| s.peak) } else { !slots.is_empty() };
+        if !can_be_served {
+            let what = if quota.peak_only { "no [[slot]] has `peak = true`" } else { "there is no [[slot]]" };
+            return Err(src.invalid(
+                &topic,
+                &format!("quota[{index}].topic"),
+                format!("this quota can never be met: {what}; add one or set `peak_only = false`"),
+            ));
+        }
+        Ok(quota)
+    }
+
+    /// The quota as written, checked on its own (the office's quotas have no slots to check).
+    pub(crate) fn parse(self, src: &Source, index: usize) -> Result<Quota, ConfigError> {
         let key = |field: &str| format!("quota[{index}].{field}");
         let topic = self.topic.get_ref().clone();
         clip::check_topic(&topic).map_err(|e| src.invalid(&self.topic, &key("topic"), e))?;
@@ -228,15 +244,6 @@ impl RawQuota {
             None => None,
         };
         let peak_only = self.peak_only.unwrap_or(true);
-        let can_be_served = if peak_only { slots.iter().any(|s| s.peak) } else { !slots.is_empty() };
-        if !can_be_served {
-            let what = if peak_only { "no [[slot]] has `peak = true`" } else { "there is no [[slot]]" };
-            return Err(src.invalid(
-                &self.topic,
-                &key("topic"),
-                format!("this quota can never be met: {what}; add one or set `peak_only = false`"),
-            ));
-        }
         Ok(Quota { topic, per, count, peak_only, language })
     }
 }

@@ -8,23 +8,23 @@ use toml::Spanned;
 use super::ConfigError;
 
 /// The config text being validated, so errors can point at lines.
-pub(super) struct Source<'a> {
-    pub(super) path: &'a Path,
-    pub(super) text: &'a str,
+pub(crate) struct Source<'a> {
+    pub(crate) path: &'a Path,
+    pub(crate) text: &'a str,
 }
 
 impl Source<'_> {
-    pub(super) fn line_of(&self, offset: usize) -> usize {
+    pub(crate) fn line_of(&self, offset: usize) -> usize {
         self.text[..offset.min(self.text.len())].matches('\n').count() + 1
     }
 
-    pub(super) fn invalid<T>(&self, value: &Spanned<T>, key: &str, message: impl Into<String>) -> ConfigError {
+    pub(crate) fn invalid<T>(&self, value: &Spanned<T>, key: &str, message: impl Into<String>) -> ConfigError {
         self.invalid_at(value.span(), Some(key.to_owned()), message.into())
     }
 
     /// An optional number: `default` when absent, itself when within `range`, else an error
     /// naming the key and line with `advice` (given the value: what to write instead).
-    pub(super) fn bounded<T: PartialOrd + Copy>(
+    pub(crate) fn bounded<T: PartialOrd + Copy>(
         &self,
         value: &Option<Spanned<T>>,
         key: &str,
@@ -39,12 +39,12 @@ impl Source<'_> {
         }
     }
 
-    pub(super) fn invalid_at(&self, span: Range<usize>, key: Option<String>, message: String) -> ConfigError {
+    pub(crate) fn invalid_at(&self, span: Range<usize>, key: Option<String>, message: String) -> ConfigError {
         ConfigError::Invalid { path: self.path.to_owned(), line: self.line_of(span.start), key, message }
     }
 
     /// The table a line at `offset` belongs to, as the validator names it: `audio`, `slot[2]`.
-    pub(super) fn table_at(&self, offset: usize) -> Option<String> {
+    pub(crate) fn table_at(&self, offset: usize) -> Option<String> {
         let before = &self.text[..offset];
         let header = before.lines().rev().map(str::trim).find(|l| l.starts_with('['))?;
         if let Some(array) = header.strip_prefix("[[").and_then(|h| h.split("]]").next()) {
@@ -62,7 +62,7 @@ impl Source<'_> {
 
     /// A TOML syntax or type error. toml's message does not always say which key, so when the
     /// error points into a `key = value` line we name that key ourselves.
-    pub(super) fn syntax_error(&self, error: &toml::de::Error) -> ConfigError {
+    pub(crate) fn syntax_error(&self, error: &toml::de::Error) -> ConfigError {
         let span = error.span().unwrap_or(0..0);
         let line_start = self.text[..span.start.min(self.text.len())].rfind('\n').map_or(0, |i| i + 1);
         let line_text = self.text[line_start..].lines().next().unwrap_or("");

@@ -53,13 +53,18 @@ pub fn digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// Whether two digests are equal, compared in constant time.
+pub fn same_digest(a: &str, b: &str) -> bool {
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
 /// The active token `presented` is, if any. Every active token's digest is compared, each in
 /// constant time, so the answer's timing says nothing about near misses.
 pub fn find<'a>(tokens: &'a [Token], presented: &str) -> Option<&'a Token> {
     let wanted = digest(presented);
     let mut found = None;
     for token in tokens.iter().filter(|t| t.revoked_at.is_none()) {
-        if bool::from(token.token_sha256.as_bytes().ct_eq(wanted.as_bytes())) {
+        if same_digest(&token.token_sha256, &wanted) {
             found = Some(token);
         }
     }

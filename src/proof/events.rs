@@ -89,6 +89,8 @@ pub enum Counted {
         topic: String,
         language: String,
         peak: bool,
+        /// Whether the station's clock was synchronised when it recorded the airing.
+        clock_synced: bool,
     },
     SlotMissed {
         reason: MissReason,
@@ -100,7 +102,12 @@ pub enum Counted {
 impl Logged {
     /// Reads a stored event: its body, and the hash stored with it.
     pub fn of(event: &crate::proof::SealedEvent) -> serde_json::Result<Logged> {
-        Ok(Logged { hash: event.hash.clone(), ..serde_json::from_str(&event.body)? })
+        Logged::parse(&event.body, &event.hash)
+    }
+
+    /// Reads an event from its body and the hash it was stored with.
+    pub fn parse(body: &str, hash: &str) -> serde_json::Result<Logged> {
+        Ok(Logged { hash: hash.to_owned(), ..serde_json::from_str(body)? })
     }
 }
 

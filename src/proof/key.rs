@@ -157,11 +157,12 @@ fn read(path: &Path) -> Result<Option<StationKey>, KeyError> {
 /// two processes start at once on an empty log: the key is written to a private temporary file
 /// and hard-linked into place, which either wins whole or finds the other process's key there.
 fn write_new(data_dir: &Path, path: &Path) -> Result<StationKey, KeyError> {
+    let prefix = format!(".{}-", path.file_name().unwrap_or_default().to_string_lossy());
     let io_error = |source| KeyError::Io { path: path.to_owned(), source };
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| io_error(io::Error::other(format!("no randomness for a key: {e}"))))?;
     let mut candidate = tempfile::Builder::new()
-        .prefix(".station.key-")
+        .prefix(&prefix)
         .permissions(fs::Permissions::from_mode(0o600))
         .tempfile_in(data_dir)
         .map_err(io_error)?;
@@ -173,6 +174,16 @@ fn write_new(data_dir: &Path, path: &Path) -> Result<StationKey, KeyError> {
         Err(e) => return Err(io_error(e)),
     }
     read(path)?.ok_or_else(|| KeyError::Invalid { path: path.to_owned() })
+}
+
+/// A signing key that is not a station's (the office's `district.key`): loaded from
+/// `data_dir/file`, or made there once (mode 0600, atomically) on first use.
+pub fn load_or_create(data_dir: &Path, file: &str) -> Result<StationKey, KeyError> {
+    let path = data_dir.join(file);
+    match read(&path)? {
+        Some(key) => Ok(key),
+        None => write_new(data_dir, &path),
+    }
 }
 
 pub fn parse_public_key(hex_key: &str) -> Result<VerifyingKey, String> {

@@ -16,8 +16,8 @@ pub mod export;
 mod key;
 mod verify;
 
-pub use key::{KEY_FILE, KeyError, LogKeys, StationKey, finish_rotation, parse_public_key};
-pub use verify::{Broken, ChainVerifier, Expect, KeyChange, Verified};
+pub use key::{KEY_FILE, KeyError, LogKeys, StationKey, finish_rotation, load_or_create, parse_public_key};
+pub use verify::{Broken, ChainVerifier, Expect, Fault, KeyChange, Verified};
 
 use ed25519_dalek::Signer;
 use serde_json::{Map, Value};
@@ -90,6 +90,30 @@ pub fn canonical(object: &Map<String, Value>) -> String {
     let covered: Map<String, Value> =
         object.iter().filter(|(key, _)| *key != "hash" && *key != "sig").map(|(k, v)| (k.clone(), v.clone())).collect();
     serde_json_canonicalizer::to_string(&covered).expect("a JSON object encodes")
+}
+
+/// A signed statement outside any chain (the office's receipt), encoded as an event is: the
+/// canonical bytes of `fields`, their SHA-256 and the Ed25519 signature of it, as one line.
+pub fn sign_statement(key: &StationKey, fields: &Fields) -> String {
+    let body = canonical(fields);
+    let digest = Sha256::digest(body.as_bytes());
+    let sig = key.signing().sign(&digest);
+    let open = body.strip_suffix('}').expect("a JSON object");
+    format!("{open},\"hash\":\"{}\",\"sig\":\"{}\"}}", hex::encode(digest), hex::encode(sig.to_bytes()))
+}
+
+/// Checks a statement line made by [`sign_statement`] with `key`: its fields, or what is wrong.
+pub fn check_statement(line: &str, key: &ed25519_dalek::VerifyingKey) -> Result<Fields, String> {
+    let (body, hash, sig) = split_line(line)?;
+    let fields: Fields = serde_json::from_str(&body).map_err(|e| format!("not a JSON object ({e})"))?;
+    if canonical(&fields) != body || sha256_hex(body.as_bytes()) != hash {
+        return Err("the statement's bytes are not what was signed".into());
+    }
+    let digest = hex::decode(hash).map_err(|_| "hash is not hex".to_owned())?;
+    let sig = hex::decode(sig).ok().and_then(|b| <[u8; 64]>::try_from(b).ok()).ok_or("sig is not 128 hex digits")?;
+    key.verify_strict(&digest, &ed25519_dalek::Signature::from_bytes(&sig))
+        .map_err(|_| "the signature does not verify with the office's key".to_owned())?;
+    Ok(fields)
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

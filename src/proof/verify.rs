@@ -50,12 +50,33 @@ pub struct Verified {
     pub key_changes: Vec<KeyChange>,
 }
 
+/// What kind of thing is wrong, for a caller that acts on it (the office raises an alarm of
+/// the matching kind); `why` says it in words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The bytes are not one canonical, flat event object with the fields every event has.
+    Encoding,
+    /// The hash is not the SHA-256 of the bytes, or the link to the previous event is broken.
+    Hash,
+    /// Seqs are missing or out of order.
+    Gap,
+    /// The signature does not verify with the key in force.
+    Signature,
+    /// Another station's event.
+    Station,
+    /// The log declares another key than the one in force, or replaced its key unaccepted.
+    Key,
+    /// The log does not begin where the caller said (seq 1, or the head it holds), or is empty.
+    Start,
+}
+
 /// The first thing wrong with a log.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{}: {why}", match seq { Some(seq) => format!("seq {seq} (line {line})"), None => format!("line {line}") })]
 pub struct Broken {
     pub line: usize,
     pub seq: Option<i64>,
+    pub fault: Fault,
     pub why: String,
     /// The SHA-256 of the event's bytes as found, when they could be read.
     pub computed_hash: Option<String>,
@@ -97,7 +118,13 @@ impl ChainVerifier {
 
     /// The next export line (without its line end).
     pub fn line(&mut self, line: usize, text: &str) -> Result<(), Broken> {
-        let (body, hash, sig) = split_line(text).map_err(|why| Broken { line, seq: None, why, computed_hash: None })?;
+        let (body, hash, sig) = split_line(text).map_err(|why| Broken {
+            line,
+            seq: None,
+            fault: Fault::Encoding,
+            why,
+            computed_hash: None,
+        })?;
         self.check(line, &body, hash, sig, None)
     }
 
@@ -127,16 +154,28 @@ impl ChainVerifier {
         };
         let (prev, station_id) = (text("\"prev_hash\":\"")?, text("\"station_id\":\"")?);
         let computed = sha256_hex(body.as_bytes());
-        let broken = |why: String| Broken { line, seq: Some(event.seq), why, computed_hash: Some(computed.clone()) };
+        let broken = |fault, why: String| Broken {
+            line,
+            seq: Some(event.seq),
+            fault,
+            why,
+            computed_hash: Some(computed.clone()),
+        };
         let (last_seq, last_hash) = self.last.as_ref()?;
         let outcome = if computed != event.hash {
-            Err(broken("hash does not match the event's contents: the event was altered".into()))
+            Err(broken(Fault::Hash, "hash does not match the event's contents: the event was altered".into()))
         } else if event.seq != last_seq + 1 {
-            Err(broken(format!("expected seq {} after {last_seq}: events are missing or out of order", last_seq + 1)))
+            Err(broken(
+                Fault::Gap,
+                format!("expected seq {} after {last_seq}: events are missing or out of order", last_seq + 1),
+            ))
         } else if prev != last_hash {
-            Err(broken("prev_hash does not match the previous event's hash: the chain is broken here".into()))
+            Err(broken(
+                Fault::Hash,
+                "prev_hash does not match the previous event's hash: the chain is broken here".into(),
+            ))
         } else if self.station_id.as_deref().is_some_and(|expected| expected != station_id) {
-            Err(broken(format!("station_id \"{station_id}\" is not the station's")))
+            Err(broken(Fault::Station, format!("station_id \"{station_id}\" is not the station's")))
         } else {
             self.events += 1;
             self.first_seq.get_or_insert(event.seq);
@@ -158,7 +197,7 @@ impl ChainVerifier {
                 ),
                 None => "the log holds no events; a whole log begins at seq 1".to_owned(),
             };
-            return Err(Broken { line: 0, seq: None, why, computed_hash: None });
+            return Err(Broken { line: 0, seq: None, fault: Fault::Start, why, computed_hash: None });
         };
         Ok(Verified {
             events: self.events,
@@ -178,33 +217,35 @@ impl ChainVerifier {
         let lenient = || serde_json::from_str::<Map<String, Value>>(body).ok().and_then(|o| o.get("seq")?.as_i64());
         let seq =
             object.as_ref().ok().and_then(|o| o.get("seq")).and_then(Value::as_i64).or_else(lenient).or(stored_seq);
-        let broken = |why: String| Broken { line, seq, why, computed_hash: Some(computed.clone()) };
-        let object = object.map_err(&broken)?;
-        let seq = seq.filter(|s| *s >= 1).ok_or_else(|| broken("no `seq` (a whole number from 1)".into()))?;
+        let broken = |fault, why: String| Broken { line, seq, fault, why, computed_hash: Some(computed.clone()) };
+        let encoding = |why: String| broken(Fault::Encoding, why);
+        let object = object.map_err(encoding)?;
+        let seq = seq.filter(|s| *s >= 1).ok_or_else(|| encoding("no `seq` (a whole number from 1)".into()))?;
         if stored_seq.is_some_and(|stored| stored != seq) {
-            return Err(broken(format!("stored as seq {} but its body says seq {seq}", stored_seq.unwrap_or(0))));
+            return Err(encoding(format!("stored as seq {} but its body says seq {seq}", stored_seq.unwrap_or(0))));
         }
         if canonical(&object) != body {
-            return Err(broken(
+            return Err(encoding(
                 "the event's bytes are not its canonical encoding (RFC 8785): white space, escapes, \
                  number form or key order were changed, so they are not the bytes the station signed"
                     .into(),
             ));
         }
         let text =
-            |name: &str| object.get(name).and_then(Value::as_str).ok_or_else(|| broken(format!("no `{name}` text")));
+            |name: &str| object.get(name).and_then(Value::as_str).ok_or_else(|| encoding(format!("no `{name}` text")));
         let (prev, station_id, kind) = (text("prev_hash")?, text("station_id")?, text("kind")?);
 
         match &self.last {
             Some((last_seq, last_hash)) => {
                 if seq != last_seq + 1 {
-                    return Err(broken(format!(
-                        "expected seq {} after {last_seq}: events are missing or out of order",
-                        last_seq + 1
-                    )));
+                    return Err(broken(
+                        Fault::Gap,
+                        format!("expected seq {} after {last_seq}: events are missing or out of order", last_seq + 1),
+                    ));
                 }
                 if prev != last_hash {
                     return Err(broken(
+                        Fault::Hash,
                         "prev_hash does not match the previous event's hash: the chain is broken here".into(),
                     ));
                 }
@@ -212,16 +253,22 @@ impl ChainVerifier {
             None => match &self.expect.head {
                 Some((head_seq, head_hash)) => {
                     if seq != *head_seq || hash != head_hash || computed != hash {
-                        return Err(broken(format!(
-                            "the log must begin with the head you hold, seq {head_seq} hash {head_hash}; it \
+                        return Err(broken(
+                            Fault::Start,
+                            format!(
+                                "the log must begin with the head you hold, seq {head_seq} hash {head_hash}; it \
                              begins with seq {seq} hash {hash}: the station has gone back or been replaced, \
                              or the pull does not overlap the last one"
-                        )));
+                            ),
+                        ));
                     }
                     // The same bytes the caller verified before: the key in force after them is
                     // the one it was given. Only the station must still be the same.
                     if self.station_id.as_deref().is_some_and(|expected| expected != station_id) {
-                        return Err(broken(format!("station_id \"{station_id}\" is not the expected one")));
+                        return Err(broken(
+                            Fault::Station,
+                            format!("station_id \"{station_id}\" is not the expected one"),
+                        ));
                     }
                     self.station_id.get_or_insert_with(|| station_id.to_owned());
                     self.events += 1;
@@ -230,77 +277,90 @@ impl ChainVerifier {
                     return Ok(());
                 }
                 None if seq != 1 => {
-                    return Err(broken(format!(
-                        "the log begins at seq {seq}, not 1: events before it are missing. To check a \
+                    return Err(broken(
+                        Fault::Start,
+                        format!(
+                            "the log begins at seq {seq}, not 1: events before it are missing. To check a \
                          partial pull give --expect-head SEQ:HASH of the last event you hold"
-                    )));
+                        ),
+                    ));
                 }
                 None if prev != GENESIS_HASH => {
-                    return Err(broken("the first event must follow the genesis hash (64 zeros)".into()));
+                    return Err(broken(Fault::Start, "the first event must follow the genesis hash (64 zeros)".into()));
                 }
                 None => {}
             },
         }
         match &self.station_id {
             Some(expected) if expected != station_id => {
-                return Err(broken(format!(
-                    "station_id \"{station_id}\" is not \"{expected}\": this is another station's event"
-                )));
+                return Err(broken(
+                    Fault::Station,
+                    format!("station_id \"{station_id}\" is not \"{expected}\": this is another station's event"),
+                ));
             }
             Some(_) => {}
             None => self.station_id = Some(station_id.to_owned()),
         }
         if computed != hash {
-            return Err(broken("hash does not match the event's contents: the event was altered".into()));
+            return Err(broken(Fault::Hash, "hash does not match the event's contents: the event was altered".into()));
         }
 
         // The key that signs this event, and the key in force after it.
         let declared =
-            |name: &str| text(name).and_then(|k| parse_public_key(k).map_err(|e| broken(format!("{name}: {e}"))));
+            |name: &str| text(name).and_then(|k| parse_public_key(k).map_err(|e| encoding(format!("{name}: {e}"))));
         let (signer, next) = match kind {
             "key_replaced" => {
                 let new = declared("public_key")?;
                 let old = object.get("old_public_key").and_then(Value::as_str);
                 if !self.expect.accepted_replacements.contains(&seq) {
-                    return Err(broken(format!(
-                        "the station replaced its key: it reports key {} lost and signs from here with {}. \
+                    return Err(broken(
+                        Fault::Key,
+                        format!(
+                            "the station replaced its key: it reports key {} lost and signs from here with {}. \
                          Nothing proves this is the same station; only if you have confirmed it with the \
                          station, accept it with --accept-key-replacement {seq}",
-                        old.unwrap_or("(unknown)"),
-                        hex::encode(new.to_bytes())
-                    )));
+                            old.unwrap_or("(unknown)"),
+                            hex::encode(new.to_bytes())
+                        ),
+                    ));
                 }
                 if old.is_some_and(|old| old != self.key_hex) {
-                    return Err(broken(format!(
-                        "key_replaced names the old key {}, but the log was signed with {}",
-                        old.unwrap_or_default(),
-                        self.key_hex
-                    )));
+                    return Err(broken(
+                        Fault::Key,
+                        format!(
+                            "key_replaced names the old key {}, but the log was signed with {}",
+                            old.unwrap_or_default(),
+                            self.key_hex
+                        ),
+                    ));
                 }
                 (new, Some(new))
             }
             "key_rotated" => {
-                self.declares_current(&object, "public_key").map_err(&broken)?;
+                self.declares_current(&object, "public_key").map_err(|why| broken(Fault::Key, why))?;
                 (self.key, Some(declared("new_public_key")?))
             }
             "station_started" => {
-                self.declares_current(&object, "public_key").map_err(&broken)?;
+                self.declares_current(&object, "public_key").map_err(|why| broken(Fault::Key, why))?;
                 (self.key, None)
             }
             _ => (self.key, None),
         };
         if seq > self.expect.signatures_checked_through || next.is_some() {
-            let digest = hex::decode(hash).map_err(|_| broken("hash is not hex".into()))?;
+            let digest = hex::decode(hash).map_err(|_| encoding("hash is not hex".into()))?;
             let signature = hex::decode(sig)
                 .ok()
                 .and_then(|b| <[u8; 64]>::try_from(b).ok())
                 .map(|b| Signature::from_bytes(&b))
-                .ok_or_else(|| broken("sig is not 128 hex digits".into()))?;
+                .ok_or_else(|| encoding("sig is not 128 hex digits".into()))?;
             signer.verify_strict(&digest, &signature).map_err(|_| {
-                broken(format!(
-                    "signature does not verify with the station's public key {}",
-                    hex::encode(signer.to_bytes())
-                ))
+                broken(
+                    Fault::Signature,
+                    format!(
+                        "signature does not verify with the station's public key {}",
+                        hex::encode(signer.to_bytes())
+                    ),
+                )
             })?;
         }
         if let Some(next) = next {

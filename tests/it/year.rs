@@ -287,7 +287,13 @@ async fn a_simulated_year_with_outages_and_failures_keeps_the_plan() {
     let report_period = loa::time::calendar::parse_period("2026-H2", hanoi()).unwrap();
     let since = events.first().and_then(|e| e["at"].as_i64()).and_then(DateTime::from_timestamp_millis);
     let logged: Vec<_> = stored.iter().map(|e| loa::proof::events::Logged::of(e).unwrap()).collect();
-    let report = loa::audit::compliance::report(&config, &report_period, &logged, clock.now(), since);
+    let report = loa::audit::compliance::report(
+        loa::audit::compliance::Subject::of(&config),
+        &report_period,
+        &logged,
+        clock.now(),
+        since,
+    );
     for (quota_index, language) in [(0, "vi"), (1, "hmn")] {
         let quota = &report.quotas[quota_index];
         for week in &quota.periods {

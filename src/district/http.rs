@@ -1,0 +1,388 @@
+//! `loa district serve`: the office's dashboard (Vietnamese, printable, plain HTML that works on
+//! a phone), its JSON status, period reports, and the push receiver for stations behind 4G
+//! routers and CGNAT that cannot be pulled. While serving it also pulls on a schedule and raises
+//! `unreachable` for stations gone silent. Same connection limits as a station's API
+//! (`http::conn`); a push is authenticated before its body is read, and bounded.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::Office;
+use super::witness::{AlarmKind, Batch};
+use crate::audit::compliance::{REPORT_STYLE, ReportFormat, escape, status_vi, time_vi};
+use crate::http::conn;
+use crate::proof::events::{Counted, Logged};
+
+/// A push carries at most this much (10,000 events of about 1 KiB, with room).
+const MAX_PUSH_BYTES: usize = 32 << 20;
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({"error": {"code": code, "message": message.into()}}))).into_response()
+}
+
+pub fn router(office: Arc<Office>) -> Router {
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/station/{id}", get(station_page))
+        .route("/report", get(report))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/push", post(push))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such page") })
+        .with_state(office)
+}
+
+/// Serves until `shutdown` resolves, pulling every `pull_every` meanwhile.
+pub async fn serve(
+    office: Arc<Office>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let registry = conn::Registry::default();
+    let limits = conn::Limits { max_connections: 256, max_per_peer: 64 };
+    let app = router(Arc::clone(&office));
+    let every = office.config.pull_every;
+    let puller = {
+        let (office, mut stopping) = (Arc::clone(&office), stopping.clone());
+        async move {
+            loop {
+                let round = super::pull::pull_all(Arc::clone(&office), None);
+                tokio::select! {
+                    contacts = round => log_round(&contacts),
+                    _ = stopping.wait_for(|s| *s) => return,
+                }
+                let reach = Arc::clone(&office);
+                let _ = tokio::task::spawn_blocking(move || reach.check_reachability()).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stopping.wait_for(|s| *s) => return,
+                }
+            }
+        }
+    };
+    let stopper = async {
+        shutdown.await;
+        let _ = stop.send(true);
+    };
+    tokio::join!(conn::accept_loop(listener, None, registry.clone(), app, limits, stopping), puller, stopper);
+    conn::drain(&registry).await;
+    Ok(())
+}
+
+fn log_round(contacts: &[super::Contact]) {
+    for c in contacts {
+        match &c.error {
+            Some(e) => tracing::warn!(station = %c.station_id, "pull failed: {e}"),
+            None => {
+                tracing::info!(station = %c.station_id, accepted = c.accepted, head = c.head_seq, alarms = ?c.alarms, "pulled")
+            }
+        }
+    }
+}
+
+async fn status(State(office): State<Arc<Office>>) -> Response {
+    match tokio::task::spawn_blocking(move || office.status()).await {
+        Ok(Ok(stations)) => axum::Json(json!({ "stations": stations })).into_response(),
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+/// `POST /api/v1/push`: `Authorization: Bearer <push token>`, body: the station's new events as
+/// JSON Lines (its export lines, oldest first, beginning with the last one the office holds).
+async fn push(State(office): State<Arc<Office>>, request: Request) -> Response {
+    let presented = bearer(request.headers());
+    let who = {
+        let office = Arc::clone(&office);
+        tokio::task::spawn_blocking(move || presented.map(|t| office.push_token_station(&t)).transpose()).await
+    };
+    let station_id = match who {
+        Ok(Ok(Some(Some(id)))) => id,
+        Ok(Ok(_)) => {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "give the push token from `loa district token create --station ID` as Authorization: Bearer …",
+            );
+        }
+        Ok(Err(e)) => return error(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    };
+    let Some(station) = office.config.station(&station_id).cloned() else {
+        return error(
+            StatusCode::FORBIDDEN,
+            "unknown_station",
+            format!("station {station_id} is no longer in district.toml"),
+        );
+    };
+    let body = match axum::body::to_bytes(request.into_body(), MAX_PUSH_BYTES).await {
+        Ok(body) => body,
+        Err(_) => {
+            return error(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "push at most 10,000 events (32 MiB) at a time");
+        }
+    };
+    let Ok(text) = String::from_utf8(body.to_vec()) else {
+        return error(StatusCode::BAD_REQUEST, "not_utf8", "the body must be the export's JSON Lines (UTF-8)");
+    };
+    let lines: Vec<String> = text.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect();
+    if lines.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "empty",
+            "send at least one event (the last one the office holds first)",
+        );
+    }
+    let judged = tokio::task::spawn_blocking(move || {
+        let first = lines.first().and_then(|l| super::witness::seq_of(l)).unwrap_or(1);
+        let batch = Batch {
+            lines: lines.iter().map(String::as_str).collect(),
+            reported_head: None,
+            reported_key: None,
+            after_seq: first - 1,
+        };
+        office.ingest(&station, &batch)
+    })
+    .await;
+    match judged {
+        Ok(Ok(contact)) => {
+            let status = if contact.clean() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+            let alarms: Vec<&str> = contact.alarms.iter().map(|k| k.as_str()).collect();
+            let body = json!({
+                "accepted": contact.accepted,
+                "head": { "seq": contact.head_seq, "hash": contact.head_hash },
+                "alarms": alarms,
+                "receipt": contact.receipt,
+            });
+            (status, axum::Json(body)).into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    value.strip_prefix("Bearer ").map(|t| t.trim().to_owned())
+}
+
+#[derive(Deserialize)]
+struct ReportQuery {
+    period: Option<String>,
+    format: Option<String>,
+}
+
+async fn report(State(office): State<Arc<Office>>, Query(query): Query<ReportQuery>) -> Response {
+    let tz = office.config.timezone;
+    let Some(period) = query.period.as_deref() else {
+        return error(StatusCode::BAD_REQUEST, "period", "give ?period=2026-W48, 2026-11, 2026-Q4, 2026-H2 or 2026");
+    };
+    let period = match crate::time::calendar::parse_period(period, tz) {
+        Ok(period) => period,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "period", e),
+    };
+    let format: ReportFormat = match query.format.as_deref().unwrap_or("html").parse() {
+        Ok(format) => format,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "format", e),
+    };
+    let now = office.clock.now();
+    match tokio::task::spawn_blocking(move || super::report::build(&office, &period, now)).await {
+        Ok(Ok(report)) => {
+            let (body, content_type) = super::report::render(&report, format);
+            ([(header::CONTENT_TYPE, content_type)], body).into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, "report", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+/// An alarm in plain words, for the clerk.
+pub fn alarm_vi(kind: &str, seq: Option<i64>, detail: &str) -> String {
+    let at = seq.map(|s| format!(" (bản ghi {s})")).unwrap_or_default();
+    let words = match kind.parse::<AlarmKind>() {
+        Ok(AlarmKind::Rollback) => "Nhật ký của đài bị khôi phục từ bản sao cũ: mất các bản ghi phòng đã nhận",
+        Ok(AlarmKind::Fork) => "Đài ký hai bản ghi khác nhau cho cùng một số thứ tự (nhật ký bị rẽ nhánh)",
+        Ok(AlarmKind::KeyChanged) => "Khóa ký của đài đã thay đổi: có thể đài bị thay máy",
+        Ok(AlarmKind::BadHash) => "Bản ghi bị sửa trên đường truyền hoặc trên máy đài",
+        Ok(AlarmKind::BadSignature) => "Chữ ký số của bản ghi không hợp lệ",
+        Ok(AlarmKind::Gap) => "Thiếu bản ghi trong nhật ký",
+        Ok(AlarmKind::WrongStation) => "Bản ghi của một đài khác",
+        Ok(AlarmKind::Unreachable) => "Không liên lạc được với đài quá lâu",
+        Err(_) => "Cảnh báo",
+    };
+    let missing = (kind == "rollback").then(|| missing_range(detail)).flatten().unwrap_or_default();
+    format!("{words}{missing}{at}")
+}
+
+/// "events 41–57" in a rollback's detail → ": mất các bản ghi 41–57".
+fn missing_range(detail: &str) -> Option<String> {
+    let start = detail.find("events ")? + 7;
+    let range: String = detail[start..].chars().take_while(|c| c.is_ascii_digit() || *c == '–').collect();
+    range.contains('–').then(|| format!(" {range}"))
+}
+
+fn page(title: &str, body: &str) -> Html<String> {
+    Html(format!(
+        r#"<!DOCTYPE html>
+<html lang="vi"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title><style>{REPORT_STYLE}
+body {{ margin: 1em; font-family: system-ui, sans-serif; font-size: 15px; }}
+.alarm {{ color: #b00; font-weight: bold; }} .ok {{ color: #060; }}
+table {{ font-size: 14px; }} nav a {{ margin-right: 1em; }}
+@media (max-width: 600px) {{ td, th {{ display: block; border: none; }} tr {{ border-bottom: 1px solid #999; display: block; }} }}
+</style></head><body>{body}</body></html>"#,
+        title = escape(title)
+    ))
+}
+
+async fn dashboard(State(office): State<Arc<Office>>) -> Response {
+    let now = office.clock.now();
+    let built = tokio::task::spawn_blocking(move || {
+        let status = office.status()?;
+        let tz = office.config.timezone;
+        let week = crate::time::calendar::period_of(crate::time::calendar::QuotaPeriod::Week, now, tz);
+        let month = crate::time::calendar::period_of(crate::time::calendar::QuotaPeriod::Month, now, tz);
+        let weekly = super::report::build(&office, &week, now).map_err(|e| e.to_string());
+        let monthly = super::report::build(&office, &month, now).map_err(|e| e.to_string());
+        let last_airings: Vec<Option<String>> =
+            office.config.stations.iter().map(|s| last_airing(&office, &s.id).ok().flatten()).collect();
+        Ok::<_, super::store::DistrictStoreError>((
+            office.config.name.clone(),
+            status,
+            weekly,
+            monthly,
+            last_airings,
+            tz,
+        ))
+    })
+    .await;
+    let Ok(Ok((name, status, weekly, monthly, last_airings, tz))) = built else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "store", "the office database does not answer");
+    };
+    let local = |rfc: &Option<String>| {
+        rfc.as_deref()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| time_vi(&t.with_timezone(&tz).to_rfc3339()))
+            .unwrap_or_else(|| "chưa có".to_owned())
+    };
+    let standing = |report: &Result<super::report::OfficeReport, String>, i: usize| match report {
+        Ok(r) => r.stations.get(i).map_or(String::new(), |s| {
+            s.quotas
+                .iter()
+                .map(|q| {
+                    let class = if q.met { "ok" } else { "alarm" };
+                    format!(
+                        "<span class=\"{class}\">{}: {}</span>",
+                        escape(&q.quota),
+                        if q.met { "đạt" } else { "chưa đạt" }
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("<br>")
+        }),
+        Err(e) => escape(e),
+    };
+    let mut rows = String::new();
+    for (i, s) in status.iter().enumerate() {
+        let alarms = if s.alarms.is_empty() {
+            "<span class=\"ok\">Không</span>".to_owned()
+        } else {
+            s.alarms
+                .iter()
+                .map(|a| {
+                    format!("<div class=\"alarm\">#{} {}</div>", a.id, escape(&alarm_vi(&a.kind, a.seq, &a.detail)))
+                })
+                .collect::<String>()
+        };
+        rows.push_str(&format!(
+            "<tr><td><a href=\"/station/{id}\">{name}</a></td><td>{contact}</td><td>{week}</td><td>{month}</td><td>{last}</td><td>{alarms}</td></tr>\n",
+            id = escape(&s.id),
+            name = escape(&s.name),
+            contact = local(&s.last_ok_at),
+            week = standing(&weekly, i),
+            month = standing(&monthly, i),
+            last = local(&last_airings[i]),
+        ));
+    }
+    let periods: String = crate::time::calendar::recent_periods(now.with_timezone(&tz).date_naive())
+        .into_iter()
+        .map(|(label, code)| {
+            format!(
+                "<li>{label}: <a href=\"/report?period={code}&amp;format=html\">xem, in</a> · <a href=\"/report?period={code}&amp;format=csv\">tải CSV</a></li>"
+            )
+        })
+        .collect();
+    let body = format!(
+        "<h1>{}</h1><p class=\"center\">Theo dõi các đài truyền thanh cơ sở</p>\
+         <table><tr><th>Đài</th><th>Liên lạc gần nhất</th><th>Tuần này</th><th>Tháng này</th><th>Lần phát gần nhất</th><th>Cảnh báo</th></tr>\n{rows}</table>\
+         <h2>Báo cáo</h2><ul>{periods}</ul>\
+         <p class=\"small\">Xác nhận đã xử lý một cảnh báo: <code>loa district ack SỐ --note \"…\"</code> (cảnh báo và ghi chú đều được lưu lại).</p>",
+        escape(&name)
+    );
+    page(&name, &body).into_response()
+}
+
+/// When the station's last airing ended (RFC 3339), from the held log.
+fn last_airing(office: &Office, station: &str) -> Result<Option<String>, super::store::DistrictStoreError> {
+    let latest = office.with_store(|s| s.latest(station, 200))?;
+    Ok(latest
+        .iter()
+        .find(|e| matches!(Logged::parse(&e.body, &e.hash).map(|l| l.what), Ok(Counted::AiringEnded { .. })))
+        .and_then(|e| DateTime::<Utc>::from_timestamp_millis(e.at))
+        .map(|t| t.to_rfc3339()))
+}
+
+async fn station_page(State(office): State<Arc<Office>>, Path(id): Path<String>) -> Response {
+    let Some(station) = office.config.station(&id).cloned() else {
+        return error(StatusCode::NOT_FOUND, "not_found", format!("no station {id} in district.toml"));
+    };
+    let tz = office.config.timezone;
+    let office2 = Arc::clone(&office);
+    let station_id = station.id.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        let latest = office2.with_store(|s| s.latest(&station_id, 100))?;
+        let alarms = office2.with_store(|s| s.alarms(Some(&station_id), false))?;
+        Ok::<_, super::store::DistrictStoreError>((latest, alarms))
+    })
+    .await;
+    let Ok(Ok((latest, alarms))) = read else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "store", "the office database does not answer");
+    };
+    let mut rows = String::new();
+    for e in &latest {
+        let Ok(logged) = Logged::parse(&e.body, &e.hash) else { continue };
+        let at = DateTime::<Utc>::from_timestamp_millis(e.at).map(|t| time_vi(&t.with_timezone(&tz).to_rfc3339()));
+        let what = match &logged.what {
+            Counted::AiringEnded { status, topic, language, .. } => {
+                format!("{} — {}/{}", status_vi(status.as_str()), escape(topic), escape(language))
+            }
+            Counted::SlotMissed { reason } => format!("{} ({})", status_vi("missed"), reason.as_str()),
+            Counted::Other => continue,
+        };
+        rows.push_str(&format!("<tr><td>{}</td><td>{}</td><td>{what}</td></tr>", e.seq, at.unwrap_or_default()));
+    }
+    let alarm_rows: String = alarms
+        .iter()
+        .map(|a| {
+            let state = match &a.note {
+                Some(note) => format!("đã xử lý: {}", escape(note)),
+                None => "<span class=\"alarm\">chưa xử lý</span>".to_owned(),
+            };
+            format!("<li>#{} {} — {state}</li>", a.id, escape(&alarm_vi(&a.kind, a.seq, &a.detail)))
+        })
+        .collect();
+    let body = format!(
+        "<nav><a href=\"/\">← Các đài</a></nav><h1>{}</h1><h2>Cảnh báo</h2><ul>{}</ul>\
+         <h2>Các lượt phát gần đây</h2><table><tr><th>Bản ghi</th><th>Lúc</th><th>Kết quả</th></tr>{rows}</table>",
+        escape(&station.name),
+        if alarm_rows.is_empty() { "<li class=\"ok\">Không có</li>".to_owned() } else { alarm_rows },
+    );
+    page(&station.name, &body).into_response()
+}

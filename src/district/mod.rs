@@ -1,0 +1,241 @@
+//! `loa district`: the auditing office above the stations. It holds each station to account
+//! without trusting the box: it pins each station's key (`config`), remembers every event it
+//! verified and each station's head (`store`), only moves a head forward along the chain it has
+//! seen and raises an alarm for anything else (`witness`), pulls stations over their API or takes
+//! their pushes (`pull`, `http`), signs a receipt for what it holds (`receipt`), and reports
+//! across stations (`report`).
+//!
+//! [`Office`] is the one entry: the CLI verbs and the server both go through it, so a pulled
+//! batch and a pushed one are judged by the same code.
+
+pub mod config;
+pub mod http;
+pub mod pull;
+pub mod receipt;
+pub mod report;
+pub mod store;
+pub mod witness;
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::proof::{KeyError, StationKey};
+use crate::time::clock::Clock;
+use config::{DistrictConfig, StationEntry};
+use store::{Alarm, DistrictStore, DistrictStoreError};
+use witness::{AlarmKind, Batch, Finding};
+
+pub const KEY_FILE: &str = "district.key";
+
+#[derive(Debug, thiserror::Error)]
+pub enum OfficeError {
+    #[error("cannot create data_dir {}: {source}; check district.data_dir in {}", dir.display(), config.display())]
+    DataDir { dir: std::path::PathBuf, config: std::path::PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] DistrictStoreError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
+/// The office: its config, its memory, its key and its clock.
+pub struct Office {
+    pub config: DistrictConfig,
+    store: Mutex<DistrictStore>,
+    key: StationKey,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// What one contact with a station (a pull or a push) came to.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Contact {
+    pub station_id: String,
+    /// Events verified and stored now.
+    pub accepted: usize,
+    pub head_seq: i64,
+    pub head_hash: String,
+    /// Alarms raised now (kinds).
+    pub alarms: Vec<AlarmKind>,
+    /// Why the station could not be reached or read, if it could not.
+    pub error: Option<String>,
+    /// The office's signed receipt for what it holds, when the contact was clean.
+    #[serde(skip)]
+    pub receipt: Option<String>,
+}
+
+impl Contact {
+    pub fn clean(&self) -> bool {
+        self.alarms.is_empty() && self.error.is_none()
+    }
+}
+
+/// One station in `status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StationStatus {
+    pub id: String,
+    pub name: String,
+    pub head_seq: i64,
+    pub head_hash: String,
+    /// RFC 3339 UTC of the last clean pull or push.
+    pub last_ok_at: Option<String>,
+    /// Open (unacknowledged) alarms, newest first.
+    pub alarms: Vec<Alarm>,
+}
+
+impl Office {
+    pub fn open(config: DistrictConfig, clock: Arc<dyn Clock>) -> Result<Office, OfficeError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| OfficeError::DataDir {
+            dir: config.data_dir.clone(),
+            config: config.path.clone(),
+            source,
+        })?;
+        let store = DistrictStore::open(&config.data_dir)?;
+        let key = crate::proof::load_or_create(&config.data_dir, KEY_FILE)?;
+        Ok(Office { config, store: Mutex::new(store), key, clock })
+    }
+
+    /// The office's public key (hex): what a station checks receipts with.
+    pub fn public_key_hex(&self) -> String {
+        self.key.public_key_hex()
+    }
+
+    fn store(&self) -> std::sync::MutexGuard<'_, DistrictStore> {
+        self.store.lock().expect("the office store lock")
+    }
+
+    /// Judges a batch from `station` (pulled or pushed) and records the outcome: verified events
+    /// stored, head moved, alarms raised. Blocking (signature checks, SQLite): call it off an
+    /// async runtime's worker threads.
+    pub fn ingest(&self, station: &StationEntry, batch: &Batch) -> Result<Contact, DistrictStoreError> {
+        let now = self.clock.now().timestamp_millis();
+        let pinned = hex::encode(station.public_key.to_bytes());
+        let (held, held_hashes) = {
+            let mut store = self.store();
+            let held = store.held(&station.id, &pinned, now)?;
+            // The hashes of held events the batch repeats (the overlap: usually one).
+            let mut hashes = std::collections::HashMap::new();
+            for line in &batch.lines {
+                if let Some(seq) = witness::seq_of(line).filter(|seq| *seq <= held.head_seq) {
+                    if let Some(hash) = store.hash_at(&station.id, seq)? {
+                        hashes.insert(seq, hash);
+                    }
+                }
+            }
+            (held, hashes)
+        };
+        let decision = witness::witness(&station.id, &held, |seq| held_hashes.get(&seq).cloned(), batch);
+        let mut store = self.store();
+        let mut raised = Vec::new();
+        for Finding { kind, seq, detail, evidence } in &decision.findings {
+            store.raise(&station.id, kind.as_str(), *seq, detail, evidence.as_deref(), now)?;
+            tracing::warn!(station = %station.id, kind = kind.as_str(), ?seq, "{detail}");
+            raised.push(*kind);
+        }
+        let clean = raised.is_empty();
+        if clean {
+            store.accept(&station.id, &decision.accepted, &decision.key, now)?;
+        } else if !decision.accepted.is_empty() {
+            // Events verified before the first bad one are good evidence: keep them, but the
+            // contact was not clean.
+            store.accept_without_contact(&station.id, &decision.accepted, &decision.key, now)?;
+        }
+        let (head_seq, head_hash) = match decision.accepted.last() {
+            Some(last) => (last.seq, last.hash.clone()),
+            None => (held.head_seq, held.head_hash.clone()),
+        };
+        let receipt = (clean && head_seq > 0)
+            .then(|| receipt::sign(&self.key, &self.config.name, &station.id, head_seq, &head_hash, self.clock.now()));
+        Ok(Contact {
+            station_id: station.id.clone(),
+            accepted: decision.accepted.len(),
+            head_seq,
+            head_hash,
+            alarms: raised,
+            error: None,
+            receipt,
+        })
+    }
+
+    /// What the office holds of `station`.
+    pub fn held(&self, station: &StationEntry) -> Result<store::Held, DistrictStoreError> {
+        let now = self.clock.now().timestamp_millis();
+        self.store().held(&station.id, &hex::encode(station.public_key.to_bytes()), now)
+    }
+
+    /// Raises `unreachable` for every station with no clean contact for `stale_after` (counted
+    /// from its enrolment when it never had one). Returns the stations it raised it for.
+    pub fn check_reachability(&self) -> Result<Vec<String>, DistrictStoreError> {
+        let now = self.clock.now();
+        let mut store = self.store();
+        let mut raised = Vec::new();
+        for station in &self.config.stations {
+            let held = store.held(&station.id, &hex::encode(station.public_key.to_bytes()), now.timestamp_millis())?;
+            let since = held.last_ok_at.unwrap_or(held.enrolled_at);
+            let silent = now - DateTime::<Utc>::from_timestamp_millis(since).unwrap_or(now);
+            if silent > self.config.stale_after {
+                let detail = format!(
+                    "no clean pull or push for {} hours (district.stale_after_hours = {}): the station is off, \
+                     its network is down, or its token was revoked",
+                    silent.num_hours(),
+                    self.config.stale_after.num_hours()
+                );
+                let kind = AlarmKind::Unreachable.as_str();
+                if store.raise(&station.id, kind, None, &detail, None, now.timestamp_millis())?.is_some() {
+                    tracing::warn!(station = %station.id, "{detail}");
+                    raised.push(station.id.clone());
+                }
+            }
+        }
+        Ok(raised)
+    }
+
+    /// Every configured station: what the office holds and its open alarms.
+    pub fn status(&self) -> Result<Vec<StationStatus>, DistrictStoreError> {
+        let now = self.clock.now().timestamp_millis();
+        let mut store = self.store();
+        let mut out = Vec::with_capacity(self.config.stations.len());
+        for station in &self.config.stations {
+            let held = store.held(&station.id, &hex::encode(station.public_key.to_bytes()), now)?;
+            out.push(StationStatus {
+                id: station.id.clone(),
+                name: station.name.clone(),
+                head_seq: held.head_seq,
+                head_hash: held.head_hash,
+                last_ok_at: held.last_ok_at.and_then(DateTime::from_timestamp_millis).map(|t| t.to_rfc3339()),
+                alarms: store.alarms(Some(&station.id), true)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// A clerk's acknowledgement of an alarm, with a note; both stay on record.
+    pub fn acknowledge(&self, alarm: i64, note: &str) -> Result<Alarm, DistrictStoreError> {
+        let now = self.clock.now().timestamp_millis();
+        self.store().acknowledge(alarm, note, now)
+    }
+
+    /// A new push token for `station` (shown once; stored as SHA-256).
+    pub fn create_push_token(&self, station: &str) -> Result<String, OfficeError> {
+        let secret = crate::model::token::generate()
+            .map_err(|e| KeyError::Io { path: self.config.data_dir.clone(), source: e })?;
+        let now = self.clock.now().timestamp_millis();
+        self.store().add_push_token(station, &crate::model::token::digest(&secret), now)?;
+        Ok(secret)
+    }
+
+    /// The station a push token belongs to.
+    pub fn push_token_station(&self, presented: &str) -> Result<Option<String>, DistrictStoreError> {
+        let digest = crate::model::token::digest(presented);
+        let tokens = self.store().push_tokens()?;
+        Ok(tokens
+            .into_iter()
+            .find(|(_, stored)| crate::model::token::same_digest(stored, &digest))
+            .map(|(station, _)| station))
+    }
+
+    /// Runs `f` with the office's store (reports, the dashboard).
+    pub fn with_store<R>(&self, f: impl FnOnce(&DistrictStore) -> R) -> R {
+        f(&self.store())
+    }
+}

@@ -1,0 +1,217 @@
+//! Reports across stations for a period (week … year): one row per station, computed from the
+//! events the office verified and holds (never from what a station says of itself) with the
+//! station's own report code (`audit::compliance`) held to the office's quotas.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Serialize;
+
+use super::Office;
+use super::store::DistrictStoreError;
+use crate::audit::compliance::{self, ReportFormat, Subject, escape, period_vi, status_vi};
+use crate::proof::events::{Counted, Logged};
+use crate::time::calendar::Period;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OfficeReport {
+    pub office: String,
+    pub period: String,
+    pub from: String,
+    pub to: String,
+    pub generated_at: String,
+    pub stations: Vec<StationRow>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StationRow {
+    pub station_id: String,
+    pub station_name: String,
+    pub quotas: Vec<QuotaRow>,
+    /// Airing endings and missed slots by status.
+    pub by_status: BTreeMap<String, u32>,
+    pub missed_slots: u32,
+    /// Airings recorded while the station's clock was not synchronised.
+    pub untrusted_clock_airings: u32,
+    pub open_alarms: usize,
+    /// The last event the office holds (ties the row to the verified log).
+    pub head_seq: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QuotaRow {
+    /// `cchc/week`, `cchc[hmn]/week`, …
+    pub quota: String,
+    /// No ended week or month of the period missed.
+    pub met: bool,
+    pub periods_met: usize,
+    pub periods_missed: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OfficeReportError {
+    #[error(transparent)]
+    Store(#[from] DistrictStoreError),
+    #[error("station {station}: the held event at seq {seq} does not read as its kind ({error})")]
+    Unreadable { station: String, seq: i64, error: serde_json::Error },
+}
+
+/// The report for `period` at `now`.
+pub fn build(office: &Office, period: &Period, now: DateTime<Utc>) -> Result<OfficeReport, OfficeReportError> {
+    let tz = office.config.timezone;
+    let local = |t: DateTime<Utc>| t.with_timezone(&tz).to_rfc3339();
+    // A month either side: quota weeks and months that straddle the period count whole.
+    let margin = TimeDelta::days(31);
+    let (from, to) = ((period.start - margin).timestamp_millis(), (period.end + margin).timestamp_millis());
+    let mut stations = Vec::with_capacity(office.config.stations.len());
+    for station in &office.config.stations {
+        let (held, alarms, first, events) = office.with_store(|store| {
+            Ok::<_, DistrictStoreError>((
+                store.latest(&station.id, 1)?,
+                store.alarms(Some(&station.id), true)?.len(),
+                store.first_event_at(&station.id)?,
+                store.events(&station.id, from, to)?,
+            ))
+        })?;
+        let logged = events
+            .iter()
+            .map(|e| {
+                Logged::parse(&e.body, &e.hash).map_err(|error| OfficeReportError::Unreadable {
+                    station: station.id.clone(),
+                    seq: e.seq,
+                    error,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let subject = Subject {
+            station_id: &station.id,
+            station_name: &station.name,
+            timezone: tz,
+            quotas: &office.config.quotas,
+        };
+        let since = first.and_then(DateTime::from_timestamp_millis);
+        let report = compliance::report(subject, period, &logged, now, since);
+        let in_period = |e: &&Logged| e.at >= period.start.timestamp_millis() && e.at < period.end.timestamp_millis();
+        let untrusted = logged
+            .iter()
+            .filter(in_period)
+            .filter(|e| matches!(e.what, Counted::AiringEnded { clock_synced: false, .. }))
+            .count() as u32;
+        let quotas = office
+            .config
+            .quotas
+            .iter()
+            .zip(&report.quotas)
+            .map(|(quota, q)| QuotaRow {
+                quota: quota.label(),
+                met: q.missed == 0,
+                periods_met: q.met,
+                periods_missed: q.missed,
+            })
+            .collect();
+        stations.push(StationRow {
+            station_id: station.id.clone(),
+            station_name: station.name.clone(),
+            quotas,
+            missed_slots: report.by_status.get("missed").copied().unwrap_or(0),
+            by_status: report.by_status,
+            untrusted_clock_airings: untrusted,
+            open_alarms: alarms,
+            head_seq: held.first().map_or(0, |e| e.seq),
+        });
+    }
+    Ok(OfficeReport {
+        office: office.config.name.clone(),
+        period: period.label.clone(),
+        from: local(period.start),
+        to: local(period.end),
+        generated_at: local(now),
+        stations,
+    })
+}
+
+/// The rendered report and its content type.
+pub fn render(report: &OfficeReport, format: ReportFormat) -> (Vec<u8>, &'static str) {
+    match format {
+        ReportFormat::Json => (serde_json::to_vec_pretty(report).expect("reports serialise"), "application/json"),
+        ReportFormat::Csv => (to_csv(report), "text/csv; charset=utf-8"),
+        ReportFormat::Html => (to_html(report).into_bytes(), "text/html; charset=utf-8"),
+    }
+}
+
+const STATUSES: [&str; 6] = ["completed", "partial", "interrupted", "preempted", "failed", "missed"];
+
+/// CSV for Excel (UTF-8 with BOM): one row per station, one column per quota.
+pub fn to_csv(report: &OfficeReport) -> Vec<u8> {
+    let mut out = "\u{feff}".as_bytes().to_vec();
+    {
+        let mut csv = csv::Writer::from_writer(&mut out);
+        let quotas: Vec<String> =
+            report.stations.first().map(|s| s.quotas.iter().map(|q| q.quota.clone()).collect()).unwrap_or_default();
+        let mut header: Vec<String> = ["station_id", "station_name", "period"].map(String::from).to_vec();
+        header.extend(quotas.iter().map(|q| format!("{q} met")));
+        header.extend(STATUSES.iter().map(|s| (*s).to_owned()));
+        header.extend(["untrusted_clock_airings", "open_alarms", "head_seq"].map(String::from));
+        csv.write_record(&header).expect("in-memory CSV");
+        for s in &report.stations {
+            let mut row = vec![s.station_id.clone(), s.station_name.clone(), report.period.clone()];
+            row.extend(s.quotas.iter().map(|q| q.met.to_string()));
+            row.extend(STATUSES.iter().map(|st| s.by_status.get(*st).copied().unwrap_or(0).to_string()));
+            row.extend([s.untrusted_clock_airings.to_string(), s.open_alarms.to_string(), s.head_seq.to_string()]);
+            let row = row.iter().map(|cell| crate::proof::export::spreadsheet_safe(cell).into_owned());
+            csv.write_record(row.collect::<Vec<_>>()).expect("in-memory CSV");
+        }
+        csv.flush().expect("in-memory CSV");
+    }
+    out
+}
+
+/// A printable report in Vietnamese: one row per station.
+pub fn to_html(report: &OfficeReport) -> String {
+    let mut rows = String::new();
+    for s in &report.stations {
+        let quotas: Vec<String> = s
+            .quotas
+            .iter()
+            .map(|q| {
+                let verdict = if q.met { "Đạt" } else { "Không đạt" };
+                format!("{}: {verdict} ({} kỳ đạt, {} kỳ không đạt)", escape(&q.quota), q.periods_met, q.periods_missed)
+            })
+            .collect();
+        let statuses: Vec<String> =
+            s.by_status.iter().map(|(status, n)| format!("{}: {n}", status_vi(status))).collect();
+        let alarms = if s.open_alarms > 0 {
+            format!("<b>{} cảnh báo chưa xử lý</b>", s.open_alarms)
+        } else {
+            "Không".to_owned()
+        };
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{alarms}</td></tr>\n",
+            escape(&s.station_name),
+            quotas.join("<br>"),
+            statuses.join("<br>"),
+            s.missed_slots,
+            s.untrusted_clock_airings,
+        ));
+    }
+    format!(
+        r#"<!DOCTYPE html>
+<html lang="vi"><head><meta charset="utf-8"><title>Báo cáo phát thanh CCHC các đài {period}</title>
+<style>{style}</style></head><body>
+<p>{office}</p>
+<h1>Báo cáo tổng hợp kết quả phát thanh cải cách hành chính của các đài</h1>
+<p class="center">Kỳ báo cáo: <b>{period}</b> (từ {from} đến {to})</p>
+<table><tr><th>Đài</th><th>Chỉ tiêu</th><th>Lượt phát theo trạng thái</th><th>Khung giờ bị lỡ</th><th>Lượt phát khi đồng hồ chưa đồng bộ</th><th>Cảnh báo</th></tr>
+{rows}</table>
+<div class="sign"><div>Người lập báo cáo<br><br><br>(Ký, ghi rõ họ tên)</div><div>Thủ trưởng đơn vị<br><br><br>(Ký, đóng dấu)</div></div>
+<p class="small">Số liệu lấy từ nhật ký phát sóng có chữ ký số của từng đài mà phòng đã kiểm tra và lưu giữ. Lập lúc {generated}.</p>
+</body></html>
+"#,
+        style = compliance::REPORT_STYLE,
+        office = escape(&report.office),
+        period = escape(&period_vi(&report.period)),
+        from = compliance::date_vi(&report.from, false),
+        to = compliance::date_vi(&report.to, true),
+        generated = compliance::time_vi(&report.generated_at),
+    )
+}

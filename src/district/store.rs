@@ -1,0 +1,337 @@
+//! The office's memory: one SQLite file, `<data_dir>/district.sqlite`. What it holds is what
+//! makes a signed chain evidence: every verified event of every station (append-only, like the
+//! station's log: nothing a station sends later can change them), each station's head and the
+//! key in force after it, the alarms (never deleted; acknowledged with a note, both kept) with
+//! the conflicting events they are about, and the push tokens (SHA-256 only).
+//!
+//! The only module of the district that touches rusqlite (tests/it/tidy.rs).
+
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite_migration::{M, Migrations};
+use serde::Serialize;
+
+pub const DATABASE_FILE: &str = "district.sqlite";
+
+static MIGRATIONS: LazyLock<Migrations<'static>> =
+    LazyLock::new(|| Migrations::new(vec![M::up(include_str!("v1_district.sql"))]));
+
+#[derive(Debug, thiserror::Error)]
+pub enum DistrictStoreError {
+    #[error("cannot open the office database {}: {source}", path.display())]
+    Open { path: PathBuf, source: rusqlite::Error },
+    #[error("the office database failed: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot bring the office database up to date: {0}")]
+    Migration(#[from] rusqlite_migration::Error),
+    #[error("there is no alarm {0}; `loa district status` lists them with their ids")]
+    NoSuchAlarm(i64),
+    #[error("alarm {id} was acknowledged already at {at}: {note}")]
+    AlreadyAcknowledged { id: i64, at: String, note: String },
+}
+
+/// What the office holds of one station.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Held {
+    /// 0 before the first event.
+    pub head_seq: i64,
+    pub head_hash: String,
+    /// The key in force after the head (the pinned key, until the log rotates it).
+    pub key: String,
+    /// UTC ms of the last pull or push that verified clean.
+    pub last_ok_at: Option<i64>,
+    /// UTC ms the station was enrolled (first seen in the config).
+    pub enrolled_at: i64,
+}
+
+/// An event as the station signed it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldEvent {
+    pub seq: i64,
+    /// The event's `at` (UTC ms).
+    pub at: i64,
+    pub body: String,
+    pub hash: String,
+    pub sig: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Alarm {
+    pub id: i64,
+    pub station_id: String,
+    pub kind: String,
+    pub seq: Option<i64>,
+    pub detail: String,
+    /// RFC 3339 UTC.
+    pub raised_at: String,
+    pub acknowledged_at: Option<String>,
+    pub note: Option<String>,
+}
+
+pub struct DistrictStore {
+    conn: Connection,
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn held_event(r: &Row) -> rusqlite::Result<HeldEvent> {
+    Ok(HeldEvent { seq: r.get(0)?, at: r.get(1)?, body: r.get(2)?, hash: r.get(3)?, sig: r.get(4)? })
+}
+
+const ALARM_COLUMNS: &str = "id, station_id, kind, seq, detail, raised_at, acknowledged_at, note";
+
+fn alarm_from_row(row: &Row) -> rusqlite::Result<Alarm> {
+    Ok(Alarm {
+        id: row.get(0)?,
+        station_id: row.get(1)?,
+        kind: row.get(2)?,
+        seq: row.get(3)?,
+        detail: row.get(4)?,
+        raised_at: rfc3339(row.get(5)?),
+        acknowledged_at: row.get::<_, Option<i64>>(6)?.map(rfc3339),
+        note: row.get(7)?,
+    })
+}
+
+/// Inserts `events` (received at `now`), moves the head to the last of them with the key in
+/// force after it, and when `clean` records a clean contact at `now`.
+fn insert_events(
+    tx: &rusqlite::Transaction,
+    station_id: &str,
+    events: &[HeldEvent],
+    key: &str,
+    (now, clean): (i64, bool),
+) -> Result<(), DistrictStoreError> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO events (station_id, seq, at, body, hash, sig, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for e in events {
+        insert.execute(params![station_id, e.seq, e.at, e.body, e.hash, e.sig, now])?;
+    }
+    if let Some(last) = events.last() {
+        tx.execute(
+            "UPDATE stations SET head_seq = ?2, head_hash = ?3, key = ?4 WHERE id = ?1",
+            params![station_id, last.seq, last.hash, key],
+        )?;
+    }
+    if clean {
+        tx.execute("UPDATE stations SET last_ok_at = ?2 WHERE id = ?1", params![station_id, now])?;
+    }
+    Ok(())
+}
+
+impl DistrictStore {
+    pub fn open(data_dir: &Path) -> Result<DistrictStore, DistrictStoreError> {
+        let path = data_dir.join(DATABASE_FILE);
+        let open_error = |source| DistrictStoreError::Open { path: path.clone(), source };
+        let mut conn = Connection::open(&path).map_err(open_error)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(open_error)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_error)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(open_error)?;
+        MIGRATIONS.to_latest(&mut conn)?;
+        Ok(DistrictStore { conn })
+    }
+
+    /// The station's record, made on first sight with its pinned key.
+    pub fn held(&mut self, station_id: &str, pinned_key: &str, now: i64) -> Result<Held, DistrictStoreError> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO stations (id, head_seq, head_hash, key, enrolled_at) VALUES (?1, 0, '', ?2, ?3)",
+            params![station_id, pinned_key, now],
+        )?;
+        Ok(self.conn.query_row(
+            "SELECT head_seq, head_hash, key, last_ok_at, enrolled_at FROM stations WHERE id = ?1",
+            [station_id],
+            |r| {
+                Ok(Held {
+                    head_seq: r.get(0)?,
+                    head_hash: r.get(1)?,
+                    key: r.get(2)?,
+                    last_ok_at: r.get(3)?,
+                    enrolled_at: r.get(4)?,
+                })
+            },
+        )?)
+    }
+
+    /// The hash of the event the office holds at `seq`.
+    pub fn hash_at(&self, station_id: &str, seq: i64) -> Result<Option<String>, DistrictStoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT hash FROM events WHERE station_id = ?1 AND seq = ?2", params![station_id, seq], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    /// Stores verified events and moves the head, in one transaction; a clean contact.
+    pub fn accept(
+        &mut self,
+        station_id: &str,
+        events: &[HeldEvent],
+        key: &str,
+        now: i64,
+    ) -> Result<(), DistrictStoreError> {
+        let tx = self.conn.transaction()?;
+        insert_events(&tx, station_id, events, key, (now, true))?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Stores verified events and moves the head, without counting the contact as clean (the
+    /// events before a bad one in the same batch).
+    pub fn accept_without_contact(
+        &mut self,
+        station_id: &str,
+        events: &[HeldEvent],
+        key: &str,
+        now: i64,
+    ) -> Result<(), DistrictStoreError> {
+        let tx = self.conn.transaction()?;
+        insert_events(&tx, station_id, events, key, (now, false))?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Raises an alarm, keeping `evidence` (the conflicting event as received) with it; an
+    /// alarm of the same kind at the same seq still open is not raised twice. Returns the new
+    /// alarm's id.
+    pub fn raise(
+        &mut self,
+        station_id: &str,
+        kind: &str,
+        seq: Option<i64>,
+        detail: &str,
+        evidence: Option<&str>,
+        now: i64,
+    ) -> Result<Option<i64>, DistrictStoreError> {
+        let tx = self.conn.transaction()?;
+        let open: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM alarms WHERE station_id = ?1 AND kind = ?2 AND seq IS ?3 AND acknowledged_at IS NULL",
+                params![station_id, kind, seq],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if open.is_some() {
+            return Ok(None);
+        }
+        tx.execute(
+            "INSERT INTO alarms (station_id, kind, seq, detail, raised_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![station_id, kind, seq, detail, now],
+        )?;
+        let id = tx.last_insert_rowid();
+        if let Some(line) = evidence {
+            tx.execute("INSERT INTO evidence (alarm_id, line) VALUES (?1, ?2)", params![id, line])?;
+        }
+        tx.commit()?;
+        Ok(Some(id))
+    }
+
+    /// Alarms, newest first: of one station or all; only the open ones, or all.
+    pub fn alarms(&self, station_id: Option<&str>, open_only: bool) -> Result<Vec<Alarm>, DistrictStoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {ALARM_COLUMNS} FROM alarms WHERE (?1 IS NULL OR station_id = ?1) \
+             AND (?2 = 0 OR acknowledged_at IS NULL) ORDER BY id DESC"
+        ))?;
+        Ok(stmt.query_map(params![station_id, open_only], alarm_from_row)?.collect::<Result<_, _>>()?)
+    }
+
+    /// The events kept with an alarm (a fork's other event, as received).
+    pub fn evidence(&self, alarm_id: i64) -> Result<Vec<String>, DistrictStoreError> {
+        let mut stmt = self.conn.prepare_cached("SELECT line FROM evidence WHERE alarm_id = ?1 ORDER BY id")?;
+        Ok(stmt.query_map([alarm_id], |r| r.get(0))?.collect::<Result<_, _>>()?)
+    }
+
+    /// A clerk's acknowledgement: the alarm stays, with when and the note.
+    pub fn acknowledge(&mut self, id: i64, note: &str, now: i64) -> Result<Alarm, DistrictStoreError> {
+        let alarm = self
+            .conn
+            .query_row(&format!("SELECT {ALARM_COLUMNS} FROM alarms WHERE id = ?1"), [id], alarm_from_row)
+            .optional()?
+            .ok_or(DistrictStoreError::NoSuchAlarm(id))?;
+        if let (Some(at), note) = (&alarm.acknowledged_at, &alarm.note) {
+            return Err(DistrictStoreError::AlreadyAcknowledged {
+                id,
+                at: at.clone(),
+                note: note.clone().unwrap_or_default(),
+            });
+        }
+        self.conn.execute("UPDATE alarms SET acknowledged_at = ?2, note = ?3 WHERE id = ?1", params![id, now, note])?;
+        Ok(Alarm { acknowledged_at: Some(rfc3339(now)), note: Some(note.to_owned()), ..alarm })
+    }
+
+    /// Events of a station with `from <= at < to` (UTC ms), ascending.
+    pub fn events(&self, station_id: &str, from: i64, to: i64) -> Result<Vec<HeldEvent>, DistrictStoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, at, body, hash, sig FROM events WHERE station_id = ?1 AND at >= ?2 AND at < ?3 ORDER BY seq",
+        )?;
+        Ok(stmt.query_map(params![station_id, from, to], held_event)?.collect::<Result<_, _>>()?)
+    }
+
+    /// The last `limit` events of a station, newest first.
+    pub fn latest(&self, station_id: &str, limit: u32) -> Result<Vec<HeldEvent>, DistrictStoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, at, body, hash, sig FROM events WHERE station_id = ?1 ORDER BY seq DESC LIMIT ?2",
+        )?;
+        Ok(stmt.query_map(params![station_id, limit], held_event)?.collect::<Result<_, _>>()?)
+    }
+
+    /// When the station's first held event happened (UTC ms).
+    pub fn first_event_at(&self, station_id: &str) -> Result<Option<i64>, DistrictStoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT at FROM events WHERE station_id = ?1 ORDER BY seq LIMIT 1", [station_id], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Stores a push token for `station_id` by its SHA-256.
+    pub fn add_push_token(&mut self, station_id: &str, sha256: &str, now: i64) -> Result<(), DistrictStoreError> {
+        self.conn.execute(
+            "INSERT INTO push_tokens (station_id, token_sha256, created_at) VALUES (?1, ?2, ?3)",
+            params![station_id, sha256, now],
+        )?;
+        Ok(())
+    }
+
+    /// The stations whose push tokens have this SHA-256 (compared by the caller in constant time).
+    pub fn push_tokens(&self) -> Result<Vec<(String, String)>, DistrictStoreError> {
+        let mut stmt = self.conn.prepare_cached("SELECT station_id, token_sha256 FROM push_tokens")?;
+        Ok(stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_and_alarms_are_append_only_and_an_acknowledgement_keeps_the_alarm() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = DistrictStore::open(dir.path()).unwrap();
+        assert_eq!(store.held("a", "key", 1).unwrap().head_seq, 0);
+        let event =
+            HeldEvent { seq: 1, at: 5, body: "{\"at\":5,\"seq\":1}".into(), hash: "h1".into(), sig: "s".into() };
+        store.accept("a", std::slice::from_ref(&event), "key", 2).unwrap();
+        let held = store.held("a", "other", 3).unwrap();
+        assert_eq!((held.head_seq, held.head_hash.as_str(), held.key.as_str()), (1, "h1", "key"));
+        assert!(store.conn.execute("UPDATE events SET body = 'x'", []).is_err());
+        assert!(store.conn.execute("DELETE FROM events", []).is_err());
+        assert!(store.accept("a", &[event], "key", 4).is_err(), "a held seq is never stored twice");
+
+        let id = store.raise("a", "fork", Some(1), "two events at seq 1", Some("{…}"), 5).unwrap().unwrap();
+        assert_eq!(store.raise("a", "fork", Some(1), "again", None, 6).unwrap(), None, "one open alarm per finding");
+        assert!(store.conn.execute("DELETE FROM alarms", []).is_err());
+        let acked = store.acknowledge(id, "called the ward; restored box", 7).unwrap();
+        assert_eq!(acked.note.as_deref(), Some("called the ward; restored box"));
+        assert!(matches!(store.acknowledge(id, "again", 8), Err(DistrictStoreError::AlreadyAcknowledged { .. })));
+        assert!(store.conn.execute("UPDATE alarms SET note = 'x'", []).is_err(), "a note, once written, stays");
+        assert_eq!(store.evidence(id).unwrap(), ["{…}"]);
+        assert_eq!(store.alarms(Some("a"), true).unwrap().len(), 0);
+        assert_eq!(store.alarms(None, false).unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,247 @@
+//! Verification with memory: what the office does with a batch of a station's events, pulled
+//! or pushed. Each event is checked exactly as `loa verify` checks it (bytes, hash, link,
+//! signature with the key in force, gapless seq, station id), and against what the office
+//! already holds: a station whose head is behind the held one, or that no longer serves an
+//! event the office holds, has gone back (`rollback`); a validly signed event at a held seq
+//! with another hash is a `fork` (both kept). Like a transparency-log witness, the office only
+//! moves a station's head forward along the chain it has seen.
+//!
+//! Pure: the caller reads what is held from the store and writes what this decides.
+
+use ed25519_dalek::{Signature, VerifyingKey};
+
+use crate::district::store::{Held, HeldEvent};
+use crate::proof::{ChainVerifier, Expect, Fault, parse_public_key, sha256_hex, split_line};
+
+named_enum! {
+    /// The alarms the office raises (stable names: other tools read them).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum AlarmKind("an alarm kind") {
+        BadHash = "bad_hash",
+        BadSignature = "bad_signature",
+        Gap = "gap",
+        WrongStation = "wrong_station",
+        KeyChanged = "key_changed",
+        Rollback = "rollback",
+        Fork = "fork",
+        Unreachable = "unreachable",
+    }
+}
+
+/// Something wrong, to be raised as an alarm.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub kind: AlarmKind,
+    pub seq: Option<i64>,
+    pub detail: String,
+    /// The event as received, kept with the alarm (a fork's other event).
+    pub evidence: Option<String>,
+}
+
+/// What came from the station.
+#[derive(Debug, Clone, Default)]
+pub struct Batch<'a> {
+    /// Export lines, in the order received.
+    pub lines: Vec<&'a str>,
+    /// The station's head as it reported it (a pull's page), if it did.
+    pub reported_head: Option<i64>,
+    /// The public key the station reports, if it did.
+    pub reported_key: Option<&'a str>,
+    /// The seq the batch was asked to follow: a pull asks from one before the held head, so its
+    /// first event must be the held head.
+    pub after_seq: i64,
+}
+
+/// What the office should store and raise.
+#[derive(Debug, Default)]
+pub struct Decision {
+    /// Verified new events, in order, to store.
+    pub accepted: Vec<HeldEvent>,
+    /// The key in force after the last accepted event.
+    pub key: String,
+    pub findings: Vec<Finding>,
+}
+
+/// Checks `batch` from station `station_id` against what the office holds. `held_hash(seq)`
+/// reads the hash of a held event.
+pub fn witness(station_id: &str, held: &Held, held_hash: impl Fn(i64) -> Option<String>, batch: &Batch) -> Decision {
+    let mut decision = Decision { key: held.key.clone(), ..Decision::default() };
+    let finding = |kind, seq, detail: String, evidence: Option<&str>| Finding {
+        kind,
+        seq,
+        detail,
+        evidence: evidence.map(str::to_owned),
+    };
+    if let Some(head) = batch.reported_head.filter(|head| *head < held.head_seq) {
+        decision.findings.push(finding(
+            AlarmKind::Rollback,
+            Some(head + 1),
+            format!(
+                "the station's log ends at seq {head}, behind seq {} which the office holds: it was restored \
+                 from an old copy or replaced; events {}–{} are gone from it",
+                held.head_seq,
+                head + 1,
+                held.head_seq
+            ),
+            None,
+        ));
+    }
+    let Ok(key) = parse_public_key(&held.key) else {
+        decision.findings.push(finding(AlarmKind::KeyChanged, None, "the held key is not a key".into(), None));
+        return decision;
+    };
+
+    // Events the office holds already: each must be the very event held.
+    let mut new = Vec::new();
+    for (index, line) in batch.lines.iter().enumerate() {
+        let seq = seq_of(line);
+        match seq {
+            Some(seq) if seq <= held.head_seq => {
+                if let Some(conflict) = check_held(line, seq, &key, held_hash(seq)) {
+                    decision.findings.push(conflict);
+                }
+            }
+            _ => new.push((index + 1, *line)),
+        }
+    }
+    let serves_head = held.head_seq == 0
+        || batch.after_seq >= held.head_seq
+        || batch.lines.iter().any(|line| seq_of(line) == Some(held.head_seq));
+    if !serves_head && !decision.findings.iter().any(|f| f.kind == AlarmKind::Rollback) {
+        decision.findings.push(finding(
+            AlarmKind::Rollback,
+            Some(held.head_seq),
+            format!(
+                "the station no longer serves seq {}, the last event the office holds: its log was restored \
+                 from an old copy or replaced",
+                held.head_seq
+            ),
+            None,
+        ));
+    }
+    // A station whose history differs from the office's cannot extend it.
+    if decision.findings.iter().any(|f| matches!(f.kind, AlarmKind::Fork | AlarmKind::Rollback)) {
+        report_other_key(&mut decision, batch.reported_key);
+        return decision;
+    }
+
+    let expect = Expect { station_id: Some(station_id.to_owned()), ..Expect::default() };
+    let mut verifier = if held.head_seq == 0 {
+        ChainVerifier::new(key, expect)
+    } else {
+        ChainVerifier::after(key, (held.head_seq, held.head_hash.clone()), expect)
+    };
+    for (line_number, line) in new {
+        match verifier.line(line_number, line) {
+            Ok(()) => {
+                let (body, hash, sig) = split_line(line).expect("the verifier split it");
+                let (seq, at) = (seq_of(line).expect("the verifier read it"), number(line, "at").unwrap_or(0));
+                decision.accepted.push(HeldEvent { seq, at, body, hash: hash.to_owned(), sig: sig.to_owned() });
+            }
+            Err(broken) => {
+                let kind = match broken.fault {
+                    Fault::Encoding | Fault::Hash => AlarmKind::BadHash,
+                    Fault::Gap | Fault::Start => AlarmKind::Gap,
+                    Fault::Signature => AlarmKind::BadSignature,
+                    Fault::Station => AlarmKind::WrongStation,
+                    Fault::Key => AlarmKind::KeyChanged,
+                };
+                decision.findings.push(finding(kind, broken.seq, broken.to_string(), Some(line)));
+                break;
+            }
+        }
+    }
+    if !decision.accepted.is_empty() {
+        if let Ok(verified) = verifier.finish() {
+            decision.key = verified.public_key;
+        }
+    }
+    report_other_key(&mut decision, batch.reported_key);
+    decision
+}
+
+/// A station that reports another key than the one in force after what the office verified
+/// (a rotation it logged is followed first) was replaced, or changed its key outside its log.
+fn report_other_key(decision: &mut Decision, reported: Option<&str>) {
+    if let Some(reported) = reported.filter(|k| *k != decision.key) {
+        decision.findings.push(Finding {
+            kind: AlarmKind::KeyChanged,
+            seq: None,
+            detail: format!(
+                "the station now reports public key {reported}, not {} which the office holds: the box was \
+                 replaced, or its key changed outside its log",
+                decision.key
+            ),
+            evidence: None,
+        });
+    }
+}
+
+/// A line at a seq the office holds: the same event (nothing to say), or what it is.
+fn check_held(line: &str, seq: i64, key: &VerifyingKey, held: Option<String>) -> Option<Finding> {
+    let Ok((body, hash, sig)) = split_line(line) else {
+        return Some(Finding {
+            kind: AlarmKind::BadHash,
+            seq: Some(seq),
+            detail: format!("seq {seq}: not an export line"),
+            evidence: Some(line.to_owned()),
+        });
+    };
+    let computed = sha256_hex(body.as_bytes());
+    if held.as_deref() == Some(hash) && computed == hash {
+        return None;
+    }
+    if computed != hash {
+        return Some(Finding {
+            kind: AlarmKind::BadHash,
+            seq: Some(seq),
+            detail: format!("seq {seq}: the hash does not match the event's bytes: it was altered on the way"),
+            evidence: Some(line.to_owned()),
+        });
+    }
+    if !signed_by(key, hash, sig) {
+        return Some(Finding {
+            kind: AlarmKind::BadSignature,
+            seq: Some(seq),
+            detail: format!(
+                "seq {seq}: an event the office holds comes back with another hash, not signed by the station's key"
+            ),
+            evidence: Some(line.to_owned()),
+        });
+    }
+    Some(Finding {
+        kind: AlarmKind::Fork,
+        seq: Some(seq),
+        detail: format!(
+            "seq {seq}: the station signed another event at a seq the office holds (held {}, now {hash}): its log \
+             forked, e.g. restored from an old copy and aired again; both events are kept",
+            held.unwrap_or_default()
+        ),
+        evidence: Some(line.to_owned()),
+    })
+}
+
+fn signed_by(key: &VerifyingKey, hash: &str, sig: &str) -> bool {
+    let (Ok(digest), Some(signature)) = (
+        hex::decode(hash),
+        hex::decode(sig).ok().and_then(|b| <[u8; 64]>::try_from(b).ok()).map(|b| Signature::from_bytes(&b)),
+    ) else {
+        return false;
+    };
+    key.verify_strict(&digest, &signature).is_ok()
+}
+
+/// The `seq` of an export line, read without trusting anything else in it.
+pub fn seq_of(line: &str) -> Option<i64> {
+    number(line, "seq")
+}
+
+/// A top-level whole-number member of a flat event line. (Inside a JSON string a quote is
+/// escaped, so `"name":` there cannot be mistaken for the member.)
+fn number(line: &str, name: &str) -> Option<i64> {
+    let key = format!("\"{name}\":");
+    let start = line.find(&key)? + key.len();
+    let digits: String = line[start..].chars().take_while(|c| c.is_ascii_digit() || *c == '-').collect();
+    digits.parse().ok()
+}
