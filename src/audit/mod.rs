@@ -1,5 +1,7 @@
 //! What the station proves about itself from its log alone: the check of its own stored chain
-//! (`chain`) and the period reports an office reads (`compliance`).
+//! (`chain`), the period reports an office reads (`compliance`), and the office's receipt
+//! for what it holds (`receipt`).
 
 pub mod chain;
 pub mod compliance;
+pub mod receipt;

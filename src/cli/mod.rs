@@ -4,6 +4,7 @@
 //! Exit status: 0 success, 1 the command failed (e.g. a rejected clip), 2 bad usage or config.
 
 mod clips;
+mod district;
 mod proof_log;
 mod run;
 mod station;
@@ -41,9 +42,10 @@ use crate::time::clock::{Clock, SystemClock};
 #[derive(Debug, Parser)]
 #[command(name = "loa", version, about = "Plans, airs and proves bulletins at a community loudspeaker station")]
 pub struct Args {
-    /// Station config file (TOML).
-    #[arg(long, global = true, value_name = "PATH", default_value = config::DEFAULT_PATH)]
-    config: PathBuf,
+    /// Config file (TOML): the station's (default config/station.toml), or for `district` the
+    /// office's (default district.toml).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -126,6 +128,10 @@ enum Command {
     /// Change the station's signing key, in the log itself (stop `loa run` first).
     #[command(subcommand)]
     Key(KeyCommand),
+    /// The auditing office: pull and verify many stations with memory, alarms, reports, and a
+    /// dashboard. Reads its own config (--config, default district.toml), not a station's.
+    #[command(subcommand)]
+    District(district::DistrictCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -317,7 +323,11 @@ fn run(args: Args, clock: &dyn Clock, out: &mut dyn Write) -> Result<(), Failure
         };
         return proof_log::verify(file, public_key, expect, out);
     }
-    let config = Config::load(&args.config)?;
+    if let Command::District(command) = args.command {
+        let path = args.config.unwrap_or_else(|| PathBuf::from(crate::district::config::DEFAULT_PATH));
+        return district::run(command, &path, out);
+    }
+    let config = Config::load(args.config.as_deref().unwrap_or(Path::new(config::DEFAULT_PATH)))?;
     match args.command {
         Command::Run => run::run_station(config),
         Command::CheckConfig => station::check_config(&config, clock, out),
@@ -330,7 +340,7 @@ fn run(args: Args, clock: &dyn Clock, out: &mut dyn Write) -> Result<(), Failure
         Command::Token(command) => tokens::run_token(command, &config, clock, out),
         Command::Backup { path } => proof_log::backup(&config, &path, clock, out),
         Command::Compliance { period, format } => proof_log::compliance(&config, &period, format, clock, out),
-        Command::Verify { .. } => unreachable!("handled above"),
+        Command::Verify { .. } | Command::District(_) => unreachable!("handled above"),
     }
     .or_else(|failure| match failure {
         // A closed stdout (e.g. `| head`) is not the command failing.

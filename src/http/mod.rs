@@ -10,6 +10,7 @@ mod clips;
 pub mod conn;
 mod error;
 mod pairing;
+mod receipt;
 mod report_link;
 pub mod station;
 pub mod tls;
@@ -43,6 +44,7 @@ use crate::time::clock::Clock;
 /// Who may read (library, schedule, proof, reports) and who may change things.
 const READERS: &[Role] = &[Role::Operator, Role::District];
 const OPERATORS: &[Role] = &[Role::Operator];
+const DISTRICT: &[Role] = &[Role::District];
 
 /// Everything a handler may use.
 #[derive(Clone)]
@@ -214,6 +216,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(station::compliance))
         .routes(routes!(report_link::link))
         .routes(routes!(pairing::pair))
+        .routes(routes!(receipt::take))
         .split_for_parts();
     // After the routes are in: a modifier on the base document would see no paths.
     CommonResponses.modify(&mut document);

@@ -97,10 +97,12 @@ fn next_slots(state: &AppState, count: usize) -> Vec<Value> {
 }
 
 #[utoipa::path(get, path = "/api/v1/station", tag = "station", security(("bearer" = [])),
-    responses((status = 200, description = "id, name, timezone, public_key, version, clock_synced, next_slots, the caller's role, `topics` and `languages` (`id`, `label`: what a bulletin may be given), and `report_periods` (`name`, `code`, `label`): last week, last month, this quarter, half-year and year in station time"), (status = 401, body = ErrorBody)))]
+    responses((status = 200, description = "id, name, timezone, public_key, version, clock_synced, next_slots, the caller's role, `topics` and `languages` (`id`, `label`: what a bulletin may be given), `report_periods` (`name`, `code`, `label`): last week, last month, this quarter, half-year and year in station time, and `receipt` (`office`, `head_seq`, `head_hash`, `at`): the auditing office's latest receipt for what it holds of this log, or null"), (status = 401, body = ErrorBody)))]
 pub async fn station(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     caller.require(READERS)?;
     let s = &state.config.station;
+    let data_dir = s.data_dir.clone();
+    let receipt = tokio::task::spawn_blocking(move || crate::audit::receipt::read(&data_dir)).await.ok().flatten();
     Ok(Json(json!({
         "id": s.id,
         "name": s.name,
@@ -110,6 +112,7 @@ pub async fn station(State(state): State<AppState>, caller: Caller) -> Result<Js
         "clock_synced": state.clock.synchronized(),
         "next_slots": next_slots(&state, 10),
         "role": caller.role.as_str(),
+        "receipt": receipt,
         "topics": state.config.topics,
         "languages": state.config.languages,
         "report_periods": crate::time::calendar::recent_periods(state.clock.now().with_timezone(&s.timezone).date_naive())

@@ -63,6 +63,7 @@ named_enum! {
         LogDamaged = "log_damaged",
         KeyRotated = "key_rotated",
         KeyReplaced = "key_replaced",
+        LogBehindReceipt = "log_behind_receipt",
     }
 }
 
@@ -402,6 +403,20 @@ pub fn log_damaged(damage: &Damage) -> Fields {
         reason: &damage.why,
     };
     fields(Kind::LogDamaged, [part(&damaged)])
+}
+
+/// The station's log does not hold what the auditing office signed a receipt for: it ends
+/// before `receipt_seq`, or holds another event there. The database was restored from an old
+/// copy, or replaced; what aired between is missing from this log (the office holds it).
+pub fn log_behind_receipt(office: &str, receipt_seq: i64, receipt_hash: &str, head_seq: i64) -> Fields {
+    #[derive(Serialize)]
+    struct Behind<'a> {
+        office: &'a str,
+        receipt_seq: i64,
+        receipt_hash: &'a str,
+        head_seq: i64,
+    }
+    fields(Kind::LogBehindReceipt, [part(&Behind { office, receipt_seq, receipt_hash, head_seq })])
 }
 
 /// A planned change of key, signed by the old key (`public_key`) and naming the new one.

@@ -192,6 +192,16 @@ impl Store {
         )?)
     }
 
+    /// Whether the log already says it is behind the office's receipt for `receipt_seq`.
+    pub fn receipt_gap_recorded(&self, receipt_seq: i64) -> Result<bool, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE kind = 'log_behind_receipt' \
+             AND json_extract(body, '$.receipt_seq') = ?1)",
+            [receipt_seq],
+            |r| r.get(0),
+        )?)
+    }
+
     /// Puts back the triggers that keep the log append-only if someone removed them, and says
     /// whether any was missing: then the whole log must be checked again.
     pub fn restore_append_only_guard(&mut self) -> Result<bool, StoreError> {

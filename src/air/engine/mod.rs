@@ -138,6 +138,7 @@ impl Engine {
             return Ok(()); // asked to stop while waiting; nothing was written
         };
         self.check_chain(chain::Scope::Whole).await?;
+        self.check_receipt().await?;
         let now = self.clock.now();
         let previous = self.store.call(|s| s.heartbeat()).await?;
         self.close_unfinished_airings(previous).await?;

@@ -85,6 +85,34 @@ impl Engine {
         Ok(())
     }
 
+    /// A log that no longer holds what the office signed a receipt for was restored from an old
+    /// copy (or replaced): said loudly, in the log itself, once per receipt.
+    pub(super) async fn check_receipt(&self) -> Result<(), EngineError> {
+        let data_dir = self.config.station.data_dir.clone();
+        let behind = self
+            .store
+            .call(move |s| {
+                let Some(receipt) = crate::audit::receipt::log_behind(&data_dir, s)? else { return Ok(None) };
+                if s.receipt_gap_recorded(receipt.head_seq)? {
+                    return Ok(None);
+                }
+                Ok::<_, StoreError>(Some((receipt, s.head()?.0)))
+            })
+            .await?;
+        if let Some((receipt, head_seq)) = behind {
+            tracing::error!(
+                office = %receipt.office,
+                receipt_seq = receipt.head_seq,
+                head_seq,
+                "this log does not hold what the auditing office signed for: the database was restored from an \
+                 old copy or replaced; the events the office holds beyond seq {head_seq} are missing here"
+            );
+            let fields = events::log_behind_receipt(&receipt.office, receipt.head_seq, &receipt.head_hash, head_seq);
+            self.append(fields).await?;
+        }
+        Ok(())
+    }
+
     /// Adds the config's `[[preload]]` bulletins that are not in the library yet. The copy and
     /// the decode run on the store thread (at start, before any slot), not on the runtime.
     pub(super) async fn preload(&self) {

@@ -1,0 +1,201 @@
+//! `loa district …`: the office's verbs. Exit status as everywhere: 0 all clean, 1 a station
+//! failed or raised an alarm (or the command failed), 2 bad usage or config.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::district::config::DistrictConfig;
+use crate::district::{Office, OfficeError, pull, report};
+
+#[derive(Debug, Subcommand)]
+pub enum DistrictCommand {
+    /// Validate district.toml: every error names the key and the line.
+    CheckConfig,
+    /// Pull every station with a `url` once (concurrently, with timeouts) and verify what is new
+    /// against what the office holds. One line per station.
+    Pull {
+        /// Only this station.
+        #[arg(long, value_name = "ID")]
+        station: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// What the office holds of each station, and its open alarms.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One row per station for a period: 2026-W48, 2026-11, 2026-Q4, 2026-H2 or 2026.
+    Report {
+        #[arg(long)]
+        period: String,
+        #[arg(long, default_value = "json", value_parser = parse_report_format)]
+        format: ReportFormat,
+    },
+    /// Acknowledge an alarm with a note; the alarm and the note both stay on record.
+    Ack {
+        #[arg(value_name = "ALARM_ID")]
+        alarm: i64,
+        #[arg(long)]
+        note: String,
+    },
+    /// Push tokens for stations that push (no inbound reachability).
+    #[command(subcommand)]
+    Token(DistrictTokenCommand),
+    /// Serve the dashboard and the push receiver on `[district] listen`, pulling on schedule.
+    Serve,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DistrictTokenCommand {
+    /// Print a new push token for a station (shown once; kept as SHA-256).
+    Create {
+        #[arg(long, value_name = "ID")]
+        station: String,
+    },
+}
+
+impl From<OfficeError> for Failure {
+    fn from(e: OfficeError) -> Failure {
+        failed(e.to_string())
+    }
+}
+
+impl From<crate::district::store::DistrictStoreError> for Failure {
+    fn from(e: crate::district::store::DistrictStoreError) -> Failure {
+        failed(e.to_string())
+    }
+}
+
+pub(super) fn run(command: DistrictCommand, path: &Path, out: &mut dyn Write) -> Result<(), Failure> {
+    let config = DistrictConfig::load(path)?;
+    if let DistrictCommand::CheckConfig = command {
+        let text = format!(
+            "{}: {} ({} stations, {} pulled, pull every {} min, unreachable after {} h)\n",
+            path.display(),
+            config.name,
+            config.stations.len(),
+            config.stations.iter().filter(|s| s.url.is_some()).count(),
+            config.pull_every.as_secs() / 60,
+            config.stale_after.num_hours()
+        );
+        return out.write_all(text.as_bytes()).map_err(write_err);
+    }
+    let office = Arc::new(Office::open(config, Arc::new(SystemClock))?);
+    match command {
+        DistrictCommand::CheckConfig => unreachable!("handled above"),
+        DistrictCommand::Pull { station, json } => pull_command(&office, station.as_deref(), json, out),
+        DistrictCommand::Status { json } => status(&office, json, out),
+        DistrictCommand::Report { period, format } => {
+            let period = calendar::parse_period(&period, office.config.timezone)
+                .map_err(|e| Failure::Usage(format!("--period: {e}")))?;
+            let built = report::build(&office, &period, office.clock.now()).map_err(|e| failed(e.to_string()))?;
+            out.write_all(&report::render(&built, format).0).map_err(write_err)
+        }
+        DistrictCommand::Ack { alarm, note } => {
+            if note.trim().is_empty() {
+                return Err(Failure::Usage("--note: say what was found and done".into()));
+            }
+            let alarm = office.acknowledge(alarm, note.trim())?;
+            write_json(out, &alarm)
+        }
+        DistrictCommand::Token(DistrictTokenCommand::Create { station }) => {
+            if office.config.station(&station).is_none() {
+                return Err(Failure::Usage(format!("--station: no [[station]] with id \"{station}\" in the config")));
+            }
+            let token = office.create_push_token(&station)?;
+            out.write_all(format!("{token}\n").as_bytes()).map_err(write_err)
+        }
+        DistrictCommand::Serve => serve(office),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| failed(format!("cannot start the runtime: {e}")))
+}
+
+fn pull_command(office: &Arc<Office>, only: Option<&str>, json: bool, out: &mut dyn Write) -> Result<(), Failure> {
+    if let Some(id) = only {
+        match office.config.station(id) {
+            None => return Err(Failure::Usage(format!("--station: no [[station]] with id \"{id}\" in the config"))),
+            Some(s) if s.url.is_none() => {
+                return Err(Failure::Usage(format!("--station: {id} has no url: it only pushes")));
+            }
+            Some(_) => {}
+        }
+    }
+    let contacts = runtime()?.block_on(pull::pull_all(Arc::clone(office), only));
+    let unreachable = office.check_reachability()?;
+    if json {
+        write_json(out, &contacts)?;
+    } else {
+        let mut text = String::new();
+        for c in &contacts {
+            text.push_str(&match (&c.error, c.alarms.is_empty()) {
+                (Some(e), _) => format!("{} FAILED: {e}\n", c.station_id),
+                (None, false) => {
+                    let kinds: Vec<&str> = c.alarms.iter().map(|k| k.as_str()).collect();
+                    format!(
+                        "{} ALARM {}: {} new events kept, head {}\n",
+                        c.station_id,
+                        kinds.join(", "),
+                        c.accepted,
+                        c.head_seq
+                    )
+                }
+                (None, true) => {
+                    format!("{} ok: {} new events, head {} {}\n", c.station_id, c.accepted, c.head_seq, c.head_hash)
+                }
+            });
+        }
+        for id in &unreachable {
+            text.push_str(&format!("{id} ALARM unreachable\n"));
+        }
+        out.write_all(text.as_bytes()).map_err(write_err)?;
+    }
+    if contacts.iter().all(|c| c.clean()) && unreachable.is_empty() {
+        Ok(())
+    } else {
+        Err(failed("not every station verified clean (see above)"))
+    }
+}
+
+fn status(office: &Office, json: bool, out: &mut dyn Write) -> Result<(), Failure> {
+    let stations = office.status()?;
+    if json {
+        return write_json(out, &serde_json::json!({ "stations": stations }));
+    }
+    let mut text = String::new();
+    for s in &stations {
+        text.push_str(&format!(
+            "{} ({}): head {}, last clean contact {}\n",
+            s.id,
+            s.name,
+            s.head_seq,
+            s.last_ok_at.as_deref().unwrap_or("never")
+        ));
+        for a in &s.alarms {
+            text.push_str(&format!("  alarm {} {} at seq {:?}: {}\n", a.id, a.kind, a.seq, a.detail));
+        }
+    }
+    out.write_all(text.as_bytes()).map_err(write_err)
+}
+
+fn serve(office: Arc<Office>) -> Result<(), Failure> {
+    run::init_logging();
+    let listen = office.config.listen;
+    let listener = std::net::TcpListener::bind(listen).map_err(|e| {
+        failed(format!("cannot listen on {listen} ({e}); change district.listen in {}", office.config.path.display()))
+    })?;
+    listener.set_nonblocking(true).map_err(|e| failed(format!("cannot set up the listener: {e}")))?;
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| failed(e.to_string()))?;
+        tracing::info!(address = %listener.local_addr().map_err(|e| failed(e.to_string()))?, "district dashboard listening");
+        crate::district::http::serve(office, listener, run::wait_for_stop_signal())
+            .await
+            .map_err(|e| failed(format!("the dashboard failed: {e}")))
+    })
+}

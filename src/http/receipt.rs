@@ -1,0 +1,39 @@
+//! `POST /api/v1/receipt`: the auditing office hands back its signed receipt for what it holds
+//! of this log after a pull (district role). The station keeps the latest one outside its
+//! database (`audit::receipt`) and shows it (`GET /api/v1/station`, the operator page).
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+
+use super::{ApiError, AppState, Caller, DISTRICT, ErrorBody};
+use crate::audit::receipt::{self, ReceiptError};
+
+#[utoipa::path(post, path = "/api/v1/receipt", tag = "station", security(("bearer" = [])),
+    request_body(content = String, description = "the receipt line the office signed", content_type = "application/json"),
+    responses((status = 204, description = "kept"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody, description = "`not_this_log`: the receipt is for another station or another log")))]
+pub async fn take(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(DISTRICT)?;
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => super::body_too_large(super::SMALL_BODY, false),
+        _ => ApiError::bad_request(format!("the request body could not be read ({rejection}); send it again")),
+    })?;
+    let line = String::from_utf8(body.to_vec()).map_err(|_| ApiError::bad_request("send the receipt line as UTF-8"))?;
+    let data_dir = state.config.station.data_dir.clone();
+    let taken = state.store.call(move |s| receipt::take(&data_dir, s, &line)).await;
+    match taken {
+        Ok(_) => Ok(StatusCode::NO_CONTENT),
+        Err(e @ ReceiptError::Invalid(_)) => Err(ApiError::bad_request(e.to_string())),
+        Err(e @ (ReceiptError::OtherStation(_) | ReceiptError::NotThisLog { .. })) => {
+            tracing::warn!("a receipt was refused: {e}");
+            Err(ApiError::new(StatusCode::CONFLICT, "not_this_log", e.to_string()))
+        }
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}
