@@ -124,10 +124,10 @@ pub fn launch(
     let (stop, stopped) = watch::channel(false);
     let live = Live::default();
     let state = AppState::new(Arc::clone(&config), api_store, library.clone(), Arc::clone(&clock), live.clone());
-    let mut api_stopped = stopped.clone();
+    let api_stopped = stopped.clone();
     let api = std::thread::Builder::new()
         .name("http".into())
-        .spawn(move || serve_api(listeners, state, async move { drop(api_stopped.wait_for(|stop| *stop).await) }))
+        .spawn(move || serve_api(listeners, state, api_stopped))
         .map_err(start("HTTP thread"))?;
     let engine = Engine::new(config, StoreHandle::spawn(engine_store), output, clock, library, live.clone(), stopped);
     let engine = std::thread::Builder::new()
@@ -156,11 +156,8 @@ pub fn launch(
     Ok(Daemon { http_address, https_address, live, engine, api })
 }
 
-fn serve_api(
-    listeners: Listeners,
-    state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> io::Result<()> {
+/// The API, and the push to the office when `[upstream]` is set: both on the API's runtime.
+fn serve_api(listeners: Listeners, state: AppState, mut stopped: watch::Receiver<bool>) -> io::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("http-worker")
@@ -180,7 +177,12 @@ fn serve_api(
             }
             None => None,
         };
-        http::serve(listener, tls, state, shutdown).await
+        if let Some(upstream) = state.config.upstream.clone() {
+            let (data_dir, store, bell) =
+                (state.config.station.data_dir.clone(), state.store.clone(), state.live.logged_bell());
+            tokio::spawn(crate::audit::upstream::run(upstream, data_dir, store, bell, stopped.clone()));
+        }
+        http::serve(listener, tls, state, async move { drop(stopped.wait_for(|stop| *stop).await) }).await
     })
 }
 

@@ -1,6 +1,7 @@
 //! What the running station knows right now and the API reports: the audio device's last
 //! result, the next slot, whether the clock is behind the log — and the doorbell the API rings when an operator
-//! queues something, so the engine looks at the queue at once.
+//! queues something, so the engine looks at the queue at once; and the one the engine rings
+//! when it appended to the log, so the push to the office goes without polling.
 
 use std::sync::{Arc, Mutex};
 
@@ -36,6 +37,7 @@ pub struct DeviceReport {
 pub struct Live {
     state: Arc<Mutex<LiveState>>,
     queue: Arc<Notify>,
+    logged: Arc<Notify>,
 }
 
 impl Live {
@@ -54,5 +56,15 @@ impl Live {
 
     pub async fn rung(&self) {
         self.queue.notified().await;
+    }
+
+    /// The engine appended to the log: whoever passes it on (the push to the office) may go.
+    pub fn logged(&self) {
+        self.logged.notify_one();
+    }
+
+    /// The bell `logged` rings, for a task below the engine's layer to wait on.
+    pub fn logged_bell(&self) -> Arc<Notify> {
+        Arc::clone(&self.logged)
     }
 }

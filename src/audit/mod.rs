@@ -5,3 +5,4 @@
 pub mod chain;
 pub mod compliance;
 pub mod receipt;
+pub mod upstream;

@@ -8,6 +8,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use toml::Spanned;
+
 use crate::model::clip::{self};
 use crate::time::calendar::QuotaPeriod;
 use crate::time::slots::CronSchedule;
@@ -37,6 +39,63 @@ pub struct Config {
     /// `[[topic]]`/`[[language]]`, else the quotas' own (and Vietnamese), with known names.
     pub topics: Vec<Choice>,
     pub languages: Vec<Choice>,
+    /// Where to push the log, for a box the office cannot reach (`[upstream]`).
+    pub upstream: Option<Upstream>,
+}
+
+/// The auditing office's `loa district serve`, pushed to after each airing.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// `http://host:port`, no path.
+    pub url: String,
+    /// The push token the office made for this station.
+    pub token: String,
+}
+
+/// An API's base address as configured: `http://` or `https://`, a host, no path. The
+/// trailing slash is dropped.
+pub fn api_url(text: &str) -> Option<String> {
+    let text = text.trim().trim_end_matches('/');
+    let host = text.strip_prefix("http://").or_else(|| text.strip_prefix("https://"))?;
+    (!host.is_empty() && !host.contains('/') && !host.contains(char::is_whitespace)).then(|| text.to_owned())
+}
+
+/// A token given inline (`token`) or in a file (`token_file`, relative to the config), which
+/// must look like a token `loa` makes.
+pub(crate) fn token_setting(
+    src: &Source,
+    table: &str,
+    inline: &Option<Spanned<String>>,
+    file: &Option<Spanned<String>>,
+    how_to_make: &str,
+) -> Result<Option<String>, ConfigError> {
+    let base = src.path.parent().unwrap_or(Path::new(""));
+    let token = match (inline, file) {
+        (Some(t), None) => t.get_ref().trim().to_owned(),
+        (None, Some(f)) => {
+            let path = base.join(f.get_ref());
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                src.invalid(f, &format!("{table}.token_file"), format!("cannot read {} ({e})", path.display()))
+            })?;
+            text.trim().to_owned()
+        }
+        (Some(t), Some(_)) => {
+            return Err(src.invalid(t, &format!("{table}.token"), "give token or token_file, not both"));
+        }
+        (None, None) => return Ok(None),
+    };
+    if !token.starts_with("loa_") || token.len() != 68 || !token[4..].bytes().all(|b| b.is_ascii_hexdigit()) {
+        let (at, key) = match inline {
+            Some(t) => (t.span(), "token"),
+            None => (file.as_ref().expect("one of them is set").span(), "token_file"),
+        };
+        return Err(src.invalid_at(
+            at,
+            Some(format!("{table}.{key}")),
+            format!("not a token (loa_ and 64 hex digits); {how_to_make}"),
+        ));
+    }
+    Ok(Some(token))
 }
 
 /// A topic or language code and its Vietnamese name.

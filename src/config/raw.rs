@@ -32,6 +32,32 @@ pub(super) struct RawConfig {
     pub(super) topic: Vec<RawChoice>,
     #[serde(default)]
     pub(super) language: Vec<RawChoice>,
+    pub(super) upstream: Option<RawUpstream>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpstream {
+    pub(super) url: Spanned<String>,
+    pub(super) token: Option<Spanned<String>>,
+    pub(super) token_file: Option<Spanned<String>>,
+}
+
+impl RawUpstream {
+    pub(super) fn validate(self, src: &Source) -> Result<Upstream, ConfigError> {
+        let url = api_url(self.url.get_ref()).ok_or_else(|| {
+            src.invalid(&self.url, "upstream.url", "give the office's address, e.g. \"http://10.0.0.1:8090\" (no path)")
+        })?;
+        let how = "ask the office for one: `loa district token create --station ID`";
+        let token = token_setting(src, "upstream", &self.token, &self.token_file, how)?.ok_or_else(|| {
+            src.invalid(
+                &self.url,
+                "upstream.token",
+                format!("the office needs a push token: token = \"loa_…\" or token_file; {how}"),
+            )
+        })?;
+        Ok(Upstream { url, token })
+    }
 }
 
 #[derive(Deserialize)]
@@ -232,6 +258,7 @@ impl RawConfig {
             preload,
             topics,
             languages,
+            upstream: self.upstream.map(|u| u.validate(src)).transpose()?,
         })
     }
 }

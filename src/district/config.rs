@@ -14,7 +14,7 @@ use toml::Spanned;
 
 use crate::config::raw::RawQuota;
 use crate::config::source::Source;
-use crate::config::{ConfigError, DEFAULT_TIMEZONE, Quota};
+use crate::config::{ConfigError, DEFAULT_TIMEZONE, Quota, api_url, token_setting};
 use crate::model::clip::is_slug;
 use crate::time::calendar::QuotaPeriod;
 
@@ -171,7 +171,7 @@ impl RawDistrictConfig {
 
         let mut stations: Vec<StationEntry> = Vec::with_capacity(self.station.len());
         for (i, raw) in self.station.into_iter().enumerate() {
-            let entry = raw.validate(src, i, base)?;
+            let entry = raw.validate(src, i)?;
             if stations.iter().any(|s| s.id == entry.id) {
                 return Err(ConfigError::Invalid {
                     path: src.path.to_owned(),
@@ -200,7 +200,7 @@ impl RawDistrictConfig {
 }
 
 impl RawStationEntry {
-    fn validate(self, src: &Source, index: usize, base: &Path) -> Result<StationEntry, ConfigError> {
+    fn validate(self, src: &Source, index: usize) -> Result<StationEntry, ConfigError> {
         let key = |field: &str| format!("station[{index}].{field}");
         let id = self.id.get_ref().clone();
         if !is_slug(&id, "-") {
@@ -219,47 +219,20 @@ impl RawStationEntry {
             ));
         }
         let url = match &self.url {
-            Some(u) => {
-                let text = u.get_ref().trim_end_matches('/');
-                let host = text.strip_prefix("http://").or_else(|| text.strip_prefix("https://"));
-                if host.is_none_or(|h| h.is_empty() || h.contains('/')) {
-                    return Err(src.invalid(
-                        u,
-                        &key("url"),
-                        "give the station's API address, e.g. \"http://10.0.0.5:8080\" (no path)",
-                    ));
-                }
-                Some(text.to_owned())
-            }
+            Some(u) => Some(api_url(u.get_ref()).ok_or_else(|| {
+                src.invalid(u, &key("url"), "give the station's API address, e.g. \"http://10.0.0.5:8080\" (no path)")
+            })?),
             None => None,
         };
-        let token = match (&self.token, &self.token_file) {
-            (Some(t), None) => Some(t.get_ref().trim().to_owned()),
-            (None, Some(f)) => {
-                let path = base.join(f.get_ref());
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| src.invalid(f, &key("token_file"), format!("cannot read {} ({e})", path.display())))?;
-                Some(text.trim().to_owned())
-            }
-            (Some(t), Some(_)) => {
-                return Err(src.invalid(t, &key("token"), "give token or token_file, not both"));
-            }
-            (None, None) => None,
-        };
-        if token.as_deref().is_some_and(|t| !t.starts_with("loa_") || t.len() != 68) {
-            let at = self.token.as_ref().or(self.token_file.as_ref()).expect("one of them is set");
-            return Err(src.invalid(
-                at,
-                &key(if self.token.is_some() { "token" } else { "token_file" }),
-                "not a station token (loa_ and 64 hex digits); make one on the station with \
-                 `loa token create --role district --label \"…\"`",
-            ));
-        }
+        let how = "make one on the station with `loa token create --role district --label \"…\"`";
+        let token = token_setting(src, &format!("station[{index}]"), &self.token, &self.token_file, how)?;
         if url.is_some() && token.is_none() {
             return Err(src.invalid(
                 self.url.as_ref().expect("url is set"),
                 &key("token"),
-                "a station pulled from its url needs a district-role token: token = \"loa_…\" or token_file",
+                format!(
+                    "a station pulled from its url needs a district-role token: token = \"loa_…\" or token_file; {how}"
+                ),
             ));
         }
         let public_key = crate::proof::parse_public_key(self.public_key.get_ref()).map_err(|e| {

@@ -221,7 +221,9 @@ impl Engine {
 
     async fn append(&self, fields: Fields) -> Result<i64, EngineError> {
         let at = self.clock.now();
-        Ok(self.store.call(move |s| s.append(at, fields)).await?.seq)
+        let seq = self.store.call(move |s| s.append(at, fields)).await?.seq;
+        self.live.logged();
+        Ok(seq)
     }
 
     /// A failed checkpoint loses nothing (the log stays in the WAL); it is only noted.

@@ -1,0 +1,94 @@
+//! Pushing the log to the office (`[upstream]`), for a box the office cannot reach (a 3G/4G
+//! router, CGNAT): after each append, and every minute anyway, the events the office does not
+//! hold yet go to its `loa district serve` (`POST /api/v1/push`), beginning with the last one
+//! its receipt names, so it can check they extend what it holds. Its answer carries a new
+//! receipt, kept like a pulled one. While the office is unreachable the push backs off (up to
+//! ten minutes); nothing in airing ever waits on it: it runs on the API's runtime, reading
+//! through the API's store connection, woken by the engine's "logged" bell (`air::live`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::audit::receipt;
+use crate::config::Upstream;
+use crate::store::{EventQuery, StoreHandle};
+
+/// Events per push (the office takes up to 32 MiB).
+const PER_PUSH: u32 = 5_000;
+const QUIET_LOOK: Duration = Duration::from_secs(60);
+const MAX_BACKOFF: Duration = Duration::from_secs(600);
+
+/// Pushes until `stopping` turns true.
+pub async fn run(
+    upstream: Upstream,
+    data_dir: PathBuf,
+    store: StoreHandle,
+    logged: std::sync::Arc<tokio::sync::Notify>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(120))
+        .user_agent(concat!("loa/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("a plain HTTP client builds");
+    let mut backoff = Duration::from_secs(5);
+    loop {
+        let wait = match push_once(&client, &upstream, &data_dir, &store).await {
+            Ok(true) => Duration::ZERO, // a full push: more may be waiting
+            Ok(false) => {
+                backoff = Duration::from_secs(5);
+                QUIET_LOOK
+            }
+            Err(e) => {
+                tracing::warn!(url = %upstream.url, "push to the office failed, trying again in {} s: {e}", backoff.as_secs());
+                let wait = backoff;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                wait
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = logged.notified(), if wait == QUIET_LOOK => {}
+            _ = stopping.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+/// One push of what the office lacks. `Ok(true)`: a full batch went (push again at once).
+async fn push_once(
+    client: &reqwest::Client,
+    upstream: &Upstream,
+    data_dir: &std::path::Path,
+    store: &StoreHandle,
+) -> Result<bool, String> {
+    let dir = data_dir.to_owned();
+    let held = tokio::task::spawn_blocking(move || receipt::read(&dir).map_or(0, |r| r.head_seq))
+        .await
+        .map_err(|e| e.to_string())?;
+    let query = EventQuery { after_seq: (held - 1).max(0), limit: Some(PER_PUSH), ..EventQuery::default() };
+    let events = store.call(move |s| s.events(query)).await.map_err(|e| e.to_string())?;
+    if events.last().is_none_or(|last| last.seq <= held) {
+        return Ok(false);
+    }
+    let body: String = events.iter().map(|e| e.export_line() + "\n").collect();
+    let response = client
+        .post(format!("{}/api/v1/push", upstream.url))
+        .bearer_auth(&upstream.token)
+        .header("content-type", "application/jsonl")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let text = response.text().await.map_err(|e| format!("the office answered {status}: {e}"))?;
+    let answer: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("the office answered {status}, not JSON ({e})"))?;
+    if !status.is_success() {
+        return Err(format!("the office answered {status}: {answer}"));
+    }
+    let line = answer["receipt"].as_str().ok_or("the office sent no receipt")?.to_owned();
+    let dir = data_dir.to_owned();
+    store.call(move |s| receipt::take(&dir, s, &line)).await.map_err(|e| format!("the office's receipt: {e}"))?;
+    Ok(events.len() as u32 == PER_PUSH)
+}
