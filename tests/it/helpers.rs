@@ -452,61 +452,58 @@ pub fn python_verify(file: &Path, args: &[&str]) -> Run {
     run
 }
 
-/// A GET over a plain socket; returns the status code and the body.
-pub fn http_get_body(base: &str, path: &str) -> (String, String) {
+/// One HTTP/1.1 request over a plain socket (`connection: close`); returns the status code and
+/// the body. A server that closes or resets the connection (e.g. TLS spoken to in plain HTTP,
+/// which may happen before the request is even written) answered nothing: `("", "")`.
+pub fn http_request(base: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (String, String) {
     use std::io::{Read, Write};
     let address = base.trim_start_matches("http://");
     let mut socket = std::net::TcpStream::connect(address).unwrap();
-    write!(socket, "GET {path} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n\r\n").unwrap();
-    let mut answer = String::new();
-    socket.read_to_string(&mut answer).unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if method == "POST" {
+        head.push_str(&format!("content-length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    let _ = socket.write_all(head.as_bytes()).and_then(|()| socket.write_all(body));
+    let mut answer = Vec::new();
+    let _ = socket.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
     let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
     (head.split_whitespace().nth(1).unwrap_or_default().to_owned(), body.to_owned())
 }
 
-/// A GET with a bearer token over a plain socket; returns the status code.
+/// A GET; returns the status code and the body.
+pub fn http_get_body(base: &str, path: &str) -> (String, String) {
+    http_request(base, "GET", path, &[], b"")
+}
+
+/// A GET with a bearer token; returns the status code and the body.
+pub fn http_get_authed(base: &str, path: &str, token: &str) -> (String, String) {
+    http_request(base, "GET", path, &[("authorization", &format!("Bearer {token}"))], b"")
+}
+
+/// A GET with a bearer token; returns the status code.
 pub fn http_get_auth(base: &str, path: &str, token: &str) -> String {
-    use std::io::{Read, Write};
-    let address = base.trim_start_matches("http://");
-    let mut socket = std::net::TcpStream::connect(address).unwrap();
-    write!(
-        socket,
-        "GET {path} HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {token}\r\nconnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = Vec::new();
-    socket.read_to_end(&mut answer).unwrap();
-    String::from_utf8_lossy(&answer).split_whitespace().nth(1).unwrap_or_default().to_owned()
+    http_get_authed(base, path, token).0
 }
 
-/// A GET over a plain socket; returns the status code.
+/// A GET; returns the status code.
 pub fn http_get(base: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let address = base.trim_start_matches("http://");
-    let mut socket = std::net::TcpStream::connect(address).unwrap();
-    // A server that closes or resets the connection (e.g. TLS spoken to in plain HTTP, which
-    // may happen before the request is even written) answered nothing.
-    let _ = write!(socket, "GET {path} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n\r\n");
-    let mut answer = String::new();
-    let _ = socket.read_to_string(&mut answer);
-    answer.split_whitespace().nth(1).unwrap_or_default().to_owned()
+    http_get_body(base, path).0
 }
 
-/// A minimal HTTP/1.1 POST over a plain socket; returns the status code.
+/// A POST with a bearer token; returns the status code and the body.
+pub fn http_post_body(base: &str, path: &str, token: &str, content_type: &str, body: &[u8]) -> (String, String) {
+    let bearer = format!("Bearer {token}");
+    http_request(base, "POST", path, &[("authorization", &bearer), ("content-type", content_type)], body)
+}
+
+/// A POST with a bearer token; returns the status code.
 pub fn http_post_raw(base: &str, path: &str, token: &str, content_type: &str, body: &[u8]) -> String {
-    use std::io::{Read, Write};
-    let address = base.trim_start_matches("http://");
-    let mut socket = std::net::TcpStream::connect(address).unwrap();
-    write!(
-        socket,
-        "POST {path} HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {token}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    socket.write_all(body).unwrap();
-    let mut answer = String::new();
-    socket.read_to_string(&mut answer).unwrap();
-    answer.split_whitespace().nth(1).unwrap_or_default().to_owned()
+    http_post_body(base, path, token, content_type, body).0
 }
 
 pub fn http_post(base: &str, path: &str, token: &str, body: &str) -> String {

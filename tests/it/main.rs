@@ -4,6 +4,7 @@ mod clips;
 mod config;
 mod corpus;
 mod daemon;
+mod district;
 mod engine;
 mod faults;
 mod helpers;

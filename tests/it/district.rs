@@ -1,0 +1,395 @@
+//! The auditing office (`loa district`) against real stations (`loa run` on the ALSA file
+//! device): clean pulls stay clean; a station restored from an old backup, a replaced box and
+//! an event tampered on the way each raise their alarm and store nothing false; a pushing
+//! station converges to the same head; a silent one is `unreachable` on a virtual clock.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::helpers::{Device, Run, Station, http_get_body, loa, of_kind, station};
+
+const TONE: &str = "cbr128_stereo_44k.mp3";
+const WAIT: Duration = Duration::from_secs(60);
+/// A key no station has (the office pins what the clerk typed; this one is for config tests).
+const SOME_KEY: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+
+/// An office with its config in its own directory.
+struct Office {
+    dir: tempfile::TempDir,
+}
+
+impl Office {
+    fn new(stations: &str) -> Office {
+        let dir = tempfile::tempdir().unwrap();
+        let listen = free_address();
+        std::fs::write(
+            dir.path().join("district.toml"),
+            format!(
+                "[district]\nname = \"UBND xã Phú Thủy\"\ndata_dir = \"office\"\nlisten = \"{listen}\"\n\
+                 connect_timeout_seconds = 2\nread_timeout_seconds = 5\n{stations}"
+            ),
+        )
+        .unwrap();
+        Office { dir }
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("district.toml")
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        let config = self.config();
+        let mut all = vec!["district", "--config", config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        loa(&all)
+    }
+
+    fn status(&self) -> Value {
+        let run = self.run(&["status", "--json"]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        run.json()
+    }
+
+    fn listen(&self) -> String {
+        let text = std::fs::read_to_string(self.config()).unwrap();
+        let line = text.lines().find(|l| l.starts_with("listen")).unwrap();
+        line.split('"').nth(1).unwrap().to_owned()
+    }
+}
+
+fn free_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// The `[[station]]` table for a running station.
+fn entry(station: &Station, base: &str) -> String {
+    format!(
+        "[[station]]\nid = \"phu-thuy\"\nname = \"Đài truyền thanh phường Phú Thủy\"\nurl = \"{base}\"\ntoken = \"{}\"\npublic_key = \"{}\"\n",
+        station.token("district"),
+        station.public_key()
+    )
+}
+
+fn head_of(station: &Station) -> i64 {
+    station.events().last().map_or(0, |e| e["seq"].as_i64().unwrap())
+}
+
+fn airings(events: &[Value]) -> usize {
+    of_kind(events, "airing_ended", None).len()
+}
+
+fn alarm_kinds(status: &Value) -> Vec<String> {
+    status["stations"][0]["alarms"].as_array().unwrap().iter().map(|a| a["kind"].as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn a_clean_station_stays_clean_across_pulls_and_holds_the_offices_receipt() {
+    let station = station(2, 1, &[TONE]);
+    let daemon = station.start(Device::Unpaced);
+    let base = daemon.http_base();
+    station.wait_for("an airing", WAIT, |e| airings(e) >= 1);
+    // A second station that is down: it fails on its own, the first is pulled all the same.
+    let dead = format!(
+        "[[station]]\nid = \"ward-dead\"\nname = \"Đài đã tắt\"\nurl = \"http://{}\"\ntoken = \"loa_{}\"\npublic_key = \"{SOME_KEY}\"\n",
+        free_address(),
+        "0".repeat(64)
+    );
+    let office = Office::new(&format!("{}{dead}", entry(&station, &base)));
+
+    let first = office.run(&["pull"]);
+    assert_eq!(first.code, 1, "a dead station makes the round not clean: {}", first.stdout);
+    assert!(first.stdout.contains("phu-thuy ok:"), "{}", first.stdout);
+    assert!(first.stdout.contains("ward-dead FAILED: cannot connect"), "{}", first.stdout);
+    let only = office.run(&["pull", "--station", "phu-thuy"]);
+    assert_eq!(only.code, 0, "{}{}", only.stdout, only.stderr);
+
+    station.wait_for("two more airings", WAIT, |e| airings(e) >= 3);
+    let again = office.run(&["pull", "--station", "phu-thuy", "--json"]);
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+    let contact = &again.json()[0];
+    assert!(
+        contact["accepted"].as_u64().unwrap() >= 1 && contact["alarms"].as_array().unwrap().is_empty(),
+        "{contact}"
+    );
+    let status = office.status();
+    let held = &status["stations"][0];
+    assert_eq!(held["id"], "phu-thuy");
+    assert!(held["alarms"].as_array().unwrap().is_empty(), "{status}");
+    assert!(held["last_ok_at"].is_string());
+    let head = held["head_seq"].as_i64().unwrap();
+    assert!(head >= 3 && head <= head_of(&station), "{status}");
+
+    // The station keeps the office's receipt and shows it.
+    let (code, body) = crate::helpers::http_get_authed(&base, "/api/v1/station", &station.token("operator"));
+    assert_eq!(code, "200", "{body}");
+    let shown: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(shown["receipt"]["head_seq"], head, "{shown}");
+    assert_eq!(shown["receipt"]["office"], "UBND xã Phú Thủy");
+
+    // Reports across stations: CSV for Excel, printable Vietnamese HTML.
+    let year = chrono::Utc::now().format("%Y").to_string();
+    let csv = office.run(&["report", "--period", &year, "--format", "csv"]);
+    assert_eq!(csv.code, 0, "{}", csv.stderr);
+    assert!(csv.stdout.starts_with('\u{feff}') && csv.stdout.contains("phu-thuy,"), "{}", csv.stdout);
+    assert_eq!(csv.stdout.lines().count(), 3, "a header and one row per station: {}", csv.stdout);
+    let html = office.run(&["report", "--period", &year, "--format", "html"]);
+    assert!(html.stdout.contains("Báo cáo tổng hợp") && html.stdout.contains("Đài truyền thanh phường Phú Thủy"));
+    let json = office.run(&["report", "--period", &year]);
+    let row = &json.json()["stations"][0];
+    assert!(row["by_status"]["completed"].as_u64().unwrap() >= 1, "{row}");
+    assert_eq!(office.run(&["report", "--period", "last week"]).code, 2);
+    daemon.stop();
+}
+
+/// Copies the station's database aside (a backup), as an admin would.
+fn backup(station: &Station) -> PathBuf {
+    let path = station.dir.path().join("old.sqlite");
+    let run = station.loa(&["backup", path.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    path
+}
+
+fn restore(station: &Station, from: &Path) {
+    let db = station.data_dir().join("loa.sqlite");
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    std::fs::copy(from, &db).unwrap();
+}
+
+#[test]
+fn a_station_restored_from_an_old_backup_is_caught_and_says_so_itself() {
+    let station = station(2, 1, &[TONE]);
+    let daemon = station.start(Device::Unpaced);
+    station.wait_for("an airing", WAIT, |e| airings(e) >= 1);
+    // The office's token is made before the backup: a restored box still knows it.
+    let office = Office::new(&entry(&station, &daemon.http_base()));
+    let old = backup(&station);
+    station.wait_for("three airings", WAIT, |e| airings(e) >= 3);
+    assert_eq!(office.run(&["pull"]).code, 0);
+    let held = office.status()["stations"][0]["head_seq"].as_i64().unwrap();
+    daemon.stop();
+
+    // The box's database is put back to the old copy; it starts and airs on.
+    restore(&station, &old);
+    let daemon = station.start(Device::Unpaced);
+    let events = station.wait_for("the restored station airing again", WAIT, |e| {
+        !of_kind(e, "log_behind_receipt", None).is_empty() && airings(e) >= 2
+    });
+    let behind = of_kind(&events, "log_behind_receipt", None)[0];
+    assert_eq!(behind["receipt_seq"], held, "{behind}");
+    assert_eq!(behind["office"], "UBND xã Phú Thủy");
+
+    // The restored box listens on a new port: the clerk's config follows it.
+    let config = std::fs::read_to_string(office.config()).unwrap();
+    let url = config.lines().find(|l| l.starts_with("url")).unwrap().to_owned();
+    std::fs::write(office.config(), config.replace(&url, &format!("url = \"{}\"", daemon.http_base()))).unwrap();
+    let pull = office.run(&["pull"]);
+    assert_eq!(pull.code, 1, "{}", pull.stdout);
+    let status = office.status();
+    let kinds = alarm_kinds(&status);
+    assert!(kinds.iter().any(|k| k == "rollback" || k == "fork"), "{}\n{status}", pull.stdout);
+    assert_eq!(status["stations"][0]["head_seq"], held, "nothing the station sends now moves the office's head");
+    // Pulled again, the same finding is not raised twice while it is open.
+    office.run(&["pull"]);
+    assert_eq!(alarm_kinds(&office.status()).len(), kinds.len());
+
+    // A clerk acknowledges it; the alarm and the note both stay.
+    let id = status["stations"][0]["alarms"][0]["id"].as_i64().unwrap().to_string();
+    let ack = office.run(&["ack", &id, "--note", "Đã gọi đài: máy bị khôi phục từ bản sao cũ"]);
+    assert_eq!(ack.code, 0, "{}", ack.stderr);
+    assert_eq!(ack.json()["note"], "Đã gọi đài: máy bị khôi phục từ bản sao cũ");
+    assert_eq!(office.run(&["ack", &id, "--note", "again"]).code, 1, "an acknowledgement is written once");
+    assert_eq!(office.run(&["ack", "99999", "--note", "x"]).code, 1);
+    daemon.stop();
+}
+
+#[test]
+fn a_replaced_box_with_a_new_key_is_caught() {
+    let station = station(2, 1, &[TONE]);
+    let daemon = station.start(Device::Unpaced);
+    station.wait_for("two airings", WAIT, |e| airings(e) >= 2);
+    let office = Office::new(&entry(&station, &daemon.http_base()));
+    assert_eq!(office.run(&["pull"]).code, 0);
+    daemon.stop();
+
+    // A fresh box at the same address, with the same station id: a new key, a new log.
+    std::fs::rename(station.data_dir(), station.dir.path().join("old-box")).unwrap();
+    let daemon = station.start(Device::Unpaced);
+    station.wait_for("the new box airing", WAIT, |e| airings(e) >= 1);
+    let config = std::fs::read_to_string(office.config()).unwrap();
+    let old_base = config.lines().find(|l| l.starts_with("url")).unwrap().split('"').nth(1).unwrap().to_owned();
+    std::fs::write(office.config(), config.replace(&old_base, &daemon.http_base())).unwrap();
+    // The office's token was the old box's: the clerk enrols a token of the new one.
+    let config = std::fs::read_to_string(office.config()).unwrap();
+    let old_token = config.lines().find(|l| l.starts_with("token")).unwrap().split('"').nth(1).unwrap().to_owned();
+    std::fs::write(office.config(), config.replace(&old_token, &station.token("district"))).unwrap();
+
+    let pull = office.run(&["pull"]);
+    assert_eq!(pull.code, 1, "{}", pull.stdout);
+    let kinds = alarm_kinds(&office.status());
+    assert!(kinds.iter().any(|k| k == "key_changed" || k == "bad_signature"), "{kinds:?}");
+    daemon.stop();
+}
+
+/// Starts `loa district serve`; killed with the guard.
+struct Serving(std::process::Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(office: &Office) -> Serving {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_loa"))
+        .args(["district", "--config", office.config().to_str().unwrap(), "serve"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (address, base) = (office.listen(), format!("http://{}", office.listen()));
+    let deadline = std::time::Instant::now() + WAIT;
+    while std::net::TcpStream::connect(&address).is_err() || crate::helpers::http_get(&base, "/api/v1/status") != "200"
+    {
+        assert!(std::time::Instant::now() < deadline, "the dashboard never answered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Serving(child)
+}
+
+fn push(base: &str, token: &str, body: &str) -> (String, String) {
+    crate::helpers::http_post_body(base, "/api/v1/push", token, "application/jsonl", body.as_bytes())
+}
+
+#[test]
+fn pushed_events_are_judged_like_pulled_ones_and_a_tampered_one_is_not_stored() {
+    let station = station(2, 1, &[TONE]);
+    let daemon = station.start(Device::Unpaced);
+    station.wait_for("two airings", WAIT, |e| airings(e) >= 2);
+    daemon.stop();
+    let entry = format!(
+        "[[station]]\nid = \"phu-thuy\"\nname = \"Đài truyền thanh phường Phú Thủy\"\npublic_key = \"{}\"\n",
+        station.public_key()
+    );
+    let office = Office::new(&entry);
+    let token = office.run(&["token", "create", "--station", "phu-thuy"]);
+    assert_eq!(token.code, 0, "{}", token.stderr);
+    let token = token.stdout.trim().to_owned();
+    assert_eq!(office.run(&["token", "create", "--station", "nowhere"]).code, 2);
+    let _serving = serve(&office);
+    let base = format!("http://{}", office.listen());
+    let lines = station.loa(&["airtime", "--format", "jsonl"]).stdout;
+
+    // Refused before anything is read or stored: no token, a wrong one, an empty body.
+    assert_eq!(push(&base, "loa_wrong", &lines).0, "401");
+    assert_eq!(push(&base, &token, "").0, "400");
+    // One event edited on the way (its title): refused by name, nothing stored.
+    let tampered = lines.replacen("Bản tin 0", "Bản tin 9", 1);
+    assert_ne!(tampered, lines);
+    let (code, body) = push(&base, &token, &tampered);
+    assert_eq!(code, "422", "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert!(answer["alarms"].as_array().unwrap().iter().any(|k| k == "bad_hash"), "{answer}");
+    let before_tamper = answer["head"]["seq"].as_i64().unwrap();
+    let held = office.status()["stations"][0]["head_seq"].as_i64().unwrap();
+    assert_eq!(held, before_tamper, "only events before the altered one are kept");
+    let altered_at = lines.lines().position(|l| l.contains("Bản tin 0")).unwrap() as i64 + 1;
+    assert!(held < altered_at, "the altered event is not held (held {held}, altered {altered_at})");
+
+    // The honest log, pushed from the office's head on: accepted whole, with a receipt.
+    let rest: String = lines.lines().skip((held - 1).max(0) as usize).map(|l| format!("{l}\n")).collect();
+    let (code, body) = push(&base, &token, &rest);
+    assert_eq!(code, "200", "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["head"]["seq"], head_of(&station));
+    assert!(answer["receipt"].as_str().unwrap().contains("\"kind\":\"receipt\""));
+}
+
+#[test]
+fn a_pushing_station_converges_to_the_same_head_as_its_own_log() {
+    let office = Office::new("");
+    let listen = office.listen();
+    let station = station(2, 1, &[TONE]);
+    // The office learns the station's key from the box itself, then hands it a push token.
+    std::fs::write(
+        office.config(),
+        std::fs::read_to_string(office.config()).unwrap()
+            + &format!(
+                "[[station]]\nid = \"phu-thuy\"\nname = \"Đài truyền thanh phường Phú Thủy\"\npublic_key = \"{}\"\n",
+                station.public_key()
+            ),
+    )
+    .unwrap();
+    let token = office.run(&["token", "create", "--station", "phu-thuy"]).stdout.trim().to_owned();
+    let config = std::fs::read_to_string(station.config_path()).unwrap();
+    std::fs::write(
+        station.config_path(),
+        format!("{config}[upstream]\nurl = \"http://{listen}\"\ntoken = \"{token}\"\n"),
+    )
+    .unwrap();
+    let _serving = serve(&office);
+    let daemon = station.start(Device::Unpaced);
+    station.wait_for("three airings", WAIT, |e| airings(e) >= 3);
+    let base = format!("http://{listen}");
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (_, body) = http_get_body(&base, "/api/v1/status");
+        let status: Value = serde_json::from_str(&body).unwrap();
+        let held = status["stations"][0]["head_seq"].as_i64().unwrap();
+        if held >= 8 && held == head_of(&station) {
+            assert!(status["stations"][0]["alarms"].as_array().unwrap().is_empty(), "{status}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the office never caught up: {status}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    daemon.stop();
+    // The dashboard shows the station, in Vietnamese.
+    let (code, page) = http_get_body(&base, "/");
+    assert_eq!(code, "200");
+    assert!(page.contains("Đài truyền thanh phường Phú Thủy") && page.contains("Liên lạc gần nhất"), "{page}");
+}
+
+#[test]
+fn a_silent_station_is_unreachable_after_the_configured_hours_on_a_virtual_clock() {
+    use loa::time::clock::VirtualClock;
+    let office = Office::new(&format!(
+        "stale_after_hours = 48\n[[station]]\nid = \"ward-a\"\nname = \"Đài A\"\npublic_key = \"{SOME_KEY}\"\n"
+    ));
+    // `stale_after_hours` belongs to [district]: the text above put it after the table header.
+    let text = std::fs::read_to_string(office.config()).unwrap();
+    let text =
+        text.replace("stale_after_hours = 48\n", "").replace("[district]\n", "[district]\nstale_after_hours = 48\n");
+    std::fs::write(office.config(), text).unwrap();
+    let config = loa::district::config::DistrictConfig::load(&office.config()).unwrap();
+    let start = chrono::DateTime::from_timestamp_millis(1_800_000_000_000).unwrap();
+    let clock = Arc::new(VirtualClock::new(start));
+    let desk = loa::district::Office::open(config, clock.clone()).unwrap();
+    assert!(desk.check_reachability().unwrap().is_empty(), "enrolled just now");
+    clock.step(chrono::TimeDelta::hours(47));
+    assert!(desk.check_reachability().unwrap().is_empty());
+    clock.step(chrono::TimeDelta::hours(2));
+    assert_eq!(desk.check_reachability().unwrap(), ["ward-a"]);
+    assert!(desk.check_reachability().unwrap().is_empty(), "raised once while open");
+    let status = desk.status().unwrap();
+    assert_eq!(status[0].alarms[0].kind, "unreachable");
+}
+
+#[test]
+fn a_bad_office_config_names_the_key_and_line() {
+    let office = Office::new("[[station]]\nid = \"ward-a\"\nname = \"Đài A\"\npublic_key = \"not-a-key\"\n");
+    let run = office.run(&["check-config"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("station[0].public_key") && run.stderr.contains("district.toml:"), "{}", run.stderr);
+    let good = Office::new(&format!("[[station]]\nid = \"ward-a\"\nname = \"Đài A\"\npublic_key = \"{SOME_KEY}\"\n"));
+    let run = good.run(&["check-config"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("UBND xã Phú Thủy (1 stations, 0 pulled"), "{}", run.stdout);
+    assert_eq!(good.run(&["pull", "--station", "ward-a"]).code, 2, "a push-only station cannot be pulled");
+}
