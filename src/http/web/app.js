@@ -142,6 +142,14 @@ async function signIn(token) {
   // Exactly the station's own topics and languages, by the names its config gives them.
   fillChoices("upload-topic", state.station.topics);
   fillChoices("upload-language", state.station.languages);
+  showReceipt(state.station.receipt);
+}
+
+// What the office above the station holds of its log: its latest signed receipt.
+function showReceipt(receipt) {
+  $("receipt").textContent = receipt
+    ? `Phòng kiểm tra (${receipt.office}) đã nhận đến bản ghi ${receipt.head_seq} lúc ${localTime(receipt.at)}.`
+    : "Phòng kiểm tra chưa nhận nhật ký của đài.";
 }
 
 function fillChoices(id, choices) {
