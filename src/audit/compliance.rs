@@ -505,7 +505,7 @@ mod tests {
         for (k, v) in fields {
             e.insert((*k).into(), v.clone());
         }
-        serde_json::from_value(Value::Object(e)).expect("the fields of its kind")
+        Logged::parse(&Value::Object(e).to_string(), "").expect("the fields of its kind")
     }
 
     fn ended(seq: i64, at: DateTime<Utc>, topic: &str, peak: bool, status: &str) -> Logged {

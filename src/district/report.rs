@@ -8,10 +8,11 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
 use super::Office;
-use super::store::DistrictStoreError;
+use super::config::StationEntry;
+use super::store::{DistrictStore, DistrictStoreError};
 use crate::audit::compliance::{self, ReportFormat, Subject, escape, period_vi, status_vi};
 use crate::proof::events::{Counted, Logged};
-use crate::time::calendar::Period;
+use crate::time::calendar::{Period, period_of};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct OfficeReport {
@@ -56,77 +57,116 @@ pub enum OfficeReportError {
     Unreadable { station: String, seq: i64, error: serde_json::Error },
 }
 
-/// The report for `period` at `now`.
+/// The report for `period` at `now`. Stations are read on every core, each worker with its own
+/// read connection (the office's database is in WAL mode: readers do not wait for the writer).
 pub fn build(office: &Office, period: &Period, now: DateTime<Utc>) -> Result<OfficeReport, OfficeReportError> {
     let tz = office.config.timezone;
     let local = |t: DateTime<Utc>| t.with_timezone(&tz).to_rfc3339();
-    // A month either side: quota weeks and months that straddle the period count whole.
-    let margin = TimeDelta::days(31);
-    let (from, to) = ((period.start - margin).timestamp_millis(), (period.end + margin).timestamp_millis());
-    let mut stations = Vec::with_capacity(office.config.stations.len());
-    for station in &office.config.stations {
-        let (held, alarms, first, events) = office.with_store(|store| {
-            Ok::<_, DistrictStoreError>((
-                store.latest(&station.id, 1)?,
-                store.alarms(Some(&station.id), true)?.len(),
-                store.first_event_at(&station.id)?,
-                store.events(&station.id, from, to)?,
-            ))
-        })?;
-        let logged = events
-            .iter()
-            .map(|e| {
-                Logged::parse(&e.body, &e.hash).map_err(|error| OfficeReportError::Unreadable {
-                    station: station.id.clone(),
-                    seq: e.seq,
-                    error,
+    let span = counted_span(office, period);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(office.config.stations.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let rows: Vec<Result<Vec<(usize, StationRow)>, OfficeReportError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let store = DistrictStore::open(&office.config.data_dir)?;
+                    let mut rows = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(station) = office.config.stations.get(i) else { return Ok(rows) };
+                        rows.push((i, station_row(office, &store, station, period, span, now)?));
+                    }
                 })
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        let subject = Subject {
-            station_id: &station.id,
-            station_name: &station.name,
-            timezone: tz,
-            quotas: &office.config.quotas,
-        };
-        let since = first.and_then(DateTime::from_timestamp_millis);
-        let report = compliance::report(subject, period, &logged, now, since);
-        let in_period = |e: &&Logged| e.at >= period.start.timestamp_millis() && e.at < period.end.timestamp_millis();
-        let untrusted = logged
-            .iter()
-            .filter(in_period)
-            .filter(|e| matches!(e.what, Counted::AiringEnded { clock_synced: false, .. }))
-            .count() as u32;
-        let quotas = office
-            .config
-            .quotas
-            .iter()
-            .zip(&report.quotas)
-            .map(|(quota, q)| QuotaRow {
-                quota: quota.label(),
-                met: q.missed == 0,
-                periods_met: q.met,
-                periods_missed: q.missed,
-            })
             .collect();
-        stations.push(StationRow {
-            station_id: station.id.clone(),
-            station_name: station.name.clone(),
-            quotas,
-            missed_slots: report.by_status.get("missed").copied().unwrap_or(0),
-            by_status: report.by_status,
-            untrusted_clock_airings: untrusted,
-            open_alarms: alarms,
-            head_seq: held.first().map_or(0, |e| e.seq),
-        });
+        handles.into_iter().map(|h| h.join().expect("a report worker does not panic")).collect()
+    });
+    let mut stations = Vec::with_capacity(office.config.stations.len());
+    for part in rows {
+        stations.extend(part?);
     }
+    stations.sort_by_key(|(i, _)| *i);
     Ok(OfficeReport {
         office: office.config.name.clone(),
         period: period.label.clone(),
         from: local(period.start),
         to: local(period.end),
         generated_at: local(now),
-        stations,
+        stations: stations.into_iter().map(|(_, row)| row).collect(),
+    })
+}
+
+/// The span of events a report counts: the period, widened to the whole quota weeks and months
+/// that straddle its edges (UTC ms, half-open).
+fn counted_span(office: &Office, period: &Period) -> (i64, i64) {
+    let tz = office.config.timezone;
+    let last = period.end - TimeDelta::milliseconds(1);
+    office.config.quotas.iter().fold(
+        (period.start.timestamp_millis(), period.end.timestamp_millis()),
+        |(from, to), quota| {
+            let first = period_of(quota.per, period.start, tz).start.timestamp_millis();
+            let end = period_of(quota.per, last, tz).end.timestamp_millis();
+            (from.min(first), to.max(end))
+        },
+    )
+}
+
+fn station_row(
+    office: &Office,
+    store: &DistrictStore,
+    station: &StationEntry,
+    period: &Period,
+    (from, to): (i64, i64),
+    now: DateTime<Utc>,
+) -> Result<StationRow, OfficeReportError> {
+    let head = store.latest(&station.id, 1)?;
+    let open_alarms = store.alarms(Some(&station.id), true)?.len();
+    let since = store.first_event_at(&station.id)?.and_then(DateTime::from_timestamp_millis);
+    let logged = store
+        .events(&station.id, from, to)?
+        .iter()
+        .map(|e| {
+            Logged::parse(&e.body, &e.hash).map_err(|error| OfficeReportError::Unreadable {
+                station: station.id.clone(),
+                seq: e.seq,
+                error,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let subject = Subject {
+        station_id: &station.id,
+        station_name: &station.name,
+        timezone: office.config.timezone,
+        quotas: &office.config.quotas,
+    };
+    let report = compliance::report(subject, period, &logged, now, since);
+    let (start, end) = (period.start.timestamp_millis(), period.end.timestamp_millis());
+    let untrusted = logged
+        .iter()
+        .filter(|e| e.at >= start && e.at < end)
+        .filter(|e| matches!(e.what, Counted::AiringEnded { clock_synced: false, .. }))
+        .count() as u32;
+    let quotas = office
+        .config
+        .quotas
+        .iter()
+        .zip(&report.quotas)
+        .map(|(quota, q)| QuotaRow {
+            quota: quota.label(),
+            met: q.missed == 0,
+            periods_met: q.met,
+            periods_missed: q.missed,
+        })
+        .collect();
+    Ok(StationRow {
+        station_id: station.id.clone(),
+        station_name: station.name.clone(),
+        quotas,
+        missed_slots: report.by_status.get("missed").copied().unwrap_or(0),
+        by_status: report.by_status,
+        untrusted_clock_airings: untrusted,
+        open_alarms,
+        head_seq: head.first().map_or(0, |e| e.seq),
     })
 }
 

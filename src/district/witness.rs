@@ -127,11 +127,12 @@ pub fn witness(station_id: &str, held: &Held, held_hash: impl Fn(i64) -> Option<
     }
 
     let expect = Expect { station_id: Some(station_id.to_owned()), ..Expect::default() };
-    let mut verifier = if held.head_seq == 0 {
+    let verifier = if held.head_seq == 0 {
         ChainVerifier::new(key, expect)
     } else {
         ChainVerifier::after(key, (held.head_seq, held.head_hash.clone()), expect)
     };
+    let mut verifier = verifier.deferring_signatures();
     for (line_number, line) in new {
         match verifier.line(line_number, line) {
             Ok(()) => {
@@ -140,6 +141,9 @@ pub fn witness(station_id: &str, held: &Held, held_hash: impl Fn(i64) -> Option<
                 decision.accepted.push(HeldEvent { seq, at, body, hash: hash.to_owned(), sig: sig.to_owned() });
             }
             Err(broken) => {
+                // A signature deferred before this line may be the first thing wrong.
+                let broken = verifier.flush().err().unwrap_or(broken);
+                decision.accepted.retain(|e| broken.seq.is_none_or(|bad| e.seq < bad));
                 let kind = match broken.fault {
                     Fault::Encoding | Fault::Hash => AlarmKind::BadHash,
                     Fault::Gap | Fault::Start => AlarmKind::Gap,
@@ -152,10 +156,14 @@ pub fn witness(station_id: &str, held: &Held, held_hash: impl Fn(i64) -> Option<
             }
         }
     }
-    if !decision.accepted.is_empty() {
-        if let Ok(verified) = verifier.finish() {
-            decision.key = verified.public_key;
+    if decision.findings.is_empty() {
+        if let Err(broken) = verifier.flush() {
+            decision.accepted.retain(|e| broken.seq.is_none_or(|bad| e.seq < bad));
+            decision.findings.push(finding(AlarmKind::BadSignature, broken.seq, broken.to_string(), None));
         }
+    }
+    if !decision.accepted.is_empty() {
+        decision.key = verifier.key_in_force().to_owned();
     }
     report_other_key(&mut decision, batch.reported_key);
     decision

@@ -70,19 +70,16 @@ named_enum! {
 /// What the reports read of a logged event: its seq, time and hash, and for the end of an
 /// airing or a missed slot what they count. Read from the event's own fields; other kinds are
 /// [`Counted::Other`].
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct Logged {
     pub seq: i64,
     pub at: i64,
     /// The event's hash (not part of its body: filled in from the stored event).
-    #[serde(default)]
     pub hash: String,
-    #[serde(flatten)]
     pub what: Counted,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Counted {
     AiringEnded {
         status: AiringStatus,
@@ -96,8 +93,26 @@ pub enum Counted {
     SlotMissed {
         reason: MissReason,
     },
-    #[serde(other)]
     Other,
+}
+
+/// The members reports read, as one flat shape (every kind's members optional): one pass over
+/// the body, strings borrowed where they need no unescaping.
+#[derive(Deserialize)]
+struct CountedMembers<'a> {
+    seq: i64,
+    at: i64,
+    #[serde(borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    status: Option<std::borrow::Cow<'a, str>>,
+    played_ms: Option<u64>,
+    topic: Option<String>,
+    language: Option<String>,
+    peak: Option<bool>,
+    clock_synced: Option<bool>,
+    #[serde(borrow)]
+    reason: Option<std::borrow::Cow<'a, str>>,
 }
 
 impl Logged {
@@ -108,7 +123,34 @@ impl Logged {
 
     /// Reads an event from its body and the hash it was stored with.
     pub fn parse(body: &str, hash: &str) -> serde_json::Result<Logged> {
-        Ok(Logged { hash: hash.to_owned(), ..serde_json::from_str(body)? })
+        use serde::de::Error;
+        let m: CountedMembers = serde_json::from_str(body)?;
+        let missing = |name: &str| serde_json::Error::custom(format!("{} without `{name}`", m.kind));
+        let what = match m.kind.as_ref() {
+            "airing_ended" => Counted::AiringEnded {
+                status: m
+                    .status
+                    .as_deref()
+                    .ok_or_else(|| missing("status"))?
+                    .parse()
+                    .map_err(serde_json::Error::custom)?,
+                played_ms: m.played_ms.ok_or_else(|| missing("played_ms"))?,
+                topic: m.topic.ok_or_else(|| missing("topic"))?,
+                language: m.language.ok_or_else(|| missing("language"))?,
+                peak: m.peak.ok_or_else(|| missing("peak"))?,
+                clock_synced: m.clock_synced.ok_or_else(|| missing("clock_synced"))?,
+            },
+            "slot_missed" => Counted::SlotMissed {
+                reason: m
+                    .reason
+                    .as_deref()
+                    .ok_or_else(|| missing("reason"))?
+                    .parse()
+                    .map_err(serde_json::Error::custom)?,
+            },
+            _ => Counted::Other,
+        };
+        Ok(Logged { seq: m.seq, at: m.at, hash: hash.to_owned(), what })
     }
 }
 
