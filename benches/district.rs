@@ -73,7 +73,7 @@ fn station_log(i: usize, start: DateTime<Utc>, days: i64) -> Vec<String> {
             let at = start + TimeDelta::days(day) + TimeDelta::hours(5 + slot * 2);
             let plan = AiringPlan {
                 slot: Some(format!("s{slot:02}")),
-                peak: slot < 2 || slot > 7,
+                peak: !(2..=7).contains(&slot),
                 scheduled_at: Some(at.timestamp_millis()),
                 clip_id: 1 + (day + slot) % 40,
                 clip_sha256: format!("{:064x}", (day + slot) % 40),
@@ -123,8 +123,8 @@ fn ingest(office: &Office, i: usize, lines: &[&str]) {
 }
 
 fn office_config(dir: &std::path::Path, stations: usize, url: impl Fn(usize) -> Option<String>) -> DistrictConfig {
-    let mut text = format!(
-        "[district]\nname = \"Bench\"\ndata_dir = \"office\"\nconnect_timeout_seconds = 2\nread_timeout_seconds = 3\nmax_parallel_pulls = 256\n"
+    let mut text = String::from(
+        "[district]\nname = \"Bench\"\ndata_dir = \"office\"\nconnect_timeout_seconds = 2\nread_timeout_seconds = 3\nmax_parallel_pulls = 256\n",
     );
     for i in 0..stations {
         text.push_str(&format!(

@@ -48,10 +48,13 @@ pub enum DistrictCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum DistrictTokenCommand {
-    /// Print a new push token for a station (shown once; kept as SHA-256).
+    /// Print a new token (shown once; kept as SHA-256): a station's push token (--station), or a
+    /// clerk's, who may acknowledge alarms on the dashboard (--clerk NAME).
     Create {
-        #[arg(long, value_name = "ID")]
-        station: String,
+        #[arg(long, value_name = "ID", required_unless_present = "clerk", conflicts_with = "clerk")]
+        station: Option<String>,
+        #[arg(long, value_name = "NAME")]
+        clerk: Option<String>,
     },
 }
 
@@ -99,11 +102,19 @@ pub(super) fn run(command: DistrictCommand, path: &Path, out: &mut dyn Write) ->
             let alarm = office.acknowledge(alarm, note.trim())?;
             write_json(out, &alarm)
         }
-        DistrictCommand::Token(DistrictTokenCommand::Create { station }) => {
-            if office.config.station(&station).is_none() {
-                return Err(Failure::Usage(format!("--station: no [[station]] with id \"{station}\" in the config")));
-            }
-            let token = office.create_push_token(&station)?;
+        DistrictCommand::Token(DistrictTokenCommand::Create { station, clerk }) => {
+            let token = match (station, clerk) {
+                (Some(station), _) => {
+                    if office.config.station(&station).is_none() {
+                        return Err(Failure::Usage(format!(
+                            "--station: no [[station]] with id \"{station}\" in the config"
+                        )));
+                    }
+                    office.create_push_token(&station)?
+                }
+                (None, Some(clerk)) if !clerk.trim().is_empty() => office.create_clerk_token(clerk.trim())?,
+                (None, _) => return Err(Failure::Usage("give --station ID or --clerk NAME".into())),
+            };
             out.write_all(format!("{token}\n").as_bytes()).map_err(write_err)
         }
         DistrictCommand::Serve => serve(office),

@@ -35,6 +35,7 @@ pub fn router(office: Arc<Office>) -> Router {
         .route("/report", get(report))
         .route("/api/v1/status", get(status))
         .route("/api/v1/push", post(push))
+        .route("/alarms/{id}/ack", post(acknowledge).layer(axum::extract::DefaultBodyLimit::max(16 * 1024)))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such page") })
         .with_state(office)
 }
@@ -174,6 +175,64 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
 }
 
 #[derive(Deserialize)]
+struct AckForm {
+    note: String,
+    token: String,
+}
+
+/// A clerk acknowledges an alarm from the station page, with a note and their clerk token
+/// (`loa district token create --clerk NAME`); the note is kept with the clerk's name.
+async fn acknowledge(
+    State(office): State<Arc<Office>>,
+    Path(id): Path<i64>,
+    form: Result<axum::Form<AckForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(axum::Form(form)) = form else {
+        return error(StatusCode::BAD_REQUEST, "form", "send the form's note and token");
+    };
+    let note = form.note.trim().to_owned();
+    if note.is_empty() || note.chars().count() > 1000 {
+        return page_with(
+            StatusCode::BAD_REQUEST,
+            "Thiếu ghi chú",
+            "<p>Hãy ghi rõ đã kiểm tra gì và xử lý thế nào (tối đa 1000 ký tự).</p>",
+        );
+    }
+    let judged = tokio::task::spawn_blocking(move || {
+        let Some(clerk) = office.clerk(form.token.trim())? else { return Ok(None) };
+        let alarm = office.acknowledge(id, &format!("{note} — {clerk}"));
+        Ok::<_, super::store::DistrictStoreError>(Some(alarm))
+    })
+    .await;
+    match judged {
+        Ok(Ok(Some(Ok(alarm)))) => {
+            let to = format!("/station/{}", alarm.station_id);
+            (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response()
+        }
+        Ok(Ok(None)) => page_with(
+            StatusCode::UNAUTHORIZED,
+            "Mã cán bộ không đúng",
+            "<p>Mã cán bộ không đúng. Xin mã mới: <code>loa district token create --clerk \"Họ tên\"</code>.</p>",
+        ),
+        Ok(Ok(Some(Err(super::store::DistrictStoreError::NoSuchAlarm(_))))) => {
+            page_with(StatusCode::NOT_FOUND, "Không có cảnh báo này", "<p>Không có cảnh báo này.</p>")
+        }
+        Ok(Ok(Some(Err(e @ super::store::DistrictStoreError::AlreadyAcknowledged { .. })))) => page_with(
+            StatusCode::CONFLICT,
+            "Đã xác nhận",
+            &format!("<p>Cảnh báo này đã được xác nhận: {}</p>", escape(&e.to_string())),
+        ),
+        Ok(Ok(Some(Err(e)))) | Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+fn page_with(status: StatusCode, title: &str, body: &str) -> Response {
+    let body = format!("<nav><a href=\"/\">← Các đài</a></nav><h1>{}</h1>{body}", escape(title));
+    (status, page(title, &body)).into_response()
+}
+
+#[derive(Deserialize)]
 struct ReportQuery {
     period: Option<String>,
     format: Option<String>,
@@ -201,6 +260,20 @@ async fn report(State(office): State<Arc<Office>>, Query(query): Query<ReportQue
         Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, "report", e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }
+}
+
+/// A quota's label in words: `cchc/week` → "cchc mỗi tuần", `cchc[hmn]/month/any-slot` →
+/// "cchc (hmn) mỗi tháng, mọi khung giờ".
+pub fn quota_vi(label: &str) -> String {
+    let mut parts = label.split('/');
+    let topic = parts.next().unwrap_or_default().replace('[', " (").replace(']', ")");
+    let per = match parts.next() {
+        Some("week") => "mỗi tuần",
+        Some("month") => "mỗi tháng",
+        _ => "",
+    };
+    let any = if parts.next() == Some("any-slot") { ", mọi khung giờ" } else { "" };
+    format!("{topic} {per}{any}")
 }
 
 /// An alarm in plain words, for the clerk.
@@ -236,7 +309,11 @@ fn page(title: &str, body: &str) -> Html<String> {
 body {{ margin: 1em; font-family: system-ui, sans-serif; font-size: 15px; }}
 .alarm {{ color: #b00; font-weight: bold; }} .ok {{ color: #060; }}
 table {{ font-size: 14px; }} nav a {{ margin-right: 1em; }}
-@media (max-width: 600px) {{ td, th {{ display: block; border: none; }} tr {{ border-bottom: 1px solid #999; display: block; }} }}
+@media (max-width: 600px) {{
+  table, tbody, tr, td {{ display: block; border: none; }} tr:first-child {{ display: none; }}
+  tr {{ border-bottom: 1px solid #999; padding: 0.4em 0; }}
+  td[data-label]::before {{ content: attr(data-label) ": "; color: #555; }}
+}}
 </style></head><body>{body}</body></html>"#,
         title = escape(title)
     ))
@@ -280,7 +357,7 @@ async fn dashboard(State(office): State<Arc<Office>>) -> Response {
                     let class = if q.met { "ok" } else { "alarm" };
                     format!(
                         "<span class=\"{class}\">{}: {}</span>",
-                        escape(&q.quota),
+                        escape(&quota_vi(&q.quota)),
                         if q.met { "đạt" } else { "chưa đạt" }
                     )
                 })
@@ -302,7 +379,9 @@ async fn dashboard(State(office): State<Arc<Office>>) -> Response {
                 .collect::<String>()
         };
         rows.push_str(&format!(
-            "<tr><td><a href=\"/station/{id}\">{name}</a></td><td>{contact}</td><td>{week}</td><td>{month}</td><td>{last}</td><td>{alarms}</td></tr>\n",
+            "<tr><td><a href=\"/station/{id}\">{name}</a></td><td data-label=\"Liên lạc gần nhất\">{contact}</td>\
+             <td data-label=\"Tuần này\">{week}</td><td data-label=\"Tháng này\">{month}</td>\
+             <td data-label=\"Lần phát gần nhất\">{last}</td><td data-label=\"Cảnh báo\">{alarms}</td></tr>\n",
             id = escape(&s.id),
             name = escape(&s.name),
             contact = local(&s.last_ok_at),
@@ -323,7 +402,7 @@ async fn dashboard(State(office): State<Arc<Office>>) -> Response {
         "<h1>{}</h1><p class=\"center\">Theo dõi các đài truyền thanh cơ sở</p>\
          <table><tr><th>Đài</th><th>Liên lạc gần nhất</th><th>Tuần này</th><th>Tháng này</th><th>Lần phát gần nhất</th><th>Cảnh báo</th></tr>\n{rows}</table>\
          <h2>Báo cáo</h2><ul>{periods}</ul>\
-         <p class=\"small\">Xác nhận đã xử lý một cảnh báo: <code>loa district ack SỐ --note \"…\"</code> (cảnh báo và ghi chú đều được lưu lại).</p>",
+         <p class=\"small\">Xác nhận đã xử lý một cảnh báo: trên trang của đài, hoặc <code>loa district ack SỐ --note \"…\"</code> (cảnh báo và ghi chú đều được lưu lại).</p>",
         escape(&name)
     );
     page(&name, &body).into_response()
@@ -373,7 +452,14 @@ async fn station_page(State(office): State<Arc<Office>>, Path(id): Path<String>)
         .map(|a| {
             let state = match &a.note {
                 Some(note) => format!("đã xử lý: {}", escape(note)),
-                None => "<span class=\"alarm\">chưa xử lý</span>".to_owned(),
+                None => format!(
+                    "<span class=\"alarm\">chưa xử lý</span>\
+                     <form method=\"post\" action=\"/alarms/{}/ack\">\
+                     <input name=\"note\" required maxlength=\"1000\" placeholder=\"Đã kiểm tra gì, xử lý thế nào\">\
+                     <input name=\"token\" type=\"password\" required placeholder=\"Mã cán bộ\">\
+                     <button>Xác nhận đã xử lý</button></form>",
+                    a.id
+                ),
             };
             format!("<li>#{} {} — {state}</li>", a.id, escape(&alarm_vi(&a.kind, a.seq, &a.detail)))
         })

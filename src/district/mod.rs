@@ -217,25 +217,43 @@ impl Office {
 
     /// A new push token for `station` (shown once; stored as SHA-256).
     pub fn create_push_token(&self, station: &str) -> Result<String, OfficeError> {
+        let (secret, digest, now) = self.new_secret()?;
+        self.store().add_push_token(station, &digest, now)?;
+        Ok(secret)
+    }
+
+    /// A new clerk token (may acknowledge alarms on the dashboard), shown once.
+    pub fn create_clerk_token(&self, label: &str) -> Result<String, OfficeError> {
+        let (secret, digest, now) = self.new_secret()?;
+        self.store().add_clerk_token(label, &digest, now)?;
+        Ok(secret)
+    }
+
+    fn new_secret(&self) -> Result<(String, String, i64), OfficeError> {
         let secret = crate::model::token::generate()
             .map_err(|e| KeyError::Io { path: self.config.data_dir.clone(), source: e })?;
-        let now = self.clock.now().timestamp_millis();
-        self.store().add_push_token(station, &crate::model::token::digest(&secret), now)?;
-        Ok(secret)
+        let digest = crate::model::token::digest(&secret);
+        Ok((secret, digest, self.clock.now().timestamp_millis()))
+    }
+
+    /// The clerk a token belongs to (by label).
+    pub fn clerk(&self, presented: &str) -> Result<Option<String>, DistrictStoreError> {
+        Ok(owner(self.store().clerk_tokens()?, presented))
     }
 
     /// The station a push token belongs to.
     pub fn push_token_station(&self, presented: &str) -> Result<Option<String>, DistrictStoreError> {
-        let digest = crate::model::token::digest(presented);
-        let tokens = self.store().push_tokens()?;
-        Ok(tokens
-            .into_iter()
-            .find(|(_, stored)| crate::model::token::same_digest(stored, &digest))
-            .map(|(station, _)| station))
+        Ok(owner(self.store().push_tokens()?, presented))
     }
 
     /// Runs `f` with the office's store (reports, the dashboard).
     pub fn with_store<R>(&self, f: impl FnOnce(&DistrictStore) -> R) -> R {
         f(&self.store())
     }
+}
+
+/// Whose token `presented` is, among (owner, SHA-256) pairs, each compared in constant time.
+fn owner(tokens: Vec<(String, String)>, presented: &str) -> Option<String> {
+    let digest = crate::model::token::digest(presented);
+    tokens.into_iter().find(|(_, stored)| crate::model::token::same_digest(stored, &digest)).map(|(owner, _)| owner)
 }

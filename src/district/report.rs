@@ -123,7 +123,7 @@ fn station_row(
     let open_alarms = store.alarms(Some(&station.id), true)?.len();
     let since = store.first_event_at(&station.id)?.and_then(DateTime::from_timestamp_millis);
     let logged = store
-        .events(&station.id, from, to)?
+        .counted_events(&station.id, from, to)?
         .iter()
         .map(|e| {
             Logged::parse(&e.body, &e.hash).map_err(|error| OfficeReportError::Unreadable {
@@ -215,7 +215,8 @@ pub fn to_html(report: &OfficeReport) -> String {
             .iter()
             .map(|q| {
                 let verdict = if q.met { "Đạt" } else { "Không đạt" };
-                format!("{}: {verdict} ({} kỳ đạt, {} kỳ không đạt)", escape(&q.quota), q.periods_met, q.periods_missed)
+                let quota = super::http::quota_vi(&q.quota);
+                format!("{}: {verdict} ({} kỳ đạt, {} kỳ không đạt)", escape(&quota), q.periods_met, q.periods_missed)
             })
             .collect();
         let statuses: Vec<String> =

@@ -108,10 +108,12 @@ fn insert_events(
     (now, clean): (i64, bool),
 ) -> Result<(), DistrictStoreError> {
     let mut insert = tx.prepare_cached(
-        "INSERT INTO events (station_id, seq, at, body, hash, sig, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO events (station_id, seq, at, kind, body, hash, sig, received_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
     for e in events {
-        insert.execute(params![station_id, e.seq, e.at, e.body, e.hash, e.sig, now])?;
+        let kind = crate::district::witness::text_of(&e.body, "kind").unwrap_or_default();
+        insert.execute(params![station_id, e.seq, e.at, kind, e.body, e.hash, e.sig, now])?;
     }
     if let Some(last) = events.last() {
         tx.execute(
@@ -265,10 +267,12 @@ impl DistrictStore {
         Ok(Alarm { acknowledged_at: Some(rfc3339(now)), note: Some(note.to_owned()), ..alarm })
     }
 
-    /// Events of a station with `from <= at < to` (UTC ms), ascending.
-    pub fn events(&self, station_id: &str, from: i64, to: i64) -> Result<Vec<HeldEvent>, DistrictStoreError> {
+    /// The events reports count (airings' ends and missed slots) of a station with
+    /// `from <= at < to` (UTC ms), ascending.
+    pub fn counted_events(&self, station_id: &str, from: i64, to: i64) -> Result<Vec<HeldEvent>, DistrictStoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT seq, at, body, hash, sig FROM events WHERE station_id = ?1 AND at >= ?2 AND at < ?3 ORDER BY seq",
+            "SELECT seq, at, body, hash, sig FROM events WHERE station_id = ?1 \
+             AND kind IN ('airing_ended', 'slot_missed') AND at >= ?2 AND at < ?3 ORDER BY seq",
         )?;
         Ok(stmt.query_map(params![station_id, from, to], held_event)?.collect::<Result<_, _>>()?)
     }
@@ -296,6 +300,21 @@ impl DistrictStore {
             params![station_id, sha256, now],
         )?;
         Ok(())
+    }
+
+    /// Stores a clerk's token by its SHA-256.
+    pub fn add_clerk_token(&mut self, label: &str, sha256: &str, now: i64) -> Result<(), DistrictStoreError> {
+        self.conn.execute(
+            "INSERT INTO clerk_tokens (label, token_sha256, created_at) VALUES (?1, ?2, ?3)",
+            params![label, sha256, now],
+        )?;
+        Ok(())
+    }
+
+    /// Every clerk token: (label, SHA-256).
+    pub fn clerk_tokens(&self) -> Result<Vec<(String, String)>, DistrictStoreError> {
+        let mut stmt = self.conn.prepare_cached("SELECT label, token_sha256 FROM clerk_tokens")?;
+        Ok(stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?)
     }
 
     /// The stations whose push tokens have this SHA-256 (compared by the caller in constant time).

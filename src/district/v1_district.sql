@@ -13,15 +13,16 @@ CREATE TABLE stations (
 CREATE TABLE events (
     station_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
-    -- the event's own `at` (UTC ms), for reports by period
+    -- the event's own `at` (UTC ms) and `kind`, for reports by period
     at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
     body TEXT NOT NULL,
     hash TEXT NOT NULL,
     sig TEXT NOT NULL,
     received_at INTEGER NOT NULL,
     PRIMARY KEY (station_id, seq)
 ) WITHOUT ROWID;
-CREATE INDEX events_by_time ON events (station_id, at);
+CREATE INDEX events_by_kind_and_time ON events (station_id, kind, at);
 CREATE TRIGGER events_are_never_updated BEFORE UPDATE ON events
 BEGIN
     SELECT RAISE(ABORT, 'held events are append-only');
@@ -66,6 +67,14 @@ CREATE TRIGGER evidence_is_kept BEFORE DELETE ON evidence
 BEGIN
     SELECT RAISE(ABORT, 'evidence is kept');
 END;
+
+-- Clerks who may acknowledge alarms on the dashboard (their tokens, as SHA-256).
+CREATE TABLE clerk_tokens (
+    id INTEGER PRIMARY KEY,
+    label TEXT NOT NULL,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL
+);
 
 CREATE TABLE push_tokens (
     id INTEGER PRIMARY KEY,

@@ -245,6 +245,15 @@ pub fn seq_of(line: &str) -> Option<i64> {
     number(line, "seq")
 }
 
+/// A top-level text member of a flat event line, when it needs no unescaping (kinds, ids).
+pub fn text_of<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let key = format!("\"{name}\":\"");
+    let start = line.find(&key)? + key.len();
+    let end = start + line[start..].find('"')?;
+    let text = &line[start..end];
+    (!text.contains('\\')).then_some(text)
+}
+
 /// A top-level whole-number member of a flat event line. (Inside a JSON string a quote is
 /// escaped, so `"name":` there cannot be mistaken for the member.)
 fn number(line: &str, name: &str) -> Option<i64> {

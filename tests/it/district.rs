@@ -393,3 +393,66 @@ fn a_bad_office_config_names_the_key_and_line() {
     assert!(run.stdout.contains("UBND xã Phú Thủy (1 stations, 0 pulled"), "{}", run.stdout);
     assert_eq!(good.run(&["pull", "--station", "ward-a"]).code, 2, "a push-only station cannot be pulled");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_shows_an_alarm_in_plain_words_and_a_clerk_acknowledges_it_in_a_phone_browser() {
+    use crate::web::{Browser, CHROMEDRIVER, CHROMIUM, screenshots_dir};
+    let present = Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists();
+    if !crate::helpers::require(present, "Chromium and ChromeDriver", "apt-get install chromium chromium-driver") {
+        return;
+    }
+    // A station's log, pushed once with an event altered on the way: a `bad_hash` alarm.
+    let station = station(2, 1, &[TONE]);
+    let daemon = station.start(Device::Unpaced);
+    station.wait_for("two airings", WAIT, |e| airings(e) >= 2);
+    daemon.stop();
+    let office = Office::new(&format!(
+        "[[station]]\nid = \"phu-thuy\"\nname = \"Đài truyền thanh phường Phú Thủy\"\npublic_key = \"{}\"\n",
+        station.public_key()
+    ));
+    let push_token = office.run(&["token", "create", "--station", "phu-thuy"]).stdout.trim().to_owned();
+    let clerk = office.run(&["token", "create", "--clerk", "Chị Hoa"]);
+    assert_eq!(clerk.code, 0, "{}", clerk.stderr);
+    let clerk = clerk.stdout.trim().to_owned();
+    let _serving = serve(&office);
+    let base = format!("http://{}", office.listen());
+    let lines = station.loa(&["airtime", "--format", "jsonl"]).stdout;
+    assert_eq!(push(&base, &push_token, &lines.replacen("Bản tin 0", "Bản tin 9", 1)).0, "422");
+
+    let downloads = tempfile::tempdir().unwrap();
+    let browser = Browser::start(downloads.path()).await;
+    let shots = screenshots_dir();
+    browser.resize(360, 740).await;
+    browser.open(&format!("{base}/")).await;
+    browser.wait("the stations", "document.querySelectorAll('table tr').length >= 2").await;
+    let alarm = browser
+        .wait("the alarm", "document.querySelector('.alarm') && document.querySelector('.alarm').innerText")
+        .await;
+    assert!(alarm.as_str().unwrap().contains("Bản ghi bị sửa"), "{alarm}");
+    browser.assert_vietnamese("the dashboard").await;
+    browser.screenshot(&shots, "van-phong-360").await;
+
+    // The clerk opens the station, writes what was done and confirms with their code.
+    browser.click("table a").await;
+    browser.wait("the station page", "document.querySelector('form') !== null").await;
+    browser.assert_vietnamese("the station page").await;
+    browser.type_into("input[name=note]", "Đã gọi đài: đường truyền bị can thiệp, đã kiểm tra lại").await;
+    browser.type_into("input[name=token]", "loa_sai").await;
+    browser.click("form button").await;
+    browser.wait("the refusal", "document.body.innerText.includes('Mã cán bộ không đúng')").await;
+    browser.script("history.back();").await;
+    browser.wait("the station page again", "document.querySelector('form') !== null").await;
+    browser.type_into("input[name=note]", "Đã gọi đài: đường truyền bị can thiệp, đã kiểm tra lại").await;
+    browser.type_into("input[name=token]", &clerk).await;
+    browser.click("form button").await;
+    browser.wait("the acknowledgement", "document.body.innerText.includes('đã xử lý: Đã gọi đài')").await;
+    browser.screenshot(&shots, "van-phong-dai-360").await;
+    let status = office.status();
+    assert!(status["stations"][0]["alarms"].as_array().unwrap().is_empty(), "acknowledged: {status}");
+
+    // The period reports, printable, at desktop width.
+    browser.resize(1280, 900).await;
+    browser.open(&format!("{base}/report?period={}&format=html", chrono::Utc::now().format("%Y"))).await;
+    browser.wait("the report", "document.querySelector('h1').textContent.includes('Báo cáo tổng hợp')").await;
+    browser.screenshot(&shots, "van-phong-bao-cao-desktop").await;
+}

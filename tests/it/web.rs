@@ -12,19 +12,19 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Device, FIXTURES, Station};
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+pub(crate) const CHROMIUM: &str = "/usr/bin/chromium";
+pub(crate) const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// One WebDriver session on a chromedriver of our own.
-struct Browser {
+pub(crate) struct Browser {
     driver: Child,
     base: String,
     client: reqwest::Client,
 }
 
 impl Browser {
-    async fn start(downloads: &Path) -> Browser {
+    pub(crate) async fn start(downloads: &Path) -> Browser {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
@@ -51,7 +51,7 @@ impl Browser {
         Browser { driver, base: format!("{root}/session/{id}"), client }
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+    pub(crate) async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
         let request = self.client.request(method, format!("{}{path}", self.base));
         let request = if body.is_null() { request } else { request.json(&body) };
         let answer: Value = request.send().await.unwrap().json().await.unwrap();
@@ -59,44 +59,44 @@ impl Browser {
         answer["value"].clone()
     }
 
-    async fn post(&self, path: &str, body: Value) -> Value {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> Value {
         self.call(reqwest::Method::POST, path, body).await
     }
 
-    async fn open(&self, url: &str) {
+    pub(crate) async fn open(&self, url: &str) {
         self.post("/url", json!({"url": url})).await;
     }
 
-    async fn script(&self, script: &str) -> Value {
+    pub(crate) async fn script(&self, script: &str) -> Value {
         self.post("/execute/sync", json!({"script": script, "args": []})).await
     }
 
-    async fn element(&self, css: &str) -> String {
+    pub(crate) async fn element(&self, css: &str) -> String {
         let found = self.post("/element", json!({"using": "css selector", "value": css})).await;
         found[ELEMENT].as_str().unwrap().to_owned()
     }
 
-    async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         let element = self.element(css).await;
         self.post(&format!("/element/{element}/click"), json!({})).await;
     }
 
     /// Replaces a field's text (or chooses the file of a file input).
-    async fn type_into(&self, css: &str, text: &str) {
+    pub(crate) async fn type_into(&self, css: &str, text: &str) {
         let element = self.element(css).await;
         self.post(&format!("/element/{element}/clear"), json!({})).await;
         self.post(&format!("/element/{element}/value"), json!({"text": text})).await;
     }
 
     /// Fills the library's upload form with `file` and `title` and sends it.
-    async fn upload(&self, file: &Path, title: &str) {
+    pub(crate) async fn upload(&self, file: &Path, title: &str) {
         self.type_into("#upload-file", file.to_str().unwrap()).await;
         self.type_into("#upload-title", title).await;
         self.click("#upload-submit").await;
     }
 
     /// Polls a JavaScript expression until it is truthy; panics with the page's text if not.
-    async fn wait(&self, what: &str, expression: &str) -> Value {
+    pub(crate) async fn wait(&self, what: &str, expression: &str) -> Value {
         let start = Instant::now();
         loop {
             let value = self.script(&format!("return {expression};")).await;
@@ -112,7 +112,7 @@ impl Browser {
     }
 
     /// The visible text of the page holds no English sentence and no jargon (a word list).
-    async fn assert_vietnamese(&self, where_: &str) {
+    pub(crate) async fn assert_vietnamese(&self, where_: &str) {
         const ENGLISH: [&str; 12] = [
             "the ",
             " is ",
@@ -134,7 +134,7 @@ impl Browser {
         }
     }
 
-    async fn accept_alert(&self) {
+    pub(crate) async fn accept_alert(&self) {
         let start = Instant::now();
         loop {
             let answer: Value = self
@@ -157,13 +157,13 @@ impl Browser {
 
     /// The viewport's size, as a phone or a desktop screen (device emulation: a headless
     /// window cannot be made narrower than Chromium's minimum).
-    async fn resize(&self, width: u32, height: u32) {
+    pub(crate) async fn resize(&self, width: u32, height: u32) {
         let metrics = json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600});
         self.post("/goog/cdp/execute", json!({"cmd": "Emulation.setDeviceMetricsOverride", "params": metrics})).await;
     }
 
     /// Saves a screenshot and checks the page does not scroll sideways.
-    async fn screenshot(&self, dir: &Path, name: &str) {
+    pub(crate) async fn screenshot(&self, dir: &Path, name: &str) {
         let png = self.call(reqwest::Method::GET, "/screenshot", Value::Null).await;
         let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap()).unwrap();
         std::fs::write(dir.join(format!("{name}.png")), bytes).unwrap();
@@ -180,7 +180,7 @@ impl Drop for Browser {
     }
 }
 
-fn screenshots_dir() -> PathBuf {
+pub(crate) fn screenshots_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e");
     std::fs::create_dir_all(&dir).unwrap();
     dir
