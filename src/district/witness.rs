@@ -262,3 +262,130 @@ fn number(line: &str, name: &str) -> Option<i64> {
     let digits: String = line[start..].chars().take_while(|c| c.is_ascii_digit() || *c == '-').collect();
     digits.parse().ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proof::{Fields, GENESIS_HASH, StationKey};
+    use serde_json::Value;
+
+    fn key(seed: u8) -> StationKey {
+        StationKey::from_seed([seed; 32])
+    }
+
+    /// `n` export lines of station `id` signed by `key`, from seq 1; `note` varies the bodies.
+    fn log(key: &StationKey, id: &str, n: i64, note: &str) -> Vec<String> {
+        let mut prev = GENESIS_HASH.to_owned();
+        (1..=n)
+            .map(|seq| {
+                let mut fields = Fields::new();
+                fields.insert("kind".into(), Value::from("note"));
+                fields.insert("note".into(), Value::from(format!("{note} {seq}")));
+                fields.insert("station_id".into(), Value::from(id));
+                fields.insert("at".into(), Value::from(1_800_000_000_000i64 + seq));
+                let sealed = key.seal(seq, &prev, fields);
+                prev = sealed.hash.clone();
+                sealed.export_line()
+            })
+            .collect()
+    }
+
+    fn held_after(lines: &[String], key: &StationKey) -> (Held, std::collections::HashMap<i64, String>) {
+        let hashes: std::collections::HashMap<i64, String> =
+            lines.iter().map(|l| (seq_of(l).unwrap(), split_line(l).unwrap().1.to_owned())).collect();
+        let last = lines.last().unwrap();
+        let held = Held {
+            head_seq: seq_of(last).unwrap(),
+            head_hash: split_line(last).unwrap().1.to_owned(),
+            key: key.public_key_hex(),
+            ..Held::default()
+        };
+        (held, hashes)
+    }
+
+    fn judge(held: &Held, hashes: &std::collections::HashMap<i64, String>, lines: &[String], after: i64) -> Decision {
+        let batch = Batch { lines: lines.iter().map(String::as_str).collect(), after_seq: after, ..Batch::default() };
+        witness("a", held, |seq| hashes.get(&seq).cloned(), &batch)
+    }
+
+    fn kinds(decision: &Decision) -> Vec<AlarmKind> {
+        decision.findings.iter().map(|f| f.kind).collect()
+    }
+
+    #[test]
+    fn a_log_from_genesis_then_a_pull_overlapping_the_head_are_accepted() {
+        let k = key(1);
+        let lines = log(&k, "a", 30, "x");
+        let fresh = Held { key: k.public_key_hex(), ..Held::default() };
+        let first = judge(&fresh, &Default::default(), &lines[..20], 0);
+        assert_eq!((first.accepted.len(), kinds(&first)), (20, vec![]));
+        let (held, hashes) = held_after(&lines[..20], &k);
+        let next = judge(&held, &hashes, &lines[19..], 19);
+        assert_eq!((next.accepted.len(), kinds(&next)), (10, vec![]), "the held head is not stored twice");
+        assert_eq!(next.accepted[0].seq, 21);
+    }
+
+    #[test]
+    fn each_kind_of_wrong_is_named_and_only_what_came_before_it_is_kept() {
+        let k = key(1);
+        let lines = log(&k, "a", 30, "x");
+        let (held, hashes) = held_after(&lines[..10], &k);
+        let pull = |edit: &dyn Fn(&mut Vec<String>)| {
+            let mut batch = lines[9..].to_vec();
+            edit(&mut batch);
+            judge(&held, &hashes, &batch, 9)
+        };
+        // A missing event.
+        let gap = pull(&|b| drop(b.remove(5)));
+        assert_eq!((kinds(&gap), gap.accepted.len()), (vec![AlarmKind::Gap], 4));
+        // A byte changed on the way.
+        let edited = pull(&|b| b[3] = b[3].replace("x 13", "y 13"));
+        assert_eq!((kinds(&edited), edited.accepted.len()), (vec![AlarmKind::BadHash], 2));
+        // The same event signed by another key, in the middle of a batch: the batch check fails
+        // and the one-by-one check names it; the events before it are kept.
+        let other = log(&key(2), "a", 30, "x");
+        assert_eq!(split_line(&other[17]).unwrap().1, split_line(&lines[17]).unwrap().1, "same bytes, same hash");
+        let forged = pull(&|b| b[8] = other[17].clone());
+        assert_eq!((kinds(&forged), forged.accepted.len()), (vec![AlarmKind::BadSignature], 7));
+        assert_eq!(forged.findings[0].seq, Some(18));
+        // Another station's log.
+        let elsewhere = log(&k, "b", 30, "x");
+        let wrong = judge(&Held { key: k.public_key_hex(), ..Held::default() }, &Default::default(), &elsewhere, 0);
+        assert_eq!(kinds(&wrong), vec![AlarmKind::WrongStation]);
+    }
+
+    #[test]
+    fn a_station_that_went_back_or_forked_cannot_extend_what_is_held() {
+        let k = key(1);
+        let lines = log(&k, "a", 30, "x");
+        let (held, hashes) = held_after(&lines[..20], &k);
+        // Restored from an old copy: it reports an earlier head and serves nothing at the held one.
+        let batch = Batch {
+            lines: lines[..12].iter().map(String::as_str).collect(),
+            reported_head: Some(12),
+            after_seq: 19,
+            ..Batch::default()
+        };
+        let back = witness("a", &held, |seq| hashes.get(&seq).cloned(), &batch);
+        assert_eq!(kinds(&back), vec![AlarmKind::Rollback]);
+        assert!(back.accepted.is_empty());
+        // Restored and aired on: a validly signed other event at a held seq.
+        let other_history = log(&k, "a", 25, "restored");
+        let fork = judge(&held, &hashes, &other_history[19..], 19);
+        assert_eq!(kinds(&fork), vec![AlarmKind::Fork]);
+        assert_eq!(fork.findings[0].evidence.as_deref(), Some(other_history[19].as_str()), "the other event is kept");
+        assert!(fork.accepted.is_empty());
+        // A replaced box: a new key, from seq 1 again, and it says so.
+        let new_box = log(&key(3), "a", 25, "x");
+        let new_key = key(3).public_key_hex();
+        let batch = Batch {
+            lines: new_box[19..].iter().map(String::as_str).collect(),
+            reported_key: Some(&new_key),
+            after_seq: 19,
+            ..Batch::default()
+        };
+        let replaced = witness("a", &held, |seq| hashes.get(&seq).cloned(), &batch);
+        assert!(kinds(&replaced).contains(&AlarmKind::KeyChanged), "{:?}", kinds(&replaced));
+        assert!(kinds(&replaced).contains(&AlarmKind::BadSignature), "{:?}", kinds(&replaced));
+    }
+}

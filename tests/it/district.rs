@@ -456,3 +456,25 @@ async fn the_dashboard_shows_an_alarm_in_plain_words_and_a_clerk_acknowledges_it
     browser.wait("the report", "document.querySelector('h1').textContent.includes('Báo cáo tổng hợp')").await;
     browser.screenshot(&shots, "van-phong-bao-cao-desktop").await;
 }
+
+#[test]
+fn serving_pulls_the_stations_itself() {
+    let station = station(2, 1, &[TONE]);
+    let daemon = station.start(Device::Unpaced);
+    station.wait_for("an airing", WAIT, |e| airings(e) >= 1);
+    let office = Office::new(&entry(&station, &daemon.http_base()));
+    let _serving = serve(&office);
+    let base = format!("http://{}", office.listen());
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (_, body) = http_get_body(&base, "/api/v1/status");
+        let status: Value = serde_json::from_str(&body).unwrap();
+        if status["stations"][0]["head_seq"].as_i64().unwrap() > 0 {
+            assert!(status["stations"][0]["last_ok_at"].is_string(), "{status}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the office never pulled: {status}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    daemon.stop();
+}
