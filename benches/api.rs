@@ -105,13 +105,16 @@ fn upload_memory() {
     let status = runtime.block_on(async {
         let part = reqwest::multipart::Part::bytes(body).file_name("long.mp3");
         let form = reqwest::multipart::Form::new().text("title", "bench").text("topic", "cchc").part("file", part);
-        let response = reqwest::Client::new()
-            .post(format!("http://{address}/api/v1/clips"))
-            .bearer_auth(&token)
-            .multipart(form)
-            .send()
-            .await
-            .unwrap();
+        let response = {
+            loa::ops::tls::install_provider();
+            reqwest::Client::new()
+        }
+        .post(format!("http://{address}/api/v1/clips"))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
         response.status()
     });
     let took = started.elapsed();
@@ -194,7 +197,7 @@ fn airtime_pages() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         tokio::spawn(loa::http::serve(listener, None, state, std::future::pending()));
-        let client = reqwest::Client::new();
+        let client = { loa::ops::tls::install_provider(); reqwest::Client::new() };
         for format in ["json", "jsonl", "csv"] {
             let mut times = Vec::new();
             let mut bytes = 0;

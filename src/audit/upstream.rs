@@ -26,6 +26,7 @@ pub async fn run(
     logged: std::sync::Arc<tokio::sync::Notify>,
     mut stopping: tokio::sync::watch::Receiver<bool>,
 ) {
+    crate::ops::tls::install_provider();
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(120))

@@ -51,6 +51,8 @@ pub struct StationEntry {
     pub url: Option<String>,
     /// The district-role token the station issued (from `token` or `token_file`).
     pub token: Option<String>,
+    /// For an `https://` url: the SHA-256 of the station's certificate (`loa station`).
+    pub tls_fingerprint: Option<[u8; 32]>,
     pub public_key: VerifyingKey,
 }
 
@@ -104,6 +106,7 @@ struct RawStationEntry {
     url: Option<Spanned<String>>,
     token: Option<Spanned<String>>,
     token_file: Option<Spanned<String>>,
+    tls_fingerprint: Option<Spanned<String>>,
     public_key: Spanned<String>,
 }
 
@@ -235,6 +238,27 @@ impl RawStationEntry {
                 ),
             ));
         }
+        let https = url.as_deref().is_some_and(|u| u.starts_with("https://"));
+        let tls_fingerprint = match (&self.tls_fingerprint, https) {
+            (Some(f), true) => Some(super::pinned::parse_fingerprint(f.get_ref()).ok_or_else(|| {
+                src.invalid(
+                    f,
+                    &key("tls_fingerprint"),
+                    "give the SHA-256 fingerprint `loa station` prints (AB:CD:…, 32 bytes)",
+                )
+            })?),
+            (Some(f), false) => {
+                return Err(src.invalid(f, &key("tls_fingerprint"), "a fingerprint is for an https:// url only"));
+            }
+            (None, true) => {
+                return Err(src.invalid(
+                    self.url.as_ref().expect("https url"),
+                    &key("tls_fingerprint"),
+                    "an https:// station's certificate is its own: pin it with tls_fingerprint = \"AB:CD:…\" from `loa station` on the box",
+                ));
+            }
+            (None, false) => None,
+        };
         let public_key = crate::proof::parse_public_key(self.public_key.get_ref()).map_err(|e| {
             src.invalid(
                 &self.public_key,
@@ -242,7 +266,7 @@ impl RawStationEntry {
                 format!("{e}; copy it from `loa station` on the box itself, never from the network"),
             )
         })?;
-        Ok(StationEntry { id, name, url, token, public_key })
+        Ok(StationEntry { id, name, url, token, tls_fingerprint, public_key })
     }
 }
 

@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod http;
+pub mod pinned;
 pub mod pull;
 pub mod receipt;
 pub mod report;

@@ -35,27 +35,36 @@ struct Head {
     seq: i64,
 }
 
-/// An HTTP client for pulls, with the office's timeouts.
-pub fn client(office: &Office) -> reqwest::Client {
-    reqwest::Client::builder()
+/// An HTTP client for pulls, with the office's timeouts; for a station whose certificate is
+/// pinned, one that trusts that certificate only.
+pub fn client(office: &Office, pinned: Option<[u8; 32]>) -> reqwest::Client {
+    crate::ops::tls::install_provider();
+    let builder = reqwest::Client::builder()
         .connect_timeout(office.config.connect_timeout)
         .read_timeout(office.config.read_timeout)
         .timeout(office.config.read_timeout * 4)
-        .user_agent(concat!("loa-district/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("a plain HTTP client builds")
+        .user_agent(concat!("loa-district/", env!("CARGO_PKG_VERSION")));
+    let builder = match pinned {
+        Some(fingerprint) => builder.tls_backend_preconfigured(super::pinned::client_config(fingerprint)),
+        None => builder,
+    };
+    builder.build().expect("the HTTP client builds")
 }
 
 /// Pulls every station with a `url` (or only `only`), at most `max_parallel_pulls` at once.
 pub async fn pull_all(office: Arc<Office>, only: Option<&str>) -> Vec<Contact> {
-    let client = client(&office);
+    let plain = client(&office, None);
     let limit = Arc::new(tokio::sync::Semaphore::new(office.config.max_parallel_pulls));
     let mut tasks = tokio::task::JoinSet::new();
     for (index, station) in office.config.stations.iter().enumerate() {
         if station.url.is_none() || only.is_some_and(|id| id != station.id) {
             continue;
         }
-        let (office, client, limit) = (Arc::clone(&office), client.clone(), Arc::clone(&limit));
+        let client = match station.tls_fingerprint {
+            Some(fingerprint) => client(&office, Some(fingerprint)),
+            None => plain.clone(),
+        };
+        let (office, limit) = (Arc::clone(&office), Arc::clone(&limit));
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await.expect("the semaphore is never closed");
             let station = &office.config.stations[index];
@@ -185,11 +194,19 @@ async fn post_receipt(client: &reqwest::Client, url: &str, token: &str, receipt:
 }
 
 fn describe(error: &reqwest::Error) -> String {
+    // The cause is at the bottom of the chain (a refused connection, a certificate not pinned).
+    let mut cause = std::error::Error::source(error);
+    let mut deepest = None;
+    while let Some(next) = cause {
+        deepest = Some(next.to_string());
+        cause = next.source();
+    }
+    let why = deepest.unwrap_or_else(|| error.to_string());
     if error.is_timeout() {
         "no answer within the timeout (district.read_timeout_seconds)".into()
     } else if error.is_connect() {
-        format!("cannot connect ({error}): the station is off or unreachable")
+        format!("cannot connect ({why}): the station is off, unreachable, or not the box pinned")
     } else {
-        error.to_string()
+        why
     }
 }

@@ -478,3 +478,38 @@ fn serving_pulls_the_stations_itself() {
     }
     daemon.stop();
 }
+
+#[test]
+fn a_station_on_https_is_pulled_through_its_pinned_certificate_only() {
+    let station = Station::with_config(&format!(
+        "[station]\nid = \"phu-thuy\"\nname = \"Đài truyền thanh phường Phú Thủy\"\ndata_dir = \"data\"\n\
+         [http]\nlisten = \"127.0.0.1:0\"\ntls_listen = \"127.0.0.1:0\"\ntls = \"self-signed\"\n\
+         [[slot]]\nname = \"nhanh\"\ncron = \"*/2 * * * * Mon-Sun\"\nmax_minutes = 1\npeak = true\ngrace_seconds = 1\n\
+         [[preload]]\nfile = \"{}/{TONE}\"\ntitle = \"Bản tin 0\"\ntopic = \"cchc\"\n",
+        crate::helpers::FIXTURES
+    ));
+    let shown = station.loa(&["station", "--json"]).json();
+    let fingerprint = shown["tls_fingerprint"].as_str().unwrap().to_owned();
+    let daemon = station.start(Device::Unpaced);
+    station.wait_for("an airing", WAIT, |e| airings(e) >= 1);
+    let base = format!("https://{}", daemon.https_address());
+    let office = Office::new(&format!("{}tls_fingerprint = \"{fingerprint}\"\n", entry(&station, &base)));
+    let pull = office.run(&["pull"]);
+    assert_eq!(pull.code, 0, "{}{}", pull.stdout, pull.stderr);
+    assert!(pull.stdout.contains("phu-thuy ok:"), "{}", pull.stdout);
+
+    // Another certificate at that address (a replaced box, or someone in between) is refused.
+    let other = "AB:".repeat(31) + "AB";
+    let config = std::fs::read_to_string(office.config()).unwrap().replace(&fingerprint, &other);
+    std::fs::write(office.config(), config).unwrap();
+    let pull = office.run(&["pull"]);
+    assert_eq!(pull.code, 1, "{}", pull.stdout);
+    assert!(pull.stdout.contains("not the one pinned"), "{}", pull.stdout);
+    // An https url with no fingerprint is refused by the config itself.
+    let config = std::fs::read_to_string(office.config()).unwrap();
+    let unpinned = config.lines().filter(|l| !l.starts_with("tls_fingerprint")).collect::<Vec<_>>().join("\n");
+    std::fs::write(office.config(), unpinned).unwrap();
+    let check = office.run(&["check-config"]);
+    assert!(check.code == 2 && check.stderr.contains("station[0].tls_fingerprint"), "{}", check.stderr);
+    daemon.stop();
+}

@@ -51,7 +51,7 @@ async fn a_disk_that_fills_during_an_upload_gives_507_and_loses_nothing() {
     let part = reqwest::multipart::Part::stream(reqwest::Body::from(tokio::fs::File::open(&source).await.unwrap()))
         .file_name("big.mp3");
     let form = reqwest::multipart::Form::new().text("title", "Quá lớn").text("topic", "cchc").part("file", part);
-    let response = reqwest::Client::new()
+    let response = crate::helpers::http_client()
         .post(format!("{base}/api/v1/clips"))
         .bearer_auth(&token)
         .multipart(form)

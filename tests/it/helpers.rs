@@ -18,6 +18,12 @@ pub fn require(present: bool, what: &str, how: &str) -> bool {
     present
 }
 
+/// An HTTP client for tests (the process's TLS provider installed first, as `loa` does).
+pub fn http_client() -> reqwest::Client {
+    loa::ops::tls::install_provider();
+    reqwest::Client::new()
+}
+
 pub fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(Path::new(FIXTURES).join(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
 }

@@ -111,7 +111,7 @@ fn form(file: Option<(&str, Vec<u8>)>, fields: &[(&str, &str)]) -> reqwest::mult
 const FIELDS: &[(&str, &str)] = &[("title", "Bản tin CCHC tuần 48"), ("topic", "cchc")];
 
 async fn upload(base: &str, token: &str, form: reqwest::multipart::Form) -> (u16, Value) {
-    let response = reqwest::Client::new()
+    let response = crate::helpers::http_client()
         .post(format!("{base}/api/v1/clips"))
         .bearer_auth(token)
         .multipart(form)
@@ -271,7 +271,7 @@ async fn upload_list_show_audio_queue_retire_and_pull_airtime() {
     assert_eq!((status, list["clips"].as_array().unwrap().len()), (StatusCode::OK, 1));
     assert_eq!(api.get("/api/v1/clips/1", Some(&api.district)).await.1["sha256"], clip["sha256"]);
 
-    let audio = reqwest::Client::new()
+    let audio = crate::helpers::http_client()
         .get(format!("{base}/api/v1/clips/1/audio"))
         .bearer_auth(&api.district)
         .header("range", "bytes=0-99")
@@ -320,7 +320,7 @@ async fn upload_list_show_audio_queue_retire_and_pull_airtime() {
     let expect = Expect { head: Some((first.last_seq, first.last_hash)), ..Expect::default() };
     let (verified, _) = loa::proof::export::verify(rest.as_str().unwrap(), key, expect).unwrap();
     assert!(verified.events >= 2, "clip_added, then the tokens and the retirement follow");
-    let csv = reqwest::Client::new()
+    let csv = crate::helpers::http_client()
         .get(format!("{base}/api/v1/airtime?format=csv"))
         .bearer_auth(&api.district)
         .send()

@@ -32,7 +32,7 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .expect("start chromedriver");
-        let client = reqwest::Client::new();
+        let client = crate::helpers::http_client();
         let root = format!("http://127.0.0.1:{port}");
         let start = Instant::now();
         while client.get(format!("{root}/status")).send().await.is_err() {
