@@ -18,7 +18,7 @@ use serde_json::json;
 use super::Office;
 use super::witness::{AlarmKind, Batch};
 use crate::audit::compliance::{REPORT_STYLE, ReportFormat, escape, status_vi, time_vi};
-use crate::http::conn;
+use crate::http::{AuthFailures, conn};
 use crate::proof::events::{Counted, Logged};
 
 /// A push carries at most this much (10,000 events of about 1 KiB, with room).
@@ -28,7 +28,16 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
     (status, axum::Json(json!({"error": {"code": code, "message": message.into()}}))).into_response()
 }
 
+/// What the dashboard's handlers share: the office, and failed authentications by peer
+/// (logged, and answered ever more slowly, as on a station's API).
+#[derive(Clone)]
+pub struct Desk {
+    office: Arc<Office>,
+    auth_failures: Arc<AuthFailures>,
+}
+
 pub fn router(office: Arc<Office>) -> Router {
+    let desk = Desk { office, auth_failures: Arc::default() };
     Router::new()
         .route("/", get(dashboard))
         .route("/station/{id}", get(station_page))
@@ -37,7 +46,7 @@ pub fn router(office: Arc<Office>) -> Router {
         .route("/api/v1/push", post(push))
         .route("/alarms/{id}/ack", post(acknowledge).layer(axum::extract::DefaultBodyLimit::max(16 * 1024)))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such page") })
-        .with_state(office)
+        .with_state(desk)
 }
 
 /// Serves until `shutdown` resolves, pulling every `pull_every` meanwhile.
@@ -89,7 +98,7 @@ fn log_round(contacts: &[super::Contact]) {
     }
 }
 
-async fn status(State(office): State<Arc<Office>>) -> Response {
+async fn status(State(Desk { office, .. }): State<Desk>) -> Response {
     match tokio::task::spawn_blocking(move || office.status()).await {
         Ok(Ok(stations)) => axum::Json(json!({ "stations": stations })).into_response(),
         Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()),
@@ -99,7 +108,11 @@ async fn status(State(office): State<Arc<Office>>) -> Response {
 
 /// `POST /api/v1/push`: `Authorization: Bearer <push token>`, body: the station's new events as
 /// JSON Lines (its export lines, oldest first, beginning with the last one the office holds).
-async fn push(State(office): State<Arc<Office>>, request: Request) -> Response {
+async fn push(
+    State(Desk { office, auth_failures }): State<Desk>,
+    peer: Option<axum::Extension<conn::Peer>>,
+    request: Request,
+) -> Response {
     let presented = bearer(request.headers());
     let who = {
         let office = Arc::clone(&office);
@@ -108,6 +121,7 @@ async fn push(State(office): State<Arc<Office>>, request: Request) -> Response {
     let station_id = match who {
         Ok(Ok(Some(Some(id)))) => id,
         Ok(Ok(_)) => {
+            tokio::time::sleep(auth_failures.failed(peer.map(|p| p.0.0), "a wrong or missing push token")).await;
             return error(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -183,7 +197,8 @@ struct AckForm {
 /// A clerk acknowledges an alarm from the station page, with a note and their clerk token
 /// (`loa district token create --clerk NAME`); the note is kept with the clerk's name.
 async fn acknowledge(
-    State(office): State<Arc<Office>>,
+    State(Desk { office, auth_failures }): State<Desk>,
+    peer: Option<axum::Extension<conn::Peer>>,
     Path(id): Path<i64>,
     form: Result<axum::Form<AckForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
@@ -209,11 +224,14 @@ async fn acknowledge(
             let to = format!("/station/{}", alarm.station_id);
             (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response()
         }
-        Ok(Ok(None)) => page_with(
-            StatusCode::UNAUTHORIZED,
-            "Mã cán bộ không đúng",
-            "<p>Mã cán bộ không đúng. Xin mã mới: <code>loa district token create --clerk \"Họ tên\"</code>.</p>",
-        ),
+        Ok(Ok(None)) => {
+            tokio::time::sleep(auth_failures.failed(peer.map(|p| p.0.0), "a wrong clerk token")).await;
+            page_with(
+                StatusCode::UNAUTHORIZED,
+                "Mã cán bộ không đúng",
+                "<p>Mã cán bộ không đúng. Xin mã mới: <code>loa district token create --clerk \"Họ tên\"</code>.</p>",
+            )
+        }
         Ok(Ok(Some(Err(super::store::DistrictStoreError::NoSuchAlarm(_))))) => {
             page_with(StatusCode::NOT_FOUND, "Không có cảnh báo này", "<p>Không có cảnh báo này.</p>")
         }
@@ -238,7 +256,7 @@ struct ReportQuery {
     format: Option<String>,
 }
 
-async fn report(State(office): State<Arc<Office>>, Query(query): Query<ReportQuery>) -> Response {
+async fn report(State(Desk { office, .. }): State<Desk>, Query(query): Query<ReportQuery>) -> Response {
     let tz = office.config.timezone;
     let Some(period) = query.period.as_deref() else {
         return error(StatusCode::BAD_REQUEST, "period", "give ?period=2026-W48, 2026-11, 2026-Q4, 2026-H2 or 2026");
@@ -319,7 +337,7 @@ table {{ font-size: 14px; }} nav a {{ margin-right: 1em; }}
     ))
 }
 
-async fn dashboard(State(office): State<Arc<Office>>) -> Response {
+async fn dashboard(State(Desk { office, .. }): State<Desk>) -> Response {
     let now = office.clock.now();
     let built = tokio::task::spawn_blocking(move || {
         let status = office.status()?;
@@ -418,7 +436,7 @@ fn last_airing(office: &Office, station: &str) -> Result<Option<String>, super::
         .map(|t| t.to_rfc3339()))
 }
 
-async fn station_page(State(office): State<Arc<Office>>, Path(id): Path<String>) -> Response {
+async fn station_page(State(Desk { office, .. }): State<Desk>, Path(id): Path<String>) -> Response {
     let Some(station) = office.config.station(&id).cloned() else {
         return error(StatusCode::NOT_FOUND, "not_found", format!("no station {id} in district.toml"));
     };

@@ -84,7 +84,7 @@ impl AuthFailures {
     const MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
 
     /// Records a failure from `peer`; returns how long to wait before answering it.
-    pub(super) fn failed(&self, peer: Option<std::net::IpAddr>, why: &str) -> std::time::Duration {
+    pub fn failed(&self, peer: Option<std::net::IpAddr>, why: &str) -> std::time::Duration {
         let Some(peer) = peer else { return std::time::Duration::ZERO };
         let now = std::time::Instant::now();
         let mut by_peer = self.by_peer.lock().expect("auth failures lock");
