@@ -56,6 +56,13 @@ pub enum DistrictTokenCommand {
         #[arg(long, value_name = "NAME")]
         clerk: Option<String>,
     },
+    /// List the office's tokens (never their secrets).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token: it stops working at once.
+    Revoke { id: i64 },
 }
 
 impl From<OfficeError> for Failure {
@@ -117,6 +124,24 @@ pub(super) fn run(command: DistrictCommand, path: &Path, out: &mut dyn Write) ->
             };
             out.write_all(format!("{token}\n").as_bytes()).map_err(write_err)
         }
+        DistrictCommand::Token(DistrictTokenCommand::List { json }) => {
+            let tokens = office.tokens()?;
+            if json {
+                return write_json(out, &tokens);
+            }
+            let text: String = tokens
+                .iter()
+                .map(|t| {
+                    let state = t.revoked_at.as_deref().map_or("active".to_owned(), |at| format!("revoked {at}"));
+                    format!("{}\t{}\t{}\t{}\t{state}\n", t.id, t.role, t.owner, t.created_at)
+                })
+                .collect();
+            out.write_all(text.as_bytes()).map_err(write_err)
+        }
+        DistrictCommand::Token(DistrictTokenCommand::Revoke { id }) => match office.revoke_token(id)? {
+            Some(token) => write_json(out, &token),
+            None => Err(failed(format!("there is no token {id}; `loa district token list` shows them"))),
+        },
         DistrictCommand::Serve => serve(office),
     }
 }

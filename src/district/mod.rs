@@ -219,14 +219,14 @@ impl Office {
     /// A new push token for `station` (shown once; stored as SHA-256).
     pub fn create_push_token(&self, station: &str) -> Result<String, OfficeError> {
         let (secret, digest, now) = self.new_secret()?;
-        self.store().add_push_token(station, &digest, now)?;
+        self.store().add_token("push", station, &digest, now)?;
         Ok(secret)
     }
 
     /// A new clerk token (may acknowledge alarms on the dashboard), shown once.
     pub fn create_clerk_token(&self, label: &str) -> Result<String, OfficeError> {
         let (secret, digest, now) = self.new_secret()?;
-        self.store().add_clerk_token(label, &digest, now)?;
+        self.store().add_token("clerk", label, &digest, now)?;
         Ok(secret)
     }
 
@@ -239,12 +239,22 @@ impl Office {
 
     /// The clerk a token belongs to (by label).
     pub fn clerk(&self, presented: &str) -> Result<Option<String>, DistrictStoreError> {
-        Ok(owner(self.store().clerk_tokens()?, presented))
+        Ok(owner(self.store().active_tokens("clerk")?, presented))
     }
 
     /// The station a push token belongs to.
     pub fn push_token_station(&self, presented: &str) -> Result<Option<String>, DistrictStoreError> {
-        Ok(owner(self.store().push_tokens()?, presented))
+        Ok(owner(self.store().active_tokens("push")?, presented))
+    }
+
+    /// Every token the office made, and revoking one.
+    pub fn tokens(&self) -> Result<Vec<store::OfficeToken>, DistrictStoreError> {
+        self.store().tokens()
+    }
+
+    pub fn revoke_token(&self, id: i64) -> Result<Option<store::OfficeToken>, DistrictStoreError> {
+        let now = self.clock.now().timestamp_millis();
+        self.store().revoke_token(id, now)
     }
 
     /// Runs `f` with the office's store (reports, the dashboard).

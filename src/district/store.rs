@@ -79,6 +79,28 @@ fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// A token the office made, as listed (never its secret).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OfficeToken {
+    pub id: i64,
+    /// `push` or `clerk`.
+    pub role: String,
+    /// The station (push) or the clerk's name.
+    pub owner: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+fn office_token(r: &Row) -> rusqlite::Result<OfficeToken> {
+    Ok(OfficeToken {
+        id: r.get(0)?,
+        role: r.get(1)?,
+        owner: r.get(2)?,
+        created_at: rfc3339(r.get(3)?),
+        revoked_at: r.get::<_, Option<i64>>(4)?.map(rfc3339),
+    })
+}
+
 fn held_event(r: &Row) -> rusqlite::Result<HeldEvent> {
     Ok(HeldEvent { seq: r.get(0)?, at: r.get(1)?, body: r.get(2)?, hash: r.get(3)?, sig: r.get(4)? })
 }
@@ -293,34 +315,39 @@ impl DistrictStore {
             .optional()?)
     }
 
-    /// Stores a push token for `station_id` by its SHA-256.
-    pub fn add_push_token(&mut self, station_id: &str, sha256: &str, now: i64) -> Result<(), DistrictStoreError> {
+    /// Stores a token the office made (by its SHA-256): `push` for a station, `clerk` for a
+    /// clerk. Returns its id.
+    pub fn add_token(&mut self, role: &str, owner: &str, sha256: &str, now: i64) -> Result<i64, DistrictStoreError> {
         self.conn.execute(
-            "INSERT INTO push_tokens (station_id, token_sha256, created_at) VALUES (?1, ?2, ?3)",
-            params![station_id, sha256, now],
+            "INSERT INTO tokens (role, owner, token_sha256, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![role, owner, sha256, now],
         )?;
-        Ok(())
+        Ok(self.conn.last_insert_rowid())
     }
 
-    /// Stores a clerk's token by its SHA-256.
-    pub fn add_clerk_token(&mut self, label: &str, sha256: &str, now: i64) -> Result<(), DistrictStoreError> {
-        self.conn.execute(
-            "INSERT INTO clerk_tokens (label, token_sha256, created_at) VALUES (?1, ?2, ?3)",
-            params![label, sha256, now],
-        )?;
-        Ok(())
+    /// The active tokens of `role`: (owner, SHA-256).
+    pub fn active_tokens(&self, role: &str) -> Result<Vec<(String, String)>, DistrictStoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT owner, token_sha256 FROM tokens WHERE role = ?1 AND revoked_at IS NULL")?;
+        Ok(stmt.query_map([role], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?)
     }
 
-    /// Every clerk token: (label, SHA-256).
-    pub fn clerk_tokens(&self) -> Result<Vec<(String, String)>, DistrictStoreError> {
-        let mut stmt = self.conn.prepare_cached("SELECT label, token_sha256 FROM clerk_tokens")?;
-        Ok(stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?)
+    /// Every token the office made (never the secrets).
+    pub fn tokens(&self) -> Result<Vec<OfficeToken>, DistrictStoreError> {
+        let mut stmt =
+            self.conn.prepare_cached("SELECT id, role, owner, created_at, revoked_at FROM tokens ORDER BY id")?;
+        Ok(stmt.query_map([], office_token)?.collect::<Result<_, _>>()?)
     }
 
-    /// The stations whose push tokens have this SHA-256 (compared by the caller in constant time).
-    pub fn push_tokens(&self) -> Result<Vec<(String, String)>, DistrictStoreError> {
-        let mut stmt = self.conn.prepare_cached("SELECT station_id, token_sha256 FROM push_tokens")?;
-        Ok(stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?)
+    /// Revokes a token: it stops working at once. `None` if there is no such token.
+    pub fn revoke_token(&mut self, id: i64, now: i64) -> Result<Option<OfficeToken>, DistrictStoreError> {
+        self.conn
+            .execute("UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL", params![id, now])?;
+        Ok(self
+            .conn
+            .query_row("SELECT id, role, owner, created_at, revoked_at FROM tokens WHERE id = ?1", [id], office_token)
+            .optional()?)
     }
 }
 

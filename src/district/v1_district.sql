@@ -68,17 +68,13 @@ BEGIN
     SELECT RAISE(ABORT, 'evidence is kept');
 END;
 
--- Clerks who may acknowledge alarms on the dashboard (their tokens, as SHA-256).
-CREATE TABLE clerk_tokens (
+-- Tokens the office made, as SHA-256: `push` (a station's, owner = its id) and `clerk` (may
+-- acknowledge alarms on the dashboard, owner = the clerk's name). Revoked, never deleted.
+CREATE TABLE tokens (
     id INTEGER PRIMARY KEY,
-    label TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('push', 'clerk')),
+    owner TEXT NOT NULL,
     token_sha256 TEXT NOT NULL UNIQUE,
-    created_at INTEGER NOT NULL
-);
-
-CREATE TABLE push_tokens (
-    id INTEGER PRIMARY KEY,
-    station_id TEXT NOT NULL,
-    token_sha256 TEXT NOT NULL UNIQUE,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
 );

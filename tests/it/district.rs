@@ -309,6 +309,15 @@ fn pushed_events_are_judged_like_pulled_ones_and_a_tampered_one_is_not_stored() 
     let answer: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(answer["head"]["seq"], head_of(&station));
     assert!(answer["receipt"].as_str().unwrap().contains("\"kind\":\"receipt\""));
+
+    // A revoked token stops working at once; the list keeps it, never its secret.
+    let listed = office.run(&["token", "list", "--json"]).json();
+    assert_eq!((listed[0]["role"].as_str(), listed[0]["owner"].as_str()), (Some("push"), Some("phu-thuy")));
+    assert!(!listed.to_string().contains(&token));
+    let id = listed[0]["id"].as_i64().unwrap().to_string();
+    assert_eq!(office.run(&["token", "revoke", &id]).code, 0);
+    assert_eq!(push(&base, &token, &rest).0, "401");
+    assert_eq!(office.run(&["token", "revoke", "999"]).code, 1);
 }
 
 #[test]
