@@ -45,6 +45,9 @@ pub struct Held {
     pub last_ok_at: Option<i64>,
     /// UTC ms the station was enrolled (first seen in the config).
     pub enrolled_at: i64,
+    /// The keys the held log was signed with before the one in force (the pinned key and those
+    /// its rotations named), for judging an event at a held seq.
+    pub earlier_keys: Vec<String>,
 }
 
 /// An event as the station signed it.
@@ -167,7 +170,7 @@ impl DistrictStore {
             "INSERT OR IGNORE INTO stations (id, head_seq, head_hash, key, enrolled_at) VALUES (?1, 0, '', ?2, ?3)",
             params![station_id, pinned_key, now],
         )?;
-        Ok(self.conn.query_row(
+        let mut held = self.conn.query_row(
             "SELECT head_seq, head_hash, key, last_ok_at, enrolled_at FROM stations WHERE id = ?1",
             [station_id],
             |r| {
@@ -177,9 +180,16 @@ impl DistrictStore {
                     key: r.get(2)?,
                     last_ok_at: r.get(3)?,
                     enrolled_at: r.get(4)?,
+                    earlier_keys: Vec::new(),
                 })
             },
-        )?)
+        )?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT json_extract(body, '$.public_key') FROM events WHERE station_id = ?1 AND kind = 'key_rotated' \
+             ORDER BY seq",
+        )?;
+        held.earlier_keys = stmt.query_map([station_id], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        Ok(held)
     }
 
     /// The hash of the event the office holds at `seq`.

@@ -92,13 +92,16 @@ pub fn witness(station_id: &str, held: &Held, held_hash: impl Fn(i64) -> Option<
         return decision;
     };
 
-    // Events the office holds already: each must be the very event held.
+    // Events the office holds already: each must be the very event held. One that is not is a
+    // fork if any key the held log was signed with signed it.
+    let signers: Vec<VerifyingKey> =
+        held.earlier_keys.iter().filter_map(|k| parse_public_key(k).ok()).chain(std::iter::once(key)).collect();
     let mut new = Vec::new();
     for (index, line) in batch.lines.iter().enumerate() {
         let seq = seq_of(line);
         match seq {
             Some(seq) if seq <= held.head_seq => {
-                if let Some(conflict) = check_held(line, seq, &key, held_hash(seq)) {
+                if let Some(conflict) = check_held(line, seq, &signers, held_hash(seq)) {
                     decision.findings.push(conflict);
                 }
             }
@@ -187,7 +190,7 @@ fn report_other_key(decision: &mut Decision, reported: Option<&str>) {
 }
 
 /// A line at a seq the office holds: the same event (nothing to say), or what it is.
-fn check_held(line: &str, seq: i64, key: &VerifyingKey, held: Option<String>) -> Option<Finding> {
+fn check_held(line: &str, seq: i64, keys: &[VerifyingKey], held: Option<String>) -> Option<Finding> {
     let Ok((body, hash, sig)) = split_line(line) else {
         return Some(Finding {
             kind: AlarmKind::BadHash,
@@ -208,7 +211,7 @@ fn check_held(line: &str, seq: i64, key: &VerifyingKey, held: Option<String>) ->
             evidence: Some(line.to_owned()),
         });
     }
-    if !signed_by(key, hash, sig) {
+    if !keys.iter().any(|key| signed_by(key, hash, sig)) {
         return Some(Finding {
             kind: AlarmKind::BadSignature,
             seq: Some(seq),
