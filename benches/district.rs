@@ -116,7 +116,7 @@ fn ingest(office: &Office, i: usize, lines: &[&str]) {
         }
         batch_lines.extend_from_slice(chunk);
         let after_seq = ((page * 10_000) as i64 - 1).max(0);
-        let batch = Batch { lines: batch_lines, reported_head: None, reported_key: None, after_seq };
+        let batch = Batch { lines: batch_lines, after_seq, ..Batch::default() };
         let contact = office.ingest(&station, &batch).unwrap();
         assert!(contact.clean(), "station {i}: {:?}", contact.alarms);
     }

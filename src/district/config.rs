@@ -54,6 +54,9 @@ pub struct StationEntry {
     /// For an `https://` url: the SHA-256 of the station's certificate (`loa station`).
     pub tls_fingerprint: Option<[u8; 32]>,
     pub public_key: VerifyingKey,
+    /// `key_replaced` events the clerk accepted (by seq), having confirmed with the station that
+    /// its key was lost: as `loa verify --accept-key-replacement`.
+    pub accepted_replacements: Vec<i64>,
 }
 
 impl DistrictConfig {
@@ -108,6 +111,8 @@ struct RawStationEntry {
     token_file: Option<Spanned<String>>,
     tls_fingerprint: Option<Spanned<String>>,
     public_key: Spanned<String>,
+    #[serde(default)]
+    accept_key_replacement: Vec<i64>,
 }
 
 impl RawDistrictConfig {
@@ -266,7 +271,15 @@ impl RawStationEntry {
                 format!("{e}; copy it from `loa station` on the box itself, never from the network"),
             )
         })?;
-        Ok(StationEntry { id, name, url, token, tls_fingerprint, public_key })
+        if self.accept_key_replacement.iter().any(|seq| *seq < 1) {
+            return Err(src.invalid(
+                &self.public_key,
+                &key("accept_key_replacement"),
+                "give the seqs of key_replaced events (1 or more)",
+            ));
+        }
+        let accepted_replacements = self.accept_key_replacement;
+        Ok(StationEntry { id, name, url, token, tls_fingerprint, public_key, accepted_replacements })
     }
 }
 

@@ -51,6 +51,8 @@ pub struct Batch<'a> {
     /// The seq the batch was asked to follow: a pull asks from one before the held head, so its
     /// first event must be the held head.
     pub after_seq: i64,
+    /// `key_replaced` events the clerk accepted, by seq.
+    pub accepted_replacements: &'a [i64],
 }
 
 /// What the office should store and raise.
@@ -129,7 +131,11 @@ pub fn witness(station_id: &str, held: &Held, held_hash: impl Fn(i64) -> Option<
         return decision;
     }
 
-    let expect = Expect { station_id: Some(station_id.to_owned()), ..Expect::default() };
+    let expect = Expect {
+        station_id: Some(station_id.to_owned()),
+        accepted_replacements: batch.accepted_replacements.iter().copied().collect(),
+        ..Expect::default()
+    };
     let verifier = if held.head_seq == 0 {
         ChainVerifier::new(key, expect)
     } else {

@@ -522,3 +522,38 @@ fn a_station_on_https_is_pulled_through_its_pinned_certificate_only() {
     assert!(check.code == 2 && check.stderr.contains("station[0].tls_fingerprint"), "{}", check.stderr);
     daemon.stop();
 }
+
+#[test]
+fn a_lost_key_replaced_on_the_box_stops_the_office_until_the_clerk_accepts_it() {
+    let station = station(2, 1, &[TONE]);
+    let daemon = station.start(Device::Unpaced);
+    station.wait_for("an airing", WAIT, |e| airings(e) >= 1);
+    let office = Office::new(&entry(&station, &daemon.http_base()));
+    assert_eq!(office.run(&["pull"]).code, 0);
+    daemon.stop();
+    std::fs::remove_file(station.data_dir().join("station.key")).unwrap();
+    let replaced = station.loa(&["key", "replace", "--lost"]);
+    assert_eq!(replaced.code, 0, "{}", replaced.stderr);
+    let daemon = station.start(Device::Unpaced);
+    let events = station.wait_for("airing under the new key", WAIT, |e| {
+        !of_kind(e, "key_replaced", None).is_empty() && airings(e) >= 2
+    });
+    let seq = of_kind(&events, "key_replaced", None)[0]["seq"].as_i64().unwrap();
+    let config = std::fs::read_to_string(office.config()).unwrap();
+    let url = config.lines().find(|l| l.starts_with("url")).unwrap().to_owned();
+    let config = config.replace(&url, &format!("url = \"{}\"", daemon.http_base()));
+    std::fs::write(office.config(), &config).unwrap();
+
+    let refused = office.run(&["pull"]);
+    assert_eq!(refused.code, 1, "{}", refused.stdout);
+    assert!(alarm_kinds(&office.status()).contains(&"key_changed".to_owned()));
+    let held = office.status()["stations"][0]["head_seq"].as_i64().unwrap();
+    assert_eq!(held, seq - 1, "the office holds everything before the replacement, nothing after");
+
+    // The clerk confirmed it with the ward and accepts that seq: the office follows the new key.
+    std::fs::write(office.config(), config + &format!("accept_key_replacement = [{seq}]\n")).unwrap();
+    let accepted = office.run(&["pull"]);
+    assert_eq!(accepted.code, 0, "{}{}", accepted.stdout, accepted.stderr);
+    assert!(office.status()["stations"][0]["head_seq"].as_i64().unwrap() > seq);
+    daemon.stop();
+}
