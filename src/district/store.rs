@@ -2,7 +2,7 @@
 //! makes a signed chain evidence: every verified event of every station (append-only, like the
 //! station's log: nothing a station sends later can change them), each station's head and the
 //! key in force after it, the alarms (never deleted; acknowledged with a note, both kept) with
-//! the conflicting events they are about, and the push tokens (SHA-256 only).
+//! the conflicting events they are about, and the push and clerk tokens (SHA-256 only).
 //!
 //! The only module of the district that touches rusqlite (tests/it/tidy.rs).
 
