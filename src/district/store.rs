@@ -378,6 +378,11 @@ mod tests {
         assert!(store.conn.execute("UPDATE events SET body = 'x'", []).is_err());
         assert!(store.conn.execute("DELETE FROM events", []).is_err());
         assert!(store.accept("a", &[event], "key", 4).is_err(), "a held seq is never stored twice");
+        let body = "{\"at\":6,\"kind\":\"key_rotated\",\"new_public_key\":\"k2\",\"public_key\":\"key\",\"seq\":2}";
+        let rotation = HeldEvent { seq: 2, at: 6, body: body.into(), hash: "h2".into(), sig: "s".into() };
+        store.accept("a", &[rotation], "k2", 4).unwrap();
+        let held = store.held("a", "other", 4).unwrap();
+        assert_eq!((held.key.as_str(), held.earlier_keys.clone()), ("k2", vec!["key".to_owned()]));
 
         let id = store.raise("a", "fork", Some(1), "two events at seq 1", Some("{…}"), 5).unwrap().unwrap();
         assert_eq!(store.raise("a", "fork", Some(1), "again", None, 6).unwrap(), None, "one open alarm per finding");

@@ -397,4 +397,42 @@ mod tests {
         assert!(kinds(&replaced).contains(&AlarmKind::KeyChanged), "{:?}", kinds(&replaced));
         assert!(kinds(&replaced).contains(&AlarmKind::BadSignature), "{:?}", kinds(&replaced));
     }
+
+    #[test]
+    fn a_fork_signed_with_a_key_from_before_a_rotation_is_still_a_fork() {
+        let (old, new) = (key(1), key(2));
+        let mut lines = log(&old, "a", 5, "x");
+        let mut prev = split_line(&lines[4]).unwrap().1.to_owned();
+        let mut seal = |signer: &StationKey, seq: i64, mut fields: Fields| {
+            fields.insert("station_id".into(), Value::from("a"));
+            fields.insert("at".into(), Value::from(1_800_000_000_000i64 + seq));
+            let sealed = signer.seal(seq, &prev, fields);
+            prev = sealed.hash.clone();
+            sealed.export_line()
+        };
+        let mut rotated = Fields::new();
+        rotated.insert("kind".into(), Value::from("key_rotated"));
+        rotated.insert("public_key".into(), Value::from(old.public_key_hex()));
+        rotated.insert("new_public_key".into(), Value::from(new.public_key_hex()));
+        lines.push(seal(&old, 6, rotated));
+        for seq in 7..=9 {
+            let mut note = Fields::new();
+            note.insert("kind".into(), Value::from("note"));
+            note.insert("note".into(), Value::from(format!("x {seq}")));
+            lines.push(seal(&new, seq, note));
+        }
+        // The whole log verifies from genesis and leaves the new key in force.
+        let fresh = Held { key: old.public_key_hex(), ..Held::default() };
+        let first = judge(&fresh, &Default::default(), &lines, 0);
+        assert_eq!((first.accepted.len(), kinds(&first), first.key.clone()), (9, vec![], new.public_key_hex()));
+
+        // Another event at seq 3, signed by the key of that time.
+        let (mut held, hashes) = held_after(&lines, &new);
+        let other = log(&old, "a", 5, "restored");
+        let without_history = judge(&held, &hashes, &other[2..3], 2);
+        assert_eq!(kinds(&without_history), vec![AlarmKind::BadSignature, AlarmKind::Rollback]);
+        held.earlier_keys = vec![old.public_key_hex()];
+        let with_history = judge(&held, &hashes, &other[2..3], 2);
+        assert_eq!(kinds(&with_history)[0], AlarmKind::Fork);
+    }
 }
