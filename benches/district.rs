@@ -105,6 +105,24 @@ fn station_log(i: usize, start: DateTime<Utc>, days: i64) -> Vec<String> {
     lines
 }
 
+/// `work(i)` for every station `i` below `count`, on `workers` threads taking the next one free.
+fn on_every_core(workers: usize, count: usize, work: impl Fn(usize) + Sync) {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= count {
+                        return;
+                    }
+                    work(i);
+                }
+            });
+        }
+    });
+}
+
 /// A station's whole log, in pages of 10,000 as a pull reads them: each page after the first
 /// begins with the last event of the one before.
 fn ingest(office: &Office, i: usize, lines: &[&str]) {
@@ -154,39 +172,18 @@ fn main() {
     std::fs::create_dir_all(&logs).unwrap();
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let t = Instant::now();
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if i >= stations {
-                        return;
-                    }
-                    std::fs::write(logs.join(station_id(i)), station_log(i, start, days).join("\n")).unwrap();
-                }
-            });
-        }
+    on_every_core(workers, stations, |i| {
+        std::fs::write(logs.join(station_id(i)), station_log(i, start, days).join("\n")).unwrap();
     });
     let generating = t.elapsed();
     let office = Arc::new(Office::open(office_config(dir.path(), stations, |_| None), Arc::new(SystemClock)).unwrap());
     let t = Instant::now();
-    let (next, events) = (std::sync::atomic::AtomicUsize::new(0), std::sync::atomic::AtomicUsize::new(0));
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if i >= stations {
-                        return;
-                    }
-                    let text = std::fs::read_to_string(logs.join(station_id(i))).unwrap();
-                    let lines: Vec<&str> = text.lines().collect();
-                    ingest(&office, i, &lines);
-                    events.fetch_add(lines.len(), std::sync::atomic::Ordering::Relaxed);
-                }
-            });
-        }
+    let events = std::sync::atomic::AtomicUsize::new(0);
+    on_every_core(workers, stations, |i| {
+        let text = std::fs::read_to_string(logs.join(station_id(i))).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        ingest(&office, i, &lines);
+        events.fetch_add(lines.len(), std::sync::atomic::Ordering::Relaxed);
     });
     let ingesting = t.elapsed();
     let events = events.into_inner();

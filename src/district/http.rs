@@ -162,7 +162,6 @@ async fn push(
             reported_head: None,
             reported_key: None,
             after_seq: first - 1,
-            accepted_replacements: &[],
         };
         office.ingest(&station, &batch)
     })

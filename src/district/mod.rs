@@ -26,7 +26,7 @@ use crate::proof::{KeyError, StationKey};
 use crate::time::clock::Clock;
 use config::{DistrictConfig, StationEntry};
 use store::{Alarm, DistrictStore, DistrictStoreError};
-use witness::{AlarmKind, Batch, Finding};
+use witness::{AlarmKind, Batch, Finding, Holding};
 
 pub const KEY_FILE: &str = "district.key";
 
@@ -125,9 +125,9 @@ impl Office {
             }
             (held, hashes)
         };
-        // The clerk's acceptances of replaced keys come from the config, whoever sent the batch.
-        let batch = Batch { accepted_replacements: &station.accepted_replacements, ..batch.clone() };
-        let decision = witness::witness(&station.id, &held, |seq| held_hashes.get(&seq).cloned(), &batch);
+        let holding =
+            Holding { station_id: &station.id, held: &held, accepted_replacements: &station.accepted_replacements };
+        let decision = witness::witness(&holding, |seq| held_hashes.get(&seq).cloned(), batch);
         let mut store = self.store();
         let mut raised = Vec::new();
         for Finding { kind, seq, detail, evidence } in &decision.findings {
@@ -136,13 +136,9 @@ impl Office {
             raised.push(*kind);
         }
         let clean = raised.is_empty();
-        if clean {
-            store.accept(&station.id, &decision.accepted, &decision.key, now)?;
-        } else if !decision.accepted.is_empty() {
-            // Events verified before the first bad one are good evidence: keep them, but the
-            // contact was not clean.
-            store.accept_without_contact(&station.id, &decision.accepted, &decision.key, now)?;
-        }
+        // Events verified before the first bad one are good evidence: kept, though the contact
+        // was not clean.
+        store.accept(&station.id, &decision.accepted, &decision.key, now, clean)?;
         let (head_seq, head_hash) = match decision.accepted.last() {
             Some(last) => (last.seq, last.hash.clone()),
             None => (held.head_seq, held.head_hash.clone()),

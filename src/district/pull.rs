@@ -83,28 +83,28 @@ pub async fn pull_all(office: Arc<Office>, only: Option<&str>) -> Vec<Contact> {
 
 /// One station: its new events, judged and recorded, and the receipt posted back.
 pub async fn pull_one(office: &Arc<Office>, client: &reqwest::Client, station: &StationEntry) -> Contact {
-    let failed = |error: String| Contact {
-        station_id: station.id.clone(),
-        accepted: 0,
-        head_seq: 0,
-        head_hash: String::new(),
-        alarms: Vec::new(),
-        error: Some(error),
-        receipt: None,
+    let held = match office.held(station) {
+        Ok(held) => held,
+        Err(e) => return failed(station, &Default::default(), e.to_string()),
+    };
+    let failed = |error: String| failed(station, &held, error);
+    // What was verified before a failure stays (and is receipted); the pull did not finish.
+    let unfinished = |so_far: Option<Contact>, error: String| match so_far {
+        Some(so_far) => Contact { error: Some(error), ..so_far },
+        None => failed(error),
     };
     let (Some(url), Some(token)) = (&station.url, &station.token) else {
         return failed("no url to pull from".into());
-    };
-    let held = match office.held(station) {
-        Ok(held) => held,
-        Err(e) => return failed(e.to_string()),
     };
     let mut after = (held.head_seq - 1).max(0);
     let mut contact: Option<Contact> = None;
     for _ in 0..MAX_PAGES {
         let page = match fetch(client, url, token, after).await {
             Ok(page) => page,
-            Err(e) => return contact.unwrap_or_else(|| failed(e)),
+            Err(e) => {
+                contact = Some(unfinished(contact, e));
+                break;
+            }
         };
         let (office2, station2) = (Arc::clone(office), station.clone());
         let judged = tokio::task::spawn_blocking(move || {
@@ -116,7 +116,6 @@ pub async fn pull_one(office: &Arc<Office>, client: &reqwest::Client, station: &
                 reported_head: Some(page.head.seq),
                 reported_key: Some(&page.public_key),
                 after_seq: after,
-                accepted_replacements: &[],
             };
             let contact = office2.ingest(&station2, &batch).map_err(|e| e.to_string())?;
             Ok::<_, String>((contact, page.events.len(), page.next_after_seq, page.head.seq))
@@ -124,8 +123,14 @@ pub async fn pull_one(office: &Arc<Office>, client: &reqwest::Client, station: &
         .await;
         let (page_contact, count, next, head) = match judged {
             Ok(Ok(judged)) => judged,
-            Ok(Err(e)) => return failed(e),
-            Err(e) => return failed(format!("the check of the page failed: {e}")),
+            Ok(Err(e)) => {
+                contact = Some(unfinished(contact, e));
+                break;
+            }
+            Err(e) => {
+                contact = Some(unfinished(contact, format!("the check of the page failed: {e}")));
+                break;
+            }
         };
         let merged = match contact.take() {
             Some(mut so_far) => {
@@ -147,6 +152,19 @@ pub async fn pull_one(office: &Arc<Office>, client: &reqwest::Client, station: &
         post_receipt(client, url, token, receipt).await;
     }
     contact
+}
+
+/// A contact that failed, reporting the head the office still holds.
+fn failed(station: &StationEntry, held: &super::store::Held, error: String) -> Contact {
+    Contact {
+        station_id: station.id.clone(),
+        accepted: 0,
+        head_seq: held.head_seq,
+        head_hash: held.head_hash.clone(),
+        alarms: Vec::new(),
+        error: Some(error),
+        receipt: None,
+    }
 }
 
 async fn fetch(client: &reqwest::Client, url: &str, token: &str, after: i64) -> Result<String, String> {

@@ -123,35 +123,6 @@ fn alarm_from_row(row: &Row) -> rusqlite::Result<Alarm> {
     })
 }
 
-/// Inserts `events` (received at `now`), moves the head to the last of them with the key in
-/// force after it, and when `clean` records a clean contact at `now`.
-fn insert_events(
-    tx: &rusqlite::Transaction,
-    station_id: &str,
-    events: &[HeldEvent],
-    key: &str,
-    (now, clean): (i64, bool),
-) -> Result<(), DistrictStoreError> {
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO events (station_id, seq, at, kind, body, hash, sig, received_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?;
-    for e in events {
-        let kind = crate::district::witness::text_of(&e.body, "kind").unwrap_or_default();
-        insert.execute(params![station_id, e.seq, e.at, kind, e.body, e.hash, e.sig, now])?;
-    }
-    if let Some(last) = events.last() {
-        tx.execute(
-            "UPDATE stations SET head_seq = ?2, head_hash = ?3, key = ?4 WHERE id = ?1",
-            params![station_id, last.seq, last.hash, key],
-        )?;
-    }
-    if clean {
-        tx.execute("UPDATE stations SET last_ok_at = ?2 WHERE id = ?1", params![station_id, now])?;
-    }
-    Ok(())
-}
-
 impl DistrictStore {
     pub fn open(data_dir: &Path) -> Result<DistrictStore, DistrictStoreError> {
         let path = data_dir.join(DATABASE_FILE);
@@ -202,31 +173,35 @@ impl DistrictStore {
             .optional()?)
     }
 
-    /// Stores verified events and moves the head, in one transaction; a clean contact.
+    /// Stores verified events (received at `now`) and moves the head to the last of them with
+    /// the key in force after it, in one transaction; when `clean`, records a clean contact.
     pub fn accept(
         &mut self,
         station_id: &str,
         events: &[HeldEvent],
         key: &str,
         now: i64,
+        clean: bool,
     ) -> Result<(), DistrictStoreError> {
         let tx = self.conn.transaction()?;
-        insert_events(&tx, station_id, events, key, (now, true))?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Stores verified events and moves the head, without counting the contact as clean (the
-    /// events before a bad one in the same batch).
-    pub fn accept_without_contact(
-        &mut self,
-        station_id: &str,
-        events: &[HeldEvent],
-        key: &str,
-        now: i64,
-    ) -> Result<(), DistrictStoreError> {
-        let tx = self.conn.transaction()?;
-        insert_events(&tx, station_id, events, key, (now, false))?;
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO events (station_id, seq, at, kind, body, hash, sig, received_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        for e in events {
+            let kind = crate::district::witness::text_of(&e.body, "kind").unwrap_or_default();
+            insert.execute(params![station_id, e.seq, e.at, kind, e.body, e.hash, e.sig, now])?;
+        }
+        drop(insert);
+        if let Some(last) = events.last() {
+            tx.execute(
+                "UPDATE stations SET head_seq = ?2, head_hash = ?3, key = ?4 WHERE id = ?1",
+                params![station_id, last.seq, last.hash, key],
+            )?;
+        }
+        if clean {
+            tx.execute("UPDATE stations SET last_ok_at = ?2 WHERE id = ?1", params![station_id, now])?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -372,15 +347,15 @@ mod tests {
         assert_eq!(store.held("a", "key", 1).unwrap().head_seq, 0);
         let event =
             HeldEvent { seq: 1, at: 5, body: "{\"at\":5,\"seq\":1}".into(), hash: "h1".into(), sig: "s".into() };
-        store.accept("a", std::slice::from_ref(&event), "key", 2).unwrap();
+        store.accept("a", std::slice::from_ref(&event), "key", 2, true).unwrap();
         let held = store.held("a", "other", 3).unwrap();
         assert_eq!((held.head_seq, held.head_hash.as_str(), held.key.as_str()), (1, "h1", "key"));
         assert!(store.conn.execute("UPDATE events SET body = 'x'", []).is_err());
         assert!(store.conn.execute("DELETE FROM events", []).is_err());
-        assert!(store.accept("a", &[event], "key", 4).is_err(), "a held seq is never stored twice");
+        assert!(store.accept("a", &[event], "key", 4, true).is_err(), "a held seq is never stored twice");
         let body = "{\"at\":6,\"kind\":\"key_rotated\",\"new_public_key\":\"k2\",\"public_key\":\"key\",\"seq\":2}";
         let rotation = HeldEvent { seq: 2, at: 6, body: body.into(), hash: "h2".into(), sig: "s".into() };
-        store.accept("a", &[rotation], "k2", 4).unwrap();
+        store.accept("a", &[rotation], "k2", 4, true).unwrap();
         let held = store.held("a", "other", 4).unwrap();
         assert_eq!((held.key.as_str(), held.earlier_keys.clone()), ("k2", vec!["key".to_owned()]));
 

@@ -51,8 +51,6 @@ pub struct Batch<'a> {
     /// The seq the batch was asked to follow: a pull asks from one before the held head, so its
     /// first event must be the held head.
     pub after_seq: i64,
-    /// `key_replaced` events the clerk accepted, by seq.
-    pub accepted_replacements: &'a [i64],
 }
 
 /// What the office should store and raise.
@@ -65,9 +63,18 @@ pub struct Decision {
     pub findings: Vec<Finding>,
 }
 
-/// Checks `batch` from station `station_id` against what the office holds. `held_hash(seq)`
-/// reads the hash of a held event.
-pub fn witness(station_id: &str, held: &Held, held_hash: impl Fn(i64) -> Option<String>, batch: &Batch) -> Decision {
+/// What the office brings to a batch: the station it must come from, what it holds of it, and
+/// the `key_replaced` events its clerk accepted (by seq).
+pub struct Holding<'a> {
+    pub station_id: &'a str,
+    pub held: &'a Held,
+    pub accepted_replacements: &'a [i64],
+}
+
+/// Checks `batch` against what the office holds. `held_hash(seq)` reads the hash of a held
+/// event.
+pub fn witness(holding: &Holding, held_hash: impl Fn(i64) -> Option<String>, batch: &Batch) -> Decision {
+    let Holding { station_id, held, accepted_replacements } = *holding;
     let mut decision = Decision { key: held.key.clone(), ..Decision::default() };
     let finding = |kind, seq, detail: String, evidence: Option<&str>| Finding {
         kind,
@@ -133,7 +140,7 @@ pub fn witness(station_id: &str, held: &Held, held_hash: impl Fn(i64) -> Option<
 
     let expect = Expect {
         station_id: Some(station_id.to_owned()),
-        accepted_replacements: batch.accepted_replacements.iter().copied().collect(),
+        accepted_replacements: accepted_replacements.iter().copied().collect(),
         ..Expect::default()
     };
     let verifier = if held.head_seq == 0 {
@@ -314,7 +321,12 @@ mod tests {
 
     fn judge(held: &Held, hashes: &std::collections::HashMap<i64, String>, lines: &[String], after: i64) -> Decision {
         let batch = Batch { lines: lines.iter().map(String::as_str).collect(), after_seq: after, ..Batch::default() };
-        witness("a", held, |seq| hashes.get(&seq).cloned(), &batch)
+        witness(&holding(held), |seq| hashes.get(&seq).cloned(), &batch)
+    }
+
+    /// What the office holds of station "a", with no replacement accepted.
+    fn holding(held: &Held) -> Holding<'_> {
+        Holding { station_id: "a", held, accepted_replacements: &[] }
     }
 
     fn kinds(decision: &Decision) -> Vec<AlarmKind> {
@@ -375,7 +387,7 @@ mod tests {
             after_seq: 19,
             ..Batch::default()
         };
-        let back = witness("a", &held, |seq| hashes.get(&seq).cloned(), &batch);
+        let back = witness(&holding(&held), |seq| hashes.get(&seq).cloned(), &batch);
         assert_eq!(kinds(&back), vec![AlarmKind::Rollback]);
         assert!(back.accepted.is_empty());
         // Restored and aired on: a validly signed other event at a held seq.
@@ -393,7 +405,7 @@ mod tests {
             after_seq: 19,
             ..Batch::default()
         };
-        let replaced = witness("a", &held, |seq| hashes.get(&seq).cloned(), &batch);
+        let replaced = witness(&holding(&held), |seq| hashes.get(&seq).cloned(), &batch);
         assert!(kinds(&replaced).contains(&AlarmKind::KeyChanged), "{:?}", kinds(&replaced));
         assert!(kinds(&replaced).contains(&AlarmKind::BadSignature), "{:?}", kinds(&replaced));
     }
