@@ -22,6 +22,8 @@ macro_rules! named_enum {
 
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            /// Every name, in declaration order (what a schema lists as allowed values).
+            pub const NAMES: &'static [&'static str] = &[$($text),+];
 
             pub fn as_str(self) -> &'static str {
                 match self {

@@ -25,6 +25,100 @@ SUFFIX = re.compile(rb',"hash":"([0-9a-f]{64})","sig":"([0-9a-f]{128})"\}\Z')
 class Refused(Exception):
     pass
 
+# "Event kinds" in ARCHITECTURE.md, copied by hand: name -> (type, nullable, may be absent).
+# Types: "text", "hex64", "integer", "boolean", or a tuple of the allowed strings.
+MAX_SAFE = 2**53 - 1
+PRIORITY = ("normal", "priority", "emergency")
+KINDS_ = ("station_started station_stopped clip_added clip_retired token_created token_revoked "
+          "airing_started airing_ended amplifier_hook_failed slot_missed log_damaged key_rotated "
+          "key_replaced log_behind_receipt").split()
+
+
+def member(name, kind_of_value, nullable=False, absent=False):
+    return name, (kind_of_value, nullable, absent)
+
+
+COMMON = dict([member("seq", "integer"), member("prev_hash", "hex64"), member("station_id", "text"),
+               member("kind", tuple(KINDS_)), member("at", "integer")])
+CLIP = [member("clip_id", "integer"), member("clip_sha256", "hex64"), member("title", "text"),
+        member("topic", "text"), member("language", "text"), member("priority", PRIORITY),
+        member("duration_ms", "integer"), member("valid_from", "text", True), member("valid_until", "text", True)]
+PLAN = [member("slot", "text", True), member("peak", "boolean"), member("scheduled_at", "integer", True),
+        member("clip_id", "integer"), member("clip_sha256", "hex64"), member("title", "text"),
+        member("topic", "text"), member("language", "text"), member("priority", PRIORITY),
+        member("planned_ms", "integer"), member("gain_cdb", "integer"), member("quota", "text", True, True),
+        member("before_air_ok", "boolean", False, True), member("before_air_detail", "text", False, True)]
+EVIDENCE = [member("started_at", "integer", True), member("ended_at", "integer", True),
+            member("played_ms", "integer"), member("peak_cdbfs", "integer"), member("rms_cdbfs", "integer"),
+            member("silent_ms", "integer"), member("first_frame_latency_ms", "integer", True),
+            member("status", ("completed", "partial", "interrupted", "preempted", "failed")),
+            member("reason", "text", True)]
+SYNCED = [member("clock_synced", "boolean")]
+TOKEN = [member("token_id", "integer"), member("role", ("operator", "district")), member("label", "text")]
+KINDS = {
+    "station_started": [member("version", "text"), member("public_key", "hex64"),
+                        member("last_alive_at", "integer", True), member("clock_behind_ms", "integer"),
+                        member("clock_waited_ms", "integer")] + SYNCED,
+    "station_stopped": [member("reason", "text")],
+    "clip_added": CLIP,
+    "clip_retired": CLIP + [member("reason", "text", False, True)],
+    "token_created": TOKEN,
+    "token_revoked": TOKEN,
+    "airing_started": PLAN + SYNCED,
+    "airing_ended": [member("airing_seq", "integer")] + PLAN + EVIDENCE + SYNCED,
+    "amplifier_hook_failed": [member("hook", ("before_air", "after_air")), member("slot", "text", True),
+                              member("detail", "text", True)] + SYNCED,
+    "slot_missed": [member("slot", "text"), member("peak", "boolean"), member("scheduled_at", "integer"),
+                    member("status", ("missed",)),
+                    member("reason", ("station_down", "previous_airing_overran", "clock_jumped",
+                                      "no_eligible_clip"))] + SYNCED,
+    "log_damaged": [member("damaged_seq", "integer"), member("stored_hash", "text"),
+                    member("computed_hash", "text"), member("reason", "text")],
+    "key_rotated": [member("public_key", "hex64"), member("new_public_key", "hex64")],
+    "key_replaced": [member("public_key", "hex64"), member("old_public_key", "hex64", True),
+                     member("reason", "text")],
+    "log_behind_receipt": [member("office", "text"), member("receipt_seq", "integer"),
+                           member("receipt_hash", "hex64"), member("head_seq", "integer")],
+}
+HEX64 = re.compile(r"[0-9a-f]{64}\Z")
+
+
+def value_fits(value, kind_of_value):
+    if isinstance(kind_of_value, tuple):
+        return isinstance(value, str) and value in kind_of_value
+    if kind_of_value == "text":
+        return isinstance(value, str)
+    if kind_of_value == "hex64":
+        return isinstance(value, str) and HEX64.match(value) is not None
+    if kind_of_value == "boolean":
+        return isinstance(value, bool)
+    # integer: a JSON number without fraction or exponent (json gives int only then), not bool
+    return isinstance(value, int) and not isinstance(value, bool) and -MAX_SAFE <= value <= MAX_SAFE
+
+
+def check_schema(event, where):
+    def check(name, spec):
+        kind_of_value, nullable, absent = spec
+        if name not in event:
+            if not absent:
+                raise Refused(f"{where}: field `{name}`: missing")
+            return
+        value = event[name]
+        if value is None and nullable:
+            return
+        if not value_fits(value, kind_of_value):
+            raise Refused(f"{where}: field `{name}`: {value!r} is not {kind_of_value}")
+
+    for name, spec in COMMON.items():
+        check(name, spec)
+    allowed = dict(COMMON, **dict(KINDS[event["kind"]]))
+    for name, spec in allowed.items():
+        check(name, spec)
+    for name in event:
+        if name not in allowed:
+            raise Refused(f"{where}: field `{name}`: not a member of {event['kind']} events")
+
+
 
 def no_duplicates(pairs):
     seen = {}
@@ -72,6 +166,7 @@ def verify(data, pinned, expect_head, station_id, accepted):
             raise Refused(f"{where}: not the canonical encoding")
         if hashlib.sha256(body).hexdigest() != digest_hex:
             raise Refused(f"{where}: hash does not match the contents")
+        check_schema(event, where)
         if station_id is None:
             station_id = event["station_id"]
         elif event["station_id"] != station_id:

@@ -305,6 +305,7 @@ pub fn alarm_vi(kind: &str, seq: Option<i64>, detail: &str) -> String {
         Ok(AlarmKind::BadSignature) => "Chữ ký số của bản ghi không hợp lệ",
         Ok(AlarmKind::Gap) => "Thiếu bản ghi trong nhật ký",
         Ok(AlarmKind::WrongStation) => "Bản ghi của một đài khác",
+        Ok(AlarmKind::BadEvent) => "Đài ký một bản ghi có nội dung sai quy cách (không phần mềm loa nào ghi như vậy)",
         Ok(AlarmKind::Unreachable) => "Không liên lạc được với đài quá lâu",
         Err(_) => "Cảnh báo",
     };

@@ -56,6 +56,8 @@ pub struct HeldEvent {
     pub seq: i64,
     /// The event's `at` (UTC ms).
     pub at: i64,
+    /// The event's `kind`, as the verifier parsed it.
+    pub kind: String,
     pub body: String,
     pub hash: String,
     pub sig: String,
@@ -105,7 +107,7 @@ fn office_token(r: &Row) -> rusqlite::Result<OfficeToken> {
 }
 
 fn held_event(r: &Row) -> rusqlite::Result<HeldEvent> {
-    Ok(HeldEvent { seq: r.get(0)?, at: r.get(1)?, body: r.get(2)?, hash: r.get(3)?, sig: r.get(4)? })
+    Ok(HeldEvent { seq: r.get(0)?, at: r.get(1)?, kind: r.get(2)?, body: r.get(3)?, hash: r.get(4)?, sig: r.get(5)? })
 }
 
 const ALARM_COLUMNS: &str = "id, station_id, kind, seq, detail, raised_at, acknowledged_at, note";
@@ -189,8 +191,7 @@ impl DistrictStore {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?;
         for e in events {
-            let kind = crate::district::witness::text_of(&e.body, "kind").unwrap_or_default();
-            insert.execute(params![station_id, e.seq, e.at, kind, e.body, e.hash, e.sig, now])?;
+            insert.execute(params![station_id, e.seq, e.at, e.kind, e.body, e.hash, e.sig, now])?;
         }
         drop(insert);
         if let Some(last) = events.last() {
@@ -278,7 +279,7 @@ impl DistrictStore {
     /// `from <= at < to` (UTC ms), ascending.
     pub fn counted_events(&self, station_id: &str, from: i64, to: i64) -> Result<Vec<HeldEvent>, DistrictStoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT seq, at, body, hash, sig FROM events WHERE station_id = ?1 \
+            "SELECT seq, at, kind, body, hash, sig FROM events WHERE station_id = ?1 \
              AND kind IN ('airing_ended', 'slot_missed') AND at >= ?2 AND at < ?3 ORDER BY seq",
         )?;
         Ok(stmt.query_map(params![station_id, from, to], held_event)?.collect::<Result<_, _>>()?)
@@ -287,7 +288,7 @@ impl DistrictStore {
     /// The last `limit` events of a station, newest first.
     pub fn latest(&self, station_id: &str, limit: u32) -> Result<Vec<HeldEvent>, DistrictStoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT seq, at, body, hash, sig FROM events WHERE station_id = ?1 ORDER BY seq DESC LIMIT ?2",
+            "SELECT seq, at, kind, body, hash, sig FROM events WHERE station_id = ?1 ORDER BY seq DESC LIMIT ?2",
         )?;
         Ok(stmt.query_map(params![station_id, limit], held_event)?.collect::<Result<_, _>>()?)
     }
@@ -345,8 +346,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = DistrictStore::open(dir.path()).unwrap();
         assert_eq!(store.held("a", "key", 1).unwrap().head_seq, 0);
-        let event =
-            HeldEvent { seq: 1, at: 5, body: "{\"at\":5,\"seq\":1}".into(), hash: "h1".into(), sig: "s".into() };
+        let event = HeldEvent {
+            seq: 1,
+            at: 5,
+            kind: "station_stopped".into(),
+            body: "{\"at\":5,\"seq\":1}".into(),
+            hash: "h1".into(),
+            sig: "s".into(),
+        };
         store.accept("a", std::slice::from_ref(&event), "key", 2, true).unwrap();
         let held = store.held("a", "other", 3).unwrap();
         assert_eq!((held.head_seq, held.head_hash.as_str(), held.key.as_str()), (1, "h1", "key"));
@@ -354,7 +361,14 @@ mod tests {
         assert!(store.conn.execute("DELETE FROM events", []).is_err());
         assert!(store.accept("a", &[event], "key", 4, true).is_err(), "a held seq is never stored twice");
         let body = "{\"at\":6,\"kind\":\"key_rotated\",\"new_public_key\":\"k2\",\"public_key\":\"key\",\"seq\":2}";
-        let rotation = HeldEvent { seq: 2, at: 6, body: body.into(), hash: "h2".into(), sig: "s".into() };
+        let rotation = HeldEvent {
+            seq: 2,
+            at: 6,
+            kind: "key_rotated".into(),
+            body: body.into(),
+            hash: "h2".into(),
+            sig: "s".into(),
+        };
         store.accept("a", &[rotation], "k2", 4, true).unwrap();
         let held = store.held("a", "other", 4).unwrap();
         assert_eq!((held.key.as_str(), held.earlier_keys.clone()), ("k2", vec!["key".to_owned()]));

@@ -8,10 +8,10 @@
 //!
 //! Pure: the caller reads what is held from the store and writes what this decides.
 
-use ed25519_dalek::{Signature, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
 
 use crate::district::store::{Held, HeldEvent};
-use crate::proof::{ChainVerifier, Expect, Fault, parse_public_key, sha256_hex, split_line};
+use crate::proof::{ChainVerifier, Expect, Fault, parse_public_key, sha256_hex, signed_by, split_line};
 
 named_enum! {
     /// The alarms the office raises (stable names: other tools read them).
@@ -25,6 +25,8 @@ named_enum! {
         KeyChanged = "key_changed",
         Rollback = "rollback",
         Fork = "fork",
+        /// A properly signed event whose members do not match its kind (the schema).
+        BadEvent = "bad_event",
         Unreachable = "unreachable",
     }
 }
@@ -151,10 +153,16 @@ pub fn witness(holding: &Holding, held_hash: impl Fn(i64) -> Option<String>, bat
     let mut verifier = verifier.deferring_signatures();
     for (line_number, line) in new {
         match verifier.line(line_number, line) {
-            Ok(()) => {
+            Ok(checked) => {
                 let (body, hash, sig) = split_line(line).expect("the verifier split it");
-                let (seq, at) = (seq_of(line).expect("the verifier read it"), number(line, "at").unwrap_or(0));
-                decision.accepted.push(HeldEvent { seq, at, body, hash: hash.to_owned(), sig: sig.to_owned() });
+                decision.accepted.push(HeldEvent {
+                    seq: checked.seq,
+                    at: checked.at,
+                    kind: checked.kind.as_str().to_owned(),
+                    body,
+                    hash: hash.to_owned(),
+                    sig: sig.to_owned(),
+                });
             }
             Err(broken) => {
                 // A signature deferred before this line may be the first thing wrong.
@@ -166,6 +174,7 @@ pub fn witness(holding: &Holding, held_hash: impl Fn(i64) -> Option<String>, bat
                     Fault::Signature => AlarmKind::BadSignature,
                     Fault::Station => AlarmKind::WrongStation,
                     Fault::Key => AlarmKind::KeyChanged,
+                    Fault::Schema => AlarmKind::BadEvent,
                 };
                 decision.findings.push(finding(kind, broken.seq, broken.to_string(), Some(line)));
                 break;
@@ -246,37 +255,15 @@ fn check_held(line: &str, seq: i64, keys: &[VerifyingKey], held: Option<String>)
     })
 }
 
-fn signed_by(key: &VerifyingKey, hash: &str, sig: &str) -> bool {
-    let (Ok(digest), Some(signature)) = (
-        hex::decode(hash),
-        hex::decode(sig).ok().and_then(|b| <[u8; 64]>::try_from(b).ok()).map(|b| Signature::from_bytes(&b)),
-    ) else {
-        return false;
-    };
-    key.verify_strict(&digest, &signature).is_ok()
-}
-
-/// The `seq` of an export line, read without trusting anything else in it.
+/// The `seq` of an export line, parsed (a member named `x"seq` or a `seq` given twice cannot
+/// pass for it); `None` if the line is not an event with an integer `seq`.
 pub fn seq_of(line: &str) -> Option<i64> {
-    number(line, "seq")
-}
-
-/// A top-level text member of a flat event line, when it needs no unescaping (kinds, ids).
-pub fn text_of<'a>(line: &'a str, name: &str) -> Option<&'a str> {
-    let key = format!("\"{name}\":\"");
-    let start = line.find(&key)? + key.len();
-    let end = start + line[start..].find('"')?;
-    let text = &line[start..end];
-    (!text.contains('\\')).then_some(text)
-}
-
-/// A top-level whole-number member of a flat event line. (Inside a JSON string a quote is
-/// escaped, so `"name":` there cannot be mistaken for the member.)
-fn number(line: &str, name: &str) -> Option<i64> {
-    let key = format!("\"{name}\":");
-    let start = line.find(&key)? + key.len();
-    let digits: String = line[start..].chars().take_while(|c| c.is_ascii_digit() || *c == '-').collect();
-    digits.parse().ok()
+    #[derive(serde::Deserialize)]
+    struct Seq {
+        seq: i64,
+    }
+    let (body, _, _) = split_line(line).ok()?;
+    serde_json::from_str::<Seq>(&body).ok().map(|s| s.seq)
 }
 
 #[cfg(test)]
@@ -295,8 +282,8 @@ mod tests {
         (1..=n)
             .map(|seq| {
                 let mut fields = Fields::new();
-                fields.insert("kind".into(), Value::from("note"));
-                fields.insert("note".into(), Value::from(format!("{note} {seq}")));
+                fields.insert("kind".into(), Value::from("station_stopped"));
+                fields.insert("reason".into(), Value::from(format!("{note} {seq}")));
                 fields.insert("station_id".into(), Value::from(id));
                 fields.insert("at".into(), Value::from(1_800_000_000_000i64 + seq));
                 let sealed = key.seal(seq, &prev, fields);
@@ -376,6 +363,23 @@ mod tests {
     }
 
     #[test]
+    fn a_signed_event_its_kind_does_not_allow_is_a_bad_event_and_what_came_before_is_kept() {
+        let k = key(1);
+        let mut lines = log(&k, "a", 5, "x");
+        let prev = split_line(&lines[3]).unwrap().1.to_owned();
+        let mut fields: Fields = serde_json::from_str(&split_line(&lines[4]).unwrap().0).unwrap();
+        fields.remove("seq");
+        fields.remove("prev_hash");
+        fields.insert("reason".into(), Value::from(7));
+        lines[4] = k.seal(5, &prev, fields).export_line();
+        let fresh = Held { key: k.public_key_hex(), ..Held::default() };
+        let decision = judge(&fresh, &Default::default(), &lines, 0);
+        assert_eq!((kinds(&decision), decision.accepted.len()), (vec![AlarmKind::BadEvent], 4));
+        assert!(decision.findings[0].detail.contains("`reason`"), "{}", decision.findings[0].detail);
+        assert_eq!(decision.findings[0].seq, Some(5));
+    }
+
+    #[test]
     fn a_station_that_went_back_or_forked_cannot_extend_what_is_held() {
         let k = key(1);
         let lines = log(&k, "a", 30, "x");
@@ -429,8 +433,8 @@ mod tests {
         lines.push(seal(&old, 6, rotated));
         for seq in 7..=9 {
             let mut note = Fields::new();
-            note.insert("kind".into(), Value::from("note"));
-            note.insert("note".into(), Value::from(format!("x {seq}")));
+            note.insert("kind".into(), Value::from("station_stopped"));
+            note.insert("reason".into(), Value::from(format!("x {seq}")));
             lines.push(seal(&new, seq, note));
         }
         // The whole log verifies from genesis and leaves the new key in force.

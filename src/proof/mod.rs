@@ -14,10 +14,11 @@
 pub mod events;
 pub mod export;
 mod key;
+pub mod schema;
 mod verify;
 
 pub use key::{KEY_FILE, KeyError, LogKeys, StationKey, finish_rotation, load_or_create, parse_public_key};
-pub use verify::{Broken, ChainVerifier, Expect, Fault, KeyChange, Verified};
+pub use verify::{Broken, ChainVerifier, Checked, Expect, Fault, KeyChange, Verified};
 
 use ed25519_dalek::Signer;
 use serde_json::{Map, Value};
@@ -114,6 +115,54 @@ pub fn check_statement(line: &str, key: &ed25519_dalek::VerifyingKey) -> Result<
     key.verify_strict(&digest, &ed25519_dalek::Signature::from_bytes(&sig))
         .map_err(|_| "the signature does not verify with the office's key".to_owned())?;
     Ok(fields)
+}
+
+/// Whether `sig` (hex) is `key`'s strict Ed25519 signature of the digest `hash` (hex).
+pub fn signed_by(key: &ed25519_dalek::VerifyingKey, hash: &str, sig: &str) -> bool {
+    let (Ok(digest), Some(signature)) = (
+        hex::decode(hash),
+        hex::decode(sig)
+            .ok()
+            .and_then(|b| <[u8; 64]>::try_from(b).ok())
+            .map(|b| ed25519_dalek::Signature::from_bytes(&b)),
+    ) else {
+        return false;
+    };
+    key.verify_strict(&digest, &signature).is_ok()
+}
+
+/// The body as a flat object of scalars, refusing a key given twice (a JSON parser would keep
+/// one of them silently, and the signature covers only the canonical bytes).
+pub(crate) fn read_body(body: &str) -> Result<Map<String, Value>, String> {
+    use serde::de::{Deserializer, MapAccess, Visitor};
+    use std::fmt;
+    struct Members;
+    impl<'de> Visitor<'de> for Members {
+        type Value = Result<Map<String, Value>, String>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
+            // Read every member (stopping early would fail the parse), keep the first problem.
+            let (mut object, mut problem) = (Map::new(), None);
+            while let Some((key, value)) = access.next_entry::<String, Value>()? {
+                if value.is_object() || value.is_array() {
+                    problem.get_or_insert_with(|| format!("field `{key}` is not a plain value (events are flat)"));
+                }
+                if object.contains_key(&key) {
+                    problem.get_or_insert_with(|| {
+                        format!("field `{key}` appears twice: the bytes are not what the station signed")
+                    });
+                }
+                object.insert(key, value);
+            }
+            Ok(problem.map_or(Ok(object), Err))
+        }
+    }
+    let mut reader = serde_json::Deserializer::from_str(body);
+    let object = reader.deserialize_map(Members).map_err(|e| format!("not a JSON event object ({e})"))?;
+    reader.end().map_err(|e| format!("not a JSON event object ({e})"))?;
+    object
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

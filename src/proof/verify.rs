@@ -4,13 +4,14 @@
 //! checked with, or a change the log itself proves (rotation) or the auditor accepts (replacement).
 
 use std::collections::BTreeSet;
-use std::fmt;
 
 use ed25519_dalek::{Signature, VerifyingKey};
-use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::{GENESIS_HASH, SealedEvent, canonical, parse_public_key, sha256_hex, split_line};
+use super::events::Kind;
+use super::{
+    GENESIS_HASH, SealedEvent, canonical, parse_public_key, read_body, schema, sha256_hex, signed_by, split_line,
+};
 
 /// What the caller knows before reading a log.
 #[derive(Debug, Clone, Default)]
@@ -68,6 +69,16 @@ pub enum Fault {
     Key,
     /// The log does not begin where the caller said (seq 1, or the head it holds), or is empty.
     Start,
+    /// A properly signed event whose members do not match its kind (`proof::schema`).
+    Schema,
+}
+
+/// What the verifier read of an event it accepted (parsed, never found by substring).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Checked {
+    pub seq: i64,
+    pub at: i64,
+    pub kind: Kind,
 }
 
 /// The first thing wrong with a log.
@@ -177,7 +188,7 @@ impl ChainVerifier {
     }
 
     /// The next export line (without its line end).
-    pub fn line(&mut self, line: usize, text: &str) -> Result<(), Broken> {
+    pub fn line(&mut self, line: usize, text: &str) -> Result<Checked, Broken> {
         let (body, hash, sig) = split_line(text).map_err(|why| Broken {
             line,
             seq: None,
@@ -195,7 +206,7 @@ impl ChainVerifier {
                 return known;
             }
         }
-        self.check(line, &event.body, &event.hash, &event.sig, Some(event.seq))
+        self.check(line, &event.body, &event.hash, &event.sig, Some(event.seq)).map(drop)
     }
 
     /// An event this station checked whole before (signature included): its bytes still hash to
@@ -271,7 +282,14 @@ impl ChainVerifier {
         })
     }
 
-    fn check(&mut self, line: usize, body: &str, hash: &str, sig: &str, stored_seq: Option<i64>) -> Result<(), Broken> {
+    fn check(
+        &mut self,
+        line: usize,
+        body: &str,
+        hash: &str,
+        sig: &str,
+        stored_seq: Option<i64>,
+    ) -> Result<Checked, Broken> {
         let computed = sha256_hex(body.as_bytes());
         let object = read_body(body);
         // For the message even when the body is refused: a lenient parse's `seq`.
@@ -331,11 +349,12 @@ impl ChainVerifier {
                             format!("station_id \"{station_id}\" is not the expected one"),
                         ));
                     }
+                    let kind = schema::check(&object).map_err(|e| broken(Fault::Schema, e.to_string()))?;
                     self.station_id.get_or_insert_with(|| station_id.to_owned());
                     self.events += 1;
                     self.first_seq = Some(seq);
                     self.last = Some((seq, hash.to_owned()));
-                    return Ok(());
+                    return Ok(Checked { seq, at: at_of(&object), kind });
                 }
                 None if seq != 1 => {
                     return Err(broken(
@@ -365,6 +384,18 @@ impl ChainVerifier {
         if computed != hash {
             return Err(broken(Fault::Hash, "hash does not match the event's contents: the event was altered".into()));
         }
+        // A body its kind does not allow: signed by the key in force (a station that wrote
+        // what no loa writes), or not signed at all (then that is what is wrong).
+        let checked_kind = schema::check(&object).map_err(|e| {
+            if signed_by(&self.key, hash, sig) {
+                broken(Fault::Schema, format!("{e}; the event is signed by the station's key, but no loa writes it"))
+            } else {
+                broken(
+                    Fault::Signature,
+                    format!("signature does not verify with the station's public key {}", self.key_hex),
+                )
+            }
+        })?;
 
         // The key that signs this event, and the key in force after it.
         let declared =
@@ -446,7 +477,7 @@ impl ChainVerifier {
         self.events += 1;
         self.first_seq.get_or_insert(seq);
         self.last = Some((seq, hash.to_owned()));
-        Ok(())
+        Ok(Checked { seq, at: at_of(&object), kind: checked_kind })
     }
 
     /// An event that names the key in force (`station_started`, `key_rotated`) must name this one.
@@ -463,34 +494,7 @@ impl ChainVerifier {
     }
 }
 
-/// The body as a flat object of scalars, refusing a key given twice (a JSON parser would keep
-/// one of them silently, and the signature covers only the canonical bytes).
-fn read_body(body: &str) -> Result<Map<String, Value>, String> {
-    struct Members;
-    impl<'de> Visitor<'de> for Members {
-        type Value = Result<Map<String, Value>, String>;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a JSON object")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
-            // Read every member (stopping early would fail the parse), keep the first problem.
-            let (mut object, mut problem) = (Map::new(), None);
-            while let Some((key, value)) = access.next_entry::<String, Value>()? {
-                if value.is_object() || value.is_array() {
-                    problem.get_or_insert_with(|| format!("field `{key}` is not a plain value (events are flat)"));
-                }
-                if object.contains_key(&key) {
-                    problem.get_or_insert_with(|| {
-                        format!("field `{key}` appears twice: the bytes are not what the station signed")
-                    });
-                }
-                object.insert(key, value);
-            }
-            Ok(problem.map_or(Ok(object), Err))
-        }
-    }
-    let mut reader = serde_json::Deserializer::from_str(body);
-    let object = reader.deserialize_map(Members).map_err(|e| format!("not a JSON event object ({e})"))?;
-    reader.end().map_err(|e| format!("not a JSON event object ({e})"))?;
-    object
+/// `at` of an event whose schema was checked (an integer).
+fn at_of(object: &Map<String, Value>) -> i64 {
+    object.get("at").and_then(Value::as_i64).unwrap_or_default()
 }

@@ -2,7 +2,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{Station, fixture, loa, loa_with_stdin};
+use crate::helpers::{Station, fixture, loa, loa_with_stdin, python_verify};
 
 /// A station whose log holds a few clip events (made by the CLI; the daemon tests add airings).
 fn station_with_log() -> Station {
@@ -193,10 +193,8 @@ fn only_the_signed_bytes_verify() {
 
 /// A one-event log signed with `signer` whose `station_started` declares `declared`.
 fn crafted_log(signer: &loa::proof::StationKey, declared: &str) -> String {
-    let mut fields = serde_json::Map::new();
-    for (key, value) in [("kind", "station_started"), ("station_id", "test-station"), ("public_key", declared)] {
-        fields.insert(key.into(), value.into());
-    }
+    let mut fields = loa::proof::events::station_started("0.1.0", declared, None, Default::default(), true);
+    fields.insert("station_id".into(), "test-station".into());
     fields.insert("at".into(), 1_790_000_000_000i64.into());
     format!("{}\n", signer.seal(1, loa::proof::GENESIS_HASH, fields).export_line())
 }
@@ -443,4 +441,87 @@ fn an_edit_below_the_stations_checkpoint_is_still_caught() {
         let line = run.error_line();
         assert!(line.contains(&format!("damaged at seq {seq}: ")) && line.contains(why), "{line}");
     }
+}
+
+/// An export line for the raw `body` (any bytes), hashed and signed by `seed`'s key: what a
+/// station could write with its own key, however wrong.
+fn signed_raw(seed: [u8; 32], body: &str) -> String {
+    use ed25519_dalek::Signer;
+    let digest = Sha256::digest(body.as_bytes());
+    let sig = ed25519_dalek::SigningKey::from_bytes(&seed).sign(&digest);
+    let open = body.strip_suffix('}').unwrap();
+    format!("{open},\"hash\":\"{}\",\"sig\":\"{}\"}}", hex::encode(digest), hex::encode(sig.to_bytes()))
+}
+
+#[test]
+fn a_signed_event_that_its_kind_does_not_allow_is_refused_by_both_verifiers() {
+    let seed = [3; 32];
+    let signer = loa::proof::StationKey::from_seed(seed);
+    let key = signer.public_key_hex();
+    let first = crafted_log(&signer, &key);
+    let prev = serde_json::from_str::<serde_json::Value>(first.trim()).unwrap()["hash"].as_str().unwrap().to_owned();
+    let at = 1_790_000_000_100i64;
+    let missed = loa::proof::events::slot_missed(
+        "sang",
+        true,
+        chrono::DateTime::from_timestamp_millis(at).unwrap(),
+        loa::proof::events::MissReason::StationDown,
+        true,
+    );
+    // The second event of the log: a slot_missed with `edit` applied to its members, then
+    // canonically encoded (or, for number forms no encoder writes, edited as text) and signed.
+    let second = |edit: &dyn Fn(&mut serde_json::Map<String, serde_json::Value>), text: &dyn Fn(String) -> String| {
+        let mut fields = missed.clone();
+        fields.insert("station_id".into(), "test-station".into());
+        fields.insert("at".into(), at.into());
+        fields.insert("seq".into(), 2.into());
+        fields.insert("prev_hash".into(), prev.clone().into());
+        edit(&mut fields);
+        format!("{first}{}\n", signed_raw(seed, &text(loa::proof::canonical(&fields))))
+    };
+    let same = |body: String| body;
+    let dir = tempfile::tempdir().unwrap();
+    let judge = |name: &str, log: &str| {
+        let file = dir.path().join(format!("{name}.jsonl"));
+        std::fs::write(&file, log).unwrap();
+        let ours = loa(&["verify", file.to_str().unwrap(), "--public-key", &key]);
+        let theirs = python_verify(&file, &["--public-key", &key]);
+        (ours, theirs)
+    };
+    let (honest, python) = judge("honest", &second(&|_| {}, &same));
+    assert_eq!((honest.code, python.code), (0, 0), "{} {}", honest.stderr, python.stdout);
+
+    type Edit = Box<dyn Fn(&mut serde_json::Map<String, serde_json::Value>)>;
+    let set = |name: &'static str, value: serde_json::Value| -> Edit {
+        Box::new(move |f| {
+            f.insert(name.into(), value.clone());
+        })
+    };
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        ("unknown-member", set("extra", 1.into()), "extra"),
+        ("quoted-member", set("x\"seq", 5.into()), "seq"),
+        ("missing-member", Box::new(|f| drop(f.remove("slot"))), "slot"),
+        ("wrong-type", set("peak", "yes".into()), "peak"),
+        ("unknown-enum", set("reason", "bored".into()), "reason"),
+        ("other-status", set("status", "completed".into()), "status"),
+        ("unknown-kind", set("kind", "note".into()), "kind"),
+        ("at-text", set("at", "1790000000100".into()), "at"),
+        ("at-fraction", set("at", serde_json::json!(1790000000100.5)), "at"),
+        ("at-missing", Box::new(|f| drop(f.remove("at"))), "at"),
+        ("at-null", set("at", serde_json::Value::Null), "at"),
+        ("at-beyond-2^53", set("at", serde_json::json!(9_007_199_254_740_993i64)), "at"),
+        ("nested", set("slot", serde_json::json!({"a": 1})), "slot"),
+    ];
+    for (name, edit, member) in cases {
+        let (ours, theirs) = judge(name, &second(&*edit, &same));
+        assert_eq!(ours.code, 1, "{name}: loa verify accepted it: {}", ours.stdout);
+        assert!(ours.error_line().contains("seq 2 ") && ours.error_line().contains(member), "{name}: {}", ours.stderr);
+        assert_eq!(theirs.code, 1, "{name}: the Python verifier accepted it: {}", theirs.stdout);
+    }
+    // Number forms the RFC 8785 encoder itself writes for huge values (1e+21): canonical, signed,
+    // and still not an integer.
+    let exponent = second(&|_| {}, &|body: String| body.replace(&format!("\"at\":{at}"), "\"at\":1e+21"));
+    let (ours, theirs) = judge("exponent", &exponent);
+    assert_eq!((ours.code, theirs.code), (1, 1), "1e+21 is no time: {} / {}", ours.stdout, theirs.stdout);
+    assert!(ours.error_line().contains("`at`"), "{}", ours.stderr);
 }

@@ -140,3 +140,10 @@ fn every_source_file_is_in_the_code_map() {
         .collect();
     assert!(missing.is_empty(), "ARCHITECTURE.md's code map does not name: {missing:?}");
 }
+
+#[test]
+fn architecture_prints_the_event_schema_the_verifier_checks() {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ARCHITECTURE.md")).unwrap();
+    let table = loa::proof::schema::markdown();
+    assert!(doc.contains(&table), "ARCHITECTURE.md (\"Event kinds\") must print the schema exactly:\n{table}");
+}
