@@ -29,7 +29,37 @@ named_enum! {
         InProgress = "in_progress",
         /// It ended before the station's first event: not a failure.
         NotYetOperating = "not_yet_operating",
+        /// It ended after the last moment the log held is known to cover (an office that has
+        /// not heard from the station since): nothing proves what aired, nor that nothing did.
+        NoData = "no_data",
     }
+}
+
+named_enum! {
+    /// A quota over a report's period, in one word: never `met` without counted airings.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum Standing("a quota standing") {
+        /// Every week or month of it that began is met by completed airings.
+        Met = "met",
+        /// A week or month of it ended without enough completed airings.
+        NotMet = "not_met",
+        /// Nothing missed so far, and a week or month of it is still running.
+        InProgress = "in_progress",
+        /// The log held does not cover it: a station never reached, or silent since.
+        NoData = "no_data",
+        /// It all ended before the station's first event.
+        NotYetOperating = "not_yet_operating",
+    }
+}
+
+/// What stretch of time a log is known to cover: from the station's first event (`since`) to
+/// `until` — now for a station's own live log; for an office, its last clean contact with the
+/// station (it then held everything the station had). `None`: nothing is known.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Coverage {
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
 }
 
 /// One quota period inside the report.
@@ -53,6 +83,9 @@ pub struct QuotaReport {
     pub periods: Vec<QuotaPeriodResult>,
     pub met: usize,
     pub missed: usize,
+    /// Periods the log held does not cover (`no_data`).
+    pub no_data: usize,
+    pub standing: Standing,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -107,16 +140,11 @@ impl<'a> Subject<'a> {
     }
 }
 
-/// The report for `period` from `events` (exported event objects, ascending seq), at `now`, for
-/// a station that has existed since `since` (its first event): weeks and months that ended
-/// before it are "not yet operating", not failures; those not begun by `now` are left out.
-pub fn report(
-    subject: Subject,
-    period: &Period,
-    events: &[Logged],
-    now: DateTime<Utc>,
-    since: Option<DateTime<Utc>>,
-) -> Report {
+/// The report for `period` from `events` (exported event objects, ascending seq), at `now`, over
+/// a log that `covers` a stretch of time: weeks and months that ended before the station's first
+/// event are "not yet operating", not failures; those that ended after what the log covers are
+/// "no data"; those not begun by `now` are left out.
+pub fn report(subject: Subject, period: &Period, events: &[Logged], now: DateTime<Utc>, covers: Coverage) -> Report {
     let tz = subject.timezone;
     let local = |t: DateTime<Utc>| t.with_timezone(&tz).to_rfc3339();
     let (from, to) = (period.start.timestamp_millis(), period.end.timestamp_millis());
@@ -143,7 +171,7 @@ pub fn report(
         }
     }
 
-    let quotas = subject.quotas.iter().map(|quota| quota_report(quota, period, events, (since, now), tz)).collect();
+    let quotas = subject.quotas.iter().map(|quota| quota_report(quota, period, events, covers, now, tz)).collect();
     let last = events.iter().rev().find(|e| e.at < to);
     Report {
         station_id: subject.station_id.to_owned(),
@@ -166,7 +194,8 @@ fn quota_report(
     quota: &Quota,
     period: &Period,
     events: &[Logged],
-    (since, now): (Option<DateTime<Utc>>, DateTime<Utc>),
+    Coverage { since, until }: Coverage,
+    now: DateTime<Utc>,
     tz: Tz,
 ) -> QuotaReport {
     // The quota's weeks or months touching the report period, then one pass over the events
@@ -207,8 +236,12 @@ fn quota_report(
             let met = tally.completed >= quota.count;
             let reason = if met {
                 None
+            } else if until.is_none() {
+                Some(Shortfall::NoData)
             } else if since.is_none_or(|since| sub.end <= since) {
                 Some(Shortfall::NotYetOperating)
+            } else if sub.end <= now && until.is_some_and(|until| sub.end > until) {
+                Some(Shortfall::NoData)
             } else if sub.end > now {
                 Some(Shortfall::InProgress)
             } else if tally.station_down {
@@ -228,10 +261,21 @@ fn quota_report(
         })
         .collect();
     let met = periods.iter().filter(|p| p.met).count();
-    let missed = periods
-        .iter()
-        .filter(|p| !p.met && !matches!(p.reason, Some(Shortfall::InProgress | Shortfall::NotYetOperating)))
-        .count();
+    let count = |reason| periods.iter().filter(|p| p.reason == Some(reason)).count();
+    let (no_data, in_progress, not_yet) =
+        (count(Shortfall::NoData), count(Shortfall::InProgress), count(Shortfall::NotYetOperating));
+    let missed = periods.iter().filter(|p| !p.met).count() - no_data - in_progress - not_yet;
+    let standing = if missed > 0 {
+        Standing::NotMet
+    } else if no_data > 0 {
+        Standing::NoData
+    } else if in_progress > 0 {
+        Standing::InProgress
+    } else if met > 0 {
+        Standing::Met
+    } else {
+        Standing::NotYetOperating
+    };
     QuotaReport {
         topic: quota.topic.clone(),
         language: quota.language.clone(),
@@ -241,6 +285,8 @@ fn quota_report(
         periods,
         met,
         missed,
+        no_data,
+        standing,
     }
 }
 
@@ -272,7 +318,7 @@ pub fn from_store(store: &Store, config: &Config, period: &Period, now: DateTime
         .map(|e| Logged::of(e).map_err(|error| ReportError::Unreadable { seq: e.seq, error }))
         .collect::<Result<Vec<_>, _>>()?;
     let since = store.first_event_at()?.and_then(DateTime::from_timestamp_millis);
-    Ok(report(Subject::of(config), period, &events, now, since))
+    Ok(report(Subject::of(config), period, &events, now, Coverage { since, until: Some(now) }))
 }
 
 named_enum! {
@@ -364,6 +410,18 @@ fn reason_vi(reason: Option<Shortfall>) -> &'static str {
         Some(Shortfall::StationDown) => "Không đạt: đài ngừng hoạt động",
         Some(Shortfall::AllAttemptsFailed) => "Không đạt: phát lỗi",
         Some(Shortfall::NoClip) => "Không đạt: không có bản tin",
+        Some(Shortfall::NoData) => "Chưa có dữ liệu",
+    }
+}
+
+/// A quota's standing in the clerk's words.
+pub fn standing_vi(standing: Standing) -> &'static str {
+    match standing {
+        Standing::Met => "Đạt",
+        Standing::NotMet => "Không đạt",
+        Standing::InProgress => "Đang diễn ra",
+        Standing::NoData => "Chưa có dữ liệu",
+        Standing::NotYetOperating => "Chưa hoạt động",
     }
 }
 
@@ -542,7 +600,8 @@ mod tests {
             // W48: nothing aired at all; W49 is still running at `now`.
         ];
         let period = parse_period("2026-11", tz()).unwrap();
-        let report = report(Subject::of(&config), &period, &events, local(12, 2, 12), Some(local(10, 1, 0)));
+        let (now, since) = (local(12, 2, 12), Some(local(10, 1, 0)));
+        let report = report(Subject::of(&config), &period, &events, now, Coverage { since, until: Some(now) });
         let weeks: Vec<(&str, u32, bool, Option<&str>)> = report.quotas[0]
             .periods
             .iter()
@@ -580,7 +639,9 @@ mod tests {
         let since = local(11, 4, 9); // first event: Wednesday of W45
         let events = vec![ended(1, local(11, 5, 5), "cchc", true, "completed")];
         let period = parse_period("2026-Q4", tz()).unwrap();
-        let report = report(Subject::of(&config), &period, &events, local(11, 20, 12), Some(since));
+        let now = local(11, 20, 12);
+        let report =
+            report(Subject::of(&config), &period, &events, now, Coverage { since: Some(since), until: Some(now) });
         let weeks: Vec<(&str, Option<&str>)> =
             report.quotas[0].periods.iter().map(|p| (p.period.as_str(), p.reason.map(Shortfall::as_str))).collect();
         assert_eq!(weeks.first(), Some(&("2026-W40", Some("not_yet_operating"))));

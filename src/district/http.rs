@@ -17,7 +17,7 @@ use serde_json::json;
 
 use super::Office;
 use super::witness::{AlarmKind, Batch};
-use crate::audit::compliance::{REPORT_STYLE, ReportFormat, escape, status_vi, time_vi};
+use crate::audit::compliance::{REPORT_STYLE, ReportFormat, Standing, escape, standing_vi, status_vi, time_vi};
 use crate::http::{AuthFailures, conn};
 use crate::proof::events::{Counted, Logged};
 
@@ -326,7 +326,7 @@ fn page(title: &str, body: &str) -> Html<String> {
 <html lang="vi"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title><style>{REPORT_STYLE}
 body {{ margin: 1em; font-family: system-ui, sans-serif; font-size: 15px; }}
-.alarm {{ color: #b00; font-weight: bold; }} .ok {{ color: #060; }}
+.alarm {{ color: #b00; font-weight: bold; }} .ok {{ color: #060; }} .pending {{ color: #555; }}
 table {{ font-size: 14px; }} nav a {{ margin-right: 1em; }}
 @media (max-width: 600px) {{
   table, tbody, tr, td {{ display: block; border: none; }} tr:first-child {{ display: none; }}
@@ -373,11 +373,17 @@ async fn dashboard(State(Desk { office, .. }): State<Desk>) -> Response {
             s.quotas
                 .iter()
                 .map(|q| {
-                    let class = if q.met { "ok" } else { "alarm" };
+                    let class = match q.standing {
+                        Standing::Met => "ok",
+                        Standing::NotMet => "alarm",
+                        _ => "pending",
+                    };
                     format!(
-                        "<span class=\"{class}\">{}: {}</span>",
+                        "<span class=\"{class}\">{}: {} ({} lần, cần {})</span>",
                         escape(&quota_vi(&q.quota)),
-                        if q.met { "đạt" } else { "chưa đạt" }
+                        standing_vi(q.standing),
+                        q.completed,
+                        q.required
                     )
                 })
                 .collect::<Vec<_>>()

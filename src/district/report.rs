@@ -10,7 +10,9 @@ use serde::Serialize;
 use super::Office;
 use super::config::StationEntry;
 use super::store::{DistrictStore, DistrictStoreError};
-use crate::audit::compliance::{self, ReportFormat, Subject, escape, period_vi, status_vi};
+use crate::audit::compliance::{
+    self, Coverage, ReportFormat, Standing, Subject, escape, period_vi, standing_vi, status_vi,
+};
 use crate::proof::events::{Counted, Logged};
 use crate::time::calendar::{Period, period_of};
 
@@ -43,10 +45,17 @@ pub struct StationRow {
 pub struct QuotaRow {
     /// `cchc/week`, `cchc[hmn]/week`, …
     pub quota: String,
-    /// No ended week or month of the period missed.
+    /// `standing` is `met`: every week or month of the period that began is met by completed
+    /// airings the office holds. Never true for silence.
     pub met: bool,
+    pub standing: Standing,
     pub periods_met: usize,
     pub periods_missed: usize,
+    /// Weeks or months that ended after the office's last clean contact with the station.
+    pub periods_no_data: usize,
+    /// Completed airings counted toward it, and how many its weeks or months need, so far.
+    pub completed: u32,
+    pub required: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +131,11 @@ fn station_row(
     let head = store.latest(&station.id, 1)?;
     let open_alarms = store.alarms(Some(&station.id), true)?.len();
     let since = store.first_event_at(&station.id)?.and_then(DateTime::from_timestamp_millis);
+    // What the office holds covers the station's log up to its last clean contact (it then held
+    // all the station had), or at least up to the last event it holds.
+    let held = office.held(station)?;
+    let last_at = head.first().map(|e| e.at);
+    let until = held.last_ok_at.max(last_at).and_then(DateTime::from_timestamp_millis);
     let logged = store
         .counted_events(&station.id, from, to)?
         .iter()
@@ -139,7 +153,7 @@ fn station_row(
         timezone: office.config.timezone,
         quotas: &office.config.quotas,
     };
-    let report = compliance::report(subject, period, &logged, now, since);
+    let report = compliance::report(subject, period, &logged, now, Coverage { since, until });
     let (start, end) = (period.start.timestamp_millis(), period.end.timestamp_millis());
     let untrusted = logged
         .iter()
@@ -153,9 +167,13 @@ fn station_row(
         .zip(&report.quotas)
         .map(|(quota, q)| QuotaRow {
             quota: quota.label(),
-            met: q.missed == 0,
+            met: q.standing == Standing::Met,
+            standing: q.standing,
             periods_met: q.met,
             periods_missed: q.missed,
+            periods_no_data: q.no_data,
+            completed: q.periods.iter().map(|p| p.completed).sum(),
+            required: q.periods.iter().map(|p| p.required).sum(),
         })
         .collect();
     Ok(StationRow {
@@ -189,13 +207,13 @@ pub fn to_csv(report: &OfficeReport) -> Vec<u8> {
         let quotas: Vec<String> =
             report.stations.first().map(|s| s.quotas.iter().map(|q| q.quota.clone()).collect()).unwrap_or_default();
         let mut header: Vec<String> = ["station_id", "station_name", "period"].map(String::from).to_vec();
-        header.extend(quotas.iter().map(|q| format!("{q} met")));
+        header.extend(quotas.iter().map(|q| format!("{q} standing")));
         header.extend(STATUSES.iter().map(|s| (*s).to_owned()));
         header.extend(["untrusted_clock_airings", "open_alarms", "head_seq"].map(String::from));
         csv.write_record(&header).expect("in-memory CSV");
         for s in &report.stations {
             let mut row = vec![s.station_id.clone(), s.station_name.clone(), report.period.clone()];
-            row.extend(s.quotas.iter().map(|q| q.met.to_string()));
+            row.extend(s.quotas.iter().map(|q| q.standing.to_string()));
             row.extend(STATUSES.iter().map(|st| s.by_status.get(*st).copied().unwrap_or(0).to_string()));
             row.extend([s.untrusted_clock_airings.to_string(), s.open_alarms.to_string(), s.head_seq.to_string()]);
             let row = row.iter().map(|cell| crate::proof::export::spreadsheet_safe(cell).into_owned());
@@ -214,9 +232,17 @@ pub fn to_html(report: &OfficeReport) -> String {
             .quotas
             .iter()
             .map(|q| {
-                let verdict = if q.met { "Đạt" } else { "Không đạt" };
                 let quota = super::http::quota_vi(&q.quota);
-                format!("{}: {verdict} ({} kỳ đạt, {} kỳ không đạt)", escape(&quota), q.periods_met, q.periods_missed)
+                format!(
+                    "{}: {} ({} kỳ đạt, {} kỳ không đạt, {} kỳ chưa có dữ liệu; {} lần phát trọn vẹn, cần {})",
+                    escape(&quota),
+                    standing_vi(q.standing),
+                    q.periods_met,
+                    q.periods_missed,
+                    q.periods_no_data,
+                    q.completed,
+                    q.required
+                )
             })
             .collect();
         let statuses: Vec<String> =

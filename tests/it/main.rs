@@ -9,6 +9,7 @@ mod engine;
 mod faults;
 mod helpers;
 mod http;
+mod office;
 mod package;
 mod proof;
 mod quota;

@@ -292,7 +292,7 @@ async fn a_simulated_year_with_outages_and_failures_keeps_the_plan() {
         &report_period,
         &logged,
         clock.now(),
-        since,
+        loa::audit::compliance::Coverage { since, until: Some(clock.now()) },
     );
     for (quota_index, language) in [(0, "vi"), (1, "hmn")] {
         let quota = &report.quotas[quota_index];

@@ -1,0 +1,167 @@
+//! The office's judgement of what stations sign, in process on a virtual clock: logs forged with
+//! a station's own key (`Forge`) that are properly signed and still must not be believed or
+//! counted as they claim, and standings that never say "met" for silence.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::Value;
+
+use loa::district::witness::Batch;
+use loa::model::clip::Priority;
+use loa::proof::events::{self, AiringEvidence, AiringPlan, AiringStatus, ClockAtStart};
+use loa::proof::{Fields, GENESIS_HASH, StationKey};
+use loa::time::clock::VirtualClock;
+
+/// A station's log written with its own key: whatever it says, properly signed.
+pub struct Forge {
+    pub key: StationKey,
+    pub id: String,
+    seq: i64,
+    prev: String,
+    pub lines: Vec<String>,
+}
+
+impl Forge {
+    pub fn new(seed: u8, id: &str) -> Forge {
+        Forge {
+            key: StationKey::from_seed([seed; 32]),
+            id: id.into(),
+            seq: 0,
+            prev: GENESIS_HASH.into(),
+            lines: vec![],
+        }
+    }
+
+    /// Appends an event of `fields` at `at`; returns its seq.
+    pub fn push(&mut self, mut fields: Fields, at: DateTime<Utc>) -> i64 {
+        fields.insert("station_id".into(), Value::from(self.id.as_str()));
+        fields.insert("at".into(), Value::from(at.timestamp_millis()));
+        self.seq += 1;
+        let sealed = self.key.seal(self.seq, &self.prev, fields);
+        self.prev = sealed.hash.clone();
+        self.lines.push(sealed.export_line());
+        self.seq
+    }
+
+    pub fn started(&mut self, at: DateTime<Utc>) -> i64 {
+        let key = self.key.public_key_hex();
+        self.push(events::station_started("0.1.0", &key, None, ClockAtStart::default(), true), at)
+    }
+
+    /// An airing of a CCHC bulletin from `at`, `played_ms` long as measured, ended `status`.
+    pub fn airing(&mut self, at: DateTime<Utc>, played_ms: u64, status: AiringStatus) -> i64 {
+        let plan = plan(at);
+        let started = self.push(events::airing_started(&plan, true), at);
+        let evidence = AiringEvidence {
+            started_at: Some(at.timestamp_millis()),
+            ended_at: Some(at.timestamp_millis() + played_ms as i64),
+            played_ms,
+            peak_cdbfs: -300,
+            rms_cdbfs: -2000,
+            silent_ms: 0,
+            first_frame_latency_ms: Some(2),
+            status,
+            reason: None,
+        };
+        let ended_at = at + TimeDelta::milliseconds(played_ms as i64);
+        self.push(events::airing_ended(started, &plan, &evidence, true), ended_at)
+    }
+
+    pub fn entry(&self) -> String {
+        format!(
+            "[[station]]\nid = \"{}\"\nname = \"Đài {}\"\npublic_key = \"{}\"\n",
+            self.id,
+            self.id,
+            self.key.public_key_hex()
+        )
+    }
+
+    /// The batch a push of everything from `from` (an index into the lines) would carry.
+    pub fn batch(&self, from: usize) -> Batch<'_> {
+        Batch {
+            lines: self.lines[from..].iter().map(String::as_str).collect(),
+            after_seq: from as i64,
+            ..Batch::default()
+        }
+    }
+}
+
+pub fn plan(at: DateTime<Utc>) -> AiringPlan {
+    AiringPlan {
+        slot: Some("sang".into()),
+        peak: true,
+        scheduled_at: Some(at.timestamp_millis()),
+        clip_id: 1,
+        clip_sha256: "a".repeat(64),
+        title: "Bản tin cải cách hành chính".into(),
+        topic: "cchc".into(),
+        language: "vi".into(),
+        priority: Priority::Normal,
+        planned_ms: 60_000,
+        gain_cdb: 0,
+        quota: Some("cchc/week".into()),
+        before_air_ok: None,
+        before_air_detail: None,
+    }
+}
+
+/// An office over `stations` (`[[station]]` tables) on a virtual clock at `start`.
+pub fn office(stations: &str, start: DateTime<Utc>) -> (tempfile::TempDir, loa::district::Office, Arc<VirtualClock>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("district.toml");
+    std::fs::write(&path, format!("[district]\nname = \"UBND xã Phú Thủy\"\ndata_dir = \"office\"\n{stations}"))
+        .unwrap();
+    let config = loa::district::config::DistrictConfig::load(&path).unwrap();
+    let clock = Arc::new(VirtualClock::new(start));
+    let office = loa::district::Office::open(config, clock.clone()).unwrap();
+    (dir, office, clock)
+}
+
+/// Wednesday 2 December 2026, 10:00 in Hà Nội.
+fn wednesday() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-12-02T10:00:00+07:00").unwrap().to_utc()
+}
+
+fn standing(office: &loa::district::Office, period: &str, station: usize) -> (String, bool, u32) {
+    let period = loa::time::calendar::parse_period(period, office.config.timezone).unwrap();
+    let report = loa::district::report::build(office, &period, office.clock.now()).unwrap();
+    let quota = &report.stations[station].quotas[0];
+    (quota.standing.to_string(), quota.met, quota.completed)
+}
+
+#[test]
+fn silence_is_never_met_a_running_week_is_in_progress_and_an_unreached_station_has_no_data() {
+    let (mut aired, mut silent) = (Forge::new(1, "ward-aired"), Forge::new(2, "ward-silent"));
+    let never = Forge::new(3, "ward-never");
+    let monday = wednesday() - TimeDelta::days(2);
+    let (_dir, office, clock) = office(&format!("{}{}{}", aired.entry(), silent.entry(), never.entry()), monday);
+    // Week 48 (23–29 November): the aired station started then and aired; the silent one too,
+    // but aired nothing.
+    let last_week = monday - TimeDelta::days(6);
+    aired.started(last_week);
+    aired.airing(last_week + TimeDelta::hours(1), 60_000, AiringStatus::Completed);
+    silent.started(last_week);
+    for forge in [&aired, &silent] {
+        let station = office.config.stations.iter().find(|s| s.id == forge.id).unwrap();
+        assert!(office.ingest(station, &forge.batch(0)).unwrap().clean());
+    }
+    clock.step(TimeDelta::days(2));
+
+    // This week: nothing aired yet anywhere, and the week is running.
+    assert_eq!(standing(&office, "2026-W49", 0), ("in_progress".into(), false, 0));
+    assert_eq!(standing(&office, "2026-W49", 1), ("in_progress".into(), false, 0));
+    assert_eq!(standing(&office, "2026-W49", 2), ("no_data".into(), false, 0), "never reached: no data, not met");
+    // Last week: met by an airing; not met by silence; unknown for the station never reached.
+    assert_eq!(standing(&office, "2026-W48", 0), ("met".into(), true, 1));
+    assert_eq!(standing(&office, "2026-W48", 1), ("not_met".into(), false, 0));
+    assert_eq!(standing(&office, "2026-W48", 2), ("no_data".into(), false, 0));
+
+    // A week later, with no contact since: the office cannot say what aired in week 49.
+    clock.step(TimeDelta::days(7));
+    assert_eq!(standing(&office, "2026-W49", 0), ("no_data".into(), false, 0));
+    let period = loa::time::calendar::parse_period("2026-W49", office.config.timezone).unwrap();
+    let report = loa::district::report::build(&office, &period, office.clock.now()).unwrap();
+    let html = loa::district::report::to_html(&report);
+    assert!(html.contains("Chưa có dữ liệu") && !html.contains(": Đạt"), "{html}");
+}
