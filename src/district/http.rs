@@ -23,6 +23,10 @@ use crate::proof::events::{Counted, Logged};
 
 /// A push carries at most this much (10,000 events of about 1 KiB, with room).
 const MAX_PUSH_BYTES: usize = 32 << 20;
+/// Events per push: what a station sends at once (`audit::upstream`), with room.
+const MAX_PUSH_EVENTS: usize = 10_000;
+/// The longest line an event can be: its texts (titles, reasons) are bounded far below this.
+const MAX_EVENT_LINE: usize = 64 << 10;
 
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({"error": {"code": code, "message": message.into()}}))).into_response()
@@ -138,31 +142,20 @@ async fn push(
             format!("station {station_id} is no longer in district.toml"),
         );
     };
-    let body = match axum::body::to_bytes(request.into_body(), MAX_PUSH_BYTES).await {
-        Ok(body) => body,
-        Err(_) => {
-            return error(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "push at most 10,000 events (32 MiB) at a time");
-        }
+    let text = match read_push(request.into_body()).await {
+        Ok(text) => text,
+        Err(refusal) => return refusal,
     };
-    let Ok(text) = String::from_utf8(body.to_vec()) else {
-        return error(StatusCode::BAD_REQUEST, "not_utf8", "the body must be the export's JSON Lines (UTF-8)");
-    };
-    let lines: Vec<String> = text.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect();
-    if lines.is_empty() {
+    let Some(first) = text.split('\n').find(|l| !l.is_empty()).and_then(super::witness::seq_of) else {
         return error(
             StatusCode::BAD_REQUEST,
-            "empty",
-            "send at least one event (the last one the office holds first)",
+            "not_events",
+            "line 1 is not an event as `loa airtime --format jsonl` exports it",
         );
-    }
+    };
     let judged = tokio::task::spawn_blocking(move || {
-        let first = lines.first().and_then(|l| super::witness::seq_of(l)).unwrap_or(1);
-        let batch = Batch {
-            lines: lines.iter().map(String::as_str).collect(),
-            reported_head: None,
-            reported_key: None,
-            after_seq: first - 1,
-        };
+        let lines: Vec<&str> = text.split('\n').filter(|l| !l.is_empty()).collect();
+        let batch = Batch { lines, reported_head: None, reported_key: None, after_seq: first - 1 };
         office.ingest(&station, &batch)
     })
     .await;
@@ -181,6 +174,56 @@ async fn push(
         Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }
+}
+
+/// The body of a push, read as it arrives and refused as soon as it breaks a bound: at most
+/// `MAX_PUSH_BYTES`, `MAX_PUSH_EVENTS` lines, each at most `MAX_EVENT_LINE` bytes, UTF-8, at
+/// least one event. The lines stay slices of one buffer, so whatever their shape a push costs
+/// the office at most its size plus a pointer per line.
+async fn read_push(body: axum::body::Body) -> Result<String, Response> {
+    use http_body_util::BodyExt;
+    let too_large = |why: String| error(StatusCode::PAYLOAD_TOO_LARGE, "too_large", why);
+    let too_long =
+        |line: usize| too_large(format!("line {line}: longer than {MAX_EVENT_LINE} bytes, which no event is"));
+    let mut body = body;
+    let (mut bytes, mut lines, mut line_start) = (Vec::new(), 0usize, 0usize);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| error(StatusCode::BAD_REQUEST, "body", format!("the body was cut: {e}")))?;
+        let Ok(chunk) = frame.into_data() else { continue };
+        if bytes.len() + chunk.len() > MAX_PUSH_BYTES {
+            return Err(too_large(format!(
+                "push at most {MAX_PUSH_EVENTS} events ({} MiB) at a time",
+                MAX_PUSH_BYTES >> 20
+            )));
+        }
+        for (i, byte) in chunk.iter().enumerate() {
+            if *byte == b'\n' {
+                let end = bytes.len() + i;
+                if end - line_start > MAX_EVENT_LINE {
+                    return Err(too_long(lines + 1));
+                }
+                lines += usize::from(end > line_start);
+                line_start = end + 1;
+            }
+        }
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() - line_start.min(bytes.len()) > MAX_EVENT_LINE {
+            return Err(too_long(lines + 1));
+        }
+        if lines > MAX_PUSH_EVENTS {
+            return Err(too_large(format!("push at most {MAX_PUSH_EVENTS} events at a time")));
+        }
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| error(StatusCode::BAD_REQUEST, "not_utf8", "the body must be the export's JSON Lines (UTF-8)"))?;
+    if !text.split('\n').any(|l| !l.is_empty()) {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "empty",
+            "send at least one event (the last one the office holds first)",
+        ));
+    }
+    Ok(text)
 }
 
 fn bearer(headers: &HeaderMap) -> Option<String> {

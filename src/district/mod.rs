@@ -44,6 +44,8 @@ pub enum OfficeError {
 pub struct Office {
     pub config: DistrictConfig,
     store: Mutex<DistrictStore>,
+    /// One per station: a push and a pull of the same station judge against one head, in turn.
+    ingesting: std::collections::HashMap<String, Mutex<()>>,
     key: StationKey,
     pub clock: Arc<dyn Clock>,
 }
@@ -93,7 +95,8 @@ impl Office {
         })?;
         let store = DistrictStore::open(&config.data_dir)?;
         let key = crate::proof::load_or_create(&config.data_dir, KEY_FILE)?;
-        Ok(Office { config, store: Mutex::new(store), key, clock })
+        let ingesting = config.stations.iter().map(|s| (s.id.clone(), Mutex::new(()))).collect();
+        Ok(Office { config, store: Mutex::new(store), ingesting, key, clock })
     }
 
     /// The office's public key (hex): what a station checks receipts with.
@@ -109,6 +112,8 @@ impl Office {
     /// stored, head moved, alarms raised. Blocking (signature checks, SQLite): call it off an
     /// async runtime's worker threads.
     pub fn ingest(&self, station: &StationEntry, batch: &Batch) -> Result<Contact, DistrictStoreError> {
+        // Read the head, judge, write: one station's contacts in turn, other stations' at once.
+        let _turn = self.ingesting.get(&station.id).map(|m| m.lock().expect("a station's ingest lock"));
         let now = self.clock.now().timestamp_millis();
         let pinned = hex::encode(station.public_key.to_bytes());
         let (held, held_hashes) = {
@@ -130,7 +135,7 @@ impl Office {
         let decision = witness::witness(&holding, |seq| held_hashes.get(&seq).cloned(), batch);
         let mut store = self.store();
         let mut raised = Vec::new();
-        for Finding { kind, seq, detail, evidence } in &decision.findings {
+        for Finding { kind, seq, detail, evidence } in &one_per_kind(decision.findings.clone()) {
             store.raise(&station.id, kind.as_str(), *seq, detail, evidence.as_deref(), now)?;
             tracing::warn!(station = %station.id, kind = kind.as_str(), ?seq, "{detail}");
             raised.push(*kind);
@@ -259,6 +264,24 @@ impl Office {
     pub fn with_store<R>(&self, f: impl FnOnce(&DistrictStore) -> R) -> R {
         f(&self.store())
     }
+}
+
+/// At most one finding of each kind per contact: the first, naming how many more there were,
+/// so a push of 20,000 bad lines raises one alarm, not 20,000.
+fn one_per_kind(findings: Vec<Finding>) -> Vec<Finding> {
+    let mut kept: Vec<(Finding, usize)> = Vec::new();
+    for finding in findings {
+        match kept.iter_mut().find(|(first, _)| first.kind == finding.kind) {
+            Some((_, more)) => *more += 1,
+            None => kept.push((finding, 0)),
+        }
+    }
+    kept.into_iter()
+        .map(|(first, more)| match more {
+            0 => first,
+            more => Finding { detail: format!("{} (and {more} more like it in this contact)", first.detail), ..first },
+        })
+        .collect()
 }
 
 /// Whose token `presented` is, among (owner, SHA-256) pairs, each compared in constant time.

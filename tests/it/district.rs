@@ -320,6 +320,51 @@ fn pushed_events_are_judged_like_pulled_ones_and_a_tampered_one_is_not_stored() 
     assert_eq!(office.run(&["token", "revoke", "999"]).code, 1);
 }
 
+/// The peak resident memory of a process (KiB, `VmHWM`).
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_push_is_bounded_in_memory_and_raises_one_alarm_per_kind_however_many_lines_are_bad() {
+    let mut forge = crate::office::Forge::new(5, "ward-a");
+    let start = chrono::Utc::now() - chrono::TimeDelta::hours(1);
+    forge.started(start);
+    for i in 0..2_000 {
+        let mut stopped = loa::proof::events::station_stopped("stopped by the admin");
+        stopped.insert("reason".into(), Value::from(format!("stop {i}")));
+        forge.push(stopped, start + chrono::TimeDelta::milliseconds(i + 1));
+    }
+    let office = Office::new(&forge.entry());
+    let token = office.run(&["token", "create", "--station", "ward-a"]).stdout.trim().to_owned();
+    let serving = serve(&office);
+    let base = format!("http://{}", office.listen());
+    let honest: String = forge.lines.iter().map(|l| format!("{l}\n")).collect();
+    assert_eq!(push(&base, &token, &honest).0, "200");
+
+    // Every held event again, each with one byte changed: 2,000 bad lines, one alarm.
+    let edited = honest.replace("\"stop ", "\"Stop ");
+    let (code, body) = push(&base, &token, &edited);
+    assert_eq!(code, "422", "{body}");
+    let alarms = office.status()["stations"][0]["alarms"].clone();
+    assert_eq!(alarms.as_array().unwrap().len(), 1, "{alarms}");
+    assert_eq!(alarms[0]["kind"], "bad_hash");
+    assert!(alarms[0]["detail"].as_str().unwrap().contains("1999 more like it"), "{alarms}");
+
+    // 32 MiB of tiny lines: refused as soon as the count is past the bound, memory flat.
+    let tiny = "{}\n".repeat((32 << 20) / 3 - 1);
+    let (code, body) = push(&base, &token, &tiny);
+    assert!(code == "413" || code.is_empty(), "{code} {body}");
+    let long = format!("{}\n", "x".repeat(100 << 10));
+    let (code, body) = push(&base, &token, &long);
+    assert!(code == "413" || code.is_empty(), "{code} {body}");
+    let peak = peak_rss_kib(serving.0.id());
+    assert!(peak < 128 << 10, "the office's peak memory reached {peak} KiB");
+    assert_eq!(office.status()["stations"][0]["alarms"].as_array().unwrap().len(), 1, "refused pushes raise nothing");
+}
+
 #[test]
 fn a_pushing_station_converges_to_the_same_head_as_its_own_log() {
     let office = Office::new("");

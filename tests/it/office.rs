@@ -165,3 +165,22 @@ fn silence_is_never_met_a_running_week_is_in_progress_and_an_unreached_station_h
     let html = loa::district::report::to_html(&report);
     assert!(html.contains("Chưa có dữ liệu") && !html.contains(": Đạt"), "{html}");
 }
+
+#[test]
+fn contacts_of_one_station_at_once_judge_against_one_head() {
+    let mut forge = Forge::new(4, "ward-a");
+    let start = wednesday();
+    forge.started(start);
+    for i in 0..300 {
+        forge.airing(start + TimeDelta::minutes(2 * i + 1), 60_000, AiringStatus::Completed);
+    }
+    let (_dir, office, _clock) = office(&forge.entry(), start + TimeDelta::days(1));
+    let station = &office.config.stations[0];
+    let contacts: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..6).map(|_| scope.spawn(|| office.ingest(station, &forge.batch(0)))).collect();
+        handles.into_iter().map(|h| h.join().unwrap().unwrap()).collect()
+    });
+    let accepted: Vec<usize> = contacts.iter().map(|c| c.accepted).collect();
+    assert_eq!(accepted.iter().sum::<usize>(), forge.lines.len(), "each event stored once: {accepted:?}");
+    assert!(contacts.iter().all(|c| c.alarms.is_empty() && c.head_seq == forge.lines.len() as i64), "{contacts:?}");
+}
