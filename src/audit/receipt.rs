@@ -4,13 +4,18 @@
 //! at start a log that ends before N, or holds another event at N, was restored or replaced, and
 //! the station says so in its log (`log_behind_receipt`).
 //!
-//! A receipt is taken only if it is about this very log: its station id, and an event this
-//! station holds at its seq with its hash. Its signature is checked with the key it names.
+//! A receipt is taken only from the office the station answers to (`[office] public_key`: it
+//! must be signed by that key; without one pinned, none is taken), and only if it is about this
+//! very log: its station id, and an event this station holds at its seq with its hash. Anyone
+//! else's receipt would make the station show a false "the office holds N" and restart its
+//! push from N.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+
+use ed25519_dalek::VerifyingKey;
 
 use crate::proof::{check_statement, parse_public_key};
 use crate::store::{Store, StoreError};
@@ -35,6 +40,13 @@ pub struct Receipt {
 pub enum ReceiptError {
     #[error("not a receipt: {0}")]
     Invalid(String),
+    #[error(
+        "this station has no office pinned, so it takes no receipt: add [office] public_key = \"…\" to its \
+         config (office_key from `loa district status --json` on the office's machine)"
+    )]
+    NoOfficePinned,
+    #[error("the receipt is signed by office key {0}, not by the office this station answers to ([office] public_key)")]
+    OtherOffice(String),
     #[error("the receipt is for station {0}, not this one")]
     OtherStation(String),
     #[error("the receipt says the office holds seq {seq} with hash {hash}, but this station's log {found}")]
@@ -72,9 +84,25 @@ pub fn parse(line: &str) -> Result<(Receipt, String), ReceiptError> {
     Ok((receipt, station))
 }
 
-/// Takes a receipt the office sent, if it is about this log, and keeps it (atomically).
-pub fn take(data_dir: &Path, store: &Store, line: &str) -> Result<Receipt, ReceiptError> {
+/// Reads a receipt line signed by `office`, the pinned key.
+fn from_office(line: &str, office: Option<&VerifyingKey>) -> Result<(Receipt, String), ReceiptError> {
+    let office = office.ok_or(ReceiptError::NoOfficePinned)?;
     let (receipt, station) = parse(line)?;
+    if receipt.office_key != hex::encode(office.to_bytes()) {
+        return Err(ReceiptError::OtherOffice(receipt.office_key));
+    }
+    Ok((receipt, station))
+}
+
+/// Takes a receipt the office sent, if it is the pinned office's and about this log, and keeps
+/// it (atomically).
+pub fn take(
+    data_dir: &Path,
+    store: &Store,
+    line: &str,
+    office: Option<&VerifyingKey>,
+) -> Result<Receipt, ReceiptError> {
+    let (receipt, station) = from_office(line, office)?;
     if station != store.station_id() {
         return Err(ReceiptError::OtherStation(station));
     }
@@ -89,7 +117,9 @@ pub fn take(data_dir: &Path, store: &Store, line: &str) -> Result<Receipt, Recei
         }
     }
     // A receipt for less than the one kept says nothing new.
-    if read(data_dir).is_some_and(|kept| kept.head_seq > receipt.head_seq) {
+    if read(data_dir, Some(office.expect("from_office checked it")))
+        .is_some_and(|kept| kept.head_seq > receipt.head_seq)
+    {
         return Ok(receipt);
     }
     let path = data_dir.join(RECEIPT_FILE);
@@ -101,15 +131,20 @@ pub fn take(data_dir: &Path, store: &Store, line: &str) -> Result<Receipt, Recei
     Ok(receipt)
 }
 
-/// The receipt kept, if any (an unreadable one is as good as none: it proves nothing).
-pub fn read(data_dir: &Path) -> Option<Receipt> {
+/// The receipt kept, if any and if it is the pinned office's (an unreadable one, or another
+/// office's, is as good as none: it proves nothing).
+pub fn read(data_dir: &Path, office: Option<&VerifyingKey>) -> Option<Receipt> {
     let text = std::fs::read_to_string(data_dir.join(RECEIPT_FILE)).ok()?;
-    parse(&text).ok().map(|(receipt, _)| receipt)
+    from_office(&text, office).ok().map(|(receipt, _)| receipt)
 }
 
 /// Whether this log still holds what the kept receipt says the office holds: `Some` with the
 /// receipt when it does not (the database was restored from an old copy, or replaced).
-pub fn log_behind(data_dir: &Path, store: &Store) -> Result<Option<Receipt>, StoreError> {
-    let Some(receipt) = read(data_dir) else { return Ok(None) };
+pub fn log_behind(
+    data_dir: &Path,
+    store: &Store,
+    office: Option<&VerifyingKey>,
+) -> Result<Option<Receipt>, StoreError> {
+    let Some(receipt) = read(data_dir, office) else { return Ok(None) };
     Ok((store.event_hash(receipt.head_seq)?.as_deref() != Some(receipt.head_hash.as_str())).then_some(receipt))
 }

@@ -64,7 +64,8 @@ async fn push_once(
     store: &StoreHandle,
 ) -> Result<bool, String> {
     let dir = data_dir.to_owned();
-    let held = tokio::task::spawn_blocking(move || receipt::read(&dir).map_or(0, |r| r.head_seq))
+    let office = upstream.office_key;
+    let held = tokio::task::spawn_blocking(move || receipt::read(&dir, Some(&office)).map_or(0, |r| r.head_seq))
         .await
         .map_err(|e| e.to_string())?;
     let query = EventQuery { after_seq: (held - 1).max(0), limit: Some(PER_PUSH), ..EventQuery::default() };
@@ -90,6 +91,9 @@ async fn push_once(
     }
     let line = answer["receipt"].as_str().ok_or("the office sent no receipt")?.to_owned();
     let dir = data_dir.to_owned();
-    store.call(move |s| receipt::take(&dir, s, &line)).await.map_err(|e| format!("the office's receipt: {e}"))?;
+    store
+        .call(move |s| receipt::take(&dir, s, &line, Some(&office)))
+        .await
+        .map_err(|e| format!("the office's receipt: {e}"))?;
     Ok(events.len() as u32 == PER_PUSH)
 }

@@ -202,9 +202,16 @@ fn pull_command(office: &Arc<Office>, only: Option<&str>, json: bool, out: &mut 
 fn status(office: &Office, json: bool, out: &mut dyn Write) -> Result<(), Failure> {
     let stations = office.status()?;
     if json {
-        return write_json(out, &serde_json::json!({ "stations": stations }));
+        return write_json(
+            out,
+            &serde_json::json!({ "office": office.config.name, "office_key": office.public_key_hex(), "stations": stations }),
+        );
     }
-    let mut text = String::new();
+    let mut text = format!(
+        "office {}: key {} (stations pin it as [office] public_key)\n",
+        office.config.name,
+        office.public_key_hex()
+    );
     for s in &stations {
         text.push_str(&format!(
             "{} ({}): head {}, last clean contact {}\n",

@@ -41,6 +41,9 @@ pub struct Config {
     pub languages: Vec<Choice>,
     /// Where to push the log, for a box the office cannot reach (`[upstream]`).
     pub upstream: Option<Upstream>,
+    /// The auditing office's public key (`[office] public_key`): the only key whose receipts
+    /// the station takes. Without it, it takes none.
+    pub office: Option<ed25519_dalek::VerifyingKey>,
 }
 
 /// The auditing office's `loa district serve`, pushed to after each airing.
@@ -50,6 +53,8 @@ pub struct Upstream {
     pub url: String,
     /// The push token the office made for this station.
     pub token: String,
+    /// The office's key (`[office] public_key`), which its receipts must be signed with.
+    pub office_key: ed25519_dalek::VerifyingKey,
 }
 
 /// An API's base address as configured: `http://` or `https://`, a host, no path. The

@@ -33,6 +33,14 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) language: Vec<RawChoice>,
     pub(super) upstream: Option<RawUpstream>,
+    pub(super) office: Option<RawOffice>,
+}
+
+/// `[office]`: the auditing office this station answers to, pinned by its key.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOffice {
+    pub(super) public_key: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -44,7 +52,11 @@ pub(super) struct RawUpstream {
 }
 
 impl RawUpstream {
-    pub(super) fn validate(self, src: &Source) -> Result<Upstream, ConfigError> {
+    pub(super) fn validate(
+        self,
+        src: &Source,
+        office_key: ed25519_dalek::VerifyingKey,
+    ) -> Result<Upstream, ConfigError> {
         let url = api_url(self.url.get_ref()).ok_or_else(|| {
             src.invalid(&self.url, "upstream.url", "give the office's address, e.g. \"http://10.0.0.1:8090\" (no path)")
         })?;
@@ -56,7 +68,7 @@ impl RawUpstream {
                 format!("the office needs a push token: token = \"loa_…\" or token_file; {how}"),
             )
         })?;
-        Ok(Upstream { url, token })
+        Ok(Upstream { url, token, office_key })
     }
 }
 
@@ -246,6 +258,28 @@ impl RawConfig {
             &["vi"],
             crate::model::clip::check_language,
         )?;
+        let office = match self.office {
+            Some(office) => Some(crate::proof::parse_public_key(office.public_key.get_ref()).map_err(|e| {
+                src.invalid(
+                    &office.public_key,
+                    "office.public_key",
+                    format!("{e}; copy office_key from `loa district status --json` on the office's machine"),
+                )
+            })?),
+            None => None,
+        };
+        let upstream = match (self.upstream, office) {
+            (Some(upstream), Some(key)) => Some(upstream.validate(src, key)?),
+            (Some(upstream), None) => {
+                return Err(src.invalid(
+                    &upstream.url,
+                    "office.public_key",
+                    "[upstream] pushes to an office whose receipts the station must be able to check: add \
+                     [office] public_key = \"…\" (office_key from `loa district status --json`)",
+                ));
+            }
+            (None, _) => None,
+        };
         Ok(Config {
             path: src.path.to_owned(),
             station,
@@ -258,7 +292,8 @@ impl RawConfig {
             preload,
             topics,
             languages,
-            upstream: self.upstream.map(|u| u.validate(src)).transpose()?,
+            upstream,
+            office,
         })
     }
 }

@@ -103,8 +103,11 @@ fn log_round(contacts: &[super::Contact]) {
 }
 
 async fn status(State(Desk { office, .. }): State<Desk>) -> Response {
+    let (name, key) = (office.config.name.clone(), office.public_key_hex());
     match tokio::task::spawn_blocking(move || office.status()).await {
-        Ok(Ok(stations)) => axum::Json(json!({ "stations": stations })).into_response(),
+        Ok(Ok(stations)) => {
+            axum::Json(json!({ "office": name, "office_key": key, "stations": stations })).into_response()
+        }
         Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }

@@ -101,8 +101,11 @@ fn next_slots(state: &AppState, count: usize) -> Vec<Value> {
 pub async fn station(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     caller.require(READERS)?;
     let s = &state.config.station;
-    let data_dir = s.data_dir.clone();
-    let receipt = tokio::task::spawn_blocking(move || crate::audit::receipt::read(&data_dir)).await.ok().flatten();
+    let (data_dir, office) = (s.data_dir.clone(), state.config.office);
+    let receipt = tokio::task::spawn_blocking(move || crate::audit::receipt::read(&data_dir, office.as_ref()))
+        .await
+        .ok()
+        .flatten();
     Ok(Json(json!({
         "id": s.id,
         "name": s.name,

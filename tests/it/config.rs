@@ -217,6 +217,13 @@ fn each_invalid_key_stops_loa_run_with_its_line_and_exit_2() {
             "preload[0].title",
             "give the bulletin a title",
         ),
+        ("[office]\npublic_key = \"abc\"\n", 5, "office.public_key", "loa district status --json"),
+        (
+            "[upstream]\nurl = \"http://10.0.0.1:8090\"\ntoken = \"loa_0000000000000000000000000000000000000000000000000000000000000000\"\n",
+            5,
+            "office.public_key",
+            "receipts",
+        ),
     ];
     for (tail, line, key, hint) in cases {
         let station = Station::with_config(&format!("{STATION}{tail}"));

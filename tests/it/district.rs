@@ -21,9 +21,25 @@ struct Office {
     dir: tempfile::TempDir,
 }
 
+/// The key every test office signs with (its `district.key` is written before it first opens).
+const OFFICE_SEED: [u8; 32] = [9; 32];
+
+fn office_key() -> String {
+    loa::proof::StationKey::from_seed(OFFICE_SEED).public_key_hex()
+}
+
+/// Pins the test office's key in a station's config (`[office] public_key`), before it starts.
+fn pin_office(station: &Station) {
+    let config = std::fs::read_to_string(station.config_path()).unwrap();
+    std::fs::write(station.config_path(), format!("{config}[office]\npublic_key = \"{}\"\n", office_key())).unwrap();
+}
+
 impl Office {
     fn new(stations: &str) -> Office {
         let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("office");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(data.join("district.key"), format!("{}\n", hex::encode(OFFICE_SEED))).unwrap();
         let listen = free_address();
         std::fs::write(
             dir.path().join("district.toml"),
@@ -89,6 +105,7 @@ fn alarm_kinds(status: &Value) -> Vec<String> {
 #[test]
 fn a_clean_station_stays_clean_across_pulls_and_holds_the_offices_receipt() {
     let station = station(2, 1, &[TONE]);
+    pin_office(&station);
     let daemon = station.start(Device::Unpaced);
     let base = daemon.http_base();
     station.wait_for("an airing", WAIT, |e| airings(e) >= 1);
@@ -164,6 +181,7 @@ fn restore(station: &Station, from: &Path) {
 #[test]
 fn a_station_restored_from_an_old_backup_is_caught_and_says_so_itself() {
     let station = station(2, 1, &[TONE]);
+    pin_office(&station);
     let daemon = station.start(Device::Unpaced);
     station.wait_for("an airing", WAIT, |e| airings(e) >= 1);
     // The office's token is made before the backup: a restored box still knows it.
@@ -205,6 +223,54 @@ fn a_station_restored_from_an_old_backup_is_caught_and_says_so_itself() {
     assert_eq!(ack.json()["note"], "Đã gọi đài: máy bị khôi phục từ bản sao cũ");
     assert_eq!(office.run(&["ack", &id, "--note", "again"]).code, 1, "an acknowledgement is written once");
     assert_eq!(office.run(&["ack", "99999", "--note", "x"]).code, 1);
+    daemon.stop();
+}
+
+#[test]
+fn a_receipt_from_anyone_but_the_pinned_office_is_refused_and_changes_nothing() {
+    let station = station(2, 1, &[TONE]);
+    let daemon = station.start(Device::Unpaced);
+    let base = daemon.http_base();
+    station.wait_for("an airing", WAIT, |e| airings(e) >= 1);
+    let district = station.token("district");
+    let last = station.events().last().cloned().unwrap();
+    let (seq, hash) = (last["seq"].as_i64().unwrap(), last["hash"].as_str().unwrap().to_owned());
+    let sign = |seed: [u8; 32], station_id: &str, seq: i64, hash: &str| {
+        let key = loa::proof::StationKey::from_seed(seed);
+        loa::district::receipt::sign(&key, "UBND xã Phú Thủy", station_id, seq, hash, chrono::Utc::now())
+    };
+    let post = |line: &str| {
+        crate::helpers::http_post_body(&base, "/api/v1/receipt", &district, "application/json", line.as_bytes())
+    };
+    let shown = |base: &str| {
+        let (_, body) = crate::helpers::http_get_authed(base, "/api/v1/station", &station.token("operator"));
+        serde_json::from_str::<Value>(&body).unwrap()["receipt"].clone()
+    };
+    // No office pinned: even the right office's receipt is refused, naming the setting.
+    let (code, body) = post(&sign(OFFICE_SEED, "phu-thuy", seq, &hash));
+    assert_eq!(code, "403", "{body}");
+    assert!(body.contains("office_not_pinned") && body.contains("[office] public_key"), "{body}");
+    daemon.stop();
+
+    pin_office(&station);
+    let daemon = station.start(Device::Unpaced);
+    let base = daemon.http_base();
+    let post = |line: &str| {
+        crate::helpers::http_post_body(&base, "/api/v1/receipt", &district, "application/json", line.as_bytes())
+    };
+    // Anyone with a district token can sign with a key of their own: refused.
+    let (code, body) = post(&sign([8; 32], "phu-thuy", seq, &hash));
+    assert_eq!(code, "403", "{body}");
+    assert!(body.contains("not_our_office"), "{body}");
+    // The pinned office's, for another station or for an event this log does not hold.
+    assert_eq!(post(&sign(OFFICE_SEED, "ward-other", seq, &hash)).0, "409");
+    assert_eq!(post(&sign(OFFICE_SEED, "phu-thuy", seq + 1000, &hash)).0, "409");
+    assert_eq!(post(&sign(OFFICE_SEED, "phu-thuy", seq, &"0".repeat(64))).0, "409");
+    assert!(shown(&base).is_null(), "nothing refused is shown: {}", shown(&base));
+    // The pinned office's receipt for this log is taken and shown.
+    let (code, body) = post(&sign(OFFICE_SEED, "phu-thuy", seq, &hash));
+    assert_eq!(code, "204", "{body}");
+    assert_eq!(shown(&base)["head_seq"], seq);
     daemon.stop();
 }
 
@@ -384,7 +450,10 @@ fn a_pushing_station_converges_to_the_same_head_as_its_own_log() {
     let config = std::fs::read_to_string(station.config_path()).unwrap();
     std::fs::write(
         station.config_path(),
-        format!("{config}[upstream]\nurl = \"http://{listen}\"\ntoken = \"{token}\"\n"),
+        format!(
+            "{config}[upstream]\nurl = \"http://{listen}\"\ntoken = \"{token}\"\n[office]\npublic_key = \"{}\"\n",
+            office_key()
+        ),
     )
     .unwrap();
     let _serving = serve(&office);

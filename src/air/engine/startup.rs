@@ -88,11 +88,13 @@ impl Engine {
     /// A log that no longer holds what the office signed a receipt for was restored from an old
     /// copy (or replaced): said loudly, in the log itself, once per receipt.
     pub(super) async fn check_receipt(&self) -> Result<(), EngineError> {
-        let data_dir = self.config.station.data_dir.clone();
+        let (data_dir, office) = (self.config.station.data_dir.clone(), self.config.office);
         let behind = self
             .store
             .call(move |s| {
-                let Some(receipt) = crate::audit::receipt::log_behind(&data_dir, s)? else { return Ok(None) };
+                let Some(receipt) = crate::audit::receipt::log_behind(&data_dir, s, office.as_ref())? else {
+                    return Ok(None);
+                };
                 if s.receipt_gap_recorded(receipt.head_seq)? {
                     return Ok(None);
                 }
