@@ -6,3 +6,4 @@ pub mod chain;
 pub mod compliance;
 pub mod receipt;
 pub mod upstream;
+pub mod words;

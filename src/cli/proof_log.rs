@@ -35,7 +35,8 @@ pub(super) fn airtime(
         eprintln!("warning: {damage}; exported anyway (--damaged-ok): verify will refuse it at seq {}", damage.seq);
     }
     eprintln!("head {}", head.to_arg());
-    export::write(out, format, &events, &head, &store.public_key_hex(), config.station.timezone).map_err(write_err)
+    export::write(out, format, &events, &head, &store.public_key_hex(), config.station.timezone, None)
+        .map_err(write_err)
 }
 
 pub(super) fn backup(config: &Config, path: &Path, clock: &dyn Clock, out: &mut dyn Write) -> Result<(), Failure> {

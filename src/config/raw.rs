@@ -259,7 +259,7 @@ impl RawConfig {
             crate::model::clip::check_language,
         )?;
         let office = match self.office {
-            Some(office) => Some(crate::proof::parse_public_key(office.public_key.get_ref()).map_err(|e| {
+            Some(office) => Some(crate::model::key::parse_public_key(office.public_key.get_ref()).map_err(|e| {
                 src.invalid(
                     &office.public_key,
                     "office.public_key",

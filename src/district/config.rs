@@ -35,6 +35,9 @@ pub struct DistrictConfig {
     /// How long a pull waits to connect, and for each answer.
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// The most one station's whole pull may take: a station that drips its pages slowly is
+    /// `stale` for that round, and the round goes on without it.
+    pub pull_deadline: Duration,
     /// Stations pulled at once.
     pub max_parallel_pulls: usize,
     /// What every station is held to (default: one CCHC bulletin a week at peak hours).
@@ -98,6 +101,7 @@ struct RawDistrict {
     stale_after_hours: Option<Spanned<i64>>,
     connect_timeout_seconds: Option<Spanned<i64>>,
     read_timeout_seconds: Option<Spanned<i64>>,
+    pull_deadline_seconds: Option<Spanned<i64>>,
     max_parallel_pulls: Option<Spanned<i64>>,
 }
 
@@ -158,6 +162,10 @@ impl RawDistrictConfig {
         let connect =
             src.bounded(&d.connect_timeout_seconds, "district.connect_timeout_seconds", 1..=600, 5, seconds)?;
         let read = src.bounded(&d.read_timeout_seconds, "district.read_timeout_seconds", 1..=600, 30, seconds)?;
+        let deadline =
+            src.bounded(&d.pull_deadline_seconds, "district.pull_deadline_seconds", 1..=3600, 60, |v: i64| {
+                format!("{v} s is not usable; give 1 to 3600 seconds, e.g. 60")
+            })?;
         let parallel = |v: i64| format!("{v} is not usable; give 1 to 1024 stations at once, e.g. 64");
         let max_parallel_pulls =
             src.bounded(&d.max_parallel_pulls, "district.max_parallel_pulls", 1..=1024, 64, parallel)?;
@@ -200,6 +208,7 @@ impl RawDistrictConfig {
             stale_after: chrono::TimeDelta::hours(stale_after),
             connect_timeout: Duration::from_secs(connect as u64),
             read_timeout: Duration::from_secs(read as u64),
+            pull_deadline: Duration::from_secs(deadline as u64),
             max_parallel_pulls: max_parallel_pulls as usize,
             quotas,
             stations,

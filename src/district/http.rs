@@ -16,8 +16,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::Office;
-use super::witness::{AlarmKind, Batch};
-use crate::audit::compliance::{REPORT_STYLE, ReportFormat, Standing, escape, standing_vi, status_vi, time_vi};
+use super::witness::Batch;
+use super::words::{alarm_vi, quota_vi};
+use crate::audit::compliance::{REPORT_STYLE, ReportFormat, Standing};
+use crate::audit::words::{escape, standing_vi, status_vi, time_vi};
 use crate::http::{AuthFailures, conn};
 use crate::proof::events::{Counted, Logged};
 
@@ -158,7 +160,7 @@ async fn push(
     };
     let judged = tokio::task::spawn_blocking(move || {
         let lines: Vec<&str> = text.split('\n').filter(|l| !l.is_empty()).collect();
-        let batch = Batch { lines, reported_head: None, reported_key: None, after_seq: first - 1 };
+        let batch = Batch { lines, reported_head: None, reported_key: None, after_seq: first - 1, freshness: None };
         office.ingest(&station, &batch)
     })
     .await;
@@ -326,46 +328,6 @@ async fn report(State(Desk { office, .. }): State<Desk>, Query(query): Query<Rep
     }
 }
 
-/// A quota's label in words: `cchc/week` → "cchc mỗi tuần", `cchc[hmn]/month/any-slot` →
-/// "cchc (hmn) mỗi tháng, mọi khung giờ".
-pub fn quota_vi(label: &str) -> String {
-    let mut parts = label.split('/');
-    let topic = parts.next().unwrap_or_default().replace('[', " (").replace(']', ")");
-    let per = match parts.next() {
-        Some("week") => "mỗi tuần",
-        Some("month") => "mỗi tháng",
-        _ => "",
-    };
-    let any = if parts.next() == Some("any-slot") { ", mọi khung giờ" } else { "" };
-    format!("{topic} {per}{any}")
-}
-
-/// An alarm in plain words, for the clerk.
-pub fn alarm_vi(kind: &str, seq: Option<i64>, detail: &str) -> String {
-    let at = seq.map(|s| format!(" (bản ghi {s})")).unwrap_or_default();
-    let words = match kind.parse::<AlarmKind>() {
-        Ok(AlarmKind::Rollback) => "Nhật ký của đài bị khôi phục từ bản sao cũ: mất các bản ghi phòng đã nhận",
-        Ok(AlarmKind::Fork) => "Đài ký hai bản ghi khác nhau cho cùng một số thứ tự (nhật ký bị rẽ nhánh)",
-        Ok(AlarmKind::KeyChanged) => "Khóa ký của đài đã thay đổi: có thể đài bị thay máy",
-        Ok(AlarmKind::BadHash) => "Bản ghi bị sửa trên đường truyền hoặc trên máy đài",
-        Ok(AlarmKind::BadSignature) => "Chữ ký số của bản ghi không hợp lệ",
-        Ok(AlarmKind::Gap) => "Thiếu bản ghi trong nhật ký",
-        Ok(AlarmKind::WrongStation) => "Bản ghi của một đài khác",
-        Ok(AlarmKind::BadEvent) => "Đài ký một bản ghi có nội dung sai quy cách (không phần mềm loa nào ghi như vậy)",
-        Ok(AlarmKind::Unreachable) => "Không liên lạc được với đài quá lâu",
-        Err(_) => "Cảnh báo",
-    };
-    let missing = (kind == "rollback").then(|| missing_range(detail)).flatten().unwrap_or_default();
-    format!("{words}{missing}{at}")
-}
-
-/// "events 41–57" in a rollback's detail → ": mất các bản ghi 41–57".
-fn missing_range(detail: &str) -> Option<String> {
-    let start = detail.find("events ")? + 7;
-    let range: String = detail[start..].chars().take_while(|c| c.is_ascii_digit() || *c == '–').collect();
-    range.contains('–').then(|| format!(" {range}"))
-}
-
 fn page(title: &str, body: &str) -> Html<String> {
     Html(format!(
         r#"<!DOCTYPE html>
@@ -394,7 +356,7 @@ async fn dashboard(State(Desk { office, .. }): State<Desk>) -> Response {
         let weekly = super::report::build(&office, &week, now).map_err(|e| e.to_string());
         let monthly = super::report::build(&office, &month, now).map_err(|e| e.to_string());
         let last_airings: Vec<Option<String>> =
-            office.config.stations.iter().map(|s| last_airing(&office, &s.id).ok().flatten()).collect();
+            office.config.stations.iter().map(|s| office.last_airing(&s.id).ok().flatten()).collect();
         Ok::<_, super::store::DistrictStoreError>((
             office.config.name.clone(),
             status,
@@ -477,16 +439,6 @@ async fn dashboard(State(Desk { office, .. }): State<Desk>) -> Response {
         escape(&name)
     );
     page(&name, &body).into_response()
-}
-
-/// When the station's last airing ended (RFC 3339), from the held log.
-fn last_airing(office: &Office, station: &str) -> Result<Option<String>, super::store::DistrictStoreError> {
-    let latest = office.with_store(|s| s.latest(station, 200))?;
-    Ok(latest
-        .iter()
-        .find(|e| matches!(Logged::parse(&e.body, &e.hash).map(|l| l.what), Ok(Counted::AiringEnded { .. })))
-        .and_then(|e| DateTime::<Utc>::from_timestamp_millis(e.at))
-        .map(|t| t.to_rfc3339()))
 }
 
 async fn station_page(State(Desk { office, .. }): State<Desk>, Path(id): Path<String>) -> Response {

@@ -16,6 +16,7 @@ pub mod receipt;
 pub mod report;
 pub mod store;
 pub mod witness;
+pub mod words;
 
 use std::sync::{Arc, Mutex};
 
@@ -159,6 +160,29 @@ impl Office {
             error: None,
             receipt,
         })
+    }
+
+    /// Raises an alarm about `station` outside a batch (a pull past its deadline); `None` when
+    /// the same alarm is open already.
+    pub fn raise(
+        &self,
+        station: &StationEntry,
+        kind: AlarmKind,
+        detail: &str,
+    ) -> Result<Option<i64>, DistrictStoreError> {
+        let now = self.clock.now().timestamp_millis();
+        tracing::warn!(station = %station.id, kind = kind.as_str(), "{detail}");
+        self.store().raise(&station.id, kind.as_str(), None, detail, None, now)
+    }
+
+    /// When the station's last airing the office holds ended (RFC 3339).
+    pub fn last_airing(&self, station: &str) -> Result<Option<String>, DistrictStoreError> {
+        let latest = self.store().latest(station, 200)?;
+        Ok(latest
+            .iter()
+            .find(|e| e.kind == crate::proof::events::Kind::AiringEnded.as_str())
+            .and_then(|e| DateTime::<Utc>::from_timestamp_millis(e.at))
+            .map(|t| t.to_rfc3339()))
     }
 
     /// What the office holds of `station`.

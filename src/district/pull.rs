@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::config::StationEntry;
-use super::witness::Batch;
+use super::witness::{AlarmKind, Batch, Freshness};
 use super::{Contact, Office};
 
 /// Events asked for per page (the station's maximum).
@@ -28,6 +28,8 @@ struct Page<'a> {
     head: Head,
     next_after_seq: i64,
     public_key: String,
+    /// The station's head signed over this pull's challenge.
+    head_statement: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -68,7 +70,7 @@ pub async fn pull_all(office: Arc<Office>, only: Option<&str>) -> Vec<Contact> {
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await.expect("the semaphore is never closed");
             let station = &office.config.stations[index];
-            (index, pull_one(&office, &client, station).await)
+            (index, pull_within_deadline(&office, &client, station).await)
         });
     }
     let mut contacts: Vec<(usize, Contact)> = Vec::new();
@@ -79,6 +81,31 @@ pub async fn pull_all(office: Arc<Office>, only: Option<&str>) -> Vec<Contact> {
     }
     contacts.sort_by_key(|(index, _)| *index);
     contacts.into_iter().map(|(_, contact)| contact).collect()
+}
+
+/// `pull_one` within the office's `pull_deadline`: a station that answers, but too slowly (a
+/// page dripping in), is `stale` for this round (pages verified before the deadline stay), and
+/// the next round tries again; the other stations' pulls never wait for it.
+pub async fn pull_within_deadline(office: &Arc<Office>, client: &reqwest::Client, station: &StationEntry) -> Contact {
+    let deadline = office.config.pull_deadline;
+    match tokio::time::timeout(deadline, pull_one(office, client, station)).await {
+        Ok(contact) => contact,
+        Err(_) => {
+            let why = format!(
+                "the pull did not finish within district.pull_deadline_seconds = {} s: the station or its \
+                 network answers too slowly (or something holds the answer back)",
+                deadline.as_secs()
+            );
+            let (office2, station2, why2) = (Arc::clone(office), station.clone(), why.clone());
+            let raised = tokio::task::spawn_blocking(move || office2.raise(&station2, AlarmKind::Stale, &why2)).await;
+            let held = office.held(station).unwrap_or_default();
+            let alarms = match raised {
+                Ok(Ok(_)) => vec![AlarmKind::Stale],
+                _ => Vec::new(),
+            };
+            Contact { alarms, ..failed(station, &held, why) }
+        }
+    }
 }
 
 /// One station: its new events, judged and recorded, and the receipt posted back.
@@ -96,17 +123,21 @@ pub async fn pull_one(office: &Arc<Office>, client: &reqwest::Client, station: &
     let (Some(url), Some(token)) = (&station.url, &station.token) else {
         return failed("no url to pull from".into());
     };
+    let challenge = match crate::proof::head::new_challenge() {
+        Ok(challenge) => challenge,
+        Err(e) => return failed(e.to_string()),
+    };
     let mut after = (held.head_seq - 1).max(0);
     let mut contact: Option<Contact> = None;
     for _ in 0..MAX_PAGES {
-        let page = match fetch(client, url, token, after).await {
+        let page = match fetch(client, url, token, after, &challenge).await {
             Ok(page) => page,
             Err(e) => {
                 contact = Some(unfinished(contact, e));
                 break;
             }
         };
-        let (office2, station2) = (Arc::clone(office), station.clone());
+        let (office2, station2, challenge2) = (Arc::clone(office), station.clone(), challenge.clone());
         let judged = tokio::task::spawn_blocking(move || {
             let page: Page =
                 serde_json::from_str(&page).map_err(|e| format!("the station's page is not its JSON page ({e})"))?;
@@ -116,6 +147,7 @@ pub async fn pull_one(office: &Arc<Office>, client: &reqwest::Client, station: &
                 reported_head: Some(page.head.seq),
                 reported_key: Some(&page.public_key),
                 after_seq: after,
+                freshness: Some(Freshness { challenge: &challenge2, statement: page.head_statement.as_deref() }),
             };
             let contact = office2.ingest(&station2, &batch).map_err(|e| e.to_string())?;
             Ok::<_, String>((contact, page.events.len(), page.next_after_seq, page.head.seq))
@@ -167,8 +199,14 @@ fn failed(station: &StationEntry, held: &super::store::Held, error: String) -> C
     }
 }
 
-async fn fetch(client: &reqwest::Client, url: &str, token: &str, after: i64) -> Result<String, String> {
-    let address = format!("{url}/api/v1/airtime?after_seq={after}&limit={PAGE}&format=json");
+async fn fetch(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    after: i64,
+    challenge: &str,
+) -> Result<String, String> {
+    let address = format!("{url}/api/v1/airtime?after_seq={after}&limit={PAGE}&format=json&challenge={challenge}");
     let response = client.get(&address).bearer_auth(token).send().await.map_err(|e| describe(&e))?;
     let status = response.status();
     if !status.is_success() {

@@ -10,9 +10,8 @@ use serde::Serialize;
 use super::Office;
 use super::config::StationEntry;
 use super::store::{DistrictStore, DistrictStoreError};
-use crate::audit::compliance::{
-    self, Coverage, ReportFormat, Standing, Subject, escape, period_vi, standing_vi, status_vi,
-};
+use crate::audit::compliance::{self, Coverage, ReportFormat, Standing, Subject};
+use crate::audit::words::{date_vi, escape, period_vi, standing_vi, status_vi, time_vi};
 use crate::proof::events::{Counted, Logged};
 use crate::time::calendar::{Period, period_of};
 
@@ -232,7 +231,7 @@ pub fn to_html(report: &OfficeReport) -> String {
             .quotas
             .iter()
             .map(|q| {
-                let quota = super::http::quota_vi(&q.quota);
+                let quota = super::words::quota_vi(&q.quota);
                 format!(
                     "{}: {} ({} kỳ đạt, {} kỳ không đạt, {} kỳ chưa có dữ liệu; {} lần phát trọn vẹn, cần {})",
                     escape(&quota),
@@ -277,8 +276,8 @@ pub fn to_html(report: &OfficeReport) -> String {
         style = compliance::REPORT_STYLE,
         office = escape(&report.office),
         period = escape(&period_vi(&report.period)),
-        from = compliance::date_vi(&report.from, false),
-        to = compliance::date_vi(&report.to, true),
-        generated = compliance::time_vi(&report.generated_at),
+        from = date_vi(&report.from, false),
+        to = date_vi(&report.to, true),
+        generated = time_vi(&report.generated_at),
     )
 }

@@ -11,6 +11,7 @@
 use ed25519_dalek::VerifyingKey;
 
 use crate::district::store::{Held, HeldEvent};
+use crate::proof::head::HeadStatement;
 use crate::proof::{ChainVerifier, Expect, Fault, parse_public_key, sha256_hex, signed_by, split_line};
 
 named_enum! {
@@ -27,6 +28,9 @@ named_enum! {
         Fork = "fork",
         /// A properly signed event whose members do not match its kind (the schema).
         BadEvent = "bad_event",
+        /// An answer the office cannot tell is fresh: no valid head statement over this pull's
+        /// challenge, a head behind the one held, or a pull past its deadline.
+        Stale = "stale",
         Unreachable = "unreachable",
     }
 }
@@ -53,6 +57,17 @@ pub struct Batch<'a> {
     /// The seq the batch was asked to follow: a pull asks from one before the held head, so its
     /// first event must be the held head.
     pub after_seq: i64,
+    /// A pull's challenge and the station's head statement over it, if it sent one.
+    pub freshness: Option<Freshness<'a>>,
+}
+
+/// What makes a pull's answer provably fresh.
+#[derive(Debug, Clone, Copy)]
+pub struct Freshness<'a> {
+    /// The challenge the office sent with this pull.
+    pub challenge: &'a str,
+    /// The station's signed head statement over it.
+    pub statement: Option<&'a str>,
 }
 
 /// What the office should store and raise.
@@ -76,6 +91,23 @@ pub struct Holding<'a> {
 /// Checks `batch` against what the office holds. `held_hash(seq)` reads the hash of a held
 /// event.
 pub fn witness(holding: &Holding, held_hash: impl Fn(i64) -> Option<String>, batch: &Batch) -> Decision {
+    let mut decision = chain(holding, &held_hash, batch);
+    if let Some(freshness) = batch.freshness {
+        let hash_at = |seq: i64| match decision.accepted.iter().find(|e| e.seq == seq) {
+            Some(event) => Some(event.hash.clone()),
+            None => held_hash(seq),
+        };
+        let (station_id, held_seq) = (holding.station_id, holding.held.head_seq);
+        if let Err(why) = fresh(freshness, &decision.key, station_id, held_seq, batch.reported_head, hash_at) {
+            let evidence = freshness.statement.map(str::to_owned);
+            decision.findings.push(Finding { kind: AlarmKind::Stale, seq: batch.reported_head, detail: why, evidence });
+        }
+    }
+    decision
+}
+
+/// The batch's events against the chain the office holds (no freshness).
+fn chain(holding: &Holding, held_hash: &impl Fn(i64) -> Option<String>, batch: &Batch) -> Decision {
     let Holding { station_id, held, accepted_replacements } = *holding;
     let mut decision = Decision { key: held.key.clone(), ..Decision::default() };
     let finding = |kind, seq, detail: String, evidence: Option<&str>| Finding {
@@ -192,6 +224,45 @@ pub fn witness(holding: &Holding, held_hash: impl Fn(i64) -> Option<String>, bat
     }
     report_other_key(&mut decision, batch.reported_key);
     decision
+}
+
+/// Whether the station's head statement answers this pull's challenge now, with the key in force,
+/// for the head it reported and not behind what the office holds.
+fn fresh(
+    freshness: Freshness,
+    key: &str,
+    station_id: &str,
+    held_seq: i64,
+    reported_head: Option<i64>,
+    hash_at: impl Fn(i64) -> Option<String>,
+) -> Result<(), String> {
+    let replayed = "it may be an answer replayed by something between the office and the station";
+    let line = freshness.statement.ok_or_else(|| {
+        format!("the station's answer carries no head statement over the office's challenge: {replayed}, or loa on the box is too old")
+    })?;
+    let key = parse_public_key(key)?;
+    let statement = HeadStatement::check(line, &key)
+        .map_err(|e| format!("the head statement does not check with the station's key ({e}): {replayed}"))?;
+    if statement.challenge != freshness.challenge || statement.station_id != station_id {
+        return Err(format!("the head statement answers another challenge or station: {replayed}"));
+    }
+    if reported_head.is_some_and(|head| head != statement.head_seq) {
+        return Err(format!(
+            "the head statement names seq {}, the page seq {}: {replayed}",
+            statement.head_seq,
+            reported_head.unwrap_or(0)
+        ));
+    }
+    if statement.head_seq < held_seq {
+        return Err(format!(
+            "the station's signed head is seq {}, behind seq {held_seq} which the office holds",
+            statement.head_seq
+        ));
+    }
+    if hash_at(statement.head_seq).is_some_and(|hash| hash != statement.head_hash) {
+        return Err(format!("the head statement's hash at seq {} is not the event's", statement.head_seq));
+    }
+    Ok(())
 }
 
 /// A station that reports another key than the one in force after what the office verified
@@ -377,6 +448,40 @@ mod tests {
         assert_eq!((kinds(&decision), decision.accepted.len()), (vec![AlarmKind::BadEvent], 4));
         assert!(decision.findings[0].detail.contains("`reason`"), "{}", decision.findings[0].detail);
         assert_eq!(decision.findings[0].seq, Some(5));
+    }
+
+    #[test]
+    fn only_a_head_statement_over_this_challenge_with_the_key_in_force_is_a_fresh_answer() {
+        let k = key(1);
+        let lines = log(&k, "a", 10, "x");
+        let (held, hashes) = held_after(&lines, &k);
+        let challenge = "c".repeat(64);
+        let head = (10, split_line(&lines[9]).unwrap().1);
+        let at = chrono::DateTime::from_timestamp_millis(1_800_000_000_000).unwrap();
+        let answer = |key: &StationKey, seq: i64, hash: &str, over: &str| {
+            crate::proof::head::answer(key, "a", (seq, hash), over, at)
+        };
+        let pull = |statement: Option<&str>, reported: i64| {
+            let batch = Batch {
+                lines: lines[9..].iter().map(String::as_str).collect(),
+                reported_head: Some(reported),
+                after_seq: 9,
+                freshness: Some(Freshness { challenge: &challenge, statement }),
+                ..Batch::default()
+            };
+            kinds(&witness(&holding(&held), |seq| hashes.get(&seq).cloned(), &batch))
+        };
+        assert_eq!(pull(Some(&answer(&k, head.0, head.1, &challenge)), 10), vec![]);
+        assert_eq!(pull(None, 10), vec![AlarmKind::Stale], "a replayed page has no statement");
+        assert_eq!(pull(Some(&answer(&k, head.0, head.1, &"d".repeat(64))), 10), vec![AlarmKind::Stale], "an old one");
+        assert_eq!(pull(Some(&answer(&key(2), head.0, head.1, &challenge)), 10), vec![AlarmKind::Stale], "another key");
+        assert_eq!(
+            pull(Some(&answer(&k, 10, &"0".repeat(64), &challenge)), 10),
+            vec![AlarmKind::Stale],
+            "another hash"
+        );
+        let behind = pull(Some(&answer(&k, 9, split_line(&lines[8]).unwrap().1, &challenge)), 9);
+        assert!(behind.contains(&AlarmKind::Stale) && behind.contains(&AlarmKind::Rollback), "{behind:?}");
     }
 
     #[test]

@@ -120,7 +120,7 @@ pub async fn station(State(state): State<AppState>, caller: Caller) -> Result<Js
         "languages": state.config.languages,
         "report_periods": crate::time::calendar::recent_periods(state.clock.now().with_timezone(&s.timezone).date_naive())
             .into_iter()
-            .map(|(name, code)| json!({ "name": name, "code": code, "label": crate::audit::compliance::period_vi(&code) }))
+            .map(|(name, code)| json!({ "name": name, "code": code, "label": crate::audit::words::period_vi(&code) }))
             .collect::<Vec<_>>(),
     })))
 }
@@ -227,7 +227,7 @@ fn item(state: &AppState, clip: &crate::model::clip::Clip, queued: bool, quota: 
         ("from" = Option<String>, Query, description = "first local date, YYYY-MM-DD"),
         ("to" = Option<String>, Query, description = "last local date, YYYY-MM-DD"),
         ("format" = Option<String>, Query, description = "json (default), jsonl or csv")),
-    responses((status = 200, description = "events exactly as `loa airtime` exports them, checked first; JSON: `{events, head: {seq, hash}, next_after_seq, public_key}`; every format: header `Loa-Head: SEQ:HASH`"), (status = 400, body = ErrorBody), (status = 500, description = "`log_damaged`: the stored log is damaged at `seq`; nothing is exported", body = ErrorBody)))]
+    responses((status = 200, description = "events exactly as `loa airtime` exports them, checked first; JSON: `{events, head: {seq, hash}, next_after_seq, public_key}`, and `head_statement` (the head signed over `challenge`, when given); every format: header `Loa-Head: SEQ:HASH`"), (status = 400, body = ErrorBody), (status = 500, description = "`log_damaged`: the stored log is damaged at `seq`; nothing is exported", body = ErrorBody)))]
 pub async fn airtime(
     State(state): State<AppState>,
     caller: Caller,
@@ -256,17 +256,26 @@ pub async fn airtime(
         Some(f) => f.parse().map_err(|e| ApiError::bad_request(format!("format: {e}")))?,
         None => Format::Json,
     };
+    let challenge = param::<String>(&query, "challenge", "64 lowercase hex digits")?;
+    if let Some(challenge) = challenge.as_deref().filter(|c| !crate::proof::head::is_challenge(c)) {
+        return Err(ApiError::bad_request(format!(
+            "challenge: \"{challenge}\" is not 64 lowercase hex digits (the office makes a fresh one per pull)"
+        )));
+    }
     let tz = state.config.station.timezone;
     let (from, to) = export::local_date_bounds(from, to, tz);
-    // The head first, then the page up to it: the two agree even while the station appends.
-    let (head, events, check) = state
+    let now = state.clock.now();
+    // The head first, then the page up to it: the two agree even while the station appends; the
+    // answer to the office's challenge names that same head.
+    let (head, events, check, statement) = state
         .store
         .call(move |s| {
             let (seq, hash) = s.head()?;
             let query = EventQuery { after_seq, from, to, limit: Some(limit), through_seq: Some(seq) };
             let events = s.events(query)?;
             let check = chain::PageCheck::of(s, &events)?;
-            Ok::<_, crate::store::StoreError>((Head { seq, hash }, events, check))
+            let statement = challenge.map(|c| s.head_statement((seq, &hash), &c, now));
+            Ok::<_, crate::store::StoreError>((Head { seq, hash }, events, check, statement))
         })
         .await
         .map_err(ApiError::internal)?;
@@ -278,7 +287,7 @@ pub async fn airtime(
         std::thread::scope(|scope| {
             let checked = scope.spawn(|| check.check(&events));
             let mut body = Vec::with_capacity(events.len() * 700);
-            let written = export::write(&mut body, format, &events, &head, &public_key, tz);
+            let written = export::write(&mut body, format, &events, &head, &public_key, tz, statement.as_deref());
             match checked.join().expect("the check does not panic") {
                 Err(damage) => Ok(Err(damage)),
                 Ok(()) => written.map(|()| Ok(body)),

@@ -3,6 +3,7 @@
 //! operator may queue (`queue`) and what an API token is (`token`).
 
 pub mod clip;
+pub mod key;
 pub mod level;
 pub mod queue;
 pub mod token;

@@ -108,6 +108,7 @@ pub fn write(
     head: &Head,
     public_key: &str,
     timezone: Tz,
+    head_statement: Option<&str>,
 ) -> io::Result<()> {
     match format {
         Format::Jsonl => {
@@ -129,7 +130,11 @@ pub fn write(
                 out.write_all(event.export_line().as_bytes())?;
             }
             let next_after_seq = events.last().map_or(head.seq, |e| e.seq);
-            let tail = json!({ "head": head, "next_after_seq": next_after_seq, "public_key": public_key }).to_string();
+            let mut tail = json!({ "head": head, "next_after_seq": next_after_seq, "public_key": public_key });
+            if let Some(statement) = head_statement {
+                tail["head_statement"] = serde_json::Value::from(statement);
+            }
+            let tail = tail.to_string();
             writeln!(out, "],{}", &tail[1..])
         }
         Format::Csv => write_csv(out, events, timezone),

@@ -8,7 +8,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signature, SigningKey};
 
 use super::SealedEvent;
 
@@ -184,12 +184,4 @@ pub fn load_or_create(data_dir: &Path, file: &str) -> Result<StationKey, KeyErro
         Some(key) => Ok(key),
         None => write_new(data_dir, &path),
     }
-}
-
-pub fn parse_public_key(hex_key: &str) -> Result<VerifyingKey, String> {
-    hex::decode(hex_key.trim())
-        .ok()
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .and_then(|b| VerifyingKey::from_bytes(&b).ok())
-        .ok_or_else(|| "the public key must be 64 hex digits (see `loa station`)".to_owned())
 }

@@ -13,11 +13,13 @@
 
 pub mod events;
 pub mod export;
+pub mod head;
 mod key;
 pub mod schema;
 mod verify;
 
-pub use key::{KEY_FILE, KeyError, LogKeys, StationKey, finish_rotation, load_or_create, parse_public_key};
+pub use crate::model::key::parse_public_key;
+pub use key::{KEY_FILE, KeyError, LogKeys, StationKey, finish_rotation, load_or_create};
 pub use verify::{Broken, ChainVerifier, Checked, Expect, Fault, KeyChange, Verified};
 
 use ed25519_dalek::Signer;

@@ -118,6 +118,11 @@ impl Store {
         Ok(head.unwrap_or_else(|| (0, GENESIS_HASH.to_owned())))
     }
 
+    /// The station's signed answer to an office's `challenge`: its head `(seq, hash)` now.
+    pub fn head_statement(&self, head: (i64, &str), challenge: &str, now: DateTime<Utc>) -> String {
+        crate::proof::head::answer(&self.sealer.key, &self.sealer.station_id, head, challenge, now)
+    }
+
     /// The log's first key declaration: its seq and the key the events before it were signed
     /// with (`station_started`/`key_rotated`'s `public_key`, `key_replaced`'s old key, which is
     /// null when a lost key was never declared).

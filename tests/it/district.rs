@@ -274,6 +274,119 @@ fn a_receipt_from_anyone_but_the_pinned_office_is_refused_and_changes_nothing() 
     daemon.stop();
 }
 
+/// A stand-in on the path between the office and a station, serving until `stop`: `answer` is
+/// given each request's path and authorization and says what to send back.
+fn interposer(
+    answer: impl Fn(&str, &str, &mut std::net::TcpStream) + Send + 'static,
+) -> (String, Arc<std::sync::atomic::AtomicBool>) {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    listener.set_nonblocking(true).unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = Arc::clone(&stop);
+    std::thread::spawn(move || {
+        while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            let Ok((mut socket, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            };
+            socket.set_nonblocking(false).unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && socket.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+            let auth = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().starts_with("authorization:").then(|| l[14..].trim().to_owned()))
+                .unwrap_or_default();
+            answer(&path, &auth, &mut socket);
+        }
+    });
+    (format!("http://{address}"), stop)
+}
+
+fn respond(socket: &mut std::net::TcpStream, status: &str, body: &str) {
+    use std::io::Write;
+    let _ = write!(
+        socket,
+        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+#[test]
+fn a_proxy_replaying_the_stations_answer_is_caught_as_stale() {
+    let station = station(2, 1, &[TONE]);
+    let daemon = station.start(Device::Unpaced);
+    let base = daemon.http_base();
+    station.wait_for("an airing", WAIT, |e| airings(e) >= 1);
+    // The first answer is the station's own; every later one is that same answer again.
+    let cached = std::sync::Mutex::new(None::<(String, String)>);
+    let (proxy, stop) = interposer(move |path, auth, socket| {
+        if !path.starts_with("/api/v1/airtime") {
+            return respond(socket, "204", "");
+        }
+        let mut cached = cached.lock().unwrap();
+        let (status, body) = cached
+            .get_or_insert_with(|| crate::helpers::http_request(&base, "GET", path, &[("authorization", auth)], b""))
+            .clone();
+        respond(socket, &status, &body);
+    });
+    let office = Office::new(&entry(&station, &proxy));
+    let first = office.run(&["pull", "--json"]);
+    assert_eq!(first.code, 0, "the first answer is fresh: {}", first.stdout);
+    station.wait_for("another airing", WAIT, |e| airings(e) >= 2);
+    let replayed = office.run(&["pull", "--json"]);
+    assert_eq!(replayed.code, 1, "a replayed answer is not a clean contact: {}", replayed.stdout);
+    assert_eq!(replayed.json()[0]["alarms"], serde_json::json!(["stale"]), "{}", replayed.stdout);
+    let status = office.status();
+    assert_eq!(alarm_kinds(&status), ["stale"], "{status}");
+    let last_ok = status["stations"][0]["last_ok_at"].clone();
+    office.run(&["pull"]);
+    assert_eq!(office.status()["stations"][0]["last_ok_at"], last_ok, "a replay never counts as contact");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    daemon.stop();
+}
+
+#[test]
+fn a_station_dripping_its_answer_is_stale_and_the_round_does_not_wait_for_it() {
+    let station = station(2, 1, &[TONE]);
+    let daemon = station.start(Device::Unpaced);
+    station.wait_for("an airing", WAIT, |e| airings(e) >= 1);
+    // Headers at once, then one byte of a promised page every 300 ms: never a read timeout.
+    let (dripping, stop) = interposer(|_, _, socket| {
+        use std::io::Write;
+        let _ = write!(socket, "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n");
+        for _ in 0..400 {
+            if socket.write_all(b" ").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    let slow = format!(
+        "[[station]]\nid = \"ward-slow\"\nname = \"Đài chậm\"\nurl = \"{dripping}\"\ntoken = \"loa_{}\"\npublic_key = \"{SOME_KEY}\"\n",
+        "0".repeat(64)
+    );
+    let office = Office::new(&format!("{slow}{}", entry(&station, &daemon.http_base())));
+    let text = std::fs::read_to_string(office.config()).unwrap();
+    std::fs::write(office.config(), text.replace("[district]\n", "[district]\npull_deadline_seconds = 3\n")).unwrap();
+    let round = office.run(&["pull", "--json"]);
+    assert_eq!(round.code, 1, "{}", round.stdout);
+    let contacts = round.json();
+    assert_eq!(contacts[0]["station_id"], "ward-slow");
+    assert_eq!(contacts[0]["alarms"], serde_json::json!(["stale"]), "{contacts}");
+    assert!(contacts[0]["error"].as_str().unwrap().contains("pull_deadline_seconds"), "{contacts}");
+    assert_eq!(contacts[1]["alarms"], serde_json::json!([]), "the healthy station is pulled all the same: {contacts}");
+    assert!(contacts[1]["error"].is_null() && contacts[1]["accepted"].as_u64().unwrap() >= 1, "{contacts}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    daemon.stop();
+}
+
 #[test]
 fn a_replaced_box_with_a_new_key_is_caught() {
     let station = station(2, 1, &[TONE]);

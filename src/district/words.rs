@@ -1,0 +1,47 @@
+//! The office's words for a clerk: a quota's label and an alarm in plain Vietnamese, for the
+//! dashboard and the office's reports alike.
+
+use super::witness::AlarmKind;
+
+/// A quota's label in words: `cchc/week` → "cchc mỗi tuần", `cchc[hmn]/month/any-slot` →
+/// "cchc (hmn) mỗi tháng, mọi khung giờ".
+pub fn quota_vi(label: &str) -> String {
+    let mut parts = label.split('/');
+    let topic = parts.next().unwrap_or_default().replace('[', " (").replace(']', ")");
+    let per = match parts.next() {
+        Some("week") => "mỗi tuần",
+        Some("month") => "mỗi tháng",
+        _ => "",
+    };
+    let any = if parts.next() == Some("any-slot") { ", mọi khung giờ" } else { "" };
+    format!("{topic} {per}{any}")
+}
+
+/// An alarm in plain words, for the clerk.
+pub fn alarm_vi(kind: &str, seq: Option<i64>, detail: &str) -> String {
+    let at = seq.map(|s| format!(" (bản ghi {s})")).unwrap_or_default();
+    let words = match kind.parse::<AlarmKind>() {
+        Ok(AlarmKind::Rollback) => "Nhật ký của đài bị khôi phục từ bản sao cũ: mất các bản ghi phòng đã nhận",
+        Ok(AlarmKind::Fork) => "Đài ký hai bản ghi khác nhau cho cùng một số thứ tự (nhật ký bị rẽ nhánh)",
+        Ok(AlarmKind::KeyChanged) => "Khóa ký của đài đã thay đổi: có thể đài bị thay máy",
+        Ok(AlarmKind::BadHash) => "Bản ghi bị sửa trên đường truyền hoặc trên máy đài",
+        Ok(AlarmKind::BadSignature) => "Chữ ký số của bản ghi không hợp lệ",
+        Ok(AlarmKind::Gap) => "Thiếu bản ghi trong nhật ký",
+        Ok(AlarmKind::WrongStation) => "Bản ghi của một đài khác",
+        Ok(AlarmKind::Stale) => {
+            "Không chứng minh được câu trả lời của đài là mới (có thể bị phát lại, hoặc đài trả lời quá chậm)"
+        }
+        Ok(AlarmKind::BadEvent) => "Đài ký một bản ghi có nội dung sai quy cách (không phần mềm loa nào ghi như vậy)",
+        Ok(AlarmKind::Unreachable) => "Không liên lạc được với đài quá lâu",
+        Err(_) => "Cảnh báo",
+    };
+    let missing = (kind == "rollback").then(|| missing_range(detail)).flatten().unwrap_or_default();
+    format!("{words}{missing}{at}")
+}
+
+/// "events 41–57" in a rollback's detail → ": mất các bản ghi 41–57".
+fn missing_range(detail: &str) -> Option<String> {
+    let start = detail.find("events ")? + 7;
+    let range: String = detail[start..].chars().take_while(|c| c.is_ascii_digit() || *c == '–').collect();
+    range.contains('–').then(|| format!(" {range}"))
+}
