@@ -31,7 +31,7 @@ MAX_SAFE = 2**53 - 1
 PRIORITY = ("normal", "priority", "emergency")
 KINDS_ = ("station_started station_stopped clip_added clip_retired token_created token_revoked "
           "airing_started airing_ended amplifier_hook_failed slot_missed log_damaged key_rotated "
-          "key_replaced log_behind_receipt").split()
+          "key_replaced log_behind_receipt log_tampered").split()
 
 
 def member(name, kind_of_value, nullable=False, absent=False):
@@ -79,6 +79,8 @@ KINDS = {
                      member("reason", "text")],
     "log_behind_receipt": [member("office", "text"), member("receipt_seq", "integer"),
                            member("receipt_hash", "hex64"), member("head_seq", "integer")],
+    "log_tampered": [member("reason", "text"), member("checked_seq", "integer", True),
+                     member("checked_hash", "text", True), member("head_seq", "integer")],
 }
 HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 

@@ -157,10 +157,23 @@ pub fn check_stored_log(store: &mut Store, now: DateTime<Utc>, scope: Scope) -> 
     if guard_was_removed {
         tracing::error!("the proof log's append-only triggers had been removed; put back, checking every event");
     }
-    // A checkpoint counts only if the event it names is still the one it checked.
-    let checked_through = match store.chain_checked()? {
-        Some((seq, hash, _)) if !guard_was_removed && store.event_hash(seq)?.as_deref() == Some(hash.as_str()) => seq,
+    // A checkpoint counts only if the event it names is still the one it checked; if it is not,
+    // the log was cut or rewritten behind the station's back.
+    let checkpoint = store.chain_checked()?;
+    let still_there = match &checkpoint {
+        Some((seq, hash, _)) => store.event_hash(*seq)?.as_deref() == Some(hash.as_str()),
+        None => true,
+    };
+    let checked_through = match &checkpoint {
+        Some((seq, _, _)) if !guard_was_removed && still_there => *seq,
         _ => 0,
+    };
+    let tampered = match (guard_was_removed, still_there) {
+        (true, _) => Some("the append-only triggers of the proof log had been removed (put back now)"),
+        (false, false) => {
+            Some("the proof log no longer holds the event its last check ended at: it was cut or rewritten")
+        }
+        (false, true) => None,
     };
     let outcome = if scope == Scope::Whole || checked_through == 0 {
         check_all(store, checked_through)?
@@ -168,6 +181,13 @@ pub fn check_stored_log(store: &mut Store, now: DateTime<Utc>, scope: Scope) -> 
         let events = store.events(EventQuery { after_seq: checked_through, ..EventQuery::default() })?;
         RangeCheck::after(store, checked_through)?.check(&events)
     };
+    if let Some(reason) = tampered {
+        // Said in the log itself (signed, so an office that is pushed to learns it at once).
+        tracing::error!("{reason}; recording log_tampered");
+        let checked = checkpoint.as_ref().map(|(seq, hash, _)| (*seq, hash.as_str()));
+        let head = store.head()?.0;
+        store.append(now, events::log_tampered(reason, checked, head))?;
+    }
     match outcome {
         Ok(Some(verified)) => {
             store.set_chain_checked(verified.last_seq, &verified.last_hash, &verified.public_key)?;

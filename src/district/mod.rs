@@ -11,6 +11,7 @@
 pub mod config;
 pub mod http;
 pub mod pinned;
+pub mod plausible;
 pub mod pull;
 pub mod receipt;
 pub mod report;
@@ -26,7 +27,7 @@ use serde::Serialize;
 use crate::proof::{KeyError, StationKey};
 use crate::time::clock::Clock;
 use config::{DistrictConfig, StationEntry};
-use store::{Alarm, DistrictStore, DistrictStoreError};
+use store::{Accepted, Alarm, DistrictStore, DistrictStoreError};
 use witness::{AlarmKind, Batch, Finding, Holding};
 
 pub const KEY_FILE: &str = "district.key";
@@ -131,8 +132,12 @@ impl Office {
             }
             (held, hashes)
         };
-        let holding =
-            Holding { station_id: &station.id, held: &held, accepted_replacements: &station.accepted_replacements };
+        let holding = Holding {
+            station_id: &station.id,
+            held: &held,
+            accepted_replacements: &station.accepted_replacements,
+            now,
+        };
         let decision = witness::witness(&holding, |seq| held_hashes.get(&seq).cloned(), batch);
         let mut store = self.store();
         let mut raised = Vec::new();
@@ -144,16 +149,23 @@ impl Office {
         let clean = raised.is_empty();
         // Events verified before the first bad one are good evidence: kept, though the contact
         // was not clean.
-        store.accept(&station.id, &decision.accepted, &decision.key, now, clean)?;
         let (head_seq, head_hash) = match decision.accepted.last() {
             Some(last) => (last.seq, last.hash.clone()),
             None => (held.head_seq, held.head_hash.clone()),
         };
+        let accepted_count = decision.accepted.len();
+        let accepted = Accepted {
+            events: decision.accepted,
+            key: decision.key,
+            context: decision.context,
+            implausible: decision.implausible,
+        };
+        store.accept(&station.id, &accepted, now, clean)?;
         let receipt = (clean && head_seq > 0)
             .then(|| receipt::sign(&self.key, &self.config.name, &station.id, head_seq, &head_hash, self.clock.now()));
         Ok(Contact {
             station_id: station.id.clone(),
-            accepted: decision.accepted.len(),
+            accepted: accepted_count,
             head_seq,
             head_hash,
             alarms: raised,

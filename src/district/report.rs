@@ -35,6 +35,8 @@ pub struct StationRow {
     pub missed_slots: u32,
     /// Airings recorded while the station's clock was not synchronised.
     pub untrusted_clock_airings: u32,
+    /// Airings the office does not believe (`implausible`): counted here, never as aired.
+    pub implausible_airings: u32,
     pub open_alarms: usize,
     /// The last event the office holds (ties the row to the verified log).
     pub head_seq: i64,
@@ -135,8 +137,12 @@ fn station_row(
     let held = office.held(station)?;
     let last_at = head.first().map(|e| e.at);
     let until = held.last_ok_at.max(last_at).and_then(DateTime::from_timestamp_millis);
-    let logged = store
-        .counted_events(&station.id, from, to)?
+    let implausible = store.implausible(&station.id)?;
+    let (start, end) = (period.start.timestamp_millis(), period.end.timestamp_millis());
+    let counted = store.counted_events(&station.id, from, to)?;
+    let (disbelieved, counted): (Vec<_>, Vec<_>) = counted.into_iter().partition(|e| implausible.contains_key(&e.seq));
+    let implausible_airings = disbelieved.iter().filter(|e| e.at >= start && e.at < end).count() as u32;
+    let logged = counted
         .iter()
         .map(|e| {
             Logged::parse(&e.body, &e.hash).map_err(|error| OfficeReportError::Unreadable {
@@ -153,7 +159,6 @@ fn station_row(
         quotas: &office.config.quotas,
     };
     let report = compliance::report(subject, period, &logged, now, Coverage { since, until });
-    let (start, end) = (period.start.timestamp_millis(), period.end.timestamp_millis());
     let untrusted = logged
         .iter()
         .filter(|e| e.at >= start && e.at < end)
@@ -182,6 +187,7 @@ fn station_row(
         missed_slots: report.by_status.get("missed").copied().unwrap_or(0),
         by_status: report.by_status,
         untrusted_clock_airings: untrusted,
+        implausible_airings,
         open_alarms,
         head_seq: head.first().map_or(0, |e| e.seq),
     })
@@ -208,13 +214,18 @@ pub fn to_csv(report: &OfficeReport) -> Vec<u8> {
         let mut header: Vec<String> = ["station_id", "station_name", "period"].map(String::from).to_vec();
         header.extend(quotas.iter().map(|q| format!("{q} standing")));
         header.extend(STATUSES.iter().map(|s| (*s).to_owned()));
-        header.extend(["untrusted_clock_airings", "open_alarms", "head_seq"].map(String::from));
+        header.extend(["untrusted_clock_airings", "implausible_airings", "open_alarms", "head_seq"].map(String::from));
         csv.write_record(&header).expect("in-memory CSV");
         for s in &report.stations {
             let mut row = vec![s.station_id.clone(), s.station_name.clone(), report.period.clone()];
             row.extend(s.quotas.iter().map(|q| q.standing.to_string()));
             row.extend(STATUSES.iter().map(|st| s.by_status.get(*st).copied().unwrap_or(0).to_string()));
-            row.extend([s.untrusted_clock_airings.to_string(), s.open_alarms.to_string(), s.head_seq.to_string()]);
+            row.extend([
+                s.untrusted_clock_airings.to_string(),
+                s.implausible_airings.to_string(),
+                s.open_alarms.to_string(),
+                s.head_seq.to_string(),
+            ]);
             let row = row.iter().map(|cell| crate::proof::export::spreadsheet_safe(cell).into_owned());
             csv.write_record(row.collect::<Vec<_>>()).expect("in-memory CSV");
         }
@@ -252,12 +263,13 @@ pub fn to_html(report: &OfficeReport) -> String {
             "Không".to_owned()
         };
         rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{alarms}</td></tr>\n",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{alarms}</td></tr>\n",
             escape(&s.station_name),
             quotas.join("<br>"),
             statuses.join("<br>"),
             s.missed_slots,
             s.untrusted_clock_airings,
+            s.implausible_airings,
         ));
     }
     format!(
@@ -267,7 +279,7 @@ pub fn to_html(report: &OfficeReport) -> String {
 <p>{office}</p>
 <h1>Báo cáo tổng hợp kết quả phát thanh cải cách hành chính của các đài</h1>
 <p class="center">Kỳ báo cáo: <b>{period}</b> (từ {from} đến {to})</p>
-<table><tr><th>Đài</th><th>Chỉ tiêu</th><th>Lượt phát theo trạng thái</th><th>Khung giờ bị lỡ</th><th>Lượt phát khi đồng hồ chưa đồng bộ</th><th>Cảnh báo</th></tr>
+<table><tr><th>Đài</th><th>Chỉ tiêu</th><th>Lượt phát theo trạng thái</th><th>Khung giờ bị lỡ</th><th>Lượt phát khi đồng hồ chưa đồng bộ</th><th>Lượt phát không hợp lý (không tính)</th><th>Cảnh báo</th></tr>
 {rows}</table>
 <div class="sign"><div>Người lập báo cáo<br><br><br>(Ký, ghi rõ họ tên)</div><div>Thủ trưởng đơn vị<br><br><br>(Ký, đóng dấu)</div></div>
 <p class="small">Số liệu lấy từ nhật ký phát sóng có chữ ký số của từng đài mà phòng đã kiểm tra và lưu giữ. Lập lúc {generated}.</p>

@@ -14,10 +14,13 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use rusqlite_migration::{M, Migrations};
 use serde::Serialize;
 
+use super::plausible::Context;
+
 pub const DATABASE_FILE: &str = "district.sqlite";
 
-static MIGRATIONS: LazyLock<Migrations<'static>> =
-    LazyLock::new(|| Migrations::new(vec![M::up(include_str!("v1_district.sql"))]));
+static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
+    Migrations::new(vec![M::up(include_str!("v1_district.sql")), M::up(include_str!("v2_plausibility.sql"))])
+});
 
 #[derive(Debug, thiserror::Error)]
 pub enum DistrictStoreError {
@@ -48,6 +51,21 @@ pub struct Held {
     /// The keys the held log was signed with before the one in force (the pinned key and those
     /// its rotations named), for judging an event at a held seq.
     pub earlier_keys: Vec<String>,
+    /// What plausibility remembers of the log through the head.
+    pub context: Context,
+}
+
+/// What a contact adds to what the office holds of a station.
+#[derive(Debug, Default)]
+pub struct Accepted {
+    /// Verified new events, in order.
+    pub events: Vec<HeldEvent>,
+    /// The key in force after the last of them.
+    pub key: String,
+    /// Plausibility's memory after the last of them.
+    pub context: Context,
+    /// Events among them the office does not believe: (seq, why).
+    pub implausible: Vec<(i64, String)>,
 }
 
 /// An event as the station signed it.
@@ -144,7 +162,7 @@ impl DistrictStore {
             params![station_id, pinned_key, now],
         )?;
         let mut held = self.conn.query_row(
-            "SELECT head_seq, head_hash, key, last_ok_at, enrolled_at FROM stations WHERE id = ?1",
+            "SELECT head_seq, head_hash, key, last_ok_at, enrolled_at, plausibility FROM stations WHERE id = ?1",
             [station_id],
             |r| {
                 Ok(Held {
@@ -154,6 +172,8 @@ impl DistrictStore {
                     last_ok_at: r.get(3)?,
                     enrolled_at: r.get(4)?,
                     earlier_keys: Vec::new(),
+                    // An unreadable context judges the next events as a fresh start would.
+                    context: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
                 })
             },
         )?;
@@ -176,16 +196,22 @@ impl DistrictStore {
     }
 
     /// Stores verified events (received at `now`) and moves the head to the last of them with
-    /// the key in force after it, in one transaction; when `clean`, records a clean contact.
+    /// the key in force and the plausibility context after it, with the events found
+    /// implausible, in one transaction; when `clean`, records a clean contact.
     pub fn accept(
         &mut self,
         station_id: &str,
-        events: &[HeldEvent],
-        key: &str,
+        accepted: &Accepted,
         now: i64,
         clean: bool,
     ) -> Result<(), DistrictStoreError> {
+        let Accepted { events, key, context, implausible } = accepted;
         let tx = self.conn.transaction()?;
+        let mut finding = tx.prepare_cached("INSERT INTO implausible (station_id, seq, why) VALUES (?1, ?2, ?3)")?;
+        for (seq, why) in implausible {
+            finding.execute(params![station_id, seq, why])?;
+        }
+        drop(finding);
         let mut insert = tx.prepare_cached(
             "INSERT INTO events (station_id, seq, at, kind, body, hash, sig, received_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -195,9 +221,10 @@ impl DistrictStore {
         }
         drop(insert);
         if let Some(last) = events.last() {
+            let context = serde_json::to_string(context).expect("a context serialises");
             tx.execute(
-                "UPDATE stations SET head_seq = ?2, head_hash = ?3, key = ?4 WHERE id = ?1",
-                params![station_id, last.seq, last.hash, key],
+                "UPDATE stations SET head_seq = ?2, head_hash = ?3, key = ?4, plausibility = ?5 WHERE id = ?1",
+                params![station_id, last.seq, last.hash, key, context],
             )?;
         }
         if clean {
@@ -285,6 +312,12 @@ impl DistrictStore {
         Ok(stmt.query_map(params![station_id, from, to], held_event)?.collect::<Result<_, _>>()?)
     }
 
+    /// The events of a station the office found implausible, with `from <= seq` (seq → why).
+    pub fn implausible(&self, station_id: &str) -> Result<std::collections::BTreeMap<i64, String>, DistrictStoreError> {
+        let mut stmt = self.conn.prepare_cached("SELECT seq, why FROM implausible WHERE station_id = ?1")?;
+        Ok(stmt.query_map([station_id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?)
+    }
+
     /// The last `limit` events of a station, newest first.
     pub fn latest(&self, station_id: &str, limit: u32) -> Result<Vec<HeldEvent>, DistrictStoreError> {
         let mut stmt = self.conn.prepare_cached(
@@ -354,12 +387,17 @@ mod tests {
             hash: "h1".into(),
             sig: "s".into(),
         };
-        store.accept("a", std::slice::from_ref(&event), "key", 2, true).unwrap();
+        let accepted = |events: &[HeldEvent], key: &str| Accepted {
+            events: events.to_vec(),
+            key: key.into(),
+            ..Accepted::default()
+        };
+        store.accept("a", &accepted(std::slice::from_ref(&event), "key"), 2, true).unwrap();
         let held = store.held("a", "other", 3).unwrap();
         assert_eq!((held.head_seq, held.head_hash.as_str(), held.key.as_str()), (1, "h1", "key"));
         assert!(store.conn.execute("UPDATE events SET body = 'x'", []).is_err());
         assert!(store.conn.execute("DELETE FROM events", []).is_err());
-        assert!(store.accept("a", &[event], "key", 4, true).is_err(), "a held seq is never stored twice");
+        assert!(store.accept("a", &accepted(&[event], "key"), 4, true).is_err(), "a held seq is never stored twice");
         let body = "{\"at\":6,\"kind\":\"key_rotated\",\"new_public_key\":\"k2\",\"public_key\":\"key\",\"seq\":2}";
         let rotation = HeldEvent {
             seq: 2,
@@ -369,7 +407,7 @@ mod tests {
             hash: "h2".into(),
             sig: "s".into(),
         };
-        store.accept("a", &[rotation], "k2", 4, true).unwrap();
+        store.accept("a", &accepted(&[rotation], "k2"), 4, true).unwrap();
         let held = store.held("a", "other", 4).unwrap();
         assert_eq!((held.key.as_str(), held.earlier_keys.clone()), ("k2", vec!["key".to_owned()]));
 

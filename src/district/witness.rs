@@ -10,6 +10,7 @@
 
 use ed25519_dalek::VerifyingKey;
 
+use crate::district::plausible::Context;
 use crate::district::store::{Held, HeldEvent};
 use crate::proof::head::HeadStatement;
 use crate::proof::{ChainVerifier, Expect, Fault, parse_public_key, sha256_hex, signed_by, split_line};
@@ -28,6 +29,13 @@ named_enum! {
         Fork = "fork",
         /// A properly signed event whose members do not match its kind (the schema).
         BadEvent = "bad_event",
+        /// A properly signed claim the office does not believe (dated ahead or before loa, two
+        /// airings at once, an airing while stopped, more played than the airing lasted…): kept,
+        /// never counted as aired.
+        Implausible = "implausible",
+        /// The station itself reports its log damaged, tampered with (triggers removed, tail
+        /// cut) or behind the office's receipt: what the office holds is now the only whole copy.
+        LogTampered = "log_tampered",
         /// An answer the office cannot tell is fresh: no valid head statement over this pull's
         /// challenge, a head behind the one held, or a pull past its deadline.
         Stale = "stale",
@@ -78,6 +86,10 @@ pub struct Decision {
     /// The key in force after the last accepted event.
     pub key: String,
     pub findings: Vec<Finding>,
+    /// Plausibility's memory after the last accepted event.
+    pub context: Context,
+    /// Accepted events the office does not believe: (seq, why).
+    pub implausible: Vec<(i64, String)>,
 }
 
 /// What the office brings to a batch: the station it must come from, what it holds of it, and
@@ -86,12 +98,41 @@ pub struct Holding<'a> {
     pub station_id: &'a str,
     pub held: &'a Held,
     pub accepted_replacements: &'a [i64],
+    /// The office's clock (UTC ms): nothing is believed dated far after it.
+    pub now: i64,
 }
 
 /// Checks `batch` against what the office holds. `held_hash(seq)` reads the hash of a held
 /// event.
 pub fn witness(holding: &Holding, held_hash: impl Fn(i64) -> Option<String>, batch: &Batch) -> Decision {
     let mut decision = chain(holding, &held_hash, batch);
+    let mut context = holding.held.context.clone();
+    for event in &decision.accepted {
+        if ["log_damaged", "log_tampered", "log_behind_receipt"].contains(&event.kind.as_str()) {
+            let detail = format!(
+                "seq {}: the station reports its own log {}: keep what the office holds of it",
+                event.seq,
+                event.kind.trim_start_matches("log_").replace('_', " ")
+            );
+            decision.findings.push(Finding {
+                kind: AlarmKind::LogTampered,
+                seq: Some(event.seq),
+                detail,
+                evidence: None,
+            });
+        }
+        if let Some(why) = context.observe(&event.body, holding.now) {
+            let detail = format!("seq {}: {why}; the event is kept but not counted as aired", event.seq);
+            decision.findings.push(Finding {
+                kind: AlarmKind::Implausible,
+                seq: Some(event.seq),
+                detail,
+                evidence: None,
+            });
+            decision.implausible.push((event.seq, why));
+        }
+    }
+    decision.context = context;
     if let Some(freshness) = batch.freshness {
         let hash_at = |seq: i64| match decision.accepted.iter().find(|e| e.seq == seq) {
             Some(event) => Some(event.hash.clone()),
@@ -108,7 +149,7 @@ pub fn witness(holding: &Holding, held_hash: impl Fn(i64) -> Option<String>, bat
 
 /// The batch's events against the chain the office holds (no freshness).
 fn chain(holding: &Holding, held_hash: &impl Fn(i64) -> Option<String>, batch: &Batch) -> Decision {
-    let Holding { station_id, held, accepted_replacements } = *holding;
+    let Holding { station_id, held, accepted_replacements, .. } = *holding;
     let mut decision = Decision { key: held.key.clone(), ..Decision::default() };
     let finding = |kind, seq, detail: String, evidence: Option<&str>| Finding {
         kind,
@@ -384,7 +425,7 @@ mod tests {
 
     /// What the office holds of station "a", with no replacement accepted.
     fn holding(held: &Held) -> Holding<'_> {
-        Holding { station_id: "a", held, accepted_replacements: &[] }
+        Holding { station_id: "a", held, accepted_replacements: &[], now: 1_800_000_000_000 + 3_600_000 }
     }
 
     fn kinds(decision: &Decision) -> Vec<AlarmKind> {

@@ -31,6 +31,12 @@ pub fn alarm_vi(kind: &str, seq: Option<i64>, detail: &str) -> String {
         Ok(AlarmKind::Stale) => {
             "Không chứng minh được câu trả lời của đài là mới (có thể bị phát lại, hoặc đài trả lời quá chậm)"
         }
+        Ok(AlarmKind::Implausible) => {
+            "Đài ghi một lượt phát không hợp lý (sai ngày giờ, trùng lượt khác, phát khi đài đang tắt…): không được tính"
+        }
+        Ok(AlarmKind::LogTampered) => {
+            "Chính đài báo nhật ký của mình bị hỏng, bị sửa hoặc bị cắt: bản phòng đang giữ là bản đầy đủ"
+        }
         Ok(AlarmKind::BadEvent) => "Đài ký một bản ghi có nội dung sai quy cách (không phần mềm loa nào ghi như vậy)",
         Ok(AlarmKind::Unreachable) => "Không liên lạc được với đài quá lâu",
         Err(_) => "Cảnh báo",

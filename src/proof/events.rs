@@ -64,6 +64,7 @@ named_enum! {
         KeyRotated = "key_rotated",
         KeyReplaced = "key_replaced",
         LogBehindReceipt = "log_behind_receipt",
+        LogTampered = "log_tampered",
     }
 }
 
@@ -357,7 +358,6 @@ pub fn clip_retired(clip: &Clip, reason: Option<&str>) -> Fields {
 }
 
 /// `token_created` / `token_revoked`: who may act on the station (never the secret).
-/// `token_created` or `token_revoked`.
 pub fn token(token: &crate::model::token::Token, kind: Kind) -> Fields {
     #[derive(Serialize)]
     struct TokenFacts<'a> {
@@ -459,6 +459,21 @@ pub fn log_behind_receipt(office: &str, receipt_seq: i64, receipt_hash: &str, he
         head_seq: i64,
     }
     fields(Kind::LogBehindReceipt, [part(&Behind { office, receipt_seq, receipt_hash, head_seq })])
+}
+
+/// The station's start found its log tampered with: the append-only triggers removed, or the
+/// log no longer holding the event its last check ended at (`checked_seq`/`checked_hash`; the
+/// tail was cut or rewritten). Now `head_seq` is the log's head.
+pub fn log_tampered(reason: &str, checked: Option<(i64, &str)>, head_seq: i64) -> Fields {
+    #[derive(Serialize)]
+    struct Tampered<'a> {
+        reason: &'a str,
+        checked_seq: Option<i64>,
+        checked_hash: Option<&'a str>,
+        head_seq: i64,
+    }
+    let tampered = Tampered { reason, checked_seq: checked.map(|c| c.0), checked_hash: checked.map(|c| c.1), head_seq };
+    fields(Kind::LogTampered, [part(&tampered)])
 }
 
 /// A planned change of key, signed by the old key (`public_key`) and naming the new one.

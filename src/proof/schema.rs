@@ -135,6 +135,12 @@ pub fn members(kind: Kind) -> Vec<&'static [Member]> {
         &[m("damaged_seq", Integer), m("stored_hash", Text), m("computed_hash", Text), m("reason", Text)];
     const ROTATED: &[Member] = &[m("public_key", Hex64), m("new_public_key", Hex64)];
     const REPLACED: &[Member] = &[m("public_key", Hex64), m("old_public_key", Hex64).or_null(), m("reason", Text)];
+    const TAMPERED: &[Member] = &[
+        m("reason", Text),
+        m("checked_seq", Integer).or_null(),
+        m("checked_hash", Text).or_null(),
+        m("head_seq", Integer),
+    ];
     const BEHIND: &[Member] =
         &[m("office", Text), m("receipt_seq", Integer), m("receipt_hash", Hex64), m("head_seq", Integer)];
     match kind {
@@ -151,6 +157,7 @@ pub fn members(kind: Kind) -> Vec<&'static [Member]> {
         Kind::KeyRotated => vec![ROTATED],
         Kind::KeyReplaced => vec![REPLACED],
         Kind::LogBehindReceipt => vec![BEHIND],
+        Kind::LogTampered => vec![TAMPERED],
     }
 }
 

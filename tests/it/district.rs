@@ -388,6 +388,55 @@ fn a_station_dripping_its_answer_is_stale_and_the_round_does_not_wait_for_it() {
 }
 
 #[test]
+fn a_tail_cut_on_the_box_before_the_office_pulled_it_is_reported_by_the_station_itself() {
+    let station = station(2, 1, &[TONE]);
+    let daemon = station.start(Device::Unpaced);
+    station.wait_for("an airing", WAIT, |e| airings(e) >= 1);
+    let office = Office::new(&entry(&station, &daemon.http_base()));
+    let first = office.run(&["pull", "--json"]);
+    assert_eq!(first.code, 0, "{}", office.status());
+    let held = office.status()["stations"][0]["head_seq"].as_i64().unwrap();
+    station.wait_for("two more airings", WAIT, |e| airings(e) >= 3);
+    daemon.stop();
+    // A start checks the whole log and remembers how far; then the box is stopped.
+    let before = airings(&station.events());
+    let daemon = station.start(Device::Unpaced);
+    station.wait_for("another airing", WAIT, |e| airings(e) > before);
+    daemon.stop();
+    let db = rusqlite::Connection::open(station.data_dir().join("loa.sqlite")).unwrap();
+    let checked: i64 = db.query_row("SELECT seq FROM chain_checked", [], |r| r.get(0)).unwrap();
+    assert!(checked > held, "the start's check covered events the office never pulled");
+    // Someone cuts those events and puts the guard back exactly as it was: only the station's
+    // memory of its last check can tell.
+    let guard: Vec<String> = db
+        .prepare("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'events'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    db.execute_batch("DROP TRIGGER events_are_never_updated; DROP TRIGGER events_are_never_deleted;").unwrap();
+    db.execute("DELETE FROM events WHERE seq > ?1", [held]).unwrap();
+    for sql in &guard {
+        db.execute_batch(sql).unwrap();
+    }
+    drop(db);
+
+    let daemon = station.start(Device::Unpaced);
+    let events = station.wait_for("the station's own word", WAIT, |e| !of_kind(e, "log_tampered", None).is_empty());
+    let tampered = of_kind(&events, "log_tampered", None)[0];
+    assert_eq!(tampered["checked_seq"], checked, "{tampered}");
+    assert!(tampered["reason"].as_str().unwrap().contains("cut or rewritten"), "{tampered}");
+    let config = std::fs::read_to_string(office.config()).unwrap();
+    let url = config.lines().find(|l| l.starts_with("url")).unwrap().to_owned();
+    std::fs::write(office.config(), config.replace(&url, &format!("url = \"{}\"", daemon.http_base()))).unwrap();
+    let pull = office.run(&["pull", "--json"]);
+    assert_eq!(pull.json()[0]["alarms"], serde_json::json!(["log_tampered"]), "{}", office.status());
+    assert_eq!(alarm_kinds(&office.status()), ["log_tampered"]);
+    daemon.stop();
+}
+
+#[test]
 fn a_replaced_box_with_a_new_key_is_caught() {
     let station = station(2, 1, &[TONE]);
     let daemon = station.start(Device::Unpaced);

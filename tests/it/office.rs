@@ -184,3 +184,93 @@ fn contacts_of_one_station_at_once_judge_against_one_head() {
     assert_eq!(accepted.iter().sum::<usize>(), forge.lines.len(), "each event stored once: {accepted:?}");
     assert!(contacts.iter().all(|c| c.alarms.is_empty() && c.head_seq == forge.lines.len() as i64), "{contacts:?}");
 }
+
+#[test]
+fn a_station_lying_with_its_own_key_is_flagged_and_not_counted() {
+    use loa::district::witness::AlarmKind;
+    let now = wednesday();
+    let start = now - TimeDelta::days(1);
+    // Each lie on a station of its own, after an honest start and one honest airing.
+    type Lie = Box<dyn Fn(&mut Forge)>;
+    let lies: Vec<(&str, Lie)> = vec![
+        (
+            "next-year",
+            Box::new(move |f| {
+                f.airing(now + TimeDelta::days(365), 60_000, AiringStatus::Completed);
+            }),
+        ),
+        (
+            "in-1970",
+            Box::new(|f| {
+                f.airing(DateTime::from_timestamp_millis(1_000).unwrap(), 60_000, AiringStatus::Completed);
+            }),
+        ),
+        (
+            "overlapping",
+            Box::new(move |f| {
+                f.airing(start + TimeDelta::minutes(10) + TimeDelta::seconds(30), 60_000, AiringStatus::Completed);
+            }),
+        ),
+        (
+            "hour-in-a-minute",
+            Box::new(move |f| {
+                let at = start + TimeDelta::hours(2);
+                let plan = plan(at);
+                let started = f.push(events::airing_started(&plan, true), at);
+                let evidence = AiringEvidence {
+                    started_at: Some(at.timestamp_millis()),
+                    ended_at: Some(at.timestamp_millis() + 60_000),
+                    played_ms: 3_600_000,
+                    peak_cdbfs: -300,
+                    rms_cdbfs: -2000,
+                    silent_ms: 0,
+                    first_frame_latency_ms: Some(2),
+                    status: AiringStatus::Completed,
+                    reason: None,
+                };
+                f.push(events::airing_ended(started, &plan, &evidence, true), at + TimeDelta::minutes(1));
+            }),
+        ),
+        (
+            "while-stopped",
+            Box::new(move |f| {
+                f.push(events::station_stopped("stopped by the admin"), start + TimeDelta::hours(3));
+                f.airing(start + TimeDelta::hours(4), 60_000, AiringStatus::Completed);
+            }),
+        ),
+        (
+            "never-recovered",
+            Box::new(move |f| {
+                f.push(events::airing_started(&plan(start + TimeDelta::hours(3)), true), start + TimeDelta::hours(3));
+                f.started(start + TimeDelta::hours(5));
+                f.airing(start + TimeDelta::hours(6), 60_000, AiringStatus::Completed);
+            }),
+        ),
+    ];
+    let mut forges = Vec::new();
+    for (i, (name, lie)) in lies.iter().enumerate() {
+        let mut forge = Forge::new(10 + i as u8, &format!("ward-{name}"));
+        forge.started(start);
+        forge.airing(start + TimeDelta::minutes(10), 60_000, AiringStatus::Completed);
+        lie(&mut forge);
+        forges.push(forge);
+    }
+    let entries: String = forges.iter().map(Forge::entry).collect();
+    let (_dir, office, _clock) = office(&entries, now);
+    let period = loa::time::calendar::parse_period("2026-W49", office.config.timezone).unwrap();
+    for (i, forge) in forges.iter().enumerate() {
+        let contact = office.ingest(&office.config.stations[i], &forge.batch(0)).unwrap();
+        assert_eq!(contact.alarms, [AlarmKind::Implausible], "{}: {contact:?}", forge.id);
+        assert_eq!(contact.accepted, forge.lines.len(), "{}: the chain is kept whole", forge.id);
+    }
+    let report = loa::district::report::build(&office, &period, now).unwrap();
+    for (row, forge) in report.stations.iter().zip(&forges) {
+        // Where the lie is about another airing (one never closed), the airing after it is honest.
+        let honest = if forge.id == "ward-never-recovered" { 2 } else { 1 };
+        assert_eq!(row.quotas[0].completed, honest, "{}: only honest airings count: {row:?}", forge.id);
+        let in_week = !matches!(forge.id.as_str(), "ward-next-year" | "ward-in-1970" | "ward-never-recovered");
+        assert_eq!(row.implausible_airings, u32::from(in_week), "{}: {row:?}", forge.id);
+    }
+    let status = office.status().unwrap();
+    assert!(status.iter().all(|s| s.alarms.len() == 1 && s.alarms[0].kind == "implausible"), "{status:?}");
+}
