@@ -11,6 +11,12 @@ use crate::district::{Office, OfficeError, pull, report};
 pub enum DistrictCommand {
     /// Validate district.toml: every error names the key and the line.
     CheckConfig,
+    /// Check the office's own memory: its signed log, every table against it, every held event
+    /// from its bytes with the keys district.toml pins. Exit 1 naming what is wrong.
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
     /// Pull every station with a `url` once (concurrently, with timeouts) and verify what is new
     /// against what the office holds. One line per station.
     Pull {
@@ -92,8 +98,33 @@ pub(super) fn run(command: DistrictCommand, path: &Path, out: &mut dyn Write) ->
         return out.write_all(text.as_bytes()).map_err(write_err);
     }
     let office = Arc::new(Office::open(config, Arc::new(SystemClock))?);
+    if let Some(problems) =
+        office.damaged().filter(|_| !matches!(command, DistrictCommand::Check { .. } | DistrictCommand::Serve))
+    {
+        return Err(failed(format!(
+            "the office's memory cannot be trusted, so nothing is reported or changed from it: {}. \
+             `loa district check` lists what is wrong; restore district.sqlite from a backup",
+            problems.join("; ")
+        )));
+    }
     match command {
         DistrictCommand::CheckConfig => unreachable!("handled above"),
+        DistrictCommand::Check { json } => {
+            let found = office.check_memory()?;
+            if json {
+                write_json(out, &found)?;
+            } else {
+                let text = match found.problems.is_empty() {
+                    true => format!(
+                        "the office's memory is whole: {} office events, {} station events verified\n",
+                        found.office_events, found.station_events
+                    ),
+                    false => found.problems.iter().map(|p| format!("DAMAGED: {p}\n")).collect(),
+                };
+                out.write_all(text.as_bytes()).map_err(write_err)?;
+            }
+            if found.is_whole() { Ok(()) } else { Err(failed("the office's memory is damaged (see above)")) }
+        }
         DistrictCommand::Pull { station, json } => pull_command(&office, station.as_deref(), json, out),
         DistrictCommand::Status { json } => status(&office, json, out),
         DistrictCommand::Report { period, format } => {

@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod http;
+pub mod memory;
 pub mod pinned;
 pub mod plausible;
 pub mod pull;
@@ -46,6 +47,9 @@ pub enum OfficeError {
 pub struct Office {
     pub config: DistrictConfig,
     store: Mutex<DistrictStore>,
+    /// What the last check of the office's own memory found (`memory`): nothing is reported
+    /// from memory it cannot prove.
+    memory: Mutex<memory::MemoryCheck>,
     /// One per station: a push and a pull of the same station judge against one head, in turn.
     ingesting: std::collections::HashMap<String, Mutex<()>>,
     key: StationKey,
@@ -95,10 +99,44 @@ impl Office {
             config: config.path.clone(),
             source,
         })?;
-        let store = DistrictStore::open(&config.data_dir)?;
         let key = crate::proof::load_or_create(&config.data_dir, KEY_FILE)?;
+        let store = DistrictStore::open_writer(&config.data_dir, key.clone())?;
         let ingesting = config.stations.iter().map(|s| (s.id.clone(), Mutex::new(()))).collect();
-        Ok(Office { config, store: Mutex::new(store), ingesting, key, clock })
+        let office = Office { config, store: Mutex::new(store), memory: Mutex::default(), ingesting, key, clock };
+        office.check_memory()?;
+        Ok(office)
+    }
+
+    /// Checks the office's own memory (`memory::check`) and keeps the verdict; when whole, logs a
+    /// checkpoint for each station verified further, so the next check is quick.
+    pub fn check_memory(&self) -> Result<memory::MemoryCheck, DistrictStoreError> {
+        let reader = DistrictStore::open(&self.config.data_dir)?;
+        let office_key = crate::proof::parse_public_key(&self.key.public_key_hex()).expect("our own key parses");
+        let found = memory::check(&self.config, &reader, &office_key)?;
+        if found.is_whole() {
+            let now = self.clock.now().timestamp_millis();
+            let mut store = self.store();
+            for (station, seq, hash) in &found.verified {
+                let fields = [
+                    ("station_id", station.as_str().into()),
+                    ("event_seq", (*seq).into()),
+                    ("hash", hash.as_str().into()),
+                ];
+                store.log("checked", fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(), now)?;
+            }
+        } else {
+            for problem in &found.problems {
+                tracing::error!("the office's memory is damaged: {problem}");
+            }
+        }
+        *self.memory.lock().expect("the memory verdict lock") = found.clone();
+        Ok(found)
+    }
+
+    /// Why the office's memory cannot be trusted, if it cannot: each thing wrong.
+    pub fn damaged(&self) -> Option<Vec<String>> {
+        let memory = self.memory.lock().expect("the memory verdict lock");
+        (!memory.is_whole()).then(|| memory.problems.clone())
     }
 
     /// The office's public key (hex): what a station checks receipts with.
@@ -163,6 +201,15 @@ impl Office {
         store.accept(&station.id, &accepted, now, clean)?;
         let receipt = (clean && head_seq > 0)
             .then(|| receipt::sign(&self.key, &self.config.name, &station.id, head_seq, &head_hash, self.clock.now()));
+        // A receipt for a head already receipted says nothing new to the log.
+        if receipt.is_some() && accepted_count > 0 {
+            let fields = [
+                ("station_id", station.id.as_str().into()),
+                ("head_seq", head_seq.into()),
+                ("head_hash", head_hash.as_str().into()),
+            ];
+            store.log("receipt", fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(), now)?;
+        }
         Ok(Contact {
             station_id: station.id.clone(),
             accepted: accepted_count,

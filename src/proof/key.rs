@@ -55,6 +55,7 @@ pub enum KeyError {
 }
 
 /// The station's Ed25519 key.
+#[derive(Clone)]
 pub struct StationKey {
     signing: SigningKey,
 }

@@ -274,3 +274,130 @@ fn a_station_lying_with_its_own_key_is_flagged_and_not_counted() {
     let status = office.status().unwrap();
     assert!(status.iter().all(|s| s.alarms.len() == 1 && s.alarms[0].kind == "implausible"), "{status:?}");
 }
+
+/// Copies an office's directory (config, key, database) so that each test edit starts whole.
+fn copy_office(from: &std::path::Path) -> tempfile::TempDir {
+    let to = tempfile::tempdir().unwrap();
+    std::fs::copy(from.join("district.toml"), to.path().join("district.toml")).unwrap();
+    std::fs::create_dir(to.path().join("office")).unwrap();
+    for entry in std::fs::read_dir(from.join("office")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.path().join("office").join(entry.file_name())).unwrap();
+    }
+    to
+}
+
+fn district(dir: &std::path::Path, args: &[&str]) -> crate::helpers::Run {
+    let config = dir.join("district.toml");
+    let mut all = vec!["district", "--config", config.to_str().unwrap()];
+    all.extend_from_slice(args);
+    crate::helpers::loa(&all)
+}
+
+#[test]
+fn every_kind_of_edit_to_the_offices_database_is_caught_and_nothing_is_reported_from_it() {
+    let now = wednesday();
+    let start = now - TimeDelta::days(1);
+    let mut forge = Forge::new(21, "ward-a");
+    forge.started(start);
+    for i in 0..5 {
+        forge.airing(start + TimeDelta::minutes(10 * i + 1), 60_000, AiringStatus::Completed);
+    }
+    forge.airing(now + TimeDelta::days(30), 60_000, AiringStatus::Completed); // implausible
+    let (dir, office, _clock) = office(&forge.entry(), now);
+    let contact = office.ingest(&office.config.stations[0], &forge.batch(0)).unwrap();
+    assert_eq!(contact.alarms.len(), 1, "{contact:?}");
+    office.create_clerk_token("Chị Lan").unwrap();
+    let alarm = office.status().unwrap()[0].alarms[0].id;
+    office.acknowledge(alarm, "đã gọi đài").unwrap();
+    drop(office);
+
+    let whole = district(dir.path(), &["check"]);
+    assert_eq!(whole.code, 0, "{}{}", whole.stdout, whole.stderr);
+    assert!(whole.stdout.contains("whole"), "{}", whole.stdout);
+    let edits: [(&str, &str, &str); 9] = [
+        (
+            "a held event's body",
+            "DROP TRIGGER events_are_never_updated; UPDATE events SET body = replace(body, '\"status\":\"completed\"', '\"status\":\"partial\"') WHERE seq = 5",
+            "seq 5 no longer verifies",
+        ),
+        ("an alarm deleted", "DROP TRIGGER alarms_are_never_deleted; DELETE FROM alarms", "was deleted"),
+        (
+            "a guard dropped",
+            "DROP TRIGGER implausible_is_never_deleted",
+            "guard implausible_is_never_deleted was removed",
+        ),
+        (
+            "an unsigned row",
+            "INSERT INTO events SELECT station_id, seq + 100, at, kind, body, hash, sig, received_at FROM events WHERE seq = 3",
+            "inserted",
+        ),
+        (
+            "the station's key",
+            &format!("UPDATE stations SET key = '{}'", StationKey::from_seed([99; 32]).public_key_hex()),
+            "key",
+        ),
+        (
+            "a finding deleted",
+            "DROP TRIGGER implausible_is_never_deleted; DELETE FROM implausible",
+            "findings were edited",
+        ),
+        ("a revoked token", "UPDATE tokens SET owner = 'Kẻ lạ'", "token 1"),
+        (
+            "the office's log",
+            "DROP TRIGGER ledger_is_never_updated; UPDATE ledger SET body = replace(body, 'đã gọi', 'chưa gọi')",
+            "office's log is broken",
+        ),
+        ("the head", "UPDATE stations SET head_seq = head_seq - 1", "head"),
+    ];
+    for (what, sql, named) in edits {
+        let copy = copy_office(dir.path());
+        let db = rusqlite::Connection::open(copy.path().join("office/district.sqlite")).unwrap();
+        db.execute_batch(sql).unwrap_or_else(|e| panic!("{what}: {e}"));
+        drop(db);
+        let check = district(copy.path(), &["check"]);
+        assert_eq!(check.code, 1, "{what} went unnoticed: {}", check.stdout);
+        assert!(check.stdout.contains(named), "{what}: expected `{named}` in {}", check.stdout);
+        let report = district(copy.path(), &["report", "--period", "2026-W49"]);
+        assert_eq!(report.code, 1, "{what}: a report from damaged memory: {}", report.stdout);
+        assert!(report.stdout.is_empty() && report.stderr.contains("cannot be trusted"), "{what}: {}", report.stderr);
+        assert_eq!(district(copy.path(), &["status"]).code, 1, "{what}");
+    }
+}
+
+#[test]
+fn a_pinned_key_corrected_before_any_event_takes_effect_and_one_that_contradicts_held_events_is_named() {
+    let mut forge = Forge::new(22, "ward-a");
+    let now = wednesday();
+    forge.started(now - TimeDelta::hours(2));
+    forge.airing(now - TimeDelta::hours(1), 60_000, AiringStatus::Completed);
+    let typo = forge.entry().replace(&forge.key.public_key_hex(), &StationKey::from_seed([23; 32]).public_key_hex());
+    let (dir, office, _clock) = office(&typo, now);
+    let contact = office.ingest(&office.config.stations[0], &forge.batch(0)).unwrap();
+    assert!(!contact.clean(), "the mistyped key does not verify the station's events");
+    drop(office);
+    // The clerk corrects the file: nothing was accepted under the typo, so the right key is the key.
+    let config = dir.path().join("district.toml");
+    std::fs::write(&config, std::fs::read_to_string(&config).unwrap().replace(&typo, &forge.entry())).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let config_loaded = loa::district::config::DistrictConfig::load(&config).unwrap();
+    let office = loa::district::Office::open(config_loaded, Arc::new(VirtualClock::new(now))).unwrap();
+    let contact = office.ingest(&office.config.stations[0], &forge.batch(0)).unwrap();
+    assert!(contact.alarms.is_empty() && contact.accepted == forge.lines.len(), "{contact:?}");
+    drop(office);
+    // Changed again after events were held under it: a config error naming the station and seq.
+    std::fs::write(
+        &config,
+        text.replace(&forge.key.public_key_hex(), &StationKey::from_seed([24; 32]).public_key_hex()),
+    )
+    .unwrap();
+    let check = district(dir.path(), &["check"]);
+    assert_eq!(check.code, 1, "{}", check.stdout);
+    assert!(
+        check.stdout.contains("ward-a")
+            && check.stdout.contains("seq 1")
+            && check.stdout.contains("district.toml pins"),
+        "{}",
+        check.stdout
+    );
+}

@@ -15,22 +15,16 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
+mod push;
+
 use super::Office;
-use super::witness::Batch;
 use super::words::{alarm_vi, quota_vi};
 use crate::audit::compliance::{REPORT_STYLE, ReportFormat, Standing};
 use crate::audit::words::{escape, standing_vi, status_vi, time_vi};
 use crate::http::{AuthFailures, conn};
 use crate::proof::events::{Counted, Logged};
 
-/// A push carries at most this much (10,000 events of about 1 KiB, with room).
-const MAX_PUSH_BYTES: usize = 32 << 20;
-/// Events per push: what a station sends at once (`audit::upstream`), with room.
-const MAX_PUSH_EVENTS: usize = 10_000;
-/// The longest line an event can be: its texts (titles, reasons) are bounded far below this.
-const MAX_EVENT_LINE: usize = 64 << 10;
-
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+pub(super) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({"error": {"code": code, "message": message.into()}}))).into_response()
 }
 
@@ -49,10 +43,29 @@ pub fn router(office: Arc<Office>) -> Router {
         .route("/station/{id}", get(station_page))
         .route("/report", get(report))
         .route("/api/v1/status", get(status))
-        .route("/api/v1/push", post(push))
+        .route("/api/v1/push", post(push::push))
         .route("/alarms/{id}/ack", post(acknowledge).layer(axum::extract::DefaultBodyLimit::max(16 * 1024)))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such page") })
+        .layer(axum::middleware::from_fn_with_state(desk.clone(), refuse_when_damaged))
         .with_state(desk)
+}
+
+/// Nothing is served or taken from memory the office cannot prove (`Office::damaged`): 503
+/// `office_damaged` to tools, a plain page to a clerk.
+async fn refuse_when_damaged(State(desk): State<Desk>, request: Request, next: axum::middleware::Next) -> Response {
+    let Some(problems) = desk.office.damaged() else { return next.run(request).await };
+    if request.uri().path().starts_with("/api/") {
+        let message =
+            format!("the office's memory cannot be trusted: {}; run `loa district check`", problems.join("; "));
+        return error(StatusCode::SERVICE_UNAVAILABLE, "office_damaged", message);
+    }
+    let items: String = problems.iter().map(|p| format!("<li>{}</li>", escape(p))).collect();
+    let body = format!(
+        "<h1>Dữ liệu của phòng đã bị sửa đổi</h1><p class=\"alarm\">Cơ sở dữ liệu của phòng không khớp với nhật ký có chữ ký \
+         của chính phòng, nên không thể tin các số liệu trong đó. Không hiển thị báo cáo nào cho đến khi khôi phục bản sao \
+         lưu (district.sqlite). Người quản trị chạy <code>loa district check</code> để xem chi tiết.</p><ul>{items}</ul>"
+    );
+    page_with(StatusCode::SERVICE_UNAVAILABLE, "Dữ liệu bị sửa đổi", &body)
 }
 
 /// Serves until `shutdown` resolves, pulling every `pull_every` meanwhile.
@@ -115,123 +128,7 @@ async fn status(State(Desk { office, .. }): State<Desk>) -> Response {
     }
 }
 
-/// `POST /api/v1/push`: `Authorization: Bearer <push token>`, body: the station's new events as
-/// JSON Lines (its export lines, oldest first, beginning with the last one the office holds).
-async fn push(
-    State(Desk { office, auth_failures }): State<Desk>,
-    peer: Option<axum::Extension<conn::Peer>>,
-    request: Request,
-) -> Response {
-    let presented = bearer(request.headers());
-    let who = {
-        let office = Arc::clone(&office);
-        tokio::task::spawn_blocking(move || presented.map(|t| office.push_token_station(&t)).transpose()).await
-    };
-    let station_id = match who {
-        Ok(Ok(Some(Some(id)))) => id,
-        Ok(Ok(_)) => {
-            tokio::time::sleep(auth_failures.failed(peer.map(|p| p.0.0), "a wrong or missing push token")).await;
-            return error(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "give the push token from `loa district token create --station ID` as Authorization: Bearer …",
-            );
-        }
-        Ok(Err(e)) => return error(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
-    };
-    let Some(station) = office.config.station(&station_id).cloned() else {
-        return error(
-            StatusCode::FORBIDDEN,
-            "unknown_station",
-            format!("station {station_id} is no longer in district.toml"),
-        );
-    };
-    let text = match read_push(request.into_body()).await {
-        Ok(text) => text,
-        Err(refusal) => return refusal,
-    };
-    let Some(first) = text.split('\n').find(|l| !l.is_empty()).and_then(super::witness::seq_of) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "not_events",
-            "line 1 is not an event as `loa airtime --format jsonl` exports it",
-        );
-    };
-    let judged = tokio::task::spawn_blocking(move || {
-        let lines: Vec<&str> = text.split('\n').filter(|l| !l.is_empty()).collect();
-        let batch = Batch { lines, reported_head: None, reported_key: None, after_seq: first - 1, freshness: None };
-        office.ingest(&station, &batch)
-    })
-    .await;
-    match judged {
-        Ok(Ok(contact)) => {
-            let status = if contact.clean() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
-            let alarms: Vec<&str> = contact.alarms.iter().map(|k| k.as_str()).collect();
-            let body = json!({
-                "accepted": contact.accepted,
-                "head": { "seq": contact.head_seq, "hash": contact.head_hash },
-                "alarms": alarms,
-                "receipt": contact.receipt,
-            });
-            (status, axum::Json(body)).into_response()
-        }
-        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
-    }
-}
-
-/// The body of a push, read as it arrives and refused as soon as it breaks a bound: at most
-/// `MAX_PUSH_BYTES`, `MAX_PUSH_EVENTS` lines, each at most `MAX_EVENT_LINE` bytes, UTF-8, at
-/// least one event. The lines stay slices of one buffer, so whatever their shape a push costs
-/// the office at most its size plus a pointer per line.
-async fn read_push(body: axum::body::Body) -> Result<String, Response> {
-    use http_body_util::BodyExt;
-    let too_large = |why: String| error(StatusCode::PAYLOAD_TOO_LARGE, "too_large", why);
-    let too_long =
-        |line: usize| too_large(format!("line {line}: longer than {MAX_EVENT_LINE} bytes, which no event is"));
-    let mut body = body;
-    let (mut bytes, mut lines, mut line_start) = (Vec::new(), 0usize, 0usize);
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| error(StatusCode::BAD_REQUEST, "body", format!("the body was cut: {e}")))?;
-        let Ok(chunk) = frame.into_data() else { continue };
-        if bytes.len() + chunk.len() > MAX_PUSH_BYTES {
-            return Err(too_large(format!(
-                "push at most {MAX_PUSH_EVENTS} events ({} MiB) at a time",
-                MAX_PUSH_BYTES >> 20
-            )));
-        }
-        for (i, byte) in chunk.iter().enumerate() {
-            if *byte == b'\n' {
-                let end = bytes.len() + i;
-                if end - line_start > MAX_EVENT_LINE {
-                    return Err(too_long(lines + 1));
-                }
-                lines += usize::from(end > line_start);
-                line_start = end + 1;
-            }
-        }
-        bytes.extend_from_slice(&chunk);
-        if bytes.len() - line_start.min(bytes.len()) > MAX_EVENT_LINE {
-            return Err(too_long(lines + 1));
-        }
-        if lines > MAX_PUSH_EVENTS {
-            return Err(too_large(format!("push at most {MAX_PUSH_EVENTS} events at a time")));
-        }
-    }
-    let text = String::from_utf8(bytes)
-        .map_err(|_| error(StatusCode::BAD_REQUEST, "not_utf8", "the body must be the export's JSON Lines (UTF-8)"))?;
-    if !text.split('\n').any(|l| !l.is_empty()) {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            "empty",
-            "send at least one event (the last one the office holds first)",
-        ));
-    }
-    Ok(text)
-}
-
-fn bearer(headers: &HeaderMap) -> Option<String> {
+pub(super) fn bearer(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     value.strip_prefix("Bearer ").map(|t| t.trim().to_owned())
 }

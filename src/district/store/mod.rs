@@ -15,11 +15,22 @@ use rusqlite_migration::{M, Migrations};
 use serde::Serialize;
 
 use super::plausible::Context;
+use crate::proof::{Fields, SealedEvent, StationKey};
 
 pub const DATABASE_FILE: &str = "district.sqlite";
+/// A clean contact is logged at most this often per station (a pull every 15 minutes would
+/// otherwise fill the office's log): `last_ok_at` is proved to within this much.
+pub const CONTACT_GRAIN_MS: i64 = 3_600_000;
+
+mod ledger;
+pub mod tables;
 
 static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
-    Migrations::new(vec![M::up(include_str!("v1_district.sql")), M::up(include_str!("v2_plausibility.sql"))])
+    Migrations::new(vec![
+        M::up(include_str!("v1_district.sql")),
+        M::up(include_str!("v2_plausibility.sql")),
+        M::up(include_str!("v3_ledger.sql")),
+    ])
 });
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +45,8 @@ pub enum DistrictStoreError {
     NoSuchAlarm(i64),
     #[error("alarm {id} was acknowledged already at {at}: {note}")]
     AlreadyAcknowledged { id: i64, at: String, note: String },
+    #[error("this connection to the office database only reads")]
+    ReadOnly,
 }
 
 /// What the office holds of one station.
@@ -96,6 +109,8 @@ pub struct Alarm {
 
 pub struct DistrictStore {
     conn: Connection,
+    /// `district.key`, which signs the office's log; `None` for a reader (reports, the check).
+    key: Option<StationKey>,
 }
 
 fn rfc3339(ms: i64) -> String {
@@ -152,15 +167,60 @@ impl DistrictStore {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(open_error)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(open_error)?;
         MIGRATIONS.to_latest(&mut conn)?;
-        Ok(DistrictStore { conn })
+        Ok(DistrictStore { conn, key: None })
+    }
+
+    /// The store the office writes through: every change it makes is logged, signed by `key`.
+    pub fn open_writer(data_dir: &Path, key: StationKey) -> Result<DistrictStore, DistrictStoreError> {
+        Ok(DistrictStore { key: Some(key), ..DistrictStore::open(data_dir)? })
+    }
+
+    fn ledger_key(&self) -> Result<&StationKey, DistrictStoreError> {
+        self.key.as_ref().ok_or(DistrictStoreError::ReadOnly)
+    }
+
+    /// The office's own log, in order.
+    pub fn ledger(&self) -> Result<Vec<SealedEvent>, DistrictStoreError> {
+        Ok(ledger::read(&self.conn)?)
+    }
+
+    /// Appends an office event outside any other change (a receipt signed, a check's checkpoint).
+    pub fn log(&mut self, kind: &str, fields: Fields, now: i64) -> Result<(), DistrictStoreError> {
+        let key = self.ledger_key()?.clone();
+        let tx = self.conn.transaction()?;
+        ledger::append(&tx, &key, kind, fields, now)?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// The station's record, made on first sight with its pinned key.
     pub fn held(&mut self, station_id: &str, pinned_key: &str, now: i64) -> Result<Held, DistrictStoreError> {
-        self.conn.execute(
-            "INSERT OR IGNORE INTO stations (id, head_seq, head_hash, key, enrolled_at) VALUES (?1, 0, '', ?2, ?3)",
-            params![station_id, pinned_key, now],
-        )?;
+        let known: Option<i64> = self
+            .conn
+            .query_row("SELECT head_seq FROM stations WHERE id = ?1", [station_id], |r| r.get(0))
+            .optional()?;
+        match known {
+            None => {
+                let key = self.ledger_key()?.clone();
+                let tx = self.conn.transaction()?;
+                tx.execute(
+                    "INSERT INTO stations (id, head_seq, head_hash, key, enrolled_at) VALUES (?1, 0, '', ?2, ?3)",
+                    params![station_id, pinned_key, now],
+                )?;
+                let fields = ledger::fields([("station_id", station_id.into()), ("enrolled_at", now.into())]);
+                ledger::append(&tx, &key, "enrolled", fields, now)?;
+                tx.commit()?;
+            }
+            // Nothing accepted yet: the key the clerk pins now is the key (a mistyped one,
+            // corrected in district.toml, simply takes effect).
+            Some(0) => {
+                self.conn.execute(
+                    "UPDATE stations SET key = ?2 WHERE id = ?1 AND key IS NOT ?2",
+                    params![station_id, pinned_key],
+                )?;
+            }
+            Some(_) => {}
+        }
         let mut held = self.conn.query_row(
             "SELECT head_seq, head_hash, key, last_ok_at, enrolled_at, plausibility FROM stations WHERE id = ?1",
             [station_id],
@@ -206,10 +266,17 @@ impl DistrictStore {
         clean: bool,
     ) -> Result<(), DistrictStoreError> {
         let Accepted { events, key, context, implausible } = accepted;
+        let ledger_key = self.ledger_key()?.clone();
         let tx = self.conn.transaction()?;
         let mut finding = tx.prepare_cached("INSERT INTO implausible (station_id, seq, why) VALUES (?1, ?2, ?3)")?;
         for (seq, why) in implausible {
             finding.execute(params![station_id, seq, why])?;
+            let fields = ledger::fields([
+                ("station_id", station_id.into()),
+                ("event_seq", (*seq).into()),
+                ("why", why.as_str().into()),
+            ]);
+            ledger::append(&tx, &ledger_key, "finding", fields, now)?;
         }
         drop(finding);
         let mut insert = tx.prepare_cached(
@@ -226,9 +293,28 @@ impl DistrictStore {
                 "UPDATE stations SET head_seq = ?2, head_hash = ?3, key = ?4, plausibility = ?5 WHERE id = ?1",
                 params![station_id, last.seq, last.hash, key, context],
             )?;
+            let fields = ledger::fields([
+                ("station_id", station_id.into()),
+                ("head_seq", last.seq.into()),
+                ("head_hash", last.hash.as_str().into()),
+                ("key", key.as_str().into()),
+                ("context", context.into()),
+            ]);
+            ledger::append(&tx, &ledger_key, "held", fields, now)?;
         }
         if clean {
             tx.execute("UPDATE stations SET last_ok_at = ?2 WHERE id = ?1", params![station_id, now])?;
+            // Logged at most hourly per station: `last_ok_at` may be at most that far ahead of
+            // what the log proves (`CONTACT_GRAIN_MS`).
+            let logged: Option<i64> = tx
+                .query_row("SELECT contact_logged_at FROM stations WHERE id = ?1", [station_id], |r| r.get(0))
+                .optional()?
+                .flatten();
+            if logged.is_none_or(|logged| now - logged >= CONTACT_GRAIN_MS) {
+                tx.execute("UPDATE stations SET contact_logged_at = ?2 WHERE id = ?1", params![station_id, now])?;
+                let fields = ledger::fields([("station_id", station_id.into()), ("ok_at", now.into())]);
+                ledger::append(&tx, &ledger_key, "contact", fields, now)?;
+            }
         }
         tx.commit()?;
         Ok(())
@@ -265,6 +351,15 @@ impl DistrictStore {
         if let Some(line) = evidence {
             tx.execute("INSERT INTO evidence (alarm_id, line) VALUES (?1, ?2)", params![id, line])?;
         }
+        let fields = ledger::fields([
+            ("alarm_id", id.into()),
+            ("station_id", station_id.into()),
+            ("alarm_kind", kind.into()),
+            ("event_seq", seq.into()),
+            ("detail", detail.into()),
+            ("evidence_sha256", evidence.map(|line| crate::proof::sha256_hex(line.as_bytes())).into()),
+        ]);
+        ledger::append(&tx, self.key.as_ref().ok_or(DistrictStoreError::ReadOnly)?, "alarm", fields, now)?;
         tx.commit()?;
         Ok(Some(id))
     }
@@ -298,7 +393,11 @@ impl DistrictStore {
                 note: note.clone().unwrap_or_default(),
             });
         }
-        self.conn.execute("UPDATE alarms SET acknowledged_at = ?2, note = ?3 WHERE id = ?1", params![id, now, note])?;
+        let key = self.ledger_key()?.clone();
+        let tx = self.conn.transaction()?;
+        tx.execute("UPDATE alarms SET acknowledged_at = ?2, note = ?3 WHERE id = ?1", params![id, now, note])?;
+        ledger::append(&tx, &key, "ack", ledger::fields([("alarm_id", id.into()), ("note", note.into())]), now)?;
+        tx.commit()?;
         Ok(Alarm { acknowledged_at: Some(rfc3339(now)), note: Some(note.to_owned()), ..alarm })
     }
 
@@ -337,11 +436,22 @@ impl DistrictStore {
     /// Stores a token the office made (by its SHA-256): `push` for a station, `clerk` for a
     /// clerk. Returns its id.
     pub fn add_token(&mut self, role: &str, owner: &str, sha256: &str, now: i64) -> Result<i64, DistrictStoreError> {
-        self.conn.execute(
+        let key = self.ledger_key()?.clone();
+        let tx = self.conn.transaction()?;
+        tx.execute(
             "INSERT INTO tokens (role, owner, token_sha256, created_at) VALUES (?1, ?2, ?3, ?4)",
             params![role, owner, sha256, now],
         )?;
-        Ok(self.conn.last_insert_rowid())
+        let id = tx.last_insert_rowid();
+        let fields = ledger::fields([
+            ("token_id", id.into()),
+            ("role", role.into()),
+            ("owner", owner.into()),
+            ("token_sha256", sha256.into()),
+        ]);
+        ledger::append(&tx, &key, "token", fields, now)?;
+        tx.commit()?;
+        Ok(id)
     }
 
     /// The active tokens of `role`: (owner, SHA-256).
@@ -361,8 +471,13 @@ impl DistrictStore {
 
     /// Revokes a token: it stops working at once. `None` if there is no such token.
     pub fn revoke_token(&mut self, id: i64, now: i64) -> Result<Option<OfficeToken>, DistrictStoreError> {
-        self.conn
-            .execute("UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL", params![id, now])?;
+        let key = self.ledger_key()?.clone();
+        let tx = self.conn.transaction()?;
+        if tx.execute("UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL", params![id, now])? == 1
+        {
+            ledger::append(&tx, &key, "revoke", ledger::fields([("token_id", id.into())]), now)?;
+        }
+        tx.commit()?;
         Ok(self
             .conn
             .query_row("SELECT id, role, owner, created_at, revoked_at FROM tokens WHERE id = ?1", [id], office_token)
@@ -377,7 +492,7 @@ mod tests {
     #[test]
     fn events_and_alarms_are_append_only_and_an_acknowledgement_keeps_the_alarm() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = DistrictStore::open(dir.path()).unwrap();
+        let mut store = DistrictStore::open_writer(dir.path(), StationKey::from_seed([1; 32])).unwrap();
         assert_eq!(store.held("a", "key", 1).unwrap().head_seq, 0);
         let event = HeldEvent {
             seq: 1,
