@@ -3,7 +3,13 @@
 //!   `airing_started` and an `airing_ended`, realistic fields) verified and stored by
 //!   `Office::ingest` in pages of 10,000: events per second (goal ≥ 40,000) and peak RSS (goal
 //!   ≤ 64 MiB), and what that means for a national year (3,321 stations × ~20 events a day);
+//!   Beside it, the same machine's raw Ed25519 batch-verification rate on all cores over the
+//!   same signatures: ingest (schema and plausibility checks on) should keep ≥ 0.5 × it;
+//! - the office's check of its own memory at start: the first (every signature), and a later
+//!   one (from the checkpoints), goals ≤ 30 s and ≤ 1 s for 1.84 M held events;
 //! - a quarter's report across every station (goal ≤ 2 s for 1,000 stations);
+//! - the peak RSS of a real `loa district serve` taking the worst pushes (32 MiB of tiny lines,
+//!   32 MiB of the longest lines) (goal ≤ 64 MiB for any one push);
 //! - one pull round over real HTTP listeners (one per station, in this process) with 5 % of
 //!   them dead (port closed) or hanging (accepting, never answering): the round's time against
 //!   the timeout budget.
@@ -196,6 +202,12 @@ fn main() {
         peak_rss_mib(),
         generating.as_secs_f64()
     );
+    let raw = raw_batch_rate(&logs, stations, workers);
+    println!(
+        "raw Ed25519 batch verification of the same signatures on {workers} cores: {raw:.0} signatures/s; \
+         ingest is {:.2} x it (goal >= 0.5)",
+        rate / raw
+    );
     let national = 3321.0 * 365.0 * 20.0;
     println!(
         "a national year (3321 stations x 365 days x ~20 events = {:.1} M events) at this rate: {:.1} min (goal <= 10)",
@@ -217,7 +229,109 @@ fn main() {
     println!("a quarter's report across {stations} stations: median {:.2} s (goal <= 2 s for 1000 stations)", times[1]);
     drop(office);
 
+    // The office's check of its own memory, as each start runs it.
+    for start_kind in ["first start (every signature)", "later start (from the checkpoints)"] {
+        let t = Instant::now();
+        let office = Office::open(office_config(dir.path(), stations, |_| None), Arc::new(SystemClock)).unwrap();
+        assert!(office.damaged().is_none(), "{:?}", office.damaged());
+        println!(
+            "the office's self-check at {start_kind} over {events} held events: {:.2} s (goal <= {})",
+            t.elapsed().as_secs_f64(),
+            if start_kind.starts_with("first") { "30 s" } else { "1 s" }
+        );
+    }
+
+    worst_push();
+
     pull_round(env("PULL_STATIONS", 1000), start);
+}
+
+/// Ed25519 batch verification alone, over every signature of the logs, on `workers` cores: the
+/// physical limit ingest is measured against.
+fn raw_batch_rate(logs: &std::path::Path, stations: usize, workers: usize) -> f64 {
+    let signed: Vec<Vec<([u8; 32], ed25519_dalek::Signature, ed25519_dalek::VerifyingKey)>> = (0..stations)
+        .map(|i| {
+            let public = loa::proof::parse_public_key(&key(i).public_key_hex()).unwrap();
+            let text = std::fs::read_to_string(logs.join(station_id(i))).unwrap();
+            text.lines()
+                .map(|line| {
+                    let (_, hash, sig) = loa::proof::split_line(line).unwrap();
+                    let digest: [u8; 32] = hex::decode(hash).unwrap().try_into().unwrap();
+                    let sig: [u8; 64] = hex::decode(sig).unwrap().try_into().unwrap();
+                    (digest, ed25519_dalek::Signature::from_bytes(&sig), public)
+                })
+                .collect()
+        })
+        .collect();
+    let total: usize = signed.iter().map(Vec::len).sum();
+    let t = Instant::now();
+    on_every_core(workers, stations, |i| {
+        for chunk in signed[i].chunks(1024) {
+            let messages: Vec<&[u8]> = chunk.iter().map(|(d, _, _)| d.as_slice()).collect();
+            let signatures: Vec<_> = chunk.iter().map(|(_, s, _)| *s).collect();
+            let keys: Vec<_> = chunk.iter().map(|(_, _, k)| *k).collect();
+            ed25519_dalek::verify_batch(&messages, &signatures, &keys).unwrap();
+        }
+    });
+    total as f64 / t.elapsed().as_secs_f64()
+}
+
+/// The worst pushes a real `loa district serve` can be sent, and its peak RSS after them.
+fn worst_push() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let config = dir.path().join("district.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[district]\nname = \"Bench\"\ndata_dir = \"office\"\nlisten = \"{listen}\"\n[[station]]\nid = \"{}\"\nname = \"A\"\npublic_key = \"{}\"\n",
+            station_id(0),
+            key(0).public_key_hex()
+        ),
+    )
+    .unwrap();
+    let loa = env!("CARGO_BIN_EXE_loa");
+    let token = std::process::Command::new(loa)
+        .args(["district", "--config", config.to_str().unwrap(), "token", "create", "--station", &station_id(0)])
+        .output()
+        .unwrap();
+    let token = String::from_utf8(token.stdout).unwrap().trim().to_owned();
+    let mut serve = std::process::Command::new(loa)
+        .args(["district", "--config", config.to_str().unwrap(), "serve"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    while std::net::TcpStream::connect(listen).is_err() {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let push = |body: &[u8]| {
+        use std::io::{Read, Write};
+        let mut socket = std::net::TcpStream::connect(listen).unwrap();
+        let head = format!(
+            "POST /api/v1/push HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = socket.write_all(head.as_bytes()).and_then(|()| socket.write_all(body));
+        let mut answer = Vec::new();
+        let _ = socket.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).split_whitespace().nth(1).unwrap_or("(closed)").to_owned()
+    };
+    let tiny = "{}\n".repeat((32 << 20) / 3 - 1);
+    let long_line = format!("{}\n", "x".repeat((64 << 10) - 1));
+    let long = long_line.repeat((32 << 20) / long_line.len());
+    let answers = [push(tiny.as_bytes()), push(long.as_bytes())];
+    let status = std::fs::read_to_string(format!("/proc/{}/status", serve.id())).unwrap();
+    let kib: f64 =
+        status.lines().find(|l| l.starts_with("VmHWM:")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    println!(
+        "the worst pushes (32 MiB of tiny lines: {}, 32 MiB of 64 KiB lines: {}): the office's peak RSS {:.1} MiB (goal <= 64 for any one push)",
+        answers[0],
+        answers[1],
+        kib / 1024.0
+    );
+    let _ = serve.kill();
+    let _ = serve.wait();
 }
 
 /// One pull round over real listeners, 5 % dead or hanging.
@@ -243,7 +357,7 @@ fn pull_round(count: usize, start: DateTime<Utc>) {
                 })),
                 _ => {
                     let page = page(i, start);
-                    servers.push(tokio::spawn(serve_page(listener, page)));
+                    servers.push(tokio::spawn(serve_page(listener, page, i)));
                 }
             }
         }
@@ -266,25 +380,28 @@ fn pull_round(count: usize, start: DateTime<Utc>) {
     assert_eq!(clean, count - count.div_ceil(20) - count.saturating_sub(1).div_ceil(20));
 }
 
-/// The JSON page a station serves for a pull from the start: a day of its log.
-fn page(i: usize, start: DateTime<Utc>) -> String {
+/// The JSON page a station serves for a pull from the start (a day of its log), without its
+/// closing brace, and its head: each answer adds the head signed over that pull's challenge.
+fn page(i: usize, start: DateTime<Utc>) -> (String, (i64, String)) {
     let lines = station_log(i, start, 1);
     let head = lines.last().map(|l| {
         let v: Value = serde_json::from_str(l).unwrap();
         (v["seq"].as_i64().unwrap(), v["hash"].as_str().unwrap().to_owned())
     });
     let (seq, hash) = head.unwrap();
-    format!(
-        "{{\"events\":[{}],\"head\":{{\"seq\":{seq},\"hash\":\"{hash}\"}},\"next_after_seq\":{seq},\"public_key\":\"{}\"}}",
+    let open = format!(
+        "{{\"events\":[{}],\"head\":{{\"seq\":{seq},\"hash\":\"{hash}\"}},\"next_after_seq\":{seq},\"public_key\":\"{}\"",
         lines.join(",\n"),
         key(i).public_key_hex()
-    )
+    );
+    (open, (seq, hash))
 }
 
-/// A minimal HTTP/1.1 server: every GET gets `page`, every POST (the receipt) 204.
-async fn serve_page(listener: tokio::net::TcpListener, page: String) {
+/// A minimal HTTP/1.1 server: every GET gets the page with the head signed over its challenge,
+/// every POST (the receipt) 204.
+async fn serve_page(listener: tokio::net::TcpListener, (open, head): (String, (i64, String)), i: usize) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let page = Arc::new(page);
+    let page = Arc::new((open, head, key(i)));
     while let Ok((mut socket, _)) = listener.accept().await {
         let page = Arc::clone(&page);
         tokio::spawn(async move {
@@ -307,9 +424,13 @@ async fn serve_page(listener: tokio::net::TcpListener, page: String) {
                     continue;
                 }
                 let answer = if head.starts_with("get") {
+                    let (open, (seq, hash), key) = &*page;
+                    let challenge = head.split("challenge=").nth(1).map(|c| &c[..64]).unwrap_or_default();
+                    let statement = loa::proof::head::answer(key, &station_id(i), (*seq, hash), challenge, Utc::now());
+                    let body = format!("{open},\"head_statement\":{}}}", Value::from(statement));
                     format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{page}",
-                        page.len()
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
                     )
                 } else {
                     "HTTP/1.1 204 No Content\r\n\r\n".to_owned()

@@ -54,21 +54,39 @@ struct Replayed {
     findings: Vec<(String, i64, String)>,
 }
 
-/// Checks the office's memory: `reader` is a connection of its own (the check may run beside
-/// the office), `office_key` the key of `district.key`.
-pub fn check(
-    config: &DistrictConfig,
-    reader: &DistrictStore,
-    office_key: &VerifyingKey,
-) -> Result<MemoryCheck, DistrictStoreError> {
+/// Checks the office's memory through connections of its own (the check may run beside the
+/// office); `office_key` is the key of `district.key`. Stations are checked on every core.
+pub fn check(config: &DistrictConfig, office_key: &VerifyingKey) -> Result<MemoryCheck, DistrictStoreError> {
+    let reader = DistrictStore::open(&config.data_dir)?;
     let mut out = MemoryCheck::default();
     for guard in reader.missing_guards()? {
         out.problems.push(format!("the database's guard {guard} was removed: its table can be edited unseen"));
     }
-    let replayed = replay(reader, office_key, &mut out)?;
-    compare_tables(reader, &replayed, &mut out)?;
-    for station in &config.stations {
-        check_station(reader, station, replayed.stations.get(&station.id), &mut out)?;
+    let replayed = replay(&reader, office_key, &mut out)?;
+    compare_tables(&reader, &replayed, &mut out)?;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(config.stations.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let parts: Vec<Result<MemoryCheck, DistrictStoreError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let reader = DistrictStore::open(&config.data_dir)?;
+                    let mut part = MemoryCheck::default();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(station) = config.stations.get(i) else { return Ok(part) };
+                        check_station(&reader, station, replayed.stations.get(&station.id), &mut part)?;
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("a check worker does not panic")).collect()
+    });
+    for part in parts {
+        let part = part?;
+        out.problems.extend(part.problems);
+        out.verified.extend(part.verified);
+        out.station_events += part.station_events;
     }
     for id in reader.stations_with_events()? {
         if !replayed.stations.contains_key(&id) {

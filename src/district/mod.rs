@@ -110,9 +110,8 @@ impl Office {
     /// Checks the office's own memory (`memory::check`) and keeps the verdict; when whole, logs a
     /// checkpoint for each station verified further, so the next check is quick.
     pub fn check_memory(&self) -> Result<memory::MemoryCheck, DistrictStoreError> {
-        let reader = DistrictStore::open(&self.config.data_dir)?;
         let office_key = crate::proof::parse_public_key(&self.key.public_key_hex()).expect("our own key parses");
-        let found = memory::check(&self.config, &reader, &office_key)?;
+        let found = memory::check(&self.config, &office_key)?;
         if found.is_whole() {
             let now = self.clock.now().timestamp_millis();
             let mut store = self.store();
@@ -161,11 +160,9 @@ impl Office {
             let held = store.held(&station.id, &pinned, now)?;
             // The hashes of held events the batch repeats (the overlap: usually one).
             let mut hashes = std::collections::HashMap::new();
-            for line in &batch.lines {
-                if let Some(seq) = witness::seq_of(line).filter(|seq| *seq <= held.head_seq) {
-                    if let Some(hash) = store.hash_at(&station.id, seq)? {
-                        hashes.insert(seq, hash);
-                    }
+            for (_, seq) in witness::held_lines(&batch.lines, held.head_seq) {
+                if let Some(hash) = store.hash_at(&station.id, seq)? {
+                    hashes.insert(seq, hash);
                 }
             }
             (held, hashes)

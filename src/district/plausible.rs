@@ -56,11 +56,17 @@ struct Members<'a> {
 }
 
 impl Context {
-    /// Moves on past the event `body` (verified, schema-checked), at the office's `now`; what is
-    /// implausible about it, if anything.
-    pub fn observe(&mut self, body: &str, now: i64) -> Option<String> {
-        let Ok(e) = serde_json::from_str::<Members>(body) else {
-            return Some("the event cannot be read for plausibility".into());
+    /// Moves on past the event (verified, schema-checked: its `seq`, `kind`, `at` and body), at
+    /// the office's `now`; what is implausible about it, if anything. Only an airing's body is
+    /// read again.
+    pub fn observe(&mut self, (seq, kind, at): (i64, &str, i64), body: &str, now: i64) -> Option<String> {
+        let e = if kind.starts_with("airing_") {
+            match serde_json::from_str::<Members>(body) {
+                Ok(e) => e,
+                Err(_) => return Some("the event cannot be read for plausibility".into()),
+            }
+        } else {
+            Members { seq, at, kind, airing_seq: None, started_at: None, ended_at: None, played_ms: None, status: None }
         };
         let mut why = Vec::new();
         if e.at > now + FUTURE_MS {
@@ -141,6 +147,13 @@ mod tests {
 
     const T: i64 = 1_800_000_000_000;
 
+    /// `observe` with the seq, kind and at the verifier would have read from `body`.
+    fn observe(context: &mut Context, body: &str, now: i64) -> Option<String> {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        let head = (v["seq"].as_i64().unwrap(), v["kind"].as_str().unwrap(), v["at"].as_i64().unwrap());
+        context.observe(head, body, now)
+    }
+
     fn body(seq: i64, at: i64, kind: &str, extra: &str) -> String {
         format!("{{\"at\":{at},\"kind\":\"{kind}\",\"seq\":{seq}{extra}}}")
     }
@@ -169,7 +182,7 @@ mod tests {
             body(7, T + 900_000, "station_started", ""),
         ];
         for event in &log {
-            assert_eq!(context.observe(event, T + 1_000_000), None, "{event}");
+            assert_eq!(observe(&mut context, event, T + 1_000_000), None, "{event}");
         }
     }
 
@@ -178,12 +191,12 @@ mod tests {
         let now = T;
         let fresh = || {
             let mut c = Context::default();
-            c.observe(&body(1, T - 3_600_000, "station_started", ""), now);
+            observe(&mut c, &body(1, T - 3_600_000, "station_started", ""), now);
             c
         };
         let judge = |events: &[String]| {
             let mut c = fresh();
-            events.iter().filter_map(|e| c.observe(e, now)).collect::<Vec<_>>().join(" | ")
+            events.iter().filter_map(|e| observe(&mut c, e, now)).collect::<Vec<_>>().join(" | ")
         };
         assert!(judge(&[body(2, T + 86_400_000, "station_stopped", "")]).contains("ahead"));
         assert!(judge(&[body(2, 1_000, "station_stopped", "")]).contains("before 2024"));

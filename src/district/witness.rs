@@ -121,7 +121,7 @@ pub fn witness(holding: &Holding, held_hash: impl Fn(i64) -> Option<String>, bat
                 evidence: None,
             });
         }
-        if let Some(why) = context.observe(&event.body, holding.now) {
+        if let Some(why) = context.observe((event.seq, &event.kind, event.at), &event.body, holding.now) {
             let detail = format!("seq {}: {why}; the event is kept but not counted as aired", event.seq);
             decision.findings.push(Finding {
                 kind: AlarmKind::Implausible,
@@ -180,21 +180,16 @@ fn chain(holding: &Holding, held_hash: &impl Fn(i64) -> Option<String>, batch: &
     // fork if any key the held log was signed with signed it.
     let signers: Vec<VerifyingKey> =
         held.earlier_keys.iter().filter_map(|k| parse_public_key(k).ok()).chain(std::iter::once(key)).collect();
-    let mut new = Vec::new();
-    for (index, line) in batch.lines.iter().enumerate() {
-        let seq = seq_of(line);
-        match seq {
-            Some(seq) if seq <= held.head_seq => {
-                if let Some(conflict) = check_held(line, seq, &signers, held_hash(seq)) {
-                    decision.findings.push(conflict);
-                }
-            }
-            _ => new.push((index + 1, *line)),
+    let repeated = held_lines(&batch.lines, held.head_seq);
+    for &(index, seq) in &repeated {
+        if let Some(conflict) = check_held(batch.lines[index], seq, &signers, held_hash(seq)) {
+            decision.findings.push(conflict);
         }
     }
-    let serves_head = held.head_seq == 0
-        || batch.after_seq >= held.head_seq
-        || batch.lines.iter().any(|line| seq_of(line) == Some(held.head_seq));
+    let new: Vec<(usize, &str)> =
+        batch.lines.iter().enumerate().skip(repeated.len()).map(|(index, line)| (index + 1, *line)).collect();
+    let serves_head =
+        held.head_seq == 0 || batch.after_seq >= held.head_seq || repeated.iter().any(|(_, seq)| *seq == held.head_seq);
     if !serves_head && !decision.findings.iter().any(|f| f.kind == AlarmKind::Rollback) {
         decision.findings.push(finding(
             AlarmKind::Rollback,
@@ -365,6 +360,18 @@ fn check_held(line: &str, seq: i64, keys: &[VerifyingKey], held: Option<String>)
         ),
         evidence: Some(line.to_owned()),
     })
+}
+
+/// The leading lines of a batch at seqs the office holds already, as (index, seq): a station
+/// sends its events in order, so the first line past the held head ends them, and only those
+/// are parsed here (the verifier reads the rest, and names a line out of order).
+pub fn held_lines(lines: &[&str], head_seq: i64) -> Vec<(usize, i64)> {
+    lines
+        .iter()
+        .map(|line| seq_of(line))
+        .enumerate()
+        .map_while(|(index, seq)| Some((index, seq.filter(|s| *s <= head_seq)?)))
+        .collect()
 }
 
 /// The `seq` of an export line, parsed (a member named `x"seq` or a `seq` given twice cannot
