@@ -8,6 +8,8 @@
 //! - the office's check of its own memory at start: the first (every signature), and a later
 //!   one (from the checkpoints), goals ≤ 30 s and ≤ 1 s for 1.84 M held events;
 //! - a quarter's report across every station (goal ≤ 2 s for 1,000 stations);
+//! - `loa verify` of one log of VERIFY_EVENTS (1,000,000) events: its peak RSS (goal ≤ 64 MiB:
+//!   it reads as it goes) and time;
 //! - the peak RSS of a real `loa district serve` taking the worst pushes (32 MiB of tiny lines,
 //!   32 MiB of the longest lines) (goal ≤ 64 MiB for any one push);
 //! - one pull round over real HTTP listeners (one per station, in this process) with 5 % of
@@ -169,7 +171,9 @@ fn main() {
     let stations = env("DISTRICT_STATIONS", 1000);
     let days = env("DISTRICT_DAYS", 92) as i64;
     let tz = chrono_tz::Asia::Ho_Chi_Minh;
-    let start = tz.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap().with_timezone(&Utc);
+    // The logs end today: the office does not believe events dated ahead of its clock.
+    let start = (Utc::now() - TimeDelta::days(days)).with_timezone(&tz).date_naive().and_hms_opt(0, 0, 0).unwrap();
+    let start = tz.from_local_datetime(&start).unwrap().with_timezone(&Utc);
 
     // The signed logs, made first (each station's in its own file, as pulled pages would
     // arrive), then verified and stored by the office on every core, a station per task.
@@ -242,6 +246,7 @@ fn main() {
     }
 
     worst_push();
+    verify_flat(env("VERIFY_EVENTS", 1_000_000), start);
 
     pull_round(env("PULL_STATIONS", 1000), start);
 }
@@ -274,6 +279,39 @@ fn raw_batch_rate(logs: &std::path::Path, stations: usize, workers: usize) -> f6
         }
     });
     total as f64 / t.elapsed().as_secs_f64()
+}
+
+/// `loa verify` (a real process) over one station's log of `count` events: peak RSS and time.
+fn verify_flat(count: usize, start: DateTime<Utc>) {
+    let days = (count as i64 + 19) / 20;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("log.jsonl");
+    let lines = station_log(0, start - TimeDelta::days(days), days);
+    std::fs::write(&file, lines[..count.min(lines.len())].join("\n") + "\n").unwrap();
+    drop(lines);
+    let t = Instant::now();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_loa"))
+        .args(["verify", file.to_str().unwrap(), "--public-key", &key(0).public_key_hex()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // VmHWM only grows: its last reading before the exit is the peak (to within 10 ms of work).
+    let mut peak_kib = 0.0f64;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+        let hwm =
+            status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok());
+        peak_kib = peak_kib.max(hwm.unwrap_or(0.0));
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    println!(
+        "loa verify of {count} events: {:.1} s, peak RSS {:.1} MiB (goal <= 64), {status}",
+        t.elapsed().as_secs_f64(),
+        peak_kib / 1024.0
+    );
 }
 
 /// The worst pushes a real `loa district serve` can be sent, and its peak RSS after them.

@@ -74,13 +74,15 @@ pub(super) fn backup(config: &Config, path: &Path, clock: &dyn Clock, out: &mut 
 
 pub(super) fn verify(file: &Path, public_key: &str, expect: Expect, out: &mut dyn Write) -> Result<(), Failure> {
     let key = proof::parse_public_key(public_key).map_err(|e| failed(format!("--public-key: {e}")))?;
-    let text = if file == Path::new("-") {
-        io::read_to_string(io::stdin()).map_err(|e| failed(format!("cannot read standard input: {e}")))?
-    } else {
-        std::fs::read_to_string(file).map_err(|e| failed(format!("cannot read {}: {e}", file.display())))?
-    };
     let name = file.display();
-    let (verified, head) = export::verify(&text, key, expect).map_err(|e| failed(format!("{name}: {e}")))?;
+    // Read as it comes: a log of millions of events is checked in flat memory.
+    let (verified, head) = if file == Path::new("-") {
+        export::verify_reader(io::stdin().lock(), key, expect)
+    } else {
+        let opened = std::fs::File::open(file).map_err(|e| failed(format!("cannot read {name}: {e}")))?;
+        export::verify_reader(io::BufReader::with_capacity(1 << 16, opened), key, expect)
+    }
+    .map_err(|e| failed(format!("{name}: {e}")))?;
     let mut text = format!(
         "ok: {} events, seq {}..{} of station {}: encoding, hashes, chain and signatures hold\n",
         verified.events, verified.first_seq, verified.last_seq, verified.station_id

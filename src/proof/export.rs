@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::io::{self, BufRead, Read, Write};
 
 use std::fmt::Write as _;
 
@@ -35,14 +35,6 @@ pub fn local_date_bounds(from: Option<NaiveDate>, to: Option<NaiveDate>, timezon
     (from.and_then(midnight), to.and_then(|d| d.succ_opt()).and_then(midnight))
 }
 
-/// An export read back for `verify`: each event's exact text, numbered by line (JSON Lines) or
-/// by position (a JSON page), and the head a page says the station had.
-#[derive(Debug, Default)]
-pub struct ReadBack<'a> {
-    pub events: Vec<(usize, &'a str)>,
-    pub head: Option<Head>,
-}
-
 /// The station's last event when it answered: (0, genesis) for an empty log.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Head {
@@ -57,50 +49,91 @@ impl Head {
     }
 }
 
-/// Reads events from JSON Lines (each line exactly as exported, `\n` after each) or from a JSON
-/// page (`{"events": [...], ...}`, the page's bytes as sent). Nothing is re-encoded: the
-/// verifier checks each event's own bytes.
-pub fn read(text: &str) -> Result<ReadBack<'_>, String> {
-    if text.starts_with("{\"events\":") {
-        #[derive(serde::Deserialize)]
-        struct Page<'a> {
-            #[serde(borrow)]
-            events: Vec<&'a RawValue>,
-            head: Option<Head>,
-        }
-        let page: Page = serde_json::from_str(text)
-            .map_err(|e| format!("not an airtime page ({e}); save the answer exactly as the station sent it"))?;
-        let events = page.events.into_iter().enumerate().map(|(i, raw)| (i + 1, raw.get())).collect();
-        return Ok(ReadBack { events, head: page.head });
-    }
-    let body = text.strip_suffix('\n').unwrap_or(text);
-    if body.is_empty() {
-        return Ok(ReadBack::default());
-    }
-    let mut events = Vec::new();
-    for (i, line) in body.split('\n').enumerate() {
-        if line.trim().is_empty() {
-            return Err(format!("line {}: empty; an export has one event on every line", i + 1));
-        }
-        if !line.starts_with('{') {
-            return Err(format!("line {}: not a JSON event; export with `loa airtime --format jsonl`", i + 1));
-        }
-        events.push((i + 1, line));
-    }
-    Ok(ReadBack { events, head: None })
-}
+/// The longest line an export may hold: an event is a few KiB; this bounds memory per line.
+const MAX_LINE: usize = 1 << 20;
+/// A JSON page is read whole: at most this (10,000 events of about 1 KiB each, with room).
+const MAX_PAGE: u64 = 64 << 20;
 
-/// Verifies an export (see [`read`]) with `key` as [`ChainVerifier`] does; the page's head, if any.
-pub fn verify(text: &str, key: VerifyingKey, expect: Expect) -> Result<(Verified, Option<Head>), String> {
-    let export = read(text)?;
+/// Verifies an export with `key` as [`ChainVerifier`] does, reading it as it comes: JSON Lines
+/// (each line exactly as exported, `\n` after each, the last one too), line by line in flat
+/// memory; or a JSON page (`{"events": [...], ...}`, the page's bytes as sent), whole. Nothing is
+/// re-encoded: the verifier checks each event's own bytes. Returns the page's head, if any.
+pub fn verify_reader(
+    mut input: impl io::BufRead,
+    key: VerifyingKey,
+    expect: Expect,
+) -> Result<(Verified, Option<Head>), String> {
+    let read_error = |e: io::Error| format!("cannot read the export: {e}");
+    let start = input.fill_buf().map_err(read_error)?;
+    if start.starts_with(b"\xEF\xBB\xBF") {
+        return Err("line 1: the file begins with a byte-order mark (an editor saved it): export it again exactly \
+                    as the station sent it"
+            .into());
+    }
+    if start.starts_with(b"{\"events\":") {
+        let mut page = Vec::new();
+        (&mut input).take(MAX_PAGE + 1).read_to_end(&mut page).map_err(read_error)?;
+        if page.len() as u64 > MAX_PAGE {
+            return Err(format!("the page is larger than {} MiB, which no page of events is", MAX_PAGE >> 20));
+        }
+        let page = String::from_utf8(page).map_err(|_| "the page is not UTF-8; save it exactly as sent".to_owned())?;
+        return verify_page(&page, key, expect);
+    }
     let mut verifier = ChainVerifier::new(key, expect);
-    for (line, event) in &export.events {
-        verifier.line(*line, event).map_err(|broken| broken.to_string())?;
+    let (mut line, mut number) = (Vec::new(), 0usize);
+    loop {
+        line.clear();
+        if (&mut input).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line).map_err(read_error)? == 0 {
+            break;
+        }
+        number += 1;
+        if line.pop() != Some(b'\n') {
+            return Err(match line.len() >= MAX_LINE {
+                true => format!("line {number}: longer than {MAX_LINE} bytes, which no event is"),
+                false => format!(
+                    "line {number}: the last line has no line end: the file was cut short or edited; export it again"
+                ),
+            });
+        }
+        let text = std::str::from_utf8(&line)
+            .map_err(|e| format!("line {number}: not UTF-8 (at byte {}); export it again", e.valid_up_to() + 1))?;
+        if text.trim().is_empty() {
+            return Err(format!("line {number}: empty; an export has one event on every line"));
+        }
+        if !text.starts_with('{') {
+            return Err(format!("line {number}: not a JSON event; export with `loa airtime --format jsonl`"));
+        }
+        verifier.line(number, text).map_err(|broken| broken.to_string())?;
     }
     let verified = verifier.finish().map_err(|broken| broken.to_string())?;
-    Ok((verified, export.head))
+    Ok((verified, None))
 }
 
+/// Verifies an export held in memory (see [`verify_reader`]).
+pub fn verify(text: &str, key: VerifyingKey, expect: Expect) -> Result<(Verified, Option<Head>), String> {
+    verify_reader(text.as_bytes(), key, expect)
+}
+
+/// A JSON page's events, each exactly its bytes as sent, and its head.
+fn verify_page(text: &str, key: VerifyingKey, expect: Expect) -> Result<(Verified, Option<Head>), String> {
+    #[derive(serde::Deserialize)]
+    struct Page<'a> {
+        #[serde(borrow)]
+        events: Vec<&'a RawValue>,
+        head: Option<Head>,
+    }
+    let page: Page = serde_json::from_str(text)
+        .map_err(|e| format!("not an airtime page ({e}); save the answer exactly as the station sent it"))?;
+    let mut verifier = ChainVerifier::new(key, expect);
+    for (i, raw) in page.events.iter().enumerate() {
+        verifier.line(i + 1, raw.get()).map_err(|broken| broken.to_string())?;
+    }
+    let verified = verifier.finish().map_err(|broken| broken.to_string())?;
+    Ok((verified, page.head))
+}
+
+/// Writes `events` in `format`: JSON Lines, a JSON page (with the head, and the head statement
+/// when a challenge was answered), or CSV for a spreadsheet.
 pub fn write(
     out: &mut dyn Write,
     format: Format,

@@ -525,3 +525,29 @@ fn a_signed_event_that_its_kind_does_not_allow_is_refused_by_both_verifiers() {
     assert_eq!((ours.code, theirs.code), (1, 1), "1e+21 is no time: {} / {}", ours.stdout, theirs.stdout);
     assert!(ours.error_line().contains("`at`"), "{}", ours.stderr);
 }
+
+#[test]
+fn a_cut_last_line_a_bom_and_bytes_that_are_not_utf8_are_refused_with_their_line() {
+    let station = station_with_log();
+    let log = export(&station, &[]);
+    let key = station.public_key();
+    let dir = tempfile::tempdir().unwrap();
+    let judge = |name: &str, bytes: &[u8], why: &str| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, bytes).unwrap();
+        let ours = loa(&["verify", file.to_str().unwrap(), "--public-key", &key]);
+        assert_eq!(ours.code, 1, "{name} was accepted: {}", ours.stdout);
+        assert!(ours.error_line().contains(why), "{name}: expected `{why}` in {}", ours.stderr);
+        let theirs = python_verify(&file, &["--public-key", &key]);
+        assert_eq!(theirs.code, 1, "{name}: the Python verifier accepted it: {}", theirs.stdout);
+    };
+    let last = log.lines().count();
+    judge("cut.jsonl", log.trim_end_matches('\n').as_bytes(), &format!("line {last}: the last line has no line end"));
+    judge("bom.jsonl", format!("\u{feff}{log}").as_bytes(), "line 1: the file begins with a byte-order mark");
+    let mut bytes = log.clone().into_bytes();
+    let second = log.find('\n').unwrap() + 1;
+    bytes[second + 5] = 0xff;
+    judge("latin.jsonl", &bytes, "line 2: not UTF-8");
+    let run = loa_with_stdin(&["verify", "-", "--public-key", &key], log.as_bytes());
+    assert_eq!(run.code, 0, "the whole export still verifies from standard input: {}", run.stderr);
+}
