@@ -180,7 +180,8 @@ fn serve_api(listeners: Listeners, state: AppState, mut stopped: watch::Receiver
         if let Some(upstream) = state.config.upstream.clone() {
             let (data_dir, store, bell) =
                 (state.config.station.data_dir.clone(), state.store.clone(), state.live.logged_bell());
-            tokio::spawn(crate::audit::upstream::run(upstream, data_dir, store, bell, stopped.clone()));
+            let clock = state.clock.clone();
+            tokio::spawn(crate::audit::upstream::run(upstream, data_dir, store, bell, stopped.clone(), clock));
         }
         http::serve(listener, tls, state, async move { drop(stopped.wait_for(|stop| *stop).await) }).await
     })

@@ -25,6 +25,7 @@ pub async fn run(
     store: StoreHandle,
     logged: std::sync::Arc<tokio::sync::Notify>,
     mut stopping: tokio::sync::watch::Receiver<bool>,
+    clock: std::sync::Arc<dyn crate::time::clock::Clock>,
 ) {
     crate::ops::tls::install_provider();
     let client = reqwest::Client::builder()
@@ -34,8 +35,10 @@ pub async fn run(
         .build()
         .expect("a plain HTTP client builds");
     let mut backoff = Duration::from_secs(5);
+    // The office's challenge from its last answer: the next push answers it.
+    let mut challenge = None;
     loop {
-        let wait = match push_once(&client, &upstream, &data_dir, &store).await {
+        let wait = match push_once(&client, &upstream, &data_dir, &store, &mut challenge, clock.as_ref()).await {
             Ok(true) => Duration::ZERO, // a full push: more may be waiting
             Ok(false) => {
                 backoff = Duration::from_secs(5);
@@ -62,6 +65,8 @@ async fn push_once(
     upstream: &Upstream,
     data_dir: &std::path::Path,
     store: &StoreHandle,
+    challenge: &mut Option<String>,
+    clock: &dyn crate::time::clock::Clock,
 ) -> Result<bool, String> {
     let dir = data_dir.to_owned();
     let office = upstream.office_key;
@@ -74,18 +79,31 @@ async fn push_once(
         return Ok(false);
     }
     let body: String = events.iter().map(|e| e.export_line() + "\n").collect();
-    let response = client
+    // The station's head now, signed over the office's last challenge: proof this push is live.
+    let now = clock.now();
+    let statement = match challenge.take() {
+        Some(c) => Some(
+            store
+                .call(move |s| s.head().map(|(seq, hash)| s.head_statement((seq, &hash), &c, now)))
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
+        None => None,
+    };
+    let mut request = client
         .post(format!("{}/api/v1/push", upstream.url))
         .bearer_auth(&upstream.token)
         .header("content-type", "application/jsonl")
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
+        .body(body);
+    if let Some(statement) = statement {
+        request = request.header(crate::proof::head::PUSH_HEADER, statement);
+    }
+    let response = request.send().await.map_err(|e| e.to_string())?;
     let status = response.status();
     let text = response.text().await.map_err(|e| format!("the office answered {status}: {e}"))?;
     let answer: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| format!("the office answered {status}, not JSON ({e})"))?;
+    *challenge = answer["challenge"].as_str().map(str::to_owned);
     if !status.is_success() {
         return Err(format!("the office answered {status}: {answer}"));
     }

@@ -29,7 +29,7 @@ use crate::proof::{KeyError, StationKey};
 use crate::time::clock::Clock;
 use config::{DistrictConfig, StationEntry};
 use store::{Accepted, Alarm, DistrictStore, DistrictStoreError};
-use witness::{AlarmKind, Batch, Finding, Holding};
+use witness::{AlarmKind, Batch, Finding, Freshness, Holding};
 
 pub const KEY_FILE: &str = "district.key";
 
@@ -153,6 +153,41 @@ impl Office {
     pub fn ingest(&self, station: &StationEntry, batch: &Batch) -> Result<Contact, DistrictStoreError> {
         // Read the head, judge, write: one station's contacts in turn, other stations' at once.
         let _turn = self.ingesting.get(&station.id).map(|m| m.lock().expect("a station's ingest lock"));
+        self.judge(station, batch)
+    }
+
+    /// A push of `lines`, with the station's head statement over the challenge the office
+    /// issued after its last push (`statement`): judged as a pull is, and a fresh challenge
+    /// issued for the next one (returned). A push without a statement, when a challenge is
+    /// outstanding, is kept but no contact; one over another challenge is `stale`.
+    pub fn ingest_push(
+        &self,
+        station: &StationEntry,
+        lines: Vec<&str>,
+        after_seq: i64,
+        statement: Option<&str>,
+    ) -> Result<(Contact, String), DistrictStoreError> {
+        let _turn = self.ingesting.get(&station.id).map(|m| m.lock().expect("a station's ingest lock"));
+        let outstanding = self.store().push_challenge(&station.id)?;
+        let freshness =
+            outstanding.as_deref().filter(|_| statement.is_some()).map(|challenge| Freshness { challenge, statement });
+        let unproven = outstanding.is_some() && statement.is_none();
+        let batch = Batch { lines, after_seq, freshness, unproven, ..Batch::default() };
+        let mut contact = self.judge(station, &batch)?;
+        if unproven && contact.error.is_none() {
+            contact.error = Some(
+                "the push carries no head statement over the office's challenge (Loa-Head-Statement): its events \
+                 are kept, but it is no contact; push again answering the challenge given"
+                    .into(),
+            );
+        }
+        let next = crate::proof::head::new_challenge().map_err(|e| DistrictStoreError::Challenge(e.to_string()))?;
+        self.store().set_push_challenge(&station.id, &next)?;
+        Ok((contact, next))
+    }
+
+    /// `ingest` without taking the station's turn (the caller holds it).
+    fn judge(&self, station: &StationEntry, batch: &Batch) -> Result<Contact, DistrictStoreError> {
         let now = self.clock.now().timestamp_millis();
         let pinned = hex::encode(station.public_key.to_bytes());
         let (held, held_hashes) = {
@@ -181,7 +216,7 @@ impl Office {
             tracing::warn!(station = %station.id, kind = kind.as_str(), ?seq, "{detail}");
             raised.push(*kind);
         }
-        let clean = raised.is_empty();
+        let clean = raised.is_empty() && !batch.unproven;
         // Events verified before the first bad one are good evidence: kept, though the contact
         // was not clean.
         let (head_seq, head_hash) = match decision.accepted.last() {

@@ -148,6 +148,7 @@ pub async fn pull_one(office: &Arc<Office>, client: &reqwest::Client, station: &
                 reported_key: Some(&page.public_key),
                 after_seq: after,
                 freshness: Some(Freshness { challenge: &challenge2, statement: page.head_statement.as_deref() }),
+                unproven: false,
             };
             let contact = office2.ingest(&station2, &batch).map_err(|e| e.to_string())?;
             Ok::<_, String>((contact, page.events.len(), page.next_after_seq, page.head.seq))

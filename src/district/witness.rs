@@ -67,6 +67,9 @@ pub struct Batch<'a> {
     pub after_seq: i64,
     /// A pull's challenge and the station's head statement over it, if it sent one.
     pub freshness: Option<Freshness<'a>>,
+    /// Nothing in the answer proves it fresh (a push without a statement over the challenge the
+    /// office issued): what verifies is kept, but it is no contact.
+    pub unproven: bool,
 }
 
 /// What makes a pull's answer provably fresh.

@@ -79,7 +79,11 @@ pub fn verify_reader(
         let page = String::from_utf8(page).map_err(|_| "the page is not UTF-8; save it exactly as sent".to_owned())?;
         return verify_page(&page, key, expect);
     }
-    let mut verifier = ChainVerifier::new(key, expect);
+    // Signatures in batches (the first bad one still named strictly, before any later fault).
+    let mut verifier = ChainVerifier::new(key, expect).deferring_signatures();
+    let first_fault = |verifier: &mut ChainVerifier, broken: crate::proof::Broken| {
+        verifier.flush().err().unwrap_or(broken).to_string()
+    };
     let (mut line, mut number) = (Vec::new(), 0usize);
     loop {
         line.clear();
@@ -103,7 +107,9 @@ pub fn verify_reader(
         if !text.starts_with('{') {
             return Err(format!("line {number}: not a JSON event; export with `loa airtime --format jsonl`"));
         }
-        verifier.line(number, text).map_err(|broken| broken.to_string())?;
+        if let Err(broken) = verifier.line(number, text) {
+            return Err(first_fault(&mut verifier, broken));
+        }
     }
     let verified = verifier.finish().map_err(|broken| broken.to_string())?;
     Ok((verified, None))

@@ -530,9 +530,17 @@ fn pushed_events_are_judged_like_pulled_ones_and_a_tampered_one_is_not_stored() 
     let altered_at = lines.lines().position(|l| l.contains("Bản tin 0")).unwrap() as i64 + 1;
     assert!(held < altered_at, "the altered event is not held (held {held}, altered {altered_at})");
 
-    // The honest log, pushed from the office's head on: accepted whole, with a receipt.
+    // The honest log, pushed from the office's head on, answering the office's last challenge
+    // with the station's head signed (as `[upstream]` does): accepted whole, with a receipt.
     let rest: String = lines.lines().skip((held - 1).max(0) as usize).map(|l| format!("{l}\n")).collect();
-    let (code, body) = push(&base, &token, &rest);
+    let station_key = loa::proof::load_or_create(&station.data_dir(), "station.key").unwrap();
+    let last: Value = serde_json::from_str(lines.lines().last().unwrap()).unwrap();
+    let head = (last["seq"].as_i64().unwrap(), last["hash"].as_str().unwrap());
+    let challenge = answer["challenge"].as_str().unwrap();
+    let statement = loa::proof::head::answer(&station_key, "phu-thuy", head, challenge, chrono::Utc::now());
+    let bearer = format!("Bearer {token}");
+    let headers = [("authorization", bearer.as_str()), ("loa-head-statement", statement.as_str())];
+    let (code, body) = crate::helpers::http_request(&base, "POST", "/api/v1/push", &headers, rest.as_bytes());
     assert_eq!(code, "200", "{body}");
     let answer: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(answer["head"]["seq"], head_of(&station));
@@ -591,6 +599,57 @@ fn a_push_is_bounded_in_memory_and_raises_one_alarm_per_kind_however_many_lines_
     let peak = peak_rss_kib(serving.0.id());
     assert!(peak < 128 << 10, "the office's peak memory reached {peak} KiB");
     assert_eq!(office.status()["stations"][0]["alarms"].as_array().unwrap().len(), 1, "refused pushes raise nothing");
+}
+
+#[test]
+fn a_push_counts_as_contact_only_when_it_answers_the_offices_last_challenge() {
+    let mut forge = crate::office::Forge::new(6, "ward-a");
+    let start = chrono::Utc::now() - chrono::TimeDelta::hours(1);
+    forge.started(start);
+    for i in 0..4 {
+        forge.airing(
+            start + chrono::TimeDelta::minutes(5 * i + 1),
+            60_000,
+            loa::proof::events::AiringStatus::Completed,
+        );
+    }
+    let office = Office::new(&forge.entry());
+    let token = office.run(&["token", "create", "--station", "ward-a"]).stdout.trim().to_owned();
+    let _serving = serve(&office);
+    let base = format!("http://{}", office.listen());
+    let lines = |from: usize, to: usize| -> String { forge.lines[from..to].iter().map(|l| format!("{l}\n")).collect() };
+    let statement = |challenge: &str, head: usize| {
+        let line: Value = serde_json::from_str(&forge.lines[head - 1]).unwrap();
+        let hash = line["hash"].as_str().unwrap().to_owned();
+        loa::proof::head::answer(&forge.key, "ward-a", (head as i64, &hash), challenge, chrono::Utc::now())
+    };
+    let push = |body: &str, statement: Option<&str>| {
+        let bearer = format!("Bearer {token}");
+        let mut headers = vec![("authorization", bearer.as_str()), ("content-type", "application/jsonl")];
+        if let Some(statement) = statement {
+            headers.push(("loa-head-statement", statement));
+        }
+        let (code, body) = crate::helpers::http_request(&base, "POST", "/api/v1/push", &headers, body.as_bytes());
+        (code, serde_json::from_str::<Value>(&body).unwrap())
+    };
+    // The first push ever: no challenge was issued yet; its answer gives one.
+    let (code, first) = push(&lines(0, 3), None);
+    assert_eq!(code, "200", "{first}");
+    // Then a push without the statement: its events are kept, but it is no contact.
+    let (code, bare) = push(&lines(2, 6), None);
+    assert_eq!(code, "422", "{bare}");
+    assert!(bare["error"].as_str().unwrap().contains("no head statement") && bare["receipt"].is_null(), "{bare}");
+    assert_eq!(bare["head"]["seq"], 6, "{bare}");
+    // Answering the last challenge: a contact, with a receipt.
+    let answered = statement(bare["challenge"].as_str().unwrap(), 9);
+    let (code, fresh) = push(&lines(5, 9), Some(&answered));
+    assert_eq!(code, "200", "{fresh}");
+    assert!(fresh["receipt"].is_string(), "{fresh}");
+    // The same push replayed (by a proxy that recorded it): its challenge is spent.
+    let (code, replayed) = push(&lines(5, 9), Some(&answered));
+    assert_eq!(code, "422", "{replayed}");
+    assert_eq!(replayed["alarms"], serde_json::json!(["stale"]), "{replayed}");
+    assert_eq!(alarm_kinds(&office.status()), ["stale"]);
 }
 
 #[test]

@@ -68,6 +68,9 @@ async fn refuse_when_damaged(State(desk): State<Desk>, request: Request, next: a
     page_with(StatusCode::SERVICE_UNAVAILABLE, "Dữ liệu bị sửa đổi", &body)
 }
 
+/// How often a serving office checks its own memory again.
+const MEMORY_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Serves until `shutdown` resolves, pulling every `pull_every` meanwhile.
 pub async fn serve(
     office: Arc<Office>,
@@ -82,14 +85,24 @@ pub async fn serve(
     let puller = {
         let (office, mut stopping) = (Arc::clone(&office), stopping.clone());
         async move {
+            let mut checked = tokio::time::Instant::now();
             loop {
-                let round = super::pull::pull_all(Arc::clone(&office), None);
-                tokio::select! {
-                    contacts = round => log_round(&contacts),
-                    _ = stopping.wait_for(|s| *s) => return,
+                // Damaged memory is neither written to nor reported from.
+                if office.damaged().is_none() {
+                    let round = super::pull::pull_all(Arc::clone(&office), None);
+                    tokio::select! {
+                        contacts = round => log_round(&contacts),
+                        _ = stopping.wait_for(|s| *s) => return,
+                    }
+                    let reach = Arc::clone(&office);
+                    let _ = tokio::task::spawn_blocking(move || reach.check_reachability()).await;
                 }
-                let reach = Arc::clone(&office);
-                let _ = tokio::task::spawn_blocking(move || reach.check_reachability()).await;
+                // The office's memory is checked again hourly while serving (from its checkpoints).
+                if checked.elapsed() >= MEMORY_CHECK_EVERY {
+                    let again = Arc::clone(&office);
+                    let _ = tokio::task::spawn_blocking(move || again.check_memory()).await;
+                    checked = tokio::time::Instant::now();
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(every) => {}
                     _ = stopping.wait_for(|s| *s) => return,

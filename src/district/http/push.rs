@@ -11,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::{Desk, bearer, error};
-use crate::district::witness::Batch;
 use crate::http::conn;
 
 /// A push carries at most this much (10,000 events of about 1 KiB, with room).
@@ -29,6 +28,8 @@ pub(super) async fn push(
     request: Request,
 ) -> Response {
     let presented = bearer(request.headers());
+    let statement =
+        request.headers().get(crate::proof::head::PUSH_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let who = {
         let office = Arc::clone(&office);
         tokio::task::spawn_blocking(move || presented.map(|t| office.push_token_station(&t)).transpose()).await
@@ -66,12 +67,11 @@ pub(super) async fn push(
     };
     let judged = tokio::task::spawn_blocking(move || {
         let lines: Vec<&str> = text.split('\n').filter(|l| !l.is_empty()).collect();
-        let batch = Batch { lines, reported_head: None, reported_key: None, after_seq: first - 1, freshness: None };
-        office.ingest(&station, &batch)
+        office.ingest_push(&station, lines, first - 1, statement.as_deref())
     })
     .await;
     match judged {
-        Ok(Ok(contact)) => {
+        Ok(Ok((contact, challenge))) => {
             let status = if contact.clean() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
             let alarms: Vec<&str> = contact.alarms.iter().map(|k| k.as_str()).collect();
             let body = json!({
@@ -79,6 +79,8 @@ pub(super) async fn push(
                 "head": { "seq": contact.head_seq, "hash": contact.head_hash },
                 "alarms": alarms,
                 "receipt": contact.receipt,
+                "error": contact.error,
+                "challenge": challenge,
             });
             (status, axum::Json(body)).into_response()
         }

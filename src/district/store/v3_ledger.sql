@@ -20,3 +20,6 @@ BEGIN
     SELECT RAISE(ABORT, 'tokens are kept');
 END;
 ALTER TABLE stations ADD COLUMN contact_logged_at INTEGER;
+-- The challenge a station's next push must answer with its head signed over it (not evidence: a
+-- fresh one is issued after every push).
+ALTER TABLE stations ADD COLUMN push_challenge TEXT;
