@@ -307,7 +307,7 @@ impl DistrictStore {
                 .query_row("SELECT contact_logged_at FROM stations WHERE id = ?1", [station_id], |r| r.get(0))
                 .optional()?
                 .flatten();
-            if logged.is_none_or(|logged| now - logged >= CONTACT_GRAIN_MS) {
+            if logged.is_none_or(|logged| now < logged || now - logged >= CONTACT_GRAIN_MS) {
                 tx.execute("UPDATE stations SET contact_logged_at = ?2 WHERE id = ?1", params![station_id, now])?;
                 let fields = ledger::fields([("station_id", station_id.into()), ("ok_at", now.into())]);
                 ledger::append(&tx, &ledger_key, "contact", fields, now)?;
