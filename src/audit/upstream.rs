@@ -91,12 +91,12 @@ async fn push_once(
         None => None,
     };
     let mut request = client
-        .post(format!("{}/api/v1/push", upstream.url))
+        .post(format!("{}{}", upstream.url, crate::model::protocol::PUSH))
         .bearer_auth(&upstream.token)
         .header("content-type", "application/jsonl")
         .body(body);
     if let Some(statement) = statement {
-        request = request.header(crate::proof::head::PUSH_HEADER, statement);
+        request = request.header(crate::model::protocol::STATEMENT_HEADER, statement);
     }
     let response = request.send().await.map_err(|e| e.to_string())?;
     let status = response.status();

@@ -207,7 +207,8 @@ async fn fetch(
     after: i64,
     challenge: &str,
 ) -> Result<String, String> {
-    let address = format!("{url}/api/v1/airtime?after_seq={after}&limit={PAGE}&format=json&challenge={challenge}");
+    let airtime = crate::model::protocol::AIRTIME;
+    let address = format!("{url}{airtime}?after_seq={after}&limit={PAGE}&format=json&challenge={challenge}");
     let response = client.get(&address).bearer_auth(token).send().await.map_err(|e| describe(&e))?;
     let status = response.status();
     if !status.is_success() {
@@ -235,7 +236,7 @@ async fn fetch(
 /// Posts the receipt; a station too old to take one, or gone again, is not the pull's failure.
 async fn post_receipt(client: &reqwest::Client, url: &str, token: &str, receipt: &str) {
     let sent = client
-        .post(format!("{url}/api/v1/receipt"))
+        .post(format!("{url}{}", crate::model::protocol::RECEIPT))
         .bearer_auth(token)
         .header("content-type", "application/json")
         .body(receipt.to_owned())

@@ -405,9 +405,7 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
     let presented = header
         .to_str()
         .ok()
-        .and_then(|value| value.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
+        .and_then(crate::model::protocol::bearer)
         .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?
         .to_owned();
     let tokens = state.store.call(|s| s.tokens()).await.map_err(ApiError::internal)?;

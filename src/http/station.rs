@@ -306,7 +306,13 @@ pub async fn airtime(
         Format::Jsonl => "application/x-ndjson",
         Format::Csv => "text/csv; charset=utf-8",
     };
-    Ok(([(header::CONTENT_TYPE, content_type), (HeaderName::from_static(HEAD_HEADER), head_header.as_str())], body)
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (HeaderName::from_static(crate::model::protocol::HEAD_HEADER), head_header.as_str()),
+        ],
+        body,
+    )
         .into_response())
 }
 
@@ -324,10 +330,6 @@ async fn damaged(state: &AppState, damage: crate::proof::events::Damage) -> ApiE
     )
     .with("seq", json!(damage.seq))
 }
-
-/// On every airtime answer: the station's head as `SEQ:HASH`, so a puller sees a station that
-/// went back even when a JSON Lines or CSV page holds nothing new.
-pub const HEAD_HEADER: &str = "loa-head";
 
 #[utoipa::path(get, path = "/api/v1/compliance", tag = "proof", security(("bearer" = [])),
     params(("period" = String, Query, description = "2026-W47, 2026-11, 2026-Q4, 2026-H2 or 2026"),

@@ -5,5 +5,6 @@
 pub mod clip;
 pub mod key;
 pub mod level;
+pub mod protocol;
 pub mod queue;
 pub mod token;

@@ -16,10 +16,6 @@ use super::{Fields, StationKey, check_statement, sign_statement};
 /// The `kind` of a head statement.
 pub const KIND: &str = "head";
 
-/// The HTTP header a push carries its head statement in, over the challenge the office's answer
-/// to the push before gave (a pull's comes in the page instead).
-pub const PUSH_HEADER: &str = "loa-head-statement";
-
 /// What a head statement says.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeadStatement {

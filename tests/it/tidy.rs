@@ -147,3 +147,40 @@ fn architecture_prints_the_event_schema_the_verifier_checks() {
     let table = loa::proof::schema::markdown();
     assert!(doc.contains(&table), "ARCHITECTURE.md (\"Event kinds\") must print the schema exactly:\n{table}");
 }
+
+#[test]
+fn the_office_imports_from_the_stations_side_only_what_both_share() {
+    // Shared: proof (events, schema, encoding, the head statement), model (the protocol, keys,
+    // tokens), time, ops, config's checks, the report's counting core and words, the connection
+    // layer. Never the station's store, engine, audio, library, self-check, receipt or push.
+    let station_only = [
+        "crate::store",
+        "crate::library",
+        "crate::audio",
+        "crate::air",
+        "crate::daemon",
+        "crate::cli",
+        "crate::audit::chain",
+        "crate::audit::receipt",
+        "crate::audit::upstream",
+    ];
+    let offenders: Vec<String> = sources()
+        .iter()
+        .filter(|(path, _)| path.starts_with("src/district"))
+        .flat_map(|(path, code)| {
+            station_only.iter().filter(|needle| code.contains(*needle)).map(move |n| format!("{}: {n}", path.display()))
+        })
+        .collect();
+    assert!(offenders.is_empty(), "the office reaches into the station: {offenders:?}");
+}
+
+#[test]
+fn the_stations_routes_are_the_paths_the_office_calls() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (file, path) in
+        [("src/http/station.rs", loa::model::protocol::AIRTIME), ("src/http/receipt.rs", loa::model::protocol::RECEIPT)]
+    {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        assert!(text.contains(&format!("path = \"{path}\"")), "{file} does not serve {path}");
+    }
+}

@@ -22,6 +22,7 @@ use super::words::{alarm_vi, quota_vi};
 use crate::audit::compliance::{REPORT_STYLE, ReportFormat, Standing};
 use crate::audit::words::{escape, standing_vi, status_vi, time_vi};
 use crate::http::{AuthFailures, conn};
+use crate::model::protocol;
 use crate::proof::events::{Counted, Logged};
 
 pub(super) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
@@ -42,8 +43,8 @@ pub fn router(office: Arc<Office>) -> Router {
         .route("/", get(dashboard))
         .route("/station/{id}", get(station_page))
         .route("/report", get(report))
-        .route("/api/v1/status", get(status))
-        .route("/api/v1/push", post(push::push))
+        .route(protocol::STATUS, get(status))
+        .route(protocol::PUSH, post(push::push))
         .route("/alarms/{id}/ack", post(acknowledge).layer(axum::extract::DefaultBodyLimit::max(16 * 1024)))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such page") })
         .layer(axum::middleware::from_fn_with_state(desk.clone(), refuse_when_damaged))
@@ -142,8 +143,7 @@ async fn status(State(Desk { office, .. }): State<Desk>) -> Response {
 }
 
 pub(super) fn bearer(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    value.strip_prefix("Bearer ").map(|t| t.trim().to_owned())
+    protocol::bearer(headers.get(header::AUTHORIZATION)?.to_str().ok()?).map(str::to_owned)
 }
 
 #[derive(Deserialize)]

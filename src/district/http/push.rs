@@ -28,8 +28,11 @@ pub(super) async fn push(
     request: Request,
 ) -> Response {
     let presented = bearer(request.headers());
-    let statement =
-        request.headers().get(crate::proof::head::PUSH_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let statement = request
+        .headers()
+        .get(crate::model::protocol::STATEMENT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let who = {
         let office = Arc::clone(&office);
         tokio::task::spawn_blocking(move || presented.map(|t| office.push_token_station(&t)).transpose()).await

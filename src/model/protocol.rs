@@ -1,0 +1,40 @@
+//! What a station and its office say to each other over HTTP, written once and used by both
+//! sides: the paths each calls on the other, the headers that carry proof, and how a bearer token
+//! is read. The bodies are specified beside their code: events and their schema in `proof`
+//! (`schema`, `export`'s page), the head statement in `proof::head`, the receipt in
+//! `district::receipt`, the error body in ARCHITECTURE.md. (The station's own route attributes
+//! repeat the paths for its OpenAPI document; tests/it/tidy.rs keeps them equal to these.)
+
+/// The station's events: `GET ?after_seq=N&limit=M&format=json&challenge=HEX64`.
+pub const AIRTIME: &str = "/api/v1/airtime";
+/// The office's receipt, posted back to the station after a clean pull.
+pub const RECEIPT: &str = "/api/v1/receipt";
+/// A station's new events, pushed to the office (`loa district serve`).
+pub const PUSH: &str = "/api/v1/push";
+/// What the office holds of each station.
+pub const STATUS: &str = "/api/v1/status";
+
+/// On every airtime answer: the station's head as `SEQ:HASH`.
+pub const HEAD_HEADER: &str = "loa-head";
+/// On a push: the station's head signed over the challenge of the office's last answer.
+pub const STATEMENT_HEADER: &str = "loa-head-statement";
+
+/// The token in an `Authorization` header's value `Bearer <token>` (the scheme's name in any
+/// case, RFC 9110 §11.1).
+pub fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_bearer_token_is_read_in_any_case_of_the_scheme_and_nothing_else_is() {
+        assert_eq!(super::bearer("Bearer loa_abc"), Some("loa_abc"));
+        assert_eq!(super::bearer("bearer  loa_abc "), Some("loa_abc"));
+        assert_eq!(super::bearer("Basic loa_abc"), None);
+        assert_eq!(super::bearer("Bearer "), None);
+        assert_eq!(super::bearer("loa_abc"), None);
+    }
+}
