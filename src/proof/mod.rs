@@ -90,6 +90,10 @@ fn is_lower_hex(text: &str) -> bool {
 
 /// The canonical encoding (RFC 8785) of an event object; any `hash`/`sig` members are left out.
 pub fn canonical(object: &Map<String, Value>) -> String {
+    // Bodies hold neither (the usual case, and the hot path of every verifier): no copy.
+    if !object.contains_key("hash") && !object.contains_key("sig") {
+        return serde_json_canonicalizer::to_string(object).expect("a JSON object encodes");
+    }
     let covered: Map<String, Value> =
         object.iter().filter(|(key, _)| *key != "hash" && *key != "sig").map(|(k, v)| (k.clone(), v.clone())).collect();
     serde_json_canonicalizer::to_string(&covered).expect("a JSON object encodes")

@@ -179,8 +179,16 @@ pub fn check(event: &Map<String, Value>) -> Result<Kind, SchemaError> {
     let kind: Kind = event["kind"].as_str().unwrap_or_default().parse().map_err(|why| error(None, "kind", why))?;
     let parts = members(kind);
     let declared = || COMMON.iter().chain(parts.iter().flat_map(|part| part.iter()));
+    let mut present = 0;
     for member in declared() {
-        check_member(member, event.get(member.name)).map_err(|why| error(Some(kind), member.name, why))?;
+        let value = event.get(member.name);
+        present += usize::from(value.is_some());
+        check_member(member, value).map_err(|why| error(Some(kind), member.name, why))?;
+    }
+    // Every member present is declared exactly when as many declared ones are present as the
+    // event has members; only then is no name looked for.
+    if present == event.len() {
+        return Ok(kind);
     }
     if let Some(unknown) = event.keys().find(|name| !declared().any(|m| m.name == name.as_str())) {
         return Err(error(
