@@ -28,11 +28,13 @@ pub struct ApiError {
     pub message: String,
     /// Extra members of the error object (e.g. the existing `clip_id` of a duplicate).
     pub extra: Option<(&'static str, serde_json::Value)>,
+    /// Seconds for a `Retry-After` header (429).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: impl Into<String>, message: impl Into<String>) -> ApiError {
-        ApiError { status, code: code.into(), message: message.into(), extra: None }
+        ApiError { status, code: code.into(), message: message.into(), extra: None, retry_after: None }
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -54,6 +56,16 @@ impl ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the station could not do this; see its log")
     }
 
+    /// Too many failed authentications from this address: answered at once, never held open.
+    pub fn too_many_failures(retry_after: std::time::Duration, what: &str) -> ApiError {
+        let seconds = retry_after.as_secs().max(1);
+        let message = format!("too many {what} from this address; try again in {seconds} s");
+        ApiError {
+            retry_after: Some(seconds),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_failures", message)
+        }
+    }
+
     pub fn with(mut self, key: &'static str, value: serde_json::Value) -> ApiError {
         self.extra = Some((key, value));
         self
@@ -66,6 +78,10 @@ impl IntoResponse for ApiError {
         if let Some((key, value)) = self.extra {
             error[key] = value;
         }
-        (self.status, Json(json!({ "error": error }))).into_response()
+        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }

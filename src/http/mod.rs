@@ -62,8 +62,9 @@ pub struct AppState {
 }
 
 /// Failed authentications by peer: logged (one line per peer per [`AuthFailures::LOG_EVERY`],
-/// with the count), and answered ever more slowly after a few, so guessing tokens from the LAN
-/// is slow — while a valid token is never slowed, and nothing here touches the airing.
+/// with the count); after a few, answered at once with 429 and `Retry-After` (a growing wait)
+/// instead of a 401 — never by holding the connection, which would let guessing take the
+/// connection slots. A valid token is never refused or slowed, and nothing here touches the airing.
 #[derive(Default)]
 pub struct AuthFailures {
     by_peer: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, PeerFailures>>,
@@ -83,9 +84,10 @@ impl AuthFailures {
     const FREE_FAILURES: u32 = 5;
     const MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
 
-    /// Records a failure from `peer`; returns how long to wait before answering it.
-    pub fn failed(&self, peer: Option<std::net::IpAddr>, why: &str) -> std::time::Duration {
-        let Some(peer) = peer else { return std::time::Duration::ZERO };
+    /// Records a failure from `peer`; how long it should wait before trying again, once it is
+    /// past its free failures (then the answer is 429 with `Retry-After`).
+    pub fn failed(&self, peer: Option<std::net::IpAddr>, why: &str) -> Option<std::time::Duration> {
+        let peer = peer?;
         let now = std::time::Instant::now();
         let mut by_peer = self.by_peer.lock().expect("auth failures lock");
         if by_peer.len() > 10_000 {
@@ -105,7 +107,19 @@ impl AuthFailures {
             entry.since_logged = 0;
         }
         let over = entry.count.saturating_sub(Self::FREE_FAILURES);
-        (std::time::Duration::from_millis(200) * over).min(Self::MAX_DELAY)
+        (over > 0).then(|| (std::time::Duration::from_secs(1) * over).min(Self::MAX_DELAY))
+    }
+
+    /// Whether `peer` must wait before its next attempt (for codes short enough to guess, which
+    /// are then not even looked at): how long, if so.
+    pub fn waiting(&self, peer: Option<std::net::IpAddr>) -> Option<std::time::Duration> {
+        let peer = peer?;
+        let by_peer = self.by_peer.lock().expect("auth failures lock");
+        let entry = by_peer.get(&peer)?;
+        let over = entry.count.saturating_sub(Self::FREE_FAILURES);
+        let wait = (std::time::Duration::from_secs(1) * over).min(Self::MAX_DELAY);
+        let since = std::time::Instant::now() - entry.last_at;
+        (over > 0 && since < wait).then(|| wait - since)
     }
 }
 
@@ -162,8 +176,8 @@ impl Modify for BearerAuth {
 }
 
 /// The answers every route can give besides its own, so the document lists every status a
-/// client can see: 400 (a malformed query or path), 401/403 (token missing or wrong role) on
-/// the routes that take one, 413 (a body over its bound, refused before auth) on POST routes.
+/// client can see: 400 (a malformed query or path), 401/403/429 (token missing, wrong role, too
+/// many wrong tokens from this address) on the routes that take one, 413 (a body over its bound, refused before auth) on POST routes.
 struct CommonResponses;
 
 impl Modify for CommonResponses {
@@ -192,6 +206,10 @@ impl Modify for CommonResponses {
                 if secured {
                     add("401", "no token, or an unknown or revoked one");
                     add("403", "the token's role may not do this");
+                    add(
+                        "429",
+                        "too many wrong tokens from this address: answered at once, try again after `Retry-After`",
+                    );
                 }
                 if has_body {
                     add("413", "the body is over this route's bound (refused before the token is looked at)");
@@ -386,9 +404,10 @@ impl FromRequestParts<AppState> for Caller {
         let peer = parts.extensions.get::<conn::Peer>().map(|peer| peer.0);
         match authenticate(parts, state).await {
             Err(refusal) if refusal.status == axum::http::StatusCode::UNAUTHORIZED => {
-                let delay = state.auth_failures.failed(peer, &refusal.message);
-                tokio::time::sleep(delay).await;
-                Err(refusal)
+                match state.auth_failures.failed(peer, &refusal.message) {
+                    Some(wait) => Err(ApiError::too_many_failures(wait, "wrong tokens")),
+                    None => Err(refusal),
+                }
             }
             outcome => outcome,
         }

@@ -22,12 +22,17 @@ pub struct PairRequest {
 
 #[utoipa::path(post, path = "/api/v1/pair", tag = "station", request_body = PairRequest,
     responses((status = 200, description = "`{\"token\", \"role\", \"label\"}`: the new token, shown this once"),
-        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody, description = "`pairing_code_unknown`: wrong, used or expired")))]
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody, description = "`pairing_code_unknown`: wrong, used or expired"),
+        (status = 429, body = ErrorBody, description = "`too_many_failures`: this address must wait (`Retry-After`)")))]
 pub async fn pair(
     State(state): State<AppState>,
     peer: Option<axum::Extension<conn::Peer>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    // A code is short enough to guess: while this address must wait, its codes are not looked at.
+    if let Some(wait) = state.auth_failures.waiting(peer.as_ref().map(|p| p.0.0)) {
+        return Err(ApiError::too_many_failures(wait, "wrong pairing codes"));
+    }
     let body = body.map_err(|rejection| match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => super::body_too_large(super::SMALL_BODY, false),
         _ => ApiError::bad_request(format!("the request body could not be read ({rejection}); send it again")),
@@ -45,8 +50,10 @@ pub async fn pair(
     match token {
         Some(token) => Ok(Json(json!({ "token": secret, "role": token.role.as_str(), "label": token.label }))),
         None => {
-            let delay = state.auth_failures.failed(peer.map(|p| p.0.0), "a wrong, used or expired pairing code");
-            tokio::time::sleep(delay).await;
+            if let Some(wait) = state.auth_failures.failed(peer.map(|p| p.0.0), "a wrong, used or expired pairing code")
+            {
+                return Err(ApiError::too_many_failures(wait, "wrong pairing codes"));
+            }
             Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 "pairing_code_unknown",

@@ -183,7 +183,12 @@ async fn acknowledge(
             (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response()
         }
         Ok(Ok(None)) => {
-            tokio::time::sleep(auth_failures.failed(peer.map(|p| p.0.0), "a wrong clerk token")).await;
+            if let Some(wait) = auth_failures.failed(peer.map(|p| p.0.0), "a wrong clerk token") {
+                let body = format!("<p>Nhập sai mã quá nhiều lần. Xin thử lại sau {} giây.</p>", wait.as_secs().max(1));
+                let mut page = page_with(StatusCode::TOO_MANY_REQUESTS, "Thử lại sau", &body);
+                page.headers_mut().insert(header::RETRY_AFTER, wait.as_secs().max(1).into());
+                return page;
+            }
             page_with(
                 StatusCode::UNAUTHORIZED,
                 "Mã cán bộ không đúng",
