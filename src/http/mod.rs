@@ -332,7 +332,13 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
             next.run(request).await
         }
     };
-    let headers = response.headers_mut();
+    harden(response.headers_mut());
+    response
+}
+
+/// What every answer of a station or an office says: not to sniff its type, not to send a
+/// referrer, not to frame it, and (unless it says otherwise) not to cache it.
+pub fn harden(headers: &mut axum::http::HeaderMap) {
     for (name, value) in [
         (axum::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (axum::http::header::REFERRER_POLICY, "no-referrer"),
@@ -343,7 +349,6 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
     if !headers.contains_key(axum::http::header::CACHE_CONTROL) {
         headers.insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
     }
-    response
 }
 
 /// 413 for a body over its route's limit.

@@ -491,6 +491,16 @@ fn serve(office: &Office) -> Serving {
     Serving(child)
 }
 
+/// The head of the office's answer to `GET path`.
+fn office_head(base: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut socket = std::net::TcpStream::connect(base.trim_start_matches("http://")).unwrap();
+    write!(socket, "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).unwrap();
+    answer.split_once("\r\n\r\n").map_or(answer.clone(), |(head, _)| head.to_owned())
+}
+
 fn push(base: &str, token: &str, body: &str) -> (String, String) {
     crate::helpers::http_post_body(base, "/api/v1/push", token, "application/jsonl", body.as_bytes())
 }
@@ -773,6 +783,18 @@ async fn the_dashboard_shows_an_alarm_in_plain_words_and_a_clerk_acknowledges_it
         .wait("the alarm", "document.querySelector('.alarm') && document.querySelector('.alarm').innerText")
         .await;
     assert!(alarm.as_str().unwrap().contains("Bản ghi bị sửa"), "{alarm}");
+    // The office's content policy admits its own style sheet (by hash) and nothing else.
+    let red = browser.wait("the style", "getComputedStyle(document.querySelector('.alarm')).color").await;
+    assert_eq!(red, "rgb(187, 0, 0)", "the page's style was blocked");
+    let head = office_head(&base, "/");
+    for header in [
+        "content-security-policy: default-src 'none'",
+        "x-frame-options: deny",
+        "x-content-type-options: nosniff",
+        "referrer-policy: no-referrer",
+    ] {
+        assert!(head.to_ascii_lowercase().contains(header), "{header} missing from the dashboard's answer:\n{head}");
+    }
     browser.assert_vietnamese("the dashboard").await;
     browser.screenshot(&shots, "van-phong-360").await;
 

@@ -48,6 +48,7 @@ pub fn router(office: Arc<Office>) -> Router {
         .route("/alarms/{id}/ack", post(acknowledge).layer(axum::extract::DefaultBodyLimit::max(16 * 1024)))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such page") })
         .layer(axum::middleware::from_fn_with_state(desk.clone(), refuse_when_damaged))
+        .layer(axum::middleware::from_fn(harden))
         .with_state(desk)
 }
 
@@ -243,11 +244,10 @@ async fn report(State(Desk { office, .. }): State<Desk>, Query(query): Query<Rep
     }
 }
 
-fn page(title: &str, body: &str) -> Html<String> {
-    Html(format!(
-        r#"<!DOCTYPE html>
-<html lang="vi"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title><style>{REPORT_STYLE}
+/// The style sheet of the office's pages: one `<style>` block, allowed by its hash (`POLICY`).
+static PAGE_STYLE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        r#"{REPORT_STYLE}
 body {{ margin: 1em; font-family: system-ui, sans-serif; font-size: 15px; }}
 .alarm {{ color: #b00; font-weight: bold; }} .ok {{ color: #060; }} .pending {{ color: #555; }}
 table {{ font-size: 14px; }} nav a {{ margin-right: 1em; }}
@@ -256,8 +256,39 @@ table {{ font-size: 14px; }} nav a {{ margin-right: 1em; }}
   tr {{ border-bottom: 1px solid #999; padding: 0.4em 0; }}
   td[data-label]::before {{ content: attr(data-label) ": "; color: #555; }}
 }}
-</style></head><body>{body}</body></html>"#,
-        title = escape(title)
+"#
+    )
+});
+
+/// The office's pages run no script and load nothing: only their own style blocks (the pages'
+/// and the printable report's, by hash) and forms posted back to the office.
+static POLICY: std::sync::LazyLock<axum::http::HeaderValue> = std::sync::LazyLock::new(|| {
+    use base64::Engine;
+    use sha2::Digest;
+    let hash = |css: &str| base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(css));
+    let policy = format!(
+        "default-src 'none'; style-src 'sha256-{}' 'sha256-{}'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        hash(&PAGE_STYLE),
+        hash(REPORT_STYLE)
+    );
+    axum::http::HeaderValue::from_str(&policy).expect("ASCII")
+});
+
+/// Every answer of the office: the station's hardening headers, and its content policy.
+async fn harden(request: Request, next: axum::middleware::Next) -> Response {
+    let mut response = next.run(request).await;
+    crate::http::harden(response.headers_mut());
+    response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, POLICY.clone());
+    response
+}
+
+fn page(title: &str, body: &str) -> Html<String> {
+    Html(format!(
+        r#"<!DOCTYPE html>
+<html lang="vi"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title><style>{style}</style></head><body>{body}</body></html>"#,
+        title = escape(title),
+        style = PAGE_STYLE.as_str()
     ))
 }
 
