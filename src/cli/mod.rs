@@ -293,6 +293,8 @@ fn failed(message: impl Into<String>) -> Failure {
 }
 
 pub fn main() -> ExitCode {
+    // Whatever loa writes (databases, backups, receipts, keys) is not for other users.
+    crate::ops::sys::private_files();
     let args = Args::parse();
     match run(args, &SystemClock, &mut io::stdout().lock()) {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,6 +5,12 @@ use super::*;
 
 pub(super) fn run_station(config: Config) -> Result<(), Failure> {
     init_logging();
+    if config.http.plain_lan {
+        tracing::warn!(
+            listen = %config.http.listen,
+            "plain HTTP on a LAN address (http.allow_plain_lan): tokens cross the LAN in clear; turn TLS on"
+        );
+    }
     // One daemon per log, held until the process ends.
     let _lock = lock_data_dir(&config, "loa run")?;
     let station = daemon::Station::open(&config)?;

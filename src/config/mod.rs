@@ -189,6 +189,9 @@ pub struct Http {
     /// HTTPS for the ward LAN, on `tls_listen`; `listen` (plain HTTP) is then loopback only.
     pub tls: Option<TlsSource>,
     pub tls_listen: SocketAddr,
+    /// `listen` is a LAN address without TLS, and the admin said so (`allow_plain_lan`): warned
+    /// at every start.
+    pub plain_lan: bool,
 }
 
 /// Where the API's TLS certificate comes from.

@@ -121,6 +121,9 @@ pub(super) struct RawHttp {
     pub(super) tls_cert: Option<Spanned<String>>,
     pub(super) tls_key: Option<Spanned<String>>,
     pub(super) tls_listen: Option<Spanned<String>>,
+    /// Plain HTTP on a LAN address, knowingly (tokens then cross the LAN in clear).
+    #[serde(default)]
+    pub(super) allow_plain_lan: bool,
 }
 
 #[derive(Deserialize, Default)]

@@ -122,7 +122,24 @@ impl RawHttp {
                 ));
             }
             (None, Some(cert), Some(key)) => {
-                Some(TlsSource::Files { cert: base.join(cert.get_ref()), key: base.join(key.get_ref()) })
+                let key_path = base.join(key.get_ref());
+                // A key others can read is no secret: refused, with the fix.
+                if let Ok(meta) = std::fs::metadata(&key_path) {
+                    let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions());
+                    if mode & 0o077 != 0 {
+                        return Err(src.invalid(
+                            key,
+                            "http.tls_key",
+                            format!(
+                                "{} can be read by other users (mode {:o}): run `chmod 600 {}` (owner: the loa user)",
+                                key_path.display(),
+                                mode & 0o777,
+                                key_path.display()
+                            ),
+                        ));
+                    }
+                }
+                Some(TlsSource::Files { cert: base.join(cert.get_ref()), key: key_path })
             }
             (None, Some(one), None) | (None, None, Some(one)) => {
                 return Err(src.invalid(
@@ -155,7 +172,22 @@ impl RawHttp {
                 ));
             }
         }
+        let plain_lan = tls.is_none() && !listen.ip().is_loopback();
+        if plain_lan && !self.allow_plain_lan {
+            let at = self.listen.as_ref().expect("a LAN address was written");
+            return Err(src.invalid(
+                at,
+                "http.listen",
+                format!(
+                    "plain HTTP on {listen} sends the operator's token in clear over the LAN: turn TLS on \
+                     (tls = \"self-signed\"; phones use https on http.tls_listen) and keep listen = \"127.0.0.1:{}\"; \
+                     or, only on a LAN you trust, add allow_plain_lan = true",
+                    listen.port()
+                ),
+            ));
+        }
         Ok(Http {
+            plain_lan,
             listen,
             max_upload_mib,
             metrics_public: self.metrics_public,

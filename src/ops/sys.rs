@@ -12,6 +12,13 @@ pub fn flock(file: &File, operation: libc::c_int) -> io::Result<()> {
     if unsafe { libc::flock(file.as_raw_fd(), operation) } == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
+/// Files this process creates from now on are not readable by others (`umask 027`: databases,
+/// backups, receipts, keys), whatever umask it was started with.
+pub fn private_files() {
+    // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
+    unsafe { libc::umask(0o027) };
+}
+
 /// Whether the kernel believes its clock is synchronised (`ntp_adjtime`, which any NTP daemon —
 /// chrony, ntpd, timesyncd — keeps up to date).
 pub fn kernel_clock_synchronized() -> bool {

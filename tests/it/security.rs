@@ -280,7 +280,18 @@ fn an_admins_certificate_is_served_and_a_slow_handshake_flood_changes_nothing() 
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().self_signed(&key).unwrap();
     std::fs::write(station.dir.path().join("cert.pem"), cert.pem()).unwrap();
-    std::fs::write(station.dir.path().join("key.pem"), key.serialize_pem()).unwrap();
+    let key_file = station.dir.path().join("key.pem");
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    // A key others can read is refused, with the chmod that fixes it.
+    std::fs::set_permissions(&key_file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let refused = station.loa(&["check-config"]);
+    assert_eq!(refused.code, 2, "{}", refused.stdout);
+    assert!(
+        refused.error_line().contains("http.tls_key") && refused.error_line().contains("chmod 600"),
+        "{}",
+        refused.stderr
+    );
+    std::fs::set_permissions(&key_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let expected: String = Sha256::digest(cert.der()).iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":");
     assert_eq!(station.loa(&["station", "--json"]).json()["tls_fingerprint"], expected.as_str());
 
@@ -306,11 +317,34 @@ fn an_admins_certificate_is_served_and_a_slow_handshake_flood_changes_nothing() 
 }
 
 #[test]
+fn plain_http_on_the_lan_must_be_asked_for_and_what_loa_writes_is_private() {
+    let station = crate::helpers::Station::with_config(
+        "[station]\nid = \"s\"\nname = \"n\"\ndata_dir = \"data\"\n[http]\nlisten = \"0.0.0.0:0\"\nallow_plain_lan = true\n",
+    );
+    assert_eq!(station.loa(&["check-config"]).code, 0, "allowed knowingly");
+    let daemon = station.start(Device::Unpaced);
+    station.wait_for("on air", WAIT, |e| !of_kind(e, "station_started", None).is_empty());
+    daemon.stop();
+    let log = std::fs::read_to_string(station.dir.path().join("daemon.log")).unwrap();
+    assert!(log.contains("plain HTTP on a LAN address"), "warned at start: {log}");
+    for file in ["loa.sqlite", "station.key"] {
+        let meta = std::fs::metadata(station.data_dir().join(file)).unwrap();
+        let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions());
+        assert_eq!(mode & 0o007, 0, "{file} is readable by others: {mode:o}");
+    }
+    let backup = station.dir.path().join("backup.sqlite");
+    assert_eq!(station.loa(&["backup", backup.to_str().unwrap()]).code, 0);
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&backup).unwrap().permissions());
+    assert_eq!(mode & 0o007, 0, "the backup is readable by others: {mode:o}");
+}
+
+#[test]
 fn tls_settings_that_cannot_work_are_refused_with_the_key_named() {
     for (http, key) in [
         ("tls_cert = \"cert.pem\"", "http.tls_cert"),
         ("tls = \"yes\"", "http.tls"),
         ("tls = \"self-signed\"\nlisten = \"0.0.0.0:8080\"", "http.listen"),
+        ("listen = \"0.0.0.0:8080\"", "allow_plain_lan"),
     ] {
         let station = crate::helpers::Station::with_config(&format!(
             "[station]\nid = \"s\"\nname = \"n\"\ndata_dir = \"data\"\n[http]\n{http}\n"
