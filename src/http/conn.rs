@@ -9,7 +9,10 @@
 //!   slow sockets cannot keep a real request (or `/healthz`) out; only when every connection is
 //!   busy is the newcomer refused;
 //! - request headers must arrive within [`HEADER_TIMEOUT`], a keep-alive connection idle for
-//!   [`IDLE_TIMEOUT`] is closed.
+//!   [`IDLE_TIMEOUT`] is closed;
+//! - a request body must keep coming: no byte for [`BODY_STALL`], or less than [`BODY_MIN_RATE`]
+//!   on average after [`BODY_GRACE`], ends it; and while the server waits for the client's next
+//!   bytes the connection does not count as busy, so a body trickled in cannot hold a slot.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -31,6 +34,12 @@ use tower::ServiceExt;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// A keep-alive connection with no request for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A request body with no new byte for this long is cut.
+pub const BODY_STALL: Duration = Duration::from_secs(10);
+/// After this long, a body must have come at least at [`BODY_MIN_RATE`] on average…
+pub const BODY_GRACE: Duration = Duration::from_secs(20);
+/// …bytes per second: far below a phone on slow 4G, far above a trickle.
+pub const BODY_MIN_RATE: u64 = 2048;
 /// Connections still open at shutdown get this long to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -122,8 +131,9 @@ where
         let guard = BusyGuard::new(busy.clone(), done_at.clone());
         request.extensions_mut().insert(Peer(peer));
         let app = app.clone();
+        let busy = busy.clone();
         async move {
-            let response = app.oneshot(request.map(Body::new)).await?;
+            let response = app.oneshot(request.map(|body| Body::new(ClientBody::new(body, busy)))).await?;
             Ok::<_, std::convert::Infallible>(response.map(|body| Body::new(Tracked { inner: body, _guard: guard })))
         }
     });
@@ -191,6 +201,83 @@ impl http_body::Body for Tracked {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// A request body as the client sends it: while the server waits for its next bytes the
+/// connection is not busy (it may be evicted), and it must keep moving (see the module's notes).
+struct ClientBody {
+    inner: hyper::body::Incoming,
+    busy: Arc<AtomicUsize>,
+    /// Whether this body has taken its request's count off `busy` while waiting.
+    waiting: bool,
+    stall: Pin<Box<tokio::time::Sleep>>,
+    started: Instant,
+    received: u64,
+}
+
+impl ClientBody {
+    fn new(inner: hyper::body::Incoming, busy: Arc<AtomicUsize>) -> ClientBody {
+        let stall = Box::pin(tokio::time::sleep(BODY_STALL));
+        ClientBody { inner, busy, waiting: false, stall, started: Instant::now(), received: 0 }
+    }
+
+    fn too_slow(why: &str) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        Poll::Ready(Some(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, why.to_owned()))))
+    }
+}
+
+impl http_body::Body for ClientBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Pending => {
+                if !this.waiting {
+                    this.busy.fetch_sub(1, Ordering::AcqRel);
+                    this.waiting = true;
+                    // The wait is the client's from now (not the time the server took meanwhile).
+                    this.stall.as_mut().reset(tokio::time::Instant::now() + BODY_STALL);
+                }
+                if this.stall.as_mut().poll(cx).is_ready() {
+                    return ClientBody::too_slow("the request body stopped coming");
+                }
+                Poll::Pending
+            }
+            Poll::Ready(frame) => {
+                if std::mem::take(&mut this.waiting) {
+                    this.busy.fetch_add(1, Ordering::AcqRel);
+                }
+                if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(|f| f.data_ref().map_or(0, |d| d.len())))
+                {
+                    this.received += data as u64;
+                    let elapsed = this.started.elapsed();
+                    if elapsed > BODY_GRACE && this.received < BODY_MIN_RATE * elapsed.as_secs() {
+                        return ClientBody::too_slow("the request body comes too slowly");
+                    }
+                }
+                Poll::Ready(frame.map(|f| f.map_err(std::io::Error::other)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for ClientBody {
+    fn drop(&mut self) {
+        // Its request is still counted by its BusyGuard, which takes the count off itself.
+        if self.waiting {
+            self.busy.fetch_add(1, Ordering::AcqRel);
+        }
     }
 }
 

@@ -317,6 +317,40 @@ fn an_admins_certificate_is_served_and_a_slow_handshake_flood_changes_nothing() 
 }
 
 #[test]
+fn bodies_trickled_in_neither_hold_the_slots_nor_last() {
+    use std::io::{Read, Write};
+    let station = crate::helpers::Station::with_config(
+        "[station]\nid = \"s\"\nname = \"n\"\ndata_dir = \"data\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+         max_connections = 8\nmax_connections_per_peer = 8\n",
+    );
+    let daemon = station.start(Device::Unpaced);
+    let base = daemon.http_base();
+    let address = base.trim_start_matches("http://").to_owned();
+    // Every slot taken by a request whose headers came whole and whose body stopped after a byte
+    // (no token needed to get there: pairing reads a body).
+    let held: Vec<std::net::TcpStream> = (0..8)
+        .map(|_| {
+            let mut socket = std::net::TcpStream::connect(&address).unwrap();
+            write!(socket, "POST /api/v1/pair HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{{").unwrap();
+            socket
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    // A connection waiting on its client is not busy: the newcomer takes its place.
+    for _ in 0..3 {
+        assert_eq!(crate::helpers::http_get(&base, "/healthz"), "200", "a trickling body held the slot");
+    }
+    // And none lasts: each is answered or closed once its body stops coming.
+    for mut socket in held {
+        socket.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut answer = Vec::new();
+        let ended = socket.read_to_end(&mut answer);
+        assert!(ended.is_ok() || answer.starts_with(b"HTTP/1.1 4"), "a stalled body kept its connection: {ended:?}");
+    }
+    daemon.stop();
+}
+
+#[test]
 fn plain_http_on_the_lan_must_be_asked_for_and_what_loa_writes_is_private() {
     let station = crate::helpers::Station::with_config(
         "[station]\nid = \"s\"\nname = \"n\"\ndata_dir = \"data\"\n[http]\nlisten = \"0.0.0.0:0\"\nallow_plain_lan = true\n",
