@@ -58,6 +58,11 @@ fn the_deb_installs_the_binary_unit_and_conffile_and_makes_the_user_before_start
     let at = |needle: &str| postinst.find(needle).unwrap_or_else(|| panic!("postinst lacks `{needle}`:\n{postinst}"));
     assert!(at("adduser --system --group") < at("deb-systemd-helper enable loa.service"), "user before enable");
     assert!(at("adduser loa audio") < at("deb-systemd-invoke $_dh_action loa.service"), "audio group before start");
+    assert!(at("adduser --system --group") < at("chown root:loa /etc/loa/station.toml"), "the group exists first");
+    let listing = Command::new("dpkg-deb").arg("-c").arg(&deb).output().unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    let config_line = listing.lines().find(|l| l.ends_with("./etc/loa/station.toml")).unwrap_or_default();
+    assert!(config_line.starts_with("-rw-r-----"), "the config may hold a token: not world-readable: {config_line}");
     let postrm = std::fs::read_to_string(control.join("postrm")).unwrap();
     assert!(!postrm.contains("rm -rf /var/lib/loa"), "the proof log is never purged");
 
