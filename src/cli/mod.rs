@@ -237,7 +237,7 @@ fn parse_head(text: &str) -> Result<(i64, String), String> {
     let usage = || format!("\"{text}\" is not SEQ:HASH (the seq and the 64-hex-digit hash of the last event you hold)");
     let (seq, hash) = text.split_once(':').ok_or_else(usage)?;
     let seq: i64 = seq.parse().ok().filter(|s| *s >= 1).ok_or_else(usage)?;
-    if hash.len() != 64 || !hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+    if !proof::is_hex64(hash) {
         return Err(usage());
     }
     Ok((seq, hash.to_owned()))

@@ -121,7 +121,7 @@ impl Office {
                     ("event_seq", (*seq).into()),
                     ("hash", hash.as_str().into()),
                 ];
-                store.log("checked", fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(), now)?;
+                store.log("checked", fields, now)?;
             }
         } else {
             for problem in &found.problems {
@@ -208,10 +208,10 @@ impl Office {
             accepted_replacements: &station.accepted_replacements,
             now,
         };
-        let decision = witness::witness(&holding, |seq| held_hashes.get(&seq).cloned(), batch);
+        let mut decision = witness::witness(&holding, |seq| held_hashes.get(&seq).cloned(), batch);
         let mut store = self.store();
         let mut raised = Vec::new();
-        for Finding { kind, seq, detail, evidence } in &one_per_kind(decision.findings.clone()) {
+        for Finding { kind, seq, detail, evidence } in &one_per_kind(std::mem::take(&mut decision.findings)) {
             store.raise(&station.id, kind.as_str(), *seq, detail, evidence.as_deref(), now)?;
             tracing::warn!(station = %station.id, kind = kind.as_str(), ?seq, "{detail}");
             raised.push(*kind);
@@ -240,7 +240,7 @@ impl Office {
                 ("head_seq", head_seq.into()),
                 ("head_hash", head_hash.as_str().into()),
             ];
-            store.log("receipt", fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(), now)?;
+            store.log("receipt", fields, now)?;
         }
         Ok(Contact {
             station_id: station.id.clone(),

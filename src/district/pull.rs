@@ -98,7 +98,7 @@ pub async fn pull_within_deadline(office: &Arc<Office>, client: &reqwest::Client
             );
             let (office2, station2, why2) = (Arc::clone(office), station.clone(), why.clone());
             let raised = tokio::task::spawn_blocking(move || office2.raise(&station2, AlarmKind::Stale, &why2)).await;
-            let held = office.held(station).unwrap_or_default();
+            let held = held_now(office, station).await.unwrap_or_default();
             let alarms = match raised {
                 Ok(Ok(_)) => vec![AlarmKind::Stale],
                 _ => Vec::new(),
@@ -110,9 +110,9 @@ pub async fn pull_within_deadline(office: &Arc<Office>, client: &reqwest::Client
 
 /// One station: its new events, judged and recorded, and the receipt posted back.
 pub async fn pull_one(office: &Arc<Office>, client: &reqwest::Client, station: &StationEntry) -> Contact {
-    let held = match office.held(station) {
+    let held = match held_now(office, station).await {
         Ok(held) => held,
-        Err(e) => return failed(station, &Default::default(), e.to_string()),
+        Err(e) => return failed(station, &Default::default(), e),
     };
     let failed = |error: String| failed(station, &held, error);
     // What was verified before a failure stays (and is receipted); the pull did not finish.
@@ -185,6 +185,15 @@ pub async fn pull_one(office: &Arc<Office>, client: &reqwest::Client, station: &
         post_receipt(client, url, token, receipt).await;
     }
     contact
+}
+
+/// What the office holds of `station`, read off the async runtime (SQLite blocks).
+async fn held_now(office: &Arc<Office>, station: &StationEntry) -> Result<super::store::Held, String> {
+    let (office, station) = (Arc::clone(office), station.clone());
+    match tokio::task::spawn_blocking(move || office.held(&station)).await {
+        Ok(held) => held.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("the office's store did not answer: {e}")),
+    }
 }
 
 /// A contact that failed, reporting the head the office still holds.

@@ -30,7 +30,7 @@ pub struct HeadStatement {
 
 /// Whether `text` is a challenge as an office makes one: 32 random bytes in lowercase hex.
 pub fn is_challenge(text: &str) -> bool {
-    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    super::is_hex64(text)
 }
 
 /// A fresh challenge (32 random bytes, hex).

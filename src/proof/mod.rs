@@ -84,6 +84,11 @@ pub fn split_line(line: &str) -> Result<(String, &str, &str), String> {
     Ok((format!("{open}}}"), hash, sig))
 }
 
+/// 64 lowercase hex digits: a SHA-256 as the log writes it, an Ed25519 key, a challenge.
+pub fn is_hex64(text: &str) -> bool {
+    text.len() == 64 && is_lower_hex(text)
+}
+
 fn is_lower_hex(text: &str) -> bool {
     text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }

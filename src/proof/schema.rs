@@ -214,7 +214,7 @@ fn check_member(member: &Member, value: Option<&Value>) -> Result<(), String> {
             _ => wrong("text"),
         },
         Hex64 => match value.as_str() {
-            Some(text) if text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) => Ok(()),
+            Some(text) if crate::proof::is_hex64(text) => Ok(()),
             _ => wrong("64 lowercase hex digits"),
         },
         Integer => match value.as_i64() {

@@ -15,7 +15,7 @@ use rusqlite_migration::{M, Migrations};
 use serde::Serialize;
 
 use super::plausible::Context;
-use crate::proof::{Fields, SealedEvent, StationKey};
+use crate::proof::{SealedEvent, StationKey};
 
 pub const DATABASE_FILE: &str = "district.sqlite";
 /// A clean contact is logged at most this often per station (a pull every 15 minutes would
@@ -168,10 +168,15 @@ impl DistrictStore {
     }
 
     /// Appends an office event outside any other change (a receipt signed, a check's checkpoint).
-    pub fn log(&mut self, kind: &str, fields: Fields, now: i64) -> Result<(), DistrictStoreError> {
+    pub fn log<const N: usize>(
+        &mut self,
+        kind: &str,
+        fields: [(&str, serde_json::Value); N],
+        now: i64,
+    ) -> Result<(), DistrictStoreError> {
         let key = self.ledger_key()?.clone();
         let tx = self.conn.transaction()?;
-        ledger::append(&tx, &key, kind, fields, now)?;
+        ledger::append(&tx, &key, kind, ledger::fields(fields), now)?;
         tx.commit()?;
         Ok(())
     }
