@@ -242,6 +242,15 @@ impl Station {
         command
     }
 
+    /// `loa run` started by `wrapper` (e.g. `strace -f -o FILE`), which runs it as its child.
+    pub fn start_wrapped(&self, device: Device, wrapper: &[&str]) -> Daemon {
+        let direct = self.run_command(device, &[]);
+        let mut command = Command::new(wrapper[0]);
+        command.args(&wrapper[1..]).arg(direct.get_program()).args(direct.get_args());
+        command.envs(direct.get_envs().filter_map(|(k, v)| Some((k, v?))));
+        self.spawn(command)
+    }
+
     fn spawn(&self, mut command: Command) -> Daemon {
         let log = std::fs::File::create(self.dir.path().join("daemon.log")).expect("daemon log");
         let child = command.stdout(log.try_clone().expect("log handle")).stderr(log).spawn().expect("start loa run");

@@ -154,3 +154,102 @@ fn journal_fields(mut bytes: &[u8]) -> Vec<(String, String)> {
     }
     fields
 }
+
+/// The system calls `loa.service` lets through, each set expanded by systemd-analyze itself.
+fn allowed_system_calls(unit: &str) -> std::collections::BTreeSet<String> {
+    fn expand(set: &str, into: &mut std::collections::BTreeSet<String>) {
+        if !set.starts_with('@') {
+            into.insert(set.to_owned());
+            return;
+        }
+        let out = std::process::Command::new("systemd-analyze").args(["syscall-filter", set]).output().unwrap();
+        assert!(out.status.success(), "systemd-analyze syscall-filter {set}");
+        for name in String::from_utf8_lossy(&out.stdout).lines().skip(1).map(str::trim) {
+            match name {
+                "" => {}
+                _ if name.starts_with('#') => {}
+                _ => expand(name, into),
+            }
+        }
+    }
+    // In order, as systemd applies them: an allow list, then `~` sets taken out, then calls put back.
+    let mut allowed = std::collections::BTreeSet::new();
+    // Protect* settings refuse their calls after every SystemCallFilter line.
+    let implied = [
+        ("ProtectClock=yes", "~@clock"),
+        ("ProtectKernelModules=yes", "~@module"),
+        ("ProtectKernelLogs=yes", "~syslog"),
+    ];
+    let filters = unit.lines().filter_map(|l| l.strip_prefix("SystemCallFilter="));
+    let protections = implied.iter().filter(|(line, _)| unit.lines().any(|l| l.trim() == *line)).map(|(_, set)| *set);
+    for value in filters.chain(protections) {
+        let mut calls = std::collections::BTreeSet::new();
+        let sets = value.strip_prefix('~');
+        sets.unwrap_or(value).split_whitespace().for_each(|set| expand(set, &mut calls));
+        match sets {
+            Some(_) => allowed.retain(|call| !calls.contains(call)),
+            None => allowed.extend(calls),
+        }
+    }
+    allowed
+}
+
+/// No systemd runs as PID 1 in CI, so the hardened unit cannot be started there. What its
+/// system call filter would break can still be known: the daemon runs under strace while it
+/// airs a slot, answers HTTP and takes an upload, and every call it makes must pass the filter.
+/// A refused call would fail with EPERM (the unit's SystemCallErrorNumber) on the Pi.
+#[test]
+fn the_hardened_unit_is_exposed_at_most_2_and_its_filter_admits_every_call_the_daemon_makes() {
+    assert!(std::process::Command::new("strace").arg("-V").output().is_ok(), "needs strace (apt-get install strace)");
+    let unit_path = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/loa.service");
+    let security =
+        std::process::Command::new("systemd-analyze").args(["security", "--offline=true", unit_path]).output().unwrap();
+    let report = String::from_utf8_lossy(&security.stdout);
+    let exposure: f64 = report
+        .lines()
+        .find_map(|l| l.split("Overall exposure level for loa.service: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|figure| figure.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure figure in:\n{report}"));
+    assert!(exposure <= 2.0, "systemd-analyze security: exposure {exposure} > 2.0\n{report}");
+
+    let unit = std::fs::read_to_string(unit_path).unwrap();
+    let allowed = allowed_system_calls(&unit);
+    assert!(allowed.contains("write") && !allowed.contains("reboot"), "the filter expands as systemd's");
+
+    let station = crate::helpers::station(2, 1, &["cbr128_stereo_44k.mp3"]);
+    let trace = station.dir.path().join("trace");
+    let daemon = station.start_wrapped(Device::Unpaced, &["strace", "-f", "-qq", "-o", trace.to_str().unwrap()]);
+    let base = daemon.http_base();
+    station.wait_for("a completed airing", Duration::from_secs(60), |e| {
+        !of_kind(e, "airing_ended", Some("completed")).is_empty()
+    });
+    let token = station.token("operator");
+    let upload = crate::helpers::http_upload(&base, &token, &crate::helpers::fixture("vbr_stereo_44k.mp3"));
+    assert_eq!(upload, "201", "the upload is taken");
+    // Stop loa itself (strace's child): strace then exits with its status.
+    let tracer = daemon.pid();
+    let children = std::fs::read_to_string(format!("/proc/{tracer}/task/{tracer}/children")).unwrap();
+    let loa: i32 = children.split_whitespace().next().expect("loa under strace").parse().unwrap();
+    // SAFETY: signalling the test's own grandchild.
+    assert_eq!(unsafe { libc::kill(loa, libc::SIGTERM) }, 0);
+    daemon.stop();
+
+    let calls: std::collections::BTreeSet<String> = std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .filter_map(|line| {
+            let call = line.split_once(' ')?.1.trim_start();
+            let name = &call[..call.find('(')?];
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_').then(|| name.to_owned())
+        })
+        .collect();
+    assert!(calls.contains("openat") && calls.len() > 20, "strace saw the daemon: {calls:?}");
+    // SQLite gives its journal, WAL and shm files the database's owner (fchown) only when it runs
+    // as root, as tests may; the unit runs it as `loa`.
+    // SAFETY: geteuid cannot fail.
+    let as_root = unsafe { libc::geteuid() } == 0;
+    let refused: Vec<&String> =
+        calls.iter().filter(|c| !allowed.contains(*c) && !(as_root && *c == "fchown")).collect();
+    assert!(refused.is_empty(), "loa.service's SystemCallFilter refuses calls the daemon makes: {refused:?}");
+}
