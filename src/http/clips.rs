@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tower::ServiceExt;
 
-use super::{ApiError, AppState, Caller, ErrorBody, OPERATORS, READERS};
+use super::{ApiError, AppState, Caller, ErrorBody, Operators, Readers};
 use crate::library::ingest::{IngestError, Staged};
 use crate::model::clip::{self, Clip, ClipMeta, Priority};
 use crate::model::queue::{QueueItem, Wanted};
@@ -41,8 +41,10 @@ const TEXT_FIELDS: [&str; 6] = ["title", "topic", "language", "priority", "valid
 
 #[utoipa::path(get, path = "/api/v1/clips", tag = "clips", security(("bearer" = [])),
     responses((status = 200, description = "`{\"clips\": [...]}`, retired clips included, each with `last_aired_at` (UTC ms of its last completed airing, or null)"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require(READERS)?;
+pub async fn list(
+    State(state): State<AppState>,
+    _caller: Caller<Readers>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let (clips, last_completed) = state
         .store
         .call(|s| Ok::<_, crate::store::StoreError>((s.clips()?, s.last_completed_by_clip()?)))
@@ -64,10 +66,9 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<
     responses((status = 200, body = Clip), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn show(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<Readers>,
     Path(id): Path<String>,
 ) -> Result<Json<Clip>, ApiError> {
-    caller.require(READERS)?;
     Ok(Json(find_clip(&state, &id).await?))
 }
 
@@ -75,10 +76,9 @@ pub async fn show(
     responses((status = 204, description = "retired; it stays in the library"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn retire(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<Operators>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(OPERATORS)?;
     let id = clip_id(&id)?;
     let now = state.clock.now();
     let retired = state.store.call(move |s| s.retire_clip(id, now, None)).await.map_err(ApiError::internal)?;
@@ -90,11 +90,10 @@ pub async fn retire(
     responses((status = 200, description = "the MP3", content_type = "audio/mpeg"), (status = 206, description = "a Range of it"), (status = 404, body = ErrorBody)))]
 pub async fn audio(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<Readers>,
     Path(id): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    caller.require(READERS)?;
     let clip = find_clip(&state, &id).await?;
     // `.mp3` → audio/mpeg; ServeFile answers Range requests (206) and HEAD.
     let file = tower_http::services::ServeFile::new(state.library.clip_path(&clip.sha256));
@@ -124,11 +123,10 @@ async fn find_clip(state: &AppState, id: &str) -> Result<Clip, ApiError> {
         (status = 422, body = ErrorBody), (status = 507, body = ErrorBody)))]
 pub async fn upload(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<Operators>,
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, Json<Clip>), ApiError> {
-    caller.require(OPERATORS)?;
     // The form's announced length bounds the file's; a chunked upload announces none and is
     // checked as it arrives.
     let announced = headers
@@ -352,10 +350,9 @@ pub struct QueueRequest {
     responses((status = 202, body = QueueItem), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn enqueue(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<Operators>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require(OPERATORS)?;
     let body = body.map_err(|rejection| match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => super::body_too_large(super::SMALL_BODY, false),
         _ => ApiError::bad_request(format!("the request body could not be read ({rejection}); send it again")),

@@ -41,10 +41,26 @@ use crate::model::token::Role;
 use crate::store::{Store, StoreHandle};
 use crate::time::clock::Clock;
 
-/// Who may read (library, schedule, proof, reports) and who may change things.
-const READERS: &[Role] = &[Role::Operator, Role::District];
-const OPERATORS: &[Role] = &[Role::Operator];
-const DISTRICT: &[Role] = &[Role::District];
+/// Which roles a route admits, as a type: the check is then an extractor, which runs on the
+/// headers before any extractor reads the body (a wrong role never gets to send one).
+pub trait Admits {
+    const ROLES: &'static [Role];
+}
+/// Who may read (library, schedule, proof, reports).
+pub enum Readers {}
+/// Who may change things (upload, queue, retire).
+pub enum Operators {}
+/// The auditing office (receipts).
+pub enum Office {}
+impl Admits for Readers {
+    const ROLES: &'static [Role] = &[Role::Operator, Role::District];
+}
+impl Admits for Operators {
+    const ROLES: &'static [Role] = &[Role::Operator];
+}
+impl Admits for Office {
+    const ROLES: &'static [Role] = &[Role::District];
+}
 
 /// Everything a handler may use.
 #[derive(Clone)]
@@ -375,34 +391,28 @@ async fn count_requests(State(state): State<AppState>, request: Request, next: N
     response
 }
 
-/// The authenticated caller, from `Authorization: Bearer <token>`.
-#[derive(Debug, Clone, Copy)]
-pub struct Caller {
+/// The authenticated caller, from `Authorization: Bearer <token>`, whose role `R` admits.
+pub struct Caller<R: Admits> {
     pub role: Role,
+    admitted: std::marker::PhantomData<R>,
 }
 
-impl Caller {
-    /// 403 unless the caller has one of `roles`.
-    fn require(self, roles: &[Role]) -> Result<(), ApiError> {
-        if roles.contains(&self.role) {
-            return Ok(());
-        }
-        let with_article =
-            |role: &str| format!("{} {role}", if role.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" });
-        let allowed: Vec<String> = roles.iter().map(|r| with_article(r.as_str())).collect();
-        Err(ApiError::new(
-            axum::http::StatusCode::FORBIDDEN,
-            "forbidden",
-            format!(
-                "{} token cannot do this; it needs {} token",
-                with_article(self.role.as_str()),
-                allowed.join(" or ")
-            ),
-        ))
+/// 403 unless `role` is one of `roles`.
+fn require(role: Role, roles: &[Role]) -> Result<(), ApiError> {
+    if roles.contains(&role) {
+        return Ok(());
     }
+    let with_article =
+        |role: &str| format!("{} {role}", if role.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" });
+    let allowed: Vec<String> = roles.iter().map(|r| with_article(r.as_str())).collect();
+    Err(ApiError::new(
+        axum::http::StatusCode::FORBIDDEN,
+        "forbidden",
+        format!("{} token cannot do this; it needs {} token", with_article(role.as_str()), allowed.join(" or ")),
+    ))
 }
 
-impl FromRequestParts<AppState> for Caller {
+impl<R: Admits> FromRequestParts<AppState> for Caller<R> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
@@ -414,12 +424,16 @@ impl FromRequestParts<AppState> for Caller {
                     None => Err(refusal),
                 }
             }
-            outcome => outcome,
+            Err(refusal) => Err(refusal),
+            Ok(role) => {
+                require(role, R::ROLES)?;
+                Ok(Caller { role, admitted: std::marker::PhantomData })
+            }
         }
     }
 }
 
-async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Role, ApiError> {
     let unauthorized = |message: &str| ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "unauthorized", message);
     let header = parts
         .headers
@@ -434,6 +448,6 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
         .to_owned();
     let tokens = state.store.call(|s| s.tokens()).await.map_err(ApiError::internal)?;
     token::find(&tokens, &presented)
-        .map(|token| Caller { role: token.role })
+        .map(|token| token.role)
         .ok_or_else(|| unauthorized("unknown or revoked token; ask the station admin for a new one"))
 }

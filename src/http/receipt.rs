@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 
-use super::{ApiError, AppState, Caller, DISTRICT, ErrorBody};
+use super::{ApiError, AppState, Caller, ErrorBody, Office};
 use crate::audit::receipt::{self, ReceiptError};
 
 #[utoipa::path(post, path = "/api/v1/receipt", tag = "station", security(("bearer" = [])),
@@ -16,10 +16,9 @@ use crate::audit::receipt::{self, ReceiptError};
         (status = 403, body = ErrorBody, description = "`office_not_pinned`: no [office] public_key; `not_our_office`: signed by another key"), (status = 409, body = ErrorBody, description = "`not_this_log`: the receipt is for another station or another log")))]
 pub async fn take(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<Office>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(DISTRICT)?;
     let body = body.map_err(|rejection| match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => super::body_too_large(super::SMALL_BODY, false),
         _ => ApiError::bad_request(format!("the request body could not be read ({rejection}); send it again")),

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState, Caller, ErrorBody, READERS};
+use super::{ApiError, AppState, Caller, ErrorBody, Readers};
 use crate::air::{planner, quota, scheduler};
 use crate::audit::chain;
 use crate::model::queue::Wanted;
@@ -98,8 +98,7 @@ fn next_slots(state: &AppState, count: usize) -> Vec<Value> {
 
 #[utoipa::path(get, path = "/api/v1/station", tag = "station", security(("bearer" = [])),
     responses((status = 200, description = "id, name, timezone, public_key, version, clock_synced, next_slots, the caller's role, `topics` and `languages` (`id`, `label`: what a bulletin may be given), `report_periods` (`name`, `code`, `label`): last week, last month, this quarter, half-year and year in station time, and `receipt` (`office`, `head_seq`, `head_hash`, `at`): the auditing office's latest receipt for what it holds of this log, or null"), (status = 401, body = ErrorBody)))]
-pub async fn station(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
-    caller.require(READERS)?;
+pub async fn station(State(state): State<AppState>, caller: Caller<Readers>) -> Result<Json<Value>, ApiError> {
     let s = &state.config.station;
     let (data_dir, office) = (s.data_dir.clone(), state.config.office);
     let receipt = tokio::task::spawn_blocking(move || crate::audit::receipt::read(&data_dir, office.as_ref()))
@@ -144,10 +143,9 @@ pub struct ScheduleAnswer {
     responses((status = 200, description = "each slot in the period (at most 500) and what the planner would air now; `truncated` when there were more"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn schedule(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<Readers>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(READERS)?;
     let days: i64 = param(&query, "days", "a whole number of days (1 to 7)")?.unwrap_or(MAX_SCHEDULE_DAYS);
     if !(1..=MAX_SCHEDULE_DAYS).contains(&days) {
         return Err(ApiError::bad_request(format!("days: {days} is outside 1 to {MAX_SCHEDULE_DAYS}")));
@@ -230,10 +228,9 @@ fn item(state: &AppState, clip: &crate::model::clip::Clip, queued: bool, quota: 
     responses((status = 200, description = "events exactly as `loa airtime` exports them, checked first; JSON: `{events, head: {seq, hash}, next_after_seq, public_key}`, and `head_statement` (the head signed over `challenge`, when given); every format: header `Loa-Head: SEQ:HASH`"), (status = 400, body = ErrorBody), (status = 500, description = "`log_damaged`: the stored log is damaged at `seq`; nothing is exported", body = ErrorBody)))]
 pub async fn airtime(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<Readers>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    caller.require(READERS)?;
     let after_seq: i64 = param(&query, "after_seq", "a whole number (the last seq you have, or 0)")?.unwrap_or(0);
     if after_seq < 0 {
         return Err(ApiError::bad_request(format!("after_seq: {after_seq} is negative; use 0 for the start")));
@@ -337,10 +334,9 @@ async fn damaged(state: &AppState, damage: crate::proof::events::Damage) -> ApiE
     responses((status = 200, description = "per quota and week/month: required, completed, met, reason; airings by status, topic, language, peak"), (status = 400, body = ErrorBody), (status = 500, description = "`log_damaged`: the stored log the report would count is damaged at `seq`", body = ErrorBody)))]
 pub async fn compliance(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<Readers>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    caller.require(READERS)?;
     let period = period_param(&state, &query)?;
     let format: crate::audit::compliance::ReportFormat = match query.get("format") {
         Some(f) => f.parse().map_err(|e| ApiError::bad_request(format!("format: {e}")))?,
@@ -373,9 +369,12 @@ pub(super) async fn period_report(
 
 #[utoipa::path(get, path = "/metrics", tag = "station", security(("bearer" = [])),
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain"), (status = 401, body = ErrorBody)))]
-pub async fn metrics(State(state): State<AppState>, caller: Result<Caller, ApiError>) -> Result<Response, ApiError> {
+pub async fn metrics(
+    State(state): State<AppState>,
+    caller: Result<Caller<Readers>, ApiError>,
+) -> Result<Response, ApiError> {
     if !state.config.http.metrics_public {
-        caller?.require(READERS)?;
+        caller?;
     }
     let counts = state.store.call(|s| s.airing_counts()).await.map_err(ApiError::internal)?;
     let (config, now) = (Arc::clone(&state.config), state.clock.now());

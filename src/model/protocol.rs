@@ -22,9 +22,14 @@ pub const STATEMENT_HEADER: &str = "loa-head-statement";
 /// The token in an `Authorization` header's value `Bearer <token>` (the scheme's name in any
 /// case, RFC 9110 §11.1).
 pub fn bearer(value: &str) -> Option<&str> {
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+    credential(value, "bearer")
+}
+
+/// The credential in an `Authorization` header's value `<scheme> <credential>`.
+pub fn credential<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
+    let (named, credential) = value.split_once(' ')?;
+    let credential = credential.trim();
+    (named.eq_ignore_ascii_case(scheme) && !credential.is_empty()).then_some(credential)
 }
 
 #[cfg(test)]

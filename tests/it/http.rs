@@ -62,7 +62,13 @@ impl Api {
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
         }
-        let response = router(self.state.clone()).oneshot(request.body(body).unwrap()).await.unwrap();
+        self.send(request.body(body).unwrap()).await
+    }
+
+    /// Sends `request` as it is; the answer's status and body (JSON when it is).
+    async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let (method, uri) = (request.method().clone(), request.uri().clone());
+        let response = router(self.state.clone()).oneshot(request).await.unwrap();
         let status = response.status();
         assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "{method} {uri} gave a 500");
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
@@ -707,9 +713,11 @@ async fn a_pairing_code_makes_one_token_once() {
         .call(move |s| s.create_pairing(Role::Operator, "Chị Lan", &digest, now, now + chrono::TimeDelta::minutes(10)))
         .await
         .unwrap();
+    // The page sends the code in a header, with no body.
     let pair = |code: String| {
-        let body = Body::from(serde_json::json!({ "code": code }).to_string());
-        api.call("POST", "/api/v1/pair", None, body, Some("application/json"))
+        let request =
+            Request::builder().method("POST").uri("/api/v1/pair").header("authorization", format!("Pairing {code}"));
+        api.send(request.body(Body::empty()).unwrap())
     };
     // Typed in lower case without the dash, as a phone keyboard might.
     let (status, answer) = pair(code.to_lowercase().replace('-', "")).await;
@@ -731,6 +739,15 @@ async fn a_pairing_code_makes_one_token_once() {
         .await
         .unwrap();
     assert_eq!(pair(stale).await.0, StatusCode::NOT_FOUND);
+    // A client without the header may still send the code as JSON; a header of another scheme
+    // is refused as such.
+    let body = Body::from(serde_json::json!({ "code": "ABCD-EFGH" }).to_string());
+    let (status, answer) = api.call("POST", "/api/v1/pair", None, body, Some("application/json")).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("pairing_code_unknown")));
+    let request = Request::builder().method("POST").uri("/api/v1/pair").header("authorization", "Basic ABCD-EFGH");
+    let (status, answer) = api.send(request.body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(answer["error"]["message"].as_str().unwrap().contains("Pairing <code>"), "{answer}");
 }
 
 #[tokio::test]

@@ -350,6 +350,40 @@ fn bodies_trickled_in_neither_hold_the_slots_nor_last() {
     daemon.stop();
 }
 
+/// The role is judged from the headers: a token that may not do this, or a pairing code, is
+/// answered while the body it announced has not begun (waiting for it would mean a body error
+/// after the stall deadline instead).
+#[test]
+fn the_role_is_judged_before_a_byte_of_the_body_is_read() {
+    use std::io::{Read, Write};
+    let station = crate::helpers::Station::with_config(
+        "[station]\nid = \"s\"\nname = \"n\"\ndata_dir = \"data\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let district = station.token("district");
+    let daemon = station.start(Device::Unpaced);
+    let address = daemon.http_base().trim_start_matches("http://").to_owned();
+    let reader = format!("Bearer {district}");
+    for (method, path, authorization, expected) in [
+        ("POST", "/api/v1/queue", reader.as_str(), "403"),
+        ("POST", "/api/v1/clips", reader.as_str(), "403"),
+        ("DELETE", "/api/v1/clips/1", reader.as_str(), "403"),
+        ("POST", "/api/v1/queue", "Bearer loa_wrong", "401"),
+        ("POST", "/api/v1/pair", "Pairing AAAA-BBBB", "404"),
+    ] {
+        let mut socket = std::net::TcpStream::connect(&address).unwrap();
+        write!(
+            socket,
+            "{method} {path} HTTP/1.1\r\nhost: x\r\nauthorization: {authorization}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n"
+        )
+        .unwrap();
+        socket.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut head = [0u8; 12];
+        socket.read_exact(&mut head).unwrap();
+        assert_eq!(&head[9..12], expected.as_bytes(), "{method} {path} with `{authorization}`");
+    }
+    daemon.stop();
+}
+
 #[test]
 fn plain_http_on_the_lan_must_be_asked_for_and_what_loa_writes_is_private() {
     let station = crate::helpers::Station::with_config(
