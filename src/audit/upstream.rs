@@ -28,12 +28,16 @@ pub async fn run(
     clock: std::sync::Arc<dyn crate::time::clock::Clock>,
 ) {
     crate::ops::tls::install_provider();
-    let client = reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(120))
-        .user_agent(concat!("loa/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("a plain HTTP client builds");
+        .user_agent(concat!("loa/", env!("CARGO_PKG_VERSION")));
+    // An https:// office is trusted by its pinned certificate only.
+    let builder = match upstream.tls_fingerprint {
+        Some(fingerprint) => builder.tls_backend_preconfigured(crate::ops::tls::pinned_client(fingerprint)),
+        None => builder,
+    };
+    let client = builder.build().expect("an HTTP client of a fixed configuration builds");
     let mut backoff = Duration::from_secs(5);
     // The office's challenge from its last answer: the next push answers it.
     let mut challenge = None;

@@ -265,10 +265,26 @@ fn serve(office: Arc<Office>) -> Result<(), Failure> {
         failed(format!("cannot listen on {listen} ({e}); change district.listen in {}", office.config.path.display()))
     })?;
     listener.set_nonblocking(true).map_err(|e| failed(format!("cannot set up the listener: {e}")))?;
+    let tls = match &office.config.tls {
+        Some(source) => {
+            Some(crate::http::tls::load(source, &office.config.data_dir).map_err(|e| failed(e.to_string()))?)
+        }
+        None => None,
+    };
+    if let Some(tls) = &tls {
+        // Where a station's admin reads it for `[upstream] tls_fingerprint`.
+        println!("HTTPS certificate fingerprint (SHA-256), for [upstream] tls_fingerprint: {}", tls.fingerprint);
+    }
     runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| failed(e.to_string()))?;
-        tracing::info!(address = %listener.local_addr().map_err(|e| failed(e.to_string()))?, "district dashboard listening");
-        crate::district::http::serve(office, listener, run::wait_for_stop_signal())
+        let address = listener.local_addr().map_err(|e| failed(e.to_string()))?;
+        match &tls {
+            Some(tls) => {
+                tracing::info!(%address, fingerprint = %tls.fingerprint, "district dashboard listening (HTTPS)")
+            }
+            None => tracing::info!(%address, "district dashboard listening"),
+        }
+        crate::district::http::serve(office, listener, tls.map(|t| t.acceptor), run::wait_for_stop_signal())
             .await
             .map_err(|e| failed(format!("the dashboard failed: {e}")))
     })

@@ -16,9 +16,11 @@ use crate::time::slots::CronSchedule;
 
 pub(crate) mod raw;
 mod sections;
+mod secure;
 pub(crate) mod source;
 
 use raw::RawConfig;
+pub(crate) use secure::{pinned_fingerprint, tls_source};
 use source::Source;
 
 pub const DEFAULT_PATH: &str = "config/station.toml";
@@ -55,6 +57,8 @@ pub struct Upstream {
     pub token: String,
     /// The office's key (`[office] public_key`), which its receipts must be signed with.
     pub office_key: ed25519_dalek::VerifyingKey,
+    /// For an `https://` url: the SHA-256 of the office's certificate, the only one trusted.
+    pub tls_fingerprint: Option<[u8; 32]>,
 }
 
 /// An API's base address as configured: `http://` or `https://`, a host, no path. The

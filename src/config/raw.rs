@@ -49,6 +49,7 @@ pub(super) struct RawUpstream {
     pub(super) url: Spanned<String>,
     pub(super) token: Option<Spanned<String>>,
     pub(super) token_file: Option<Spanned<String>>,
+    pub(super) tls_fingerprint: Option<Spanned<String>>,
 }
 
 impl RawUpstream {
@@ -68,7 +69,9 @@ impl RawUpstream {
                 format!("the office needs a push token: token = \"loa_…\" or token_file; {how}"),
             )
         })?;
-        Ok(Upstream { url, token, office_key })
+        let whose = "`loa district serve` (its first line) at the office";
+        let tls_fingerprint = pinned_fingerprint(src, "upstream", &self.tls_fingerprint, Some(&self.url), whose)?;
+        Ok(Upstream { url, token, office_key, tls_fingerprint })
     }
 }
 

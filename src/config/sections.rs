@@ -2,7 +2,6 @@
 //! `[[quota]]`; every bound names its key, its line and a usable value.
 
 use std::net::SocketAddr;
-use std::path::Path;
 
 use toml::Spanned;
 
@@ -106,49 +105,7 @@ impl RawHttp {
             32,
             outside(1, 4096),
         )? as usize;
-        let base = src.path.parent().unwrap_or(Path::new(""));
-        let tls = match (&self.tls, &self.tls_cert, &self.tls_key) {
-            (None, None, None) => None,
-            (Some(mode), None, None) if mode.get_ref() == "self-signed" => Some(TlsSource::SelfSigned),
-            (Some(mode), _, _) => {
-                return Err(src.invalid(
-                    mode,
-                    "http.tls",
-                    format!(
-                        "\"{}\" is not a TLS setting; write tls = \"self-signed\" alone, or give tls_cert and tls_key \
-                         (PEM files) without tls",
-                        mode.get_ref()
-                    ),
-                ));
-            }
-            (None, Some(cert), Some(key)) => {
-                let key_path = base.join(key.get_ref());
-                // A key others can read is no secret: refused, with the fix.
-                if let Ok(meta) = std::fs::metadata(&key_path) {
-                    let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions());
-                    if mode & 0o077 != 0 {
-                        return Err(src.invalid(
-                            key,
-                            "http.tls_key",
-                            format!(
-                                "{} can be read by other users (mode {:o}): run `chmod 600 {}` (owner: the loa user)",
-                                key_path.display(),
-                                mode & 0o777,
-                                key_path.display()
-                            ),
-                        ));
-                    }
-                }
-                Some(TlsSource::Files { cert: base.join(cert.get_ref()), key: key_path })
-            }
-            (None, Some(one), None) | (None, None, Some(one)) => {
-                return Err(src.invalid(
-                    one,
-                    if self.tls_cert.is_some() { "http.tls_cert" } else { "http.tls_key" },
-                    "give both tls_cert and tls_key (PEM files), or tls = \"self-signed\"",
-                ));
-            }
-        };
+        let tls = super::secure::tls_source(src, "http", &self.tls, &self.tls_cert, &self.tls_key)?;
         let tls_listen = match &self.tls_listen {
             Some(l) => l.get_ref().parse().map_err(|_| {
                 src.invalid(

@@ -29,6 +29,9 @@ pub struct DistrictConfig {
     /// `district.sqlite` and `district.key` live here.
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
+    /// HTTPS on `listen` (`tls = "self-signed"`, or `tls_cert` and `tls_key`): clerk and push
+    /// tokens do not cross the network in clear, and stations pin the certificate.
+    pub tls: Option<crate::config::TlsSource>,
     pub pull_every: Duration,
     /// No successful pull or push for this long raises `unreachable`.
     pub stale_after: chrono::TimeDelta,
@@ -97,6 +100,11 @@ struct RawDistrict {
     timezone: Option<Spanned<String>>,
     data_dir: Option<Spanned<String>>,
     listen: Option<Spanned<String>>,
+    tls: Option<Spanned<String>>,
+    tls_cert: Option<Spanned<String>>,
+    tls_key: Option<Spanned<String>>,
+    #[serde(default)]
+    allow_plain_lan: bool,
     pull_every_minutes: Option<Spanned<i64>>,
     stale_after_hours: Option<Spanned<i64>>,
     connect_timeout_seconds: Option<Spanned<i64>>,
@@ -154,6 +162,16 @@ impl RawDistrictConfig {
             })?,
             None => SocketAddr::from(([127, 0, 0, 1], 8090)),
         };
+        let tls = crate::config::tls_source(src, "district", &d.tls, &d.tls_cert, &d.tls_key)?;
+        if tls.is_none() && !listen.ip().is_loopback() && !d.allow_plain_lan {
+            return Err(src.invalid(
+                d.listen.as_ref().expect("a LAN address was written"),
+                "district.listen",
+                "clerk and push tokens would cross the network in clear: add tls = \"self-signed\" (stations pin \
+                 its fingerprint, printed by `loa district serve`), or tls_cert and tls_key; or, knowingly, \
+                 allow_plain_lan = true",
+            ));
+        }
         let minutes = |v: i64| format!("{v} is not usable; give 1 to 1440 minutes, e.g. 15");
         let pull_every = src.bounded(&d.pull_every_minutes, "district.pull_every_minutes", 1..=1440, 15, minutes)?;
         let hours = |v: i64| format!("{v} is not usable; give 1 to 8760 hours, e.g. 48");
@@ -204,6 +222,7 @@ impl RawDistrictConfig {
             timezone,
             data_dir,
             listen,
+            tls,
             pull_every: Duration::from_secs(pull_every as u64 * 60),
             stale_after: chrono::TimeDelta::hours(stale_after),
             connect_timeout: Duration::from_secs(connect as u64),
@@ -252,27 +271,14 @@ impl RawStationEntry {
                 ),
             ));
         }
-        let https = url.as_deref().is_some_and(|u| u.starts_with("https://"));
-        let tls_fingerprint = match (&self.tls_fingerprint, https) {
-            (Some(f), true) => Some(super::pinned::parse_fingerprint(f.get_ref()).ok_or_else(|| {
-                src.invalid(
-                    f,
-                    &key("tls_fingerprint"),
-                    "give the SHA-256 fingerprint `loa station` prints (AB:CD:…, 32 bytes)",
-                )
-            })?),
-            (Some(f), false) => {
-                return Err(src.invalid(f, &key("tls_fingerprint"), "a fingerprint is for an https:// url only"));
-            }
-            (None, true) => {
-                return Err(src.invalid(
-                    self.url.as_ref().expect("https url"),
-                    &key("tls_fingerprint"),
-                    "an https:// station's certificate is its own: pin it with tls_fingerprint = \"AB:CD:…\" from `loa station` on the box",
-                ));
-            }
-            (None, false) => None,
-        };
+        let whose = "`loa station` on the box";
+        let tls_fingerprint = crate::config::pinned_fingerprint(
+            src,
+            &format!("station[{index}]"),
+            &self.tls_fingerprint,
+            self.url.as_ref(),
+            whose,
+        )?;
         let public_key = crate::proof::parse_public_key(self.public_key.get_ref()).map_err(|e| {
             src.invalid(
                 &self.public_key,

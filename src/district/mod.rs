@@ -11,7 +11,6 @@
 pub mod config;
 pub mod http;
 pub mod memory;
-pub mod pinned;
 pub mod plausible;
 pub mod pull;
 pub mod receipt;

@@ -47,7 +47,7 @@ pub fn client(office: &Office, pinned: Option<[u8; 32]>) -> reqwest::Client {
         .timeout(office.config.read_timeout * 4)
         .user_agent(concat!("loa-district/", env!("CARGO_PKG_VERSION")));
     let builder = match pinned {
-        Some(fingerprint) => builder.tls_backend_preconfigured(super::pinned::client_config(fingerprint)),
+        Some(fingerprint) => builder.tls_backend_preconfigured(crate::ops::tls::pinned_client(fingerprint)),
         None => builder,
     };
     builder.build().expect("the HTTP client builds")

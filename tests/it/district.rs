@@ -69,6 +69,12 @@ impl Office {
         run.json()
     }
 
+    /// The certificate fingerprint a serving office printed, when it serves HTTPS.
+    fn fingerprint(&self) -> Option<String> {
+        let out = std::fs::read_to_string(self.dir.path().join("serve.out")).unwrap_or_default();
+        out.lines().find_map(|l| l.split("tls_fingerprint: ").nth(1)).map(str::to_owned)
+    }
+
     fn listen(&self) -> String {
         let text = std::fs::read_to_string(self.config()).unwrap();
         let line = text.lines().find(|l| l.starts_with("listen")).unwrap();
@@ -475,16 +481,23 @@ impl Drop for Serving {
 }
 
 fn serve(office: &Office) -> Serving {
+    let out = std::fs::File::create(office.dir.path().join("serve.out")).unwrap();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_loa"))
         .args(["district", "--config", office.config().to_str().unwrap(), "serve"])
-        .stdout(std::process::Stdio::null())
+        .stdout(out)
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let (address, base) = (office.listen(), format!("http://{}", office.listen()));
+    let tls = std::fs::read_to_string(office.config()).unwrap().contains("\ntls = ");
     let deadline = std::time::Instant::now() + WAIT;
-    while std::net::TcpStream::connect(&address).is_err() || crate::helpers::http_get(&base, "/api/v1/status") != "200"
-    {
+    let answers = || match tls {
+        true => office.fingerprint().is_some() && std::net::TcpStream::connect(&address).is_ok(),
+        false => {
+            std::net::TcpStream::connect(&address).is_ok() && crate::helpers::http_get(&base, "/api/v1/status") == "200"
+        }
+    };
+    while !answers() {
         assert!(std::time::Instant::now() < deadline, "the dashboard never answered");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -710,6 +723,105 @@ fn a_pushing_station_converges_to_the_same_head_as_its_own_log() {
     assert!(page.contains("Đài truyền thanh phường Phú Thủy") && page.contains("Liên lạc gần nhất"), "{page}");
 }
 
+/// The office serves HTTPS with its own certificate; a station pushes only to the certificate
+/// it pinned, and the clerk's sign-in cookie is `Secure` there.
+#[test]
+fn a_station_pushes_over_tls_to_the_office_certificate_it_pinned_and_no_other() {
+    let station = station(2, 1, &[TONE]);
+    let office = Office::new(&format!(
+        "[[station]]\nid = \"phu-thuy\"\nname = \"Đài truyền thanh phường Phú Thủy\"\npublic_key = \"{}\"\n",
+        station.public_key()
+    ));
+    let text = std::fs::read_to_string(office.config()).unwrap();
+    std::fs::write(office.config(), text.replacen("[district]\n", "[district]\ntls = \"self-signed\"\n", 1)).unwrap();
+    let token = office.run(&["token", "create", "--station", "phu-thuy"]).stdout.trim().to_owned();
+    let clerk = office.run(&["token", "create", "--clerk", "Chị Hoa"]).stdout.trim().to_owned();
+    let _serving = serve(&office);
+    let (listen, fingerprint) = (office.listen(), office.fingerprint().unwrap());
+    let cert = office.dir.path().join("office").join(loa::http::tls::SELF_SIGNED_CERT);
+    let answer = crate::helpers::https_request(&listen, "GET", "/api/v1/status", "", &cert);
+    assert_eq!((answer.status.as_str(), answer.fingerprint.as_str()), ("200", fingerprint.as_str()));
+    assert_ne!(crate::helpers::http_get(&format!("http://{listen}"), "/api/v1/status"), "200", "no plain HTTP");
+    let signed_in = crate::helpers::https_request(&listen, "POST", "/clerk", &format!("token={clerk}&back=/"), &cert);
+    assert_eq!(signed_in.status, "303");
+    assert!(
+        signed_in
+            .cookies
+            .iter()
+            .any(|c| c.contains("Secure") && c.contains("HttpOnly") && c.contains("SameSite=Strict")),
+        "{:?}",
+        signed_in.cookies
+    );
+
+    // An https:// upstream must be pinned; a wrong pin pushes nothing.
+    let config = std::fs::read_to_string(station.config_path()).unwrap();
+    let upstream = |pin: &str| {
+        format!(
+            "{config}[upstream]\nurl = \"https://{listen}\"\ntoken = \"{token}\"\n{pin}[office]\npublic_key = \"{}\"\n",
+            office_key()
+        )
+    };
+    std::fs::write(station.config_path(), upstream("")).unwrap();
+    let unpinned = station.loa(&["check-config"]);
+    assert_eq!(unpinned.code, 2);
+    assert!(unpinned.stderr.contains("upstream.tls_fingerprint"), "{}", unpinned.stderr);
+    let wrong = format!("tls_fingerprint = \"{}\"\n", ["00"; 32].join(":"));
+    std::fs::write(station.config_path(), upstream(&wrong)).unwrap();
+    let daemon = station.start(Device::Unpaced);
+    let log = station.dir.path().join("daemon.log");
+    let deadline = std::time::Instant::now() + WAIT;
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("push to the office failed") {
+        assert!(std::time::Instant::now() < deadline, "a wrongly pinned push did not fail");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    daemon.stop();
+    assert_eq!(office.status()["stations"][0]["head_seq"], 0, "nothing reached the office: {}", office.status());
+
+    std::fs::write(station.config_path(), upstream(&format!("tls_fingerprint = \"{fingerprint}\"\n"))).unwrap();
+    let daemon = station.start(Device::Unpaced);
+    station.wait_for("two airings", WAIT, |e| airings(e) >= 2);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let held = office.status()["stations"][0]["head_seq"].as_i64().unwrap();
+        if held >= 4 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the office never received the pushes: {}", office.status());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    daemon.stop();
+}
+
+/// Plain HTTP beyond loopback must be asked for; the acknowledgement's clerk is judged from the
+/// cookie before a byte of the form is read.
+#[test]
+fn the_office_refuses_plain_lan_and_judges_the_clerk_before_the_form() {
+    let office = Office::new("");
+    let text = std::fs::read_to_string(office.config()).unwrap();
+    let lan = with_quoted_value(&text, "listen = \"", "0.0.0.0:8090");
+    std::fs::write(office.config(), &lan).unwrap();
+    let run = office.run(&["check-config"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("district.listen") && run.stderr.contains("tls = \"self-signed\""), "{}", run.stderr);
+    std::fs::write(office.config(), lan.replacen("[district]\n", "[district]\nallow_plain_lan = true\n", 1)).unwrap();
+    assert_eq!(office.run(&["check-config"]).code, 0, "allowed knowingly");
+    std::fs::write(office.config(), &text).unwrap();
+
+    let _serving = serve(&office);
+    for cookie in ["", "cookie: loa_clerk=loa_wrong\r\n"] {
+        let headers = format!("{cookie}content-type: application/x-www-form-urlencoded\r\n");
+        let status = crate::helpers::status_before_body(&office.listen(), "POST", "/alarms/1/ack", &headers);
+        assert_eq!(status, "401", "with `{cookie}`");
+    }
+}
+
+/// `text` with the quoted value after `key` replaced by `value`.
+fn with_quoted_value(text: &str, key: &str, value: &str) -> String {
+    let start = text.find(key).expect("key") + key.len();
+    let end = start + text[start..].find('"').expect("closing quote");
+    format!("{}{value}{}", &text[..start], &text[end..])
+}
+
 #[test]
 fn a_silent_station_is_unreachable_after_the_configured_hours_on_a_virtual_clock() {
     use loa::time::clock::VirtualClock;
@@ -802,15 +914,15 @@ async fn the_dashboard_shows_an_alarm_in_plain_words_and_a_clerk_acknowledges_it
     browser.click("table a").await;
     browser.wait("the station page", "document.querySelector('form') !== null").await;
     browser.assert_vietnamese("the station page").await;
-    browser.type_into("input[name=note]", "Đã gọi đài: đường truyền bị can thiệp, đã kiểm tra lại").await;
+    // Signed out, the page offers the clerk's sign-in; a wrong code is refused with the form again.
     browser.type_into("input[name=token]", "loa_sai").await;
     browser.click("form button").await;
     browser.wait("the refusal", "document.body.innerText.includes('Mã cán bộ không đúng')").await;
-    browser.script("history.back();").await;
-    browser.wait("the station page again", "document.querySelector('form') !== null").await;
-    browser.type_into("input[name=note]", "Đã gọi đài: đường truyền bị can thiệp, đã kiểm tra lại").await;
     browser.type_into("input[name=token]", &clerk).await;
     browser.click("form button").await;
+    browser.wait("the station page, signed in", "document.querySelector('input[name=note]') !== null").await;
+    browser.type_into("input[name=note]", "Đã gọi đài: đường truyền bị can thiệp, đã kiểm tra lại").await;
+    browser.click("form[action^='/alarms'] button").await;
     browser.wait("the acknowledgement", "document.body.innerText.includes('đã xử lý: Đã gọi đài')").await;
     browser.screenshot(&shots, "van-phong-dai-360").await;
     let status = office.status();

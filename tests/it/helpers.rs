@@ -545,3 +545,56 @@ pub fn http_upload(base: &str, token: &str, mp3: &[u8]) -> String {
     write!(body, "\r\n--B--\r\n").unwrap();
     http_post_raw(base, "/api/v1/clips", token, "multipart/form-data; boundary=B", &body)
 }
+
+/// What an HTTPS server answered, seen by a client that trusts only `cafile`.
+pub struct HttpsAnswer {
+    /// The status code, or `error <kind> <message>` when the connection or the check failed.
+    pub status: String,
+    /// The SHA-256 fingerprint of the certificate the server presented (`AB:CD:…`).
+    pub fingerprint: String,
+    /// The answer's `Set-Cookie` headers.
+    pub cookies: Vec<String>,
+}
+
+/// `METHOD path` over HTTPS (Python's ssl, another TLS stack than ours), a form `body` if any.
+pub fn https_request(address: &str, method: &str, path: &str, body: &str, cafile: &Path) -> HttpsAnswer {
+    const CLIENT: &str = r#"
+import hashlib, http.client, ssl, sys
+host, port = sys.argv[1].rsplit(":", 1)
+der = ssl.PEM_cert_to_DER_cert(ssl.get_server_certificate((host, int(port))))
+print(":".join("%02X" % b for b in hashlib.sha256(der).digest()))
+try:
+    context = ssl.create_default_context(cafile=sys.argv[5])
+    connection = http.client.HTTPSConnection(host, int(port), context=context, timeout=20)
+    headers = {"content-type": "application/x-www-form-urlencoded"} if sys.argv[4] else {}
+    connection.request(sys.argv[2], sys.argv[3], body=sys.argv[4] or None, headers=headers)
+    response = connection.getresponse()
+    print(response.status)
+    for cookie in response.headers.get_all("set-cookie") or []:
+        print(cookie)
+except Exception as e:
+    print("error", type(e).__name__, e)
+"#;
+    let output = Command::new("python3")
+        .args(["-c", CLIENT, address, method, path, body, cafile.to_str().unwrap()])
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let mut lines = text.lines().map(str::to_owned);
+    let fingerprint = lines.next().unwrap_or_default();
+    let status = lines.next().unwrap_or_default();
+    assert!(!fingerprint.is_empty(), "no certificate: {}", String::from_utf8_lossy(&output.stderr));
+    HttpsAnswer { status, fingerprint, cookies: lines.collect() }
+}
+
+/// The status of the answer to a request whose head announces a 1000-byte body that is never
+/// sent: what a server says before it reads a body byte.
+pub fn status_before_body(address: &str, method: &str, path: &str, headers: &str) -> String {
+    use std::io::{Read, Write};
+    let mut socket = std::net::TcpStream::connect(address).unwrap();
+    write!(socket, "{method} {path} HTTP/1.1\r\nhost: x\r\n{headers}content-length: 1000\r\n\r\n").unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut head = [0u8; 12];
+    socket.read_exact(&mut head).unwrap();
+    String::from_utf8_lossy(&head[9..12]).into_owned()
+}

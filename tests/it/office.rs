@@ -185,6 +185,41 @@ fn contacts_of_one_station_at_once_judge_against_one_head() {
     assert!(contacts.iter().all(|c| c.alarms.is_empty() && c.head_seq == forge.lines.len() as i64), "{contacts:?}");
 }
 
+/// The office's check reads one state: run beside ingests that append events and their log
+/// entries together, it never sees events "beyond what the log verified" (it did, reading the
+/// log before and the events after a commit).
+#[test]
+fn checking_the_memory_while_stations_are_ingested_finds_nothing_wrong() {
+    let mut forge = Forge::new(5, "ward-a");
+    let start = wednesday();
+    forge.started(start);
+    for i in 0..400 {
+        forge.airing(start + TimeDelta::minutes(2 * i + 1), 60_000, AiringStatus::Completed);
+    }
+    let (_dir, office, _clock) = office(&forge.entry(), start + TimeDelta::days(2));
+    let station = &office.config.stations[0];
+    let key = loa::proof::parse_public_key(&office.public_key_hex()).unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            // Small contacts, one after another: many commits for the check to fall between.
+            for from in (0..forge.lines.len()).step_by(10) {
+                let mut batch = forge.batch(from);
+                batch.lines.truncate(10);
+                let contact = office.ingest(station, &batch).unwrap();
+                assert!(contact.alarms.is_empty(), "{contact:?}");
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let mut checks = 0;
+        while !done.load(std::sync::atomic::Ordering::SeqCst) || checks == 0 {
+            let found = loa::district::memory::check(&office.config, &key).unwrap();
+            assert!(found.problems.is_empty(), "check {checks}: {:?}", found.problems);
+            checks += 1;
+        }
+    });
+}
+
 #[test]
 fn a_station_lying_with_its_own_key_is_flagged_and_not_counted() {
     use loa::district::witness::AlarmKind;

@@ -214,29 +214,8 @@ fn raw_get(base: &str, path: &str, token: &str) -> (String, String) {
 /// `GET path` over HTTPS with Python's `ssl` (trusting only `cafile`): status and body, or the
 /// error it raised; and the SHA-256 of the certificate the server presented.
 fn https_get(address: &str, path: &str, cafile: &std::path::Path) -> (String, String) {
-    const CLIENT: &str = r#"
-import hashlib, http.client, ssl, sys
-host, port = sys.argv[1].rsplit(":", 1)
-der = ssl.PEM_cert_to_DER_cert(ssl.get_server_certificate((host, int(port))))
-print(":".join("%02X" % b for b in hashlib.sha256(der).digest()))
-try:
-    context = ssl.create_default_context(cafile=sys.argv[3])
-    connection = http.client.HTTPSConnection(host, int(port), context=context, timeout=20)
-    connection.request("GET", sys.argv[2])
-    print(connection.getresponse().status)
-except Exception as e:
-    print("error", type(e).__name__, e)
-"#;
-    let output = std::process::Command::new("python3")
-        .args(["-c", CLIENT, address, path, cafile.to_str().unwrap()])
-        .output()
-        .expect("python3");
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    let mut lines = text.lines();
-    let fingerprint = lines.next().unwrap_or_default().to_owned();
-    let answer = lines.next().unwrap_or_default().to_owned();
-    assert!(!fingerprint.is_empty(), "no certificate: {}", String::from_utf8_lossy(&output.stderr));
-    (answer, fingerprint)
+    let answer = crate::helpers::https_request(address, "GET", path, "", cafile);
+    (answer.status, answer.fingerprint)
 }
 
 const TLS_SLOT: &str =
@@ -355,7 +334,6 @@ fn bodies_trickled_in_neither_hold_the_slots_nor_last() {
 /// after the stall deadline instead).
 #[test]
 fn the_role_is_judged_before_a_byte_of_the_body_is_read() {
-    use std::io::{Read, Write};
     let station = crate::helpers::Station::with_config(
         "[station]\nid = \"s\"\nname = \"n\"\ndata_dir = \"data\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
     );
@@ -370,16 +348,9 @@ fn the_role_is_judged_before_a_byte_of_the_body_is_read() {
         ("POST", "/api/v1/queue", "Bearer loa_wrong", "401"),
         ("POST", "/api/v1/pair", "Pairing AAAA-BBBB", "404"),
     ] {
-        let mut socket = std::net::TcpStream::connect(&address).unwrap();
-        write!(
-            socket,
-            "{method} {path} HTTP/1.1\r\nhost: x\r\nauthorization: {authorization}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n"
-        )
-        .unwrap();
-        socket.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut head = [0u8; 12];
-        socket.read_exact(&mut head).unwrap();
-        assert_eq!(&head[9..12], expected.as_bytes(), "{method} {path} with `{authorization}`");
+        let headers = format!("authorization: {authorization}\r\ncontent-type: application/json\r\n");
+        let status = crate::helpers::status_before_body(&address, method, path, &headers);
+        assert_eq!(status, expected, "{method} {path} with `{authorization}`");
     }
     daemon.stop();
 }

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
+mod clerk;
 mod push;
 
 use super::Office;
@@ -45,7 +46,9 @@ pub fn router(office: Arc<Office>) -> Router {
         .route("/report", get(report))
         .route(protocol::STATUS, get(status))
         .route(protocol::PUSH, post(push::push))
-        .route("/alarms/{id}/ack", post(acknowledge).layer(axum::extract::DefaultBodyLimit::max(16 * 1024)))
+        .route("/alarms/{id}/ack", post(clerk::acknowledge).layer(axum::extract::DefaultBodyLimit::max(16 * 1024)))
+        .route("/clerk", post(clerk::sign_in).layer(axum::extract::DefaultBodyLimit::max(4 * 1024)))
+        .route("/clerk/sign-out", post(clerk::sign_out))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such page") })
         .layer(axum::middleware::from_fn_with_state(desk.clone(), refuse_when_damaged))
         .layer(axum::middleware::from_fn(harden))
@@ -73,10 +76,12 @@ async fn refuse_when_damaged(State(desk): State<Desk>, request: Request, next: a
 /// How often a serving office checks its own memory again.
 const MEMORY_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// Serves until `shutdown` resolves, pulling every `pull_every` meanwhile.
+/// Serves (over TLS when `tls` is given) until `shutdown` resolves, pulling every `pull_every`
+/// meanwhile.
 pub async fn serve(
     office: Arc<Office>,
     listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop, stopping) = tokio::sync::watch::channel(false);
@@ -116,7 +121,7 @@ pub async fn serve(
         shutdown.await;
         let _ = stop.send(true);
     };
-    tokio::join!(conn::accept_loop(listener, None, registry.clone(), app, limits, stopping), puller, stopper);
+    tokio::join!(conn::accept_loop(listener, tls, registry.clone(), app, limits, stopping), puller, stopper);
     conn::drain(&registry).await;
     Ok(())
 }
@@ -147,69 +152,7 @@ pub(super) fn bearer(headers: &HeaderMap) -> Option<String> {
     protocol::bearer(headers.get(header::AUTHORIZATION)?.to_str().ok()?).map(str::to_owned)
 }
 
-#[derive(Deserialize)]
-struct AckForm {
-    note: String,
-    token: String,
-}
-
-/// A clerk acknowledges an alarm from the station page, with a note and their clerk token
-/// (`loa district token create --clerk NAME`); the note is kept with the clerk's name.
-async fn acknowledge(
-    State(Desk { office, auth_failures }): State<Desk>,
-    peer: Option<axum::Extension<conn::Peer>>,
-    Path(id): Path<i64>,
-    form: Result<axum::Form<AckForm>, axum::extract::rejection::FormRejection>,
-) -> Response {
-    let Ok(axum::Form(form)) = form else {
-        return error(StatusCode::BAD_REQUEST, "form", "send the form's note and token");
-    };
-    let note = form.note.trim().to_owned();
-    if note.is_empty() || note.chars().count() > 1000 {
-        return page_with(
-            StatusCode::BAD_REQUEST,
-            "Thiếu ghi chú",
-            "<p>Hãy ghi rõ đã kiểm tra gì và xử lý thế nào (tối đa 1000 ký tự).</p>",
-        );
-    }
-    let judged = tokio::task::spawn_blocking(move || {
-        let Some(clerk) = office.clerk(form.token.trim())? else { return Ok(None) };
-        let alarm = office.acknowledge(id, &format!("{note} — {clerk}"));
-        Ok::<_, super::store::DistrictStoreError>(Some(alarm))
-    })
-    .await;
-    match judged {
-        Ok(Ok(Some(Ok(alarm)))) => {
-            let to = format!("/station/{}", alarm.station_id);
-            (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response()
-        }
-        Ok(Ok(None)) => {
-            if let Some(wait) = auth_failures.failed(peer.map(|p| p.0.0), "a wrong clerk token") {
-                let body = format!("<p>Nhập sai mã quá nhiều lần. Xin thử lại sau {} giây.</p>", wait.as_secs().max(1));
-                let mut page = page_with(StatusCode::TOO_MANY_REQUESTS, "Thử lại sau", &body);
-                page.headers_mut().insert(header::RETRY_AFTER, wait.as_secs().max(1).into());
-                return page;
-            }
-            page_with(
-                StatusCode::UNAUTHORIZED,
-                "Mã cán bộ không đúng",
-                "<p>Mã cán bộ không đúng. Xin mã mới: <code>loa district token create --clerk \"Họ tên\"</code>.</p>",
-            )
-        }
-        Ok(Ok(Some(Err(super::store::DistrictStoreError::NoSuchAlarm(_))))) => {
-            page_with(StatusCode::NOT_FOUND, "Không có cảnh báo này", "<p>Không có cảnh báo này.</p>")
-        }
-        Ok(Ok(Some(Err(e @ super::store::DistrictStoreError::AlreadyAcknowledged { .. })))) => page_with(
-            StatusCode::CONFLICT,
-            "Đã xác nhận",
-            &format!("<p>Cảnh báo này đã được xác nhận: {}</p>", escape(&e.to_string())),
-        ),
-        Ok(Ok(Some(Err(e)))) | Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
-    }
-}
-
-fn page_with(status: StatusCode, title: &str, body: &str) -> Response {
+pub(super) fn page_with(status: StatusCode, title: &str, body: &str) -> Response {
     let body = format!("<nav><a href=\"/\">← Các đài</a></nav><h1>{}</h1>{body}", escape(title));
     (status, page(title, &body)).into_response()
 }
@@ -387,7 +330,7 @@ async fn dashboard(State(Desk { office, .. }): State<Desk>) -> Response {
     page(&name, &body).into_response()
 }
 
-async fn station_page(State(Desk { office, .. }): State<Desk>, Path(id): Path<String>) -> Response {
+async fn station_page(State(Desk { office, .. }): State<Desk>, Path(id): Path<String>, headers: HeaderMap) -> Response {
     let Some(station) = office.config.station(&id).cloned() else {
         return error(StatusCode::NOT_FOUND, "not_found", format!("no station {id} in district.toml"));
     };
@@ -416,25 +359,34 @@ async fn station_page(State(Desk { office, .. }): State<Desk>, Path(id): Path<St
         };
         rows.push_str(&format!("<tr><td>{}</td><td>{}</td><td>{what}</td></tr>", e.seq, at.unwrap_or_default()));
     }
+    // A clerk signed in (the cookie; judged when the form is sent) acknowledges with a note.
+    let signed_in = clerk::presented(&headers).is_some();
     let alarm_rows: String = alarms
         .iter()
         .map(|a| {
             let state = match &a.note {
                 Some(note) => format!("đã xử lý: {}", escape(note)),
-                None => format!(
+                None if signed_in => format!(
                     "<span class=\"alarm\">chưa xử lý</span>\
                      <form method=\"post\" action=\"/alarms/{}/ack\">\
                      <input name=\"note\" required maxlength=\"1000\" placeholder=\"Đã kiểm tra gì, xử lý thế nào\">\
-                     <input name=\"token\" type=\"password\" required placeholder=\"Mã cán bộ\">\
                      <button>Xác nhận đã xử lý</button></form>",
                     a.id
                 ),
+                None => "<span class=\"alarm\">chưa xử lý</span>".to_owned(),
             };
             format!("<li>#{} {} — {state}</li>", a.id, escape(&alarm_vi(&a.kind, a.seq, &a.detail)))
         })
         .collect();
+    let clerk_line = match (signed_in, alarms.iter().any(|a| a.note.is_none())) {
+        (true, _) => {
+            "<form method=\"post\" action=\"/clerk/sign-out\"><button>Đăng xuất cán bộ</button></form>".to_owned()
+        }
+        (false, true) => clerk::sign_in_form(&format!("/station/{}", station.id)),
+        (false, false) => String::new(),
+    };
     let body = format!(
-        "<nav><a href=\"/\">← Các đài</a></nav><h1>{}</h1><h2>Cảnh báo</h2><ul>{}</ul>\
+        "<nav><a href=\"/\">← Các đài</a></nav><h1>{}</h1><h2>Cảnh báo</h2><ul>{}</ul>{clerk_line}\
          <h2>Các lượt phát gần đây</h2><table><tr><th>Bản ghi</th><th>Lúc</th><th>Kết quả</th></tr>{rows}</table>",
         escape(&station.name),
         if alarm_rows.is_empty() { "<li class=\"ok\">Không có</li>".to_owned() } else { alarm_rows },

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations};
 use serde::Serialize;
 
@@ -175,7 +175,7 @@ impl DistrictStore {
         now: i64,
     ) -> Result<(), DistrictStoreError> {
         let key = self.ledger_key()?.clone();
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         ledger::append(&tx, &key, kind, ledger::fields(fields), now)?;
         tx.commit()?;
         Ok(())
@@ -190,14 +190,17 @@ impl DistrictStore {
         match known {
             None => {
                 let key = self.ledger_key()?.clone();
-                let tx = self.conn.transaction()?;
-                tx.execute(
-                    "INSERT INTO stations (id, head_seq, head_hash, key, enrolled_at) VALUES (?1, 0, '', ?2, ?3)",
+                let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                // Another process (a verb beside `serve`) may have enrolled it since the look above.
+                let inserted = tx.execute(
+                    "INSERT OR IGNORE INTO stations (id, head_seq, head_hash, key, enrolled_at) VALUES (?1, 0, '', ?2, ?3)",
                     params![station_id, pinned_key, now],
                 )?;
-                let fields = ledger::fields([("station_id", station_id.into()), ("enrolled_at", now.into())]);
-                ledger::append(&tx, &key, "enrolled", fields, now)?;
-                tx.commit()?;
+                if inserted == 1 {
+                    let fields = ledger::fields([("station_id", station_id.into()), ("enrolled_at", now.into())]);
+                    ledger::append(&tx, &key, "enrolled", fields, now)?;
+                    tx.commit()?;
+                }
             }
             // Nothing accepted yet: the key the clerk pins now is the key (a mistyped one,
             // corrected in district.toml, simply takes effect).
@@ -269,7 +272,7 @@ impl DistrictStore {
     ) -> Result<(), DistrictStoreError> {
         let Accepted { events, key, context, implausible } = accepted;
         let ledger_key = self.ledger_key()?.clone();
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut finding = tx.prepare_cached("INSERT INTO implausible (station_id, seq, why) VALUES (?1, ?2, ?3)")?;
         for (seq, why) in implausible {
             finding.execute(params![station_id, seq, why])?;
@@ -334,7 +337,7 @@ impl DistrictStore {
         evidence: Option<&str>,
         now: i64,
     ) -> Result<Option<i64>, DistrictStoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let open: Option<i64> = tx
             .query_row(
                 "SELECT id FROM alarms WHERE station_id = ?1 AND kind = ?2 AND seq IS ?3 AND acknowledged_at IS NULL",
@@ -396,7 +399,7 @@ impl DistrictStore {
             });
         }
         let key = self.ledger_key()?.clone();
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute("UPDATE alarms SET acknowledged_at = ?2, note = ?3 WHERE id = ?1", params![id, now, note])?;
         ledger::append(&tx, &key, "ack", ledger::fields([("alarm_id", id.into()), ("note", note.into())]), now)?;
         tx.commit()?;

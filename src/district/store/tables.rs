@@ -145,4 +145,23 @@ impl DistrictStore {
         let mut stmt = self.conn.prepare("SELECT DISTINCT station_id FROM events ORDER BY station_id")?;
         Ok(stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?)
     }
+
+    /// From the next read on, this connection sees the database as it was then, until it is
+    /// dropped: a check that reads many tables judges one state, not a mix of before and after
+    /// a concurrent ingest.
+    pub fn begin_snapshot(&self) -> Result<(), DistrictStoreError> {
+        self.conn.execute_batch("BEGIN DEFERRED")?;
+        self.conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
+        Ok(())
+    }
+
+    /// The first held event of `station_id` after `seq`, if any.
+    pub fn first_held_after(&self, station_id: &str, seq: i64) -> Result<Option<i64>, DistrictStoreError> {
+        let first = self.conn.query_row(
+            "SELECT min(seq) FROM events WHERE station_id = ?1 AND seq > ?2",
+            params![station_id, seq],
+            |r| r.get(0),
+        )?;
+        Ok(first)
+    }
 }

@@ -2,7 +2,7 @@
 //! owner = the clerk's name), kept as SHA-256, revoked and never deleted; each made and revoked
 //! in the office's log.
 
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
 use serde::Serialize;
 
 use super::{DistrictStore, DistrictStoreError, ledger, rfc3339};
@@ -34,7 +34,7 @@ impl DistrictStore {
     /// clerk. Returns its id.
     pub fn add_token(&mut self, role: &str, owner: &str, sha256: &str, now: i64) -> Result<i64, DistrictStoreError> {
         let key = self.ledger_key()?.clone();
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT INTO tokens (role, owner, token_sha256, created_at) VALUES (?1, ?2, ?3, ?4)",
             params![role, owner, sha256, now],
@@ -69,7 +69,7 @@ impl DistrictStore {
     /// Revokes a token: it stops working at once. `None` if there is no such token.
     pub fn revoke_token(&mut self, id: i64, now: i64) -> Result<Option<OfficeToken>, DistrictStoreError> {
         let key = self.ledger_key()?.clone();
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if tx.execute("UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL", params![id, now])? == 1
         {
             ledger::append(&tx, &key, "revoke", ledger::fields([("token_id", id.into())]), now)?;
