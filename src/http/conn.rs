@@ -6,8 +6,16 @@
 //!   far below the process's file limit;
 //! - a newcomer over a limit takes the place of the oldest connection that is not serving a
 //!   request (a client that never finishes its headers, or an idle keep-alive), so a flood of
-//!   slow sockets cannot keep a real request (or `/healthz`) out; only when every connection is
-//!   busy is the newcomer refused;
+//!   slow sockets cannot keep a real request (or `/healthz`) out; but a connection younger than
+//!   [`EVICTION_GRACE`] is never taken, so churn cannot cut a slow phone mid-handshake;
+//! - an address that opens more than [`NEW_PER_SECOND`] connections a second (bursts of
+//!   [`NEW_BURST`]) may not make room for them: while the server is full its sockets are closed
+//!   at accept, so a few churning hosts cannot fill the slots with young connections (the
+//!   addresses remembered are bounded, [`RATE_MEMORY`]); while there is room, it is served;
+//! - when no slot can be had, [`Limits::reserved`] more are kept for addresses that presented a
+//!   valid token within [`TRUSTED_FOR`] (the server [`Vouch`]es for them), and serve only
+//!   requests that carry one (the server's `Reserved` check): an operator can queue an emergency
+//!   while strangers hold every other slot;
 //! - request headers must arrive within [`HEADER_TIMEOUT`], a keep-alive connection idle for
 //!   [`IDLE_TIMEOUT`] is closed;
 //! - a request body must keep coming: no byte for [`BODY_STALL`], or less than [`BODY_MIN_RATE`]
@@ -43,25 +51,85 @@ pub const BODY_MIN_RATE: u64 = 2048;
 /// Connections still open at shutdown get this long to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A connection this young is never taken to make room.
+pub const EVICTION_GRACE: Duration = Duration::from_secs(1);
+/// New connections an address may open per second, after a burst of [`NEW_BURST`].
+pub const NEW_PER_SECOND: f64 = 16.0;
+pub const NEW_BURST: f64 = 32.0;
+/// Slots kept, beyond `max_connections`, for requests with a valid token.
+pub const RESERVED_FOR_TOKENS: usize = 8;
+/// How long an address that presented a valid token may use the reserved slots.
+pub const TRUSTED_FOR: Duration = Duration::from_secs(24 * 3600);
+/// Addresses whose connection rate (or trust) is remembered at most (an idle one is forgotten first).
+pub const RATE_MEMORY: usize = 4096;
+
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_connections: usize,
     pub max_per_peer: usize,
+    /// Slots beyond `max_connections` for requests with a valid token only.
+    pub reserved: usize,
 }
+
+/// In a request's extensions when its connection holds a reserved slot: the server must serve
+/// it only with a valid token (and otherwise answer 503 and close).
+#[derive(Debug, Clone, Copy)]
+pub struct Reserved;
 
 /// One open connection, as the registry sees it.
 struct Entry {
     peer: IpAddr,
+    opened: Instant,
+    reserved: bool,
     /// Requests in progress, counted until their response body has been sent.
     busy: Arc<AtomicUsize>,
     /// Rung when a newcomer takes this connection's place.
     evicted: Arc<Notify>,
 }
 
-/// The open connections, oldest first.
+/// The open connections, oldest first, how fast each address has been opening them, and which
+/// addresses presented a valid token lately.
 #[derive(Clone, Default)]
 pub struct Registry {
     inner: Arc<Mutex<(u64, BTreeMap<u64, Entry>)>>,
+    rates: Arc<Mutex<std::collections::HashMap<IpAddr, Bucket>>>,
+    trusted: Arc<Mutex<std::collections::HashMap<IpAddr, Instant>>>,
+}
+
+/// In every request's extensions: the server calls [`Vouch::vouch`] once the request has shown
+/// a valid token, and its address may then use the reserved slots.
+#[derive(Clone)]
+pub struct Vouch {
+    registry: Registry,
+    peer: IpAddr,
+}
+
+impl Vouch {
+    pub fn vouch(&self) {
+        let mut trusted = self.registry.trusted.lock().expect("trusted lock");
+        let now = Instant::now();
+        if trusted.len() >= RATE_MEMORY && !trusted.contains_key(&self.peer) {
+            trusted.retain(|_, at| now.duration_since(*at) < TRUSTED_FOR);
+            if trusted.len() >= RATE_MEMORY {
+                return; // full of fresh trust: the reserve is for a few, not for thousands
+            }
+        }
+        trusted.insert(self.peer, now);
+    }
+}
+
+/// A token bucket: `NEW_BURST` connections, refilled at `NEW_PER_SECOND`.
+#[derive(Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn refilled(self, now: Instant) -> Bucket {
+        let tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * NEW_PER_SECOND).min(NEW_BURST);
+        Bucket { tokens, at: now }
+    }
 }
 
 /// A connection's place in the registry; leaving drops it.
@@ -70,6 +138,8 @@ pub struct Ticket {
     registry: Registry,
     busy: Arc<AtomicUsize>,
     evicted: Arc<Notify>,
+    /// Whether it holds one of the slots kept for requests with a valid token.
+    pub reserved: bool,
 }
 
 impl Drop for Ticket {
@@ -79,25 +149,71 @@ impl Drop for Ticket {
 }
 
 impl Registry {
+    /// Whether `peer` may open another connection now (its rate, see the module's notes).
+    pub fn may_open(&self, peer: IpAddr, now: Instant) -> bool {
+        let mut rates = self.rates.lock().expect("rates lock");
+        if rates.len() >= RATE_MEMORY && !rates.contains_key(&peer) {
+            // Forget the addresses that are back to a full bucket; if none is, forget them all
+            // (memory stays bounded; at worst a churning host gets a fresh burst).
+            rates.retain(|_, bucket| bucket.refilled(now).tokens < NEW_BURST);
+            if rates.len() >= RATE_MEMORY {
+                rates.clear();
+            }
+        }
+        let bucket = rates.entry(peer).or_insert(Bucket { tokens: NEW_BURST, at: now });
+        *bucket = bucket.refilled(now);
+        if bucket.tokens < 1.0 {
+            return false;
+        }
+        bucket.tokens -= 1.0;
+        true
+    }
+
     /// A place for a connection from `peer`, making room by closing the oldest connection that
-    /// is not serving a request (of this peer when the peer is at its limit); `None` when every
-    /// candidate is busy.
-    pub fn admit(&self, peer: IpAddr, limits: Limits) -> Option<Ticket> {
+    /// is not serving a request and is older than [`EVICTION_GRACE`] (of this peer when the peer
+    /// is at its limit); failing that, a reserved slot; `None` when there is neither, or when
+    /// room must be made and the peer is over its rate (`within_rate`, from [`Self::may_open`]).
+    pub fn admit(&self, peer: IpAddr, limits: Limits, now: Instant, within_rate: bool) -> Option<Ticket> {
         let mut guard = self.inner.lock().expect("registry lock");
         let (next_id, open) = &mut *guard;
-        let from_peer = open.values().filter(|e| e.peer == peer).count();
+        let evictable =
+            |e: &Entry| e.busy.load(Ordering::Acquire) == 0 && now.duration_since(e.opened) >= EVICTION_GRACE;
+        let from_peer = open.values().filter(|e| e.peer == peer && !e.reserved).count();
+        let regular = open.values().filter(|e| !e.reserved).count();
         let room_needed = if from_peer >= limits.max_per_peer {
             Some(Some(peer))
-        } else if open.len() >= limits.max_connections {
+        } else if regular >= limits.max_connections {
             Some(None)
         } else {
             None
         };
+        let mut reserved = false;
         if let Some(only_peer) = room_needed {
+            if !within_rate {
+                return None;
+            }
             let victim = open
                 .iter()
-                .find(|(_, e)| only_peer.is_none_or(|p| e.peer == p) && e.busy.load(Ordering::Acquire) == 0)
-                .map(|(id, _)| *id)?;
+                .find(|(_, e)| !e.reserved && only_peer.is_none_or(|p| e.peer == p) && evictable(e))
+                .map(|(id, _)| *id);
+            let trusted = || {
+                let trusted = self.trusted.lock().expect("trusted lock");
+                trusted.get(&peer).is_some_and(|at| now.duration_since(*at) < TRUSTED_FOR)
+            };
+            let victim = match victim {
+                Some(victim) => victim,
+                None if !trusted() => return None,
+                // No regular slot: a reserved one, free or taken from an idle holder.
+                None => {
+                    reserved = true;
+                    let holders: Vec<u64> = open.iter().filter(|(_, e)| e.reserved).map(|(id, _)| *id).collect();
+                    if holders.len() < limits.reserved {
+                        u64::MAX
+                    } else {
+                        *holders.iter().find(|id| open.get(id).is_some_and(&evictable))?
+                    }
+                }
+            };
             if let Some(entry) = open.remove(&victim) {
                 entry.evicted.notify_one();
             }
@@ -105,8 +221,8 @@ impl Registry {
         let id = *next_id;
         *next_id += 1;
         let (busy, evicted) = (Arc::new(AtomicUsize::new(0)), Arc::new(Notify::new()));
-        open.insert(id, Entry { peer, busy: busy.clone(), evicted: evicted.clone() });
-        Some(Ticket { id, registry: self.clone(), busy, evicted })
+        open.insert(id, Entry { peer, opened: now, reserved, busy: busy.clone(), evicted: evicted.clone() });
+        Some(Ticket { id, registry: self.clone(), busy, evicted, reserved })
     }
 
     pub fn open_connections(&self) -> usize {
@@ -124,12 +240,17 @@ pub async fn serve_connection<I>(io: I, peer: IpAddr, app: Router, ticket: Ticke
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let busy = ticket.busy.clone();
+    let (busy, reserved) = (ticket.busy.clone(), ticket.reserved);
+    let vouch = Vouch { registry: ticket.registry.clone(), peer };
     let last_done = Arc::new(Mutex::new(Instant::now()));
     let done_at = last_done.clone();
     let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
         let guard = BusyGuard::new(busy.clone(), done_at.clone());
         request.extensions_mut().insert(Peer(peer));
+        request.extensions_mut().insert(vouch.clone());
+        if reserved {
+            request.extensions_mut().insert(Reserved);
+        }
         let app = app.clone();
         let busy = busy.clone();
         async move {
@@ -308,8 +429,10 @@ pub async fn accept_loop(
             },
             () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => return,
         };
-        let Some(ticket) = registry.admit(peer.ip(), limits) else {
-            tracing::debug!(%peer, "connection refused: every connection is serving a request");
+        let now = Instant::now();
+        let within_rate = registry.may_open(peer.ip(), now);
+        let Some(ticket) = registry.admit(peer.ip(), limits, now, within_rate) else {
+            tracing::debug!(%peer, within_rate, "connection refused: the server is full and no place can be made");
             continue; // dropping the stream closes it
         };
         let _ = stream.set_nodelay(true);
@@ -348,39 +471,84 @@ pub async fn drain(registry: &Registry) {
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits { max_connections: 3, max_per_peer: 2 };
+    const LIMITS: Limits = Limits { max_connections: 3, max_per_peer: 2, reserved: 1 };
 
     fn ip(last: u8) -> IpAddr {
         IpAddr::from([10, 0, 0, last])
     }
 
     #[test]
-    fn a_newcomer_takes_the_place_of_the_oldest_idle_connection() {
-        let registry = Registry::default();
-        let a1 = registry.admit(ip(1), LIMITS).unwrap();
-        let _a2 = registry.admit(ip(1), LIMITS).unwrap();
+    fn a_newcomer_takes_the_place_of_the_oldest_idle_connection_once_it_is_past_its_grace() {
+        let (registry, t0) = (Registry::default(), Instant::now());
+        let later = t0 + EVICTION_GRACE;
+        let a1 = registry.admit(ip(1), LIMITS, t0, true).unwrap();
+        let _a2 = registry.admit(ip(1), LIMITS, t0, true).unwrap();
         // Peer 1 at its limit: its oldest idle connection makes room.
-        let _a3 = registry.admit(ip(1), LIMITS).unwrap();
+        let _a3 = registry.admit(ip(1), LIMITS, later, true).unwrap();
         assert_eq!(registry.open_connections(), 2);
         assert!(Arc::strong_count(&a1.evicted) == 1, "the registry let go of the evicted one");
         // The whole server at its limit: the oldest idle one overall goes.
-        let _b1 = registry.admit(ip(2), LIMITS).unwrap();
-        let _c1 = registry.admit(ip(3), LIMITS).unwrap();
+        let _b1 = registry.admit(ip(2), LIMITS, later, true).unwrap();
+        let c1 = registry.admit(ip(3), LIMITS, later, true).unwrap();
+        assert!(!c1.reserved);
         assert_eq!(registry.open_connections(), 3);
     }
 
+    fn trust(registry: &Registry, peer: IpAddr) {
+        Vouch { registry: registry.clone(), peer }.vouch();
+    }
+
     #[test]
-    fn busy_connections_are_never_evicted_and_then_the_newcomer_is_refused() {
-        let registry = Registry::default();
-        let tickets: Vec<Ticket> = (1..=3).map(|i| registry.admit(ip(i), LIMITS).unwrap()).collect();
+    fn churn_cannot_take_a_connection_younger_than_its_grace() {
+        let (registry, t0) = (Registry::default(), Instant::now());
+        trust(&registry, ip(9));
+        let slow_phone = registry.admit(ip(1), LIMITS, t0, true).unwrap();
+        let _others: Vec<Ticket> = (2..=3).map(|i| registry.admit(ip(i), LIMITS, t0, true).unwrap()).collect();
+        let just_before = t0 + EVICTION_GRACE - Duration::from_millis(1);
+        // Full of young connections: the churner gets the reserved slot, then nothing.
+        let churn = registry.admit(ip(9), LIMITS, just_before, true).unwrap();
+        assert!(churn.reserved);
+        assert!(registry.admit(ip(9), LIMITS, just_before, true).is_none());
+        assert!(Arc::strong_count(&slow_phone.evicted) == 2, "the young connection was kept");
+        // Past the grace, an address over its rate still may not make room; with room, it may.
+        assert!(registry.admit(ip(9), LIMITS, t0 + EVICTION_GRACE, false).is_none());
+        drop(slow_phone);
+        assert!(registry.admit(ip(9), LIMITS, t0 + EVICTION_GRACE, false).is_some());
+    }
+
+    #[test]
+    fn busy_connections_are_never_evicted_and_a_reserved_slot_is_the_last_resort() {
+        let (registry, t0) = (Registry::default(), Instant::now());
+        trust(&registry, ip(9));
+        let later = t0 + EVICTION_GRACE;
+        let tickets: Vec<Ticket> = (1..=3).map(|i| registry.admit(ip(i), LIMITS, t0, true).unwrap()).collect();
         for ticket in &tickets {
             ticket.busy.store(1, Ordering::Release);
         }
-        assert!(registry.admit(ip(9), LIMITS).is_none());
+        assert!(registry.admit(ip(8), LIMITS, later, true).is_none(), "a stranger gets no reserved slot");
+        let reserved = registry.admit(ip(9), LIMITS, later, true).unwrap();
+        assert!(reserved.reserved, "no regular slot: a reserved one, for an address that showed a token");
+        reserved.busy.store(1, Ordering::Release);
+        assert!(registry.admit(ip(9), LIMITS, later, true).is_none(), "every slot busy: refused");
         tickets[1].busy.store(0, Ordering::Release);
-        let newcomer = registry.admit(ip(9), LIMITS);
-        assert!(newcomer.is_some(), "the idle one makes room");
+        let newcomer = registry.admit(ip(9), LIMITS, later, true).unwrap();
+        assert!(!newcomer.reserved, "the idle one makes room");
         drop(tickets);
-        assert_eq!(registry.open_connections(), 1);
+        assert_eq!(registry.open_connections(), 2);
+    }
+
+    #[test]
+    fn an_address_opens_a_burst_then_at_its_rate_and_the_addresses_remembered_are_bounded() {
+        let (registry, t0) = (Registry::default(), Instant::now());
+        let opened = (0..100).filter(|_| registry.may_open(ip(1), t0)).count();
+        assert_eq!(opened, NEW_BURST as usize);
+        assert!(registry.may_open(ip(2), t0), "another address is not slowed");
+        let second = t0 + Duration::from_secs(1);
+        let opened = (0..100).filter(|_| registry.may_open(ip(1), second)).count();
+        assert_eq!(opened, NEW_PER_SECOND as usize);
+        for i in 0..(RATE_MEMORY as u32 * 2) {
+            registry.may_open(IpAddr::from(i.to_be_bytes()), second);
+        }
+        assert!(registry.rates.lock().unwrap().len() <= RATE_MEMORY);
     }
 }

@@ -66,6 +66,13 @@ impl ApiError {
         }
     }
 
+    /// Every connection is in use and this one holds a slot kept for valid tokens: closed after
+    /// the answer.
+    pub fn server_busy() -> ApiError {
+        let message = "every connection is in use; the few kept free serve valid tokens only; try again in 1 s";
+        ApiError { retry_after: Some(1), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_busy", message) }
+    }
+
     pub fn with(mut self, key: &'static str, value: serde_json::Value) -> ApiError {
         self.extra = Some((key, value));
         self

@@ -291,7 +291,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let http = &state.config.http;
-    let limits = conn::Limits { max_connections: http.max_connections, max_per_peer: http.max_connections_per_peer };
+    let limits = conn::Limits {
+        max_connections: http.max_connections,
+        max_per_peer: http.max_connections_per_peer,
+        reserved: conn::RESERVED_FOR_TOKENS,
+    };
     let (registry, app) = (conn::Registry::default(), router(state));
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let plain = conn::accept_loop(listener, None, registry.clone(), app.clone(), limits, stopping.clone());
@@ -333,7 +337,20 @@ const FORM_SLACK: u64 = 64 * 1024;
 /// Runs before anything else reads the request: a body that announces more than its route
 /// takes is refused at once (413, before authentication), and no body may stream more; every
 /// answer says not to sniff its type, not to cache it, not to send a referrer and not to frame it.
-async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    // A reserved slot serves valid tokens only (`conn::Reserved`).
+    if request.extensions().get::<conn::Reserved>().is_some() {
+        let (parts, body) = request.into_parts();
+        if authenticate(&parts, &state).await.is_err() {
+            let mut response = ApiError::server_busy().into_response();
+            harden(response.headers_mut());
+            response
+                .headers_mut()
+                .insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+            return response;
+        }
+        request = Request::from_parts(parts, body);
+    }
     let is_upload = request.method() == axum::http::Method::POST && request.uri().path() == "/api/v1/clips";
     let limit = if is_upload { state.config.http.max_upload_mib * 1024 * 1024 + FORM_SLACK } else { SMALL_BODY };
     let announced = request
@@ -426,6 +443,10 @@ impl<R: Admits> FromRequestParts<AppState> for Caller<R> {
             }
             Err(refusal) => Err(refusal),
             Ok(role) => {
+                // A valid token: this address may use the reserved slots (whatever the role).
+                if let Some(vouch) = parts.extensions.get::<conn::Vouch>() {
+                    vouch.vouch();
+                }
                 require(role, R::ROLES)?;
                 Ok(Caller { role, admitted: std::marker::PhantomData })
             }

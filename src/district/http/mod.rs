@@ -51,6 +51,7 @@ pub fn router(office: Arc<Office>) -> Router {
         .route("/clerk/sign-out", post(clerk::sign_out))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such page") })
         .layer(axum::middleware::from_fn_with_state(desk.clone(), refuse_when_damaged))
+        .layer(axum::middleware::from_fn_with_state(desk.clone(), reserved_for_tokens))
         .layer(axum::middleware::from_fn(harden))
         .with_state(desk)
 }
@@ -73,6 +74,30 @@ async fn refuse_when_damaged(State(desk): State<Desk>, request: Request, next: a
     page_with(StatusCode::SERVICE_UNAVAILABLE, "Dữ liệu bị sửa đổi", &body)
 }
 
+/// A request on a slot kept for valid tokens (`conn::Reserved`) is served only with a station's
+/// push token or a signed-in clerk's cookie; otherwise 503 and the connection closes.
+async fn reserved_for_tokens(State(desk): State<Desk>, request: Request, next: axum::middleware::Next) -> Response {
+    if request.extensions().get::<conn::Reserved>().is_none() {
+        return next.run(request).await;
+    }
+    let (push, clerk) = (bearer(request.headers()), clerk::presented(request.headers()));
+    let office = Arc::clone(&desk.office);
+    let valid = tokio::task::spawn_blocking(move || {
+        let push = push.map(|t| office.push_token_station(&t)).transpose()?.flatten();
+        let clerk = clerk.map(|t| office.clerk(&t)).transpose()?.flatten();
+        Ok::<_, super::store::DistrictStoreError>(push.is_some() || clerk.is_some())
+    })
+    .await;
+    if let Ok(Ok(true)) = valid {
+        return next.run(request).await;
+    }
+    let mut busy =
+        error(StatusCode::SERVICE_UNAVAILABLE, "server_busy", "every connection is in use; try again in 1 s");
+    busy.headers_mut().insert(header::RETRY_AFTER, 1.into());
+    busy.headers_mut().insert(header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+    busy
+}
+
 /// How often a serving office checks its own memory again.
 const MEMORY_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
@@ -86,7 +111,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let registry = conn::Registry::default();
-    let limits = conn::Limits { max_connections: 256, max_per_peer: 64 };
+    let limits = conn::Limits { max_connections: 256, max_per_peer: 64, reserved: conn::RESERVED_FOR_TOKENS };
     let app = router(Arc::clone(&office));
     let every = office.config.pull_every;
     let puller = {

@@ -38,7 +38,12 @@ pub(super) async fn push(
         tokio::task::spawn_blocking(move || presented.map(|t| office.push_token_station(&t)).transpose()).await
     };
     let station_id = match who {
-        Ok(Ok(Some(Some(id)))) => id,
+        Ok(Ok(Some(Some(id)))) => {
+            if let Some(vouch) = request.extensions().get::<conn::Vouch>() {
+                vouch.vouch();
+            }
+            id
+        }
         Ok(Ok(_)) => {
             if let Some(wait) = auth_failures.failed(peer.map(|p| p.0.0), "a wrong or missing push token") {
                 let mut refusal = error(
