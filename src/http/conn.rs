@@ -9,9 +9,10 @@
 //!   slow sockets cannot keep a real request (or `/healthz`) out; but a connection younger than
 //!   [`EVICTION_GRACE`] is never taken, so churn cannot cut a slow phone mid-handshake;
 //! - an address that opens more than [`NEW_PER_SECOND`] connections a second (bursts of
-//!   [`NEW_BURST`]) may not make room for them: while the server is full its sockets are closed
-//!   at accept, so a few churning hosts cannot fill the slots with young connections (the
-//!   addresses remembered are bounded, [`RATE_MEMORY`]); while there is room, it is served;
+//!   [`NEW_BURST`]) is refused at accept while the server is three quarters full (or its own
+//!   share is), so a few churning hosts cannot fill the slots with young connections, nor one
+//!   host its own share (the addresses remembered are bounded, [`RATE_MEMORY`]); while the
+//!   server has room to spare, it is served;
 //! - when no slot can be had, [`Limits::reserved`] more are kept for addresses that presented a
 //!   valid token within [`TRUSTED_FOR`] (the server [`Vouch`]es for them), and serve only
 //!   requests that carry one (the server's `Reserved` check): an operator can queue an emergency
@@ -54,8 +55,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection this young is never taken to make room.
 pub const EVICTION_GRACE: Duration = Duration::from_secs(1);
 /// New connections an address may open per second, after a burst of [`NEW_BURST`].
-pub const NEW_PER_SECOND: f64 = 16.0;
-pub const NEW_BURST: f64 = 32.0;
+pub const NEW_PER_SECOND: f64 = 8.0;
+pub const NEW_BURST: f64 = 16.0;
 /// Slots kept, beyond `max_connections`, for requests with a valid token.
 pub const RESERVED_FOR_TOKENS: usize = 8;
 /// How long an address that presented a valid token may use the reserved slots.
@@ -187,11 +188,14 @@ impl Registry {
         } else {
             None
         };
+        // Under pressure (three quarters full) an address over its rate is refused even where a
+        // place is free: places freed together must not all go to one churning host at once,
+        // leaving nothing old enough to make room for the next honest client.
+        if !within_rate && (room_needed.is_some() || regular * 4 >= limits.max_connections * 3) {
+            return None;
+        }
         let mut reserved = false;
         if let Some(only_peer) = room_needed {
-            if !within_rate {
-                return None;
-            }
             let victim = open
                 .iter()
                 .find(|(_, e)| !e.reserved && only_peer.is_none_or(|p| e.peer == p) && evictable(e))
@@ -513,7 +517,12 @@ mod tests {
         // Past the grace, an address over its rate still may not make room; with room, it may.
         assert!(registry.admit(ip(9), LIMITS, t0 + EVICTION_GRACE, false).is_none());
         drop(slow_phone);
-        assert!(registry.admit(ip(9), LIMITS, t0 + EVICTION_GRACE, false).is_some());
+        let served = registry.admit(ip(9), LIMITS, t0 + EVICTION_GRACE, false);
+        assert!(served.is_some(), "under 3/4 full: served");
+        assert!(
+            registry.admit(ip(8), LIMITS, t0 + EVICTION_GRACE, false).is_none(),
+            "3/4 full: over its rate, refused"
+        );
     }
 
     #[test]

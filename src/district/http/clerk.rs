@@ -53,12 +53,7 @@ impl FromRequestParts<Desk> for Clerk {
         };
         let office = Arc::clone(&desk.office);
         match tokio::task::spawn_blocking(move || office.clerk(token.trim())).await {
-            Ok(Ok(Some(name))) => {
-                if let Some(vouch) = parts.extensions.get::<conn::Vouch>() {
-                    vouch.vouch();
-                }
-                Ok(Clerk(name))
-            }
+            Ok(Ok(Some(name))) => Ok(Clerk(name)),
             Ok(Ok(None)) => match desk.auth_failures.failed(peer, "a wrong clerk token") {
                 Some(wait) => Err(wait_page(wait)),
                 None => Err(sign_in_page(StatusCode::UNAUTHORIZED, "Mã cán bộ không đúng", back)),

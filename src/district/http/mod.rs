@@ -74,21 +74,30 @@ async fn refuse_when_damaged(State(desk): State<Desk>, request: Request, next: a
     page_with(StatusCode::SERVICE_UNAVAILABLE, "Dữ liệu bị sửa đổi", &body)
 }
 
-/// A request on a slot kept for valid tokens (`conn::Reserved`) is served only with a station's
-/// push token or a signed-in clerk's cookie; otherwise 503 and the connection closes.
+/// A signed-in clerk's address may use the reserved slots (`conn::Vouch`), whatever page it
+/// opens; a request on a reserved slot (`conn::Reserved`) is served only with a station's push
+/// token or a signed-in clerk's cookie, otherwise 503 and the connection closes.
 async fn reserved_for_tokens(State(desk): State<Desk>, request: Request, next: axum::middleware::Next) -> Response {
-    if request.extensions().get::<conn::Reserved>().is_none() {
+    let reserved = request.extensions().get::<conn::Reserved>().is_some();
+    let (push, clerk) = (bearer(request.headers()).filter(|_| reserved), clerk::presented(request.headers()));
+    if !reserved && clerk.is_none() {
         return next.run(request).await;
     }
-    let (push, clerk) = (bearer(request.headers()), clerk::presented(request.headers()));
     let office = Arc::clone(&desk.office);
     let valid = tokio::task::spawn_blocking(move || {
         let push = push.map(|t| office.push_token_station(&t)).transpose()?.flatten();
         let clerk = clerk.map(|t| office.clerk(&t)).transpose()?.flatten();
-        Ok::<_, super::store::DistrictStoreError>(push.is_some() || clerk.is_some())
+        Ok::<_, super::store::DistrictStoreError>((push.is_some(), clerk.is_some()))
     })
     .await;
-    if let Ok(Ok(true)) = valid {
+    let (push, clerk) = match valid {
+        Ok(Ok(valid)) => valid,
+        _ => (false, false),
+    };
+    if clerk && let Some(vouch) = request.extensions().get::<conn::Vouch>() {
+        vouch.vouch();
+    }
+    if !reserved || push || clerk {
         return next.run(request).await;
     }
     let mut busy =
