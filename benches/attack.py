@@ -19,7 +19,8 @@ airings (default 10):
 - held churn: 10 addresses opening connections as fast as they can, each held 2 s.
 
 For each: the operator's (clerk's) success rate and latency p50 / p99, the health poll's
-failures, and for the station the slot start delay (scheduled instant -> first frame pulled,
+failures, how often a slow client (900 ms between connecting and its request, as a phone's TLS
+handshake on Wi-Fi) is answered, and for the station the slot start delay (scheduled instant -> first frame pulled,
 from the proof log) p50 / p99 / max. Addresses are 127.0.0.x, so it runs on one machine.
 Needs sox, lame, pv. Run: `python3 benches/attack.py`.
 """
@@ -41,6 +42,8 @@ LOA = Path(os.environ.get("LOA_BIN", ROOT / "target" / "release" / "loa"))
 AIRINGS = int(os.environ.get("AIRINGS", "10"))
 SLOW = int(os.environ.get("SLOW", "1000"))
 PHASE_SECONDS = int(os.environ.get("PHASE_SECONDS", "20"))
+# What the slow client asks for, by port (the station's health, the office's status).
+SLOW_CLIENT_PATH = {}
 
 
 def free_port():
@@ -124,6 +127,19 @@ def person(port, method, path, headers, body, ok, stop, results):
         time.sleep(0.5)
 
 
+def slow_client(port, stop, results):
+    """A phone on Wi-Fi: 900 ms between connecting and sending its request (a TLS handshake)."""
+    while not stop.is_set():
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=("127.0.9.2", 0))
+            time.sleep(0.9)
+            s.sendall(b"GET " + SLOW_CLIENT_PATH[port] + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            results.append(s.recv(12)[9:12] == b"200")
+            s.close()
+        except OSError:
+            results.append(False)
+
+
 def slowloris(port, opening, source, count, stop):
     held = []
     while not stop.is_set():
@@ -171,9 +187,11 @@ def churn(port, source, stop):
 
 def phase(name, port, person_args, health_path, attackers, station_dir=None):
     stop = threading.Event()
-    health, mine = [], []
+    health, mine, slow = [], [], []
+    SLOW_CLIENT_PATH[port] = health_path.encode()
     threads = [threading.Thread(target=poll, args=(port, health_path, stop, health)),
-               threading.Thread(target=person, args=(port, *person_args, stop, mine))]
+               threading.Thread(target=person, args=(port, *person_args, stop, mine)),
+               threading.Thread(target=slow_client, args=(port, stop, slow))]
     threads += [threading.Thread(target=target, args=args + (stop,)) for target, args in attackers]
     began = int(time.time() * 1000)
     for t in threads:
@@ -195,7 +213,8 @@ def phase(name, port, person_args, health_path, attackers, station_dir=None):
     served = [ms for ok, ms in mine if ok]
     failed = sum(1 for status, _ in health if status != 200)
     line = (f"{name:<16} person {len(served):3}/{len(mine):3} ok, p50 {percentile(served, 0.5):6.1f} ms, "
-            f"p99 {percentile(served, 0.99):7.1f} ms | health {failed:3} failed of {len(health):3}")
+            f"p99 {percentile(served, 0.99):7.1f} ms | health {failed:3} failed of {len(health):3} | "
+            f"slow client {sum(slow):2}/{len(slow):2}")
     if delays is not None:
         line += (f" | slot start p50 {percentile(delays, 0.5):4.0f} ms, p99 {percentile(delays, 0.99):4.0f} ms, "
                  f"max {max(delays, default=float('nan')):4.0f} ms over {len(delays)}")

@@ -150,8 +150,19 @@ impl Drop for Ticket {
 }
 
 impl Registry {
-    /// Whether `peer` may open another connection now (its rate, see the module's notes).
+    /// Whether `peer` presented a valid token within [`TRUSTED_FOR`].
+    fn trusted(&self, peer: IpAddr, now: Instant) -> bool {
+        let trusted = self.trusted.lock().expect("trusted lock");
+        trusted.get(&peer).is_some_and(|at| now.duration_since(*at) < TRUSTED_FOR)
+    }
+
+    /// Whether `peer` may open another connection now: within its rate (see the module's notes),
+    /// or an address that showed a valid token, so a host behind the operator's NAT cannot use
+    /// up the operator's rate (it still holds no more than its per-address share).
     pub fn may_open(&self, peer: IpAddr, now: Instant) -> bool {
+        if self.trusted(peer, now) {
+            return true;
+        }
         let mut rates = self.rates.lock().expect("rates lock");
         if rates.len() >= RATE_MEMORY && !rates.contains_key(&peer) {
             // Forget the addresses that are back to a full bucket; if none is, forget them all
@@ -200,13 +211,9 @@ impl Registry {
                 .iter()
                 .find(|(_, e)| !e.reserved && only_peer.is_none_or(|p| e.peer == p) && evictable(e))
                 .map(|(id, _)| *id);
-            let trusted = || {
-                let trusted = self.trusted.lock().expect("trusted lock");
-                trusted.get(&peer).is_some_and(|at| now.duration_since(*at) < TRUSTED_FOR)
-            };
             let victim = match victim {
                 Some(victim) => victim,
-                None if !trusted() => return None,
+                None if !self.trusted(peer, now) => return None,
                 // No regular slot: a reserved one, free or taken from an idle holder.
                 None => {
                     reserved = true;
@@ -552,6 +559,8 @@ mod tests {
         let opened = (0..100).filter(|_| registry.may_open(ip(1), t0)).count();
         assert_eq!(opened, NEW_BURST as usize);
         assert!(registry.may_open(ip(2), t0), "another address is not slowed");
+        trust(&registry, ip(3));
+        assert!((0..100).all(|_| registry.may_open(ip(3), t0)), "the operator's address is never over its rate");
         let second = t0 + Duration::from_secs(1);
         let opened = (0..100).filter(|_| registry.may_open(ip(1), second)).count();
         assert_eq!(opened, NEW_PER_SECOND as usize);
