@@ -278,6 +278,7 @@ impl Failure {
     fn exit_code(&self) -> ExitCode {
         match self {
             Failure::Config(_) | Failure::Usage(_) => ExitCode::from(2),
+            Failure::Store(e) | Failure::Daemon(daemon::DaemonError::Store(e)) if e.is_config() => ExitCode::from(2),
             Failure::Failed(_)
             | Failure::Store(_)
             | Failure::Daemon(_)

@@ -4,6 +4,7 @@ use super::*;
 
 pub(super) fn check_config(config: &Config, clock: &dyn Clock, out: &mut dyn Write) -> Result<(), Failure> {
     let s = &config.station;
+    crate::store::check_station_id(&s.data_dir, &s.id)?;
     let mut text = format!(
         "{}: OK\nstation   {} — {}\ntimezone  {}\ndata_dir  {}\naudio     device \"{}\", target {:.1} LUFS\nhttp      {} (uploads up to {} MiB)\n",
         config.path.display(),

@@ -243,7 +243,19 @@ impl RawConfig {
                 };
                 return Err(src.invalid(at, &key(e.field), e.message));
             }
-            preload.push(Preload { file: base.join(raw.file.get_ref()), meta });
+            let file = base.join(raw.file.get_ref());
+            if !file.is_file() {
+                let why = match std::fs::metadata(&file) {
+                    Ok(_) => "is not a file".to_owned(),
+                    Err(e) => format!("cannot be read ({e})"),
+                };
+                return Err(src.invalid(
+                    &raw.file,
+                    &key("file"),
+                    format!("{} {why}; give the path of an MP3 (relative to this config file)", file.display()),
+                ));
+            }
+            preload.push(Preload { file, meta });
         }
 
         let topics = choices(

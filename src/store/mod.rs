@@ -20,7 +20,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use rusqlite_migration::{M, Migrations};
 
 pub use clips::Inserted;
@@ -68,6 +68,20 @@ pub enum StoreError {
         path.display(), path.parent().unwrap_or(path).display(), path.display(), path.display()
     )]
     Damaged { path: PathBuf, finding: String },
+    #[error(
+        "station.id is \"{configured}\", but the proof log in {} was made by station \"{logged}\": a log \
+         belongs to one station. If this box is still \"{logged}\", put id = \"{logged}\" back in the config; \
+         if it is a new station, give it a new station.data_dir and keep the old one (it is evidence)",
+        path.display()
+    )]
+    OtherStation { path: PathBuf, configured: String, logged: String },
+}
+
+impl StoreError {
+    /// A mistake in the configuration rather than in the store (the CLI exits 2 for it).
+    pub fn is_config(&self) -> bool {
+        matches!(self, StoreError::OtherStation { .. })
+    }
 }
 
 /// Who seals events: the station's id (in every event) and its signing key.
@@ -131,6 +145,9 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL").map_err(open_error)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(open_error)?;
         migrate(data_dir, &mut conn)?;
+        // Another id in the config than the log's is a configuration mistake, refused before
+        // anything is read or written under the new id.
+        same_station(&conn, data_dir, station_id)?;
         let log = log::log_keys(&conn, i64::MAX)?;
         let key = match choice {
             KeyChoice::Station => StationKey::for_log(data_dir, &log)?,
@@ -146,6 +163,35 @@ impl Store {
     pub fn station_id(&self) -> &str {
         &self.sealer.station_id
     }
+}
+
+/// The station the log in `conn` belongs to (its first event names it) must be `station_id`.
+fn same_station(conn: &Connection, data_dir: &Path, station_id: &str) -> Result<(), StoreError> {
+    let logged: Option<String> = conn
+        .query_row("SELECT json_extract(body, '$.station_id') FROM events ORDER BY seq LIMIT 1", [], |r| r.get(0))
+        .optional()?
+        .flatten();
+    match logged.filter(|logged| logged != station_id) {
+        Some(logged) => {
+            Err(StoreError::OtherStation { path: data_dir.to_owned(), configured: station_id.to_owned(), logged })
+        }
+        None => Ok(()),
+    }
+}
+
+/// `check-config`'s look at `data_dir`, which creates nothing: whether a log there belongs to
+/// another station than `station_id`.
+pub fn check_station_id(data_dir: &Path, station_id: &str) -> Result<(), StoreError> {
+    let path = data_dir.join(DATABASE_FILE);
+    if !path.exists() {
+        return Ok(());
+    }
+    let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|source| StoreError::Open { path: path.clone(), source })?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let has_events: bool =
+        conn.query_row("SELECT count(*) FROM sqlite_master WHERE name = 'events'", [], |r| r.get::<_, i64>(0))? > 0;
+    if has_events { same_station(&conn, data_dir, station_id) } else { Ok(()) }
 }
 
 /// Brings the schema up to date under an exclusive lock: the daemon and a CLI command starting

@@ -284,3 +284,37 @@ fn topics_and_languages_come_from_the_config_with_their_names() {
     let message = parse(missing).unwrap_err().to_string();
     assert!(message.contains("\"an-toan\"") && message.contains("[[topic]]"), "{message}");
 }
+
+/// Setting the real id after the package's example id aired is a configuration mistake (exit 2,
+/// both ids named, the fix said), never a "damaged" log, and nothing is written under the new id.
+#[test]
+fn a_station_id_other_than_its_logs_is_a_config_error_and_the_log_stays_untouched() {
+    use crate::helpers::{Device, of_kind};
+    let station = crate::helpers::station(30, 1, &[]);
+    let daemon = station.start(Device::Unpaced);
+    station.wait_for("on air", std::time::Duration::from_secs(60), |e| !of_kind(e, "station_started", None).is_empty());
+    daemon.stop();
+    let before = station.events();
+    let config = std::fs::read_to_string(station.config_path()).unwrap();
+    std::fs::write(station.config_path(), config.replace("id = \"phu-thuy\"", "id = \"binh-an\"")).unwrap();
+    for verb in [&["check-config"][..], &["airtime"], &["run"]] {
+        let run = station.loa(verb);
+        assert_eq!(run.code, 2, "{verb:?}: {}", run.stderr);
+        let said = run.error_line();
+        assert!(said.contains("\"binh-an\"") && said.contains("\"phu-thuy\"") && said.contains("data_dir"), "{said}");
+        assert!(!said.contains("damaged"), "{said}");
+    }
+    std::fs::write(station.config_path(), config).unwrap();
+    assert_eq!(station.events(), before, "nothing was written under the other id");
+    assert_eq!(crate::helpers::verify(&station).code, 0);
+}
+
+#[test]
+fn a_preload_file_that_is_not_there_is_refused_by_check_config() {
+    let station = Station::with_config(&format!(
+        "{MINIMAL_CONFIG}[[preload]]\nfile = \"nowhere.mp3\"\ntitle = \"Bản tin\"\ntopic = \"cchc\"\n"
+    ));
+    let run = station.loa(&["check-config"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.error_line().contains("preload[0].file") && run.stderr.contains("nowhere.mp3"), "{}", run.stderr);
+}
