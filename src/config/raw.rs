@@ -368,6 +368,14 @@ pub(super) fn choices(
 impl RawStation {
     pub(super) fn validate(self, src: &Source) -> Result<Station, ConfigError> {
         let id = self.id.get_ref().clone();
+        if id.trim().is_empty() {
+            return Err(src.invalid(
+                &self.id,
+                "station.id",
+                "not set: write this station's own id (lowercase letters, digits and `-`, e.g. \"phu-thuy\"); \
+                 every proof record carries it, and the station stays off air until it is set",
+            ));
+        }
         if !is_slug(&id, "-") {
             return Err(src.invalid(
                 &self.id,

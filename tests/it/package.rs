@@ -57,7 +57,11 @@ fn the_deb_installs_the_binary_unit_and_conffile_and_makes_the_user_before_start
     assert!(Command::new("sh").arg("-n").arg(control.join("postinst")).status().unwrap().success(), "postinst parses");
     let at = |needle: &str| postinst.find(needle).unwrap_or_else(|| panic!("postinst lacks `{needle}`:\n{postinst}"));
     assert!(at("adduser --system --group") < at("deb-systemd-helper enable loa.service"), "user before enable");
-    assert!(at("adduser loa audio") < at("deb-systemd-invoke $_dh_action loa.service"), "audio group before start");
+    // Enabled, never started by the package: the config has no station.id yet.
+    assert!(
+        !postinst.contains("deb-systemd-invoke start") && !postinst.contains("deb-systemd-invoke $_dh_action"),
+        "{postinst}"
+    );
     assert!(at("adduser --system --group") < at("chown root:loa /etc/loa/station.toml"), "the group exists first");
     let listing = Command::new("dpkg-deb").arg("-c").arg(&deb).output().unwrap();
     let listing = String::from_utf8_lossy(&listing.stdout);
@@ -66,9 +70,20 @@ fn the_deb_installs_the_binary_unit_and_conffile_and_makes_the_user_before_start
     let postrm = std::fs::read_to_string(control.join("postrm")).unwrap();
     assert!(!postrm.contains("rm -rf /var/lib/loa"), "the proof log is never purged");
 
-    // The packaged binary on the packaged config, as the unit runs it.
+    // The packaged binary on the packaged config, as the unit runs it: refused (exit 2, which the
+    // unit does not restart on) until the admin writes the station's id, then on air.
     let binary = root.join("usr/bin/loa");
     let config = root.join("etc/loa/station.toml");
+    assert!(unit.contains("RestartPreventExitStatus=2"), "a config error must not restart in a loop");
+    for verb in ["check-config", "run"] {
+        let refused = Command::new(&binary).arg("--config").arg(&config).arg(verb).output().unwrap();
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(2), "{verb}: {said}");
+        assert!(said.contains("station.id") && said.contains("off air"), "{verb}: {said}");
+    }
+    let text = std::fs::read_to_string(&config).unwrap().replacen("id = \"\"", "id = \"binh-an\"", 1);
+    let config = dir.path().join("station-with-id.toml");
+    std::fs::write(&config, text).unwrap();
     let check = Command::new(&binary).arg("--config").arg(&config).arg("check-config").output().unwrap();
     let report = String::from_utf8_lossy(&check.stdout);
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));

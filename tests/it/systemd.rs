@@ -221,6 +221,18 @@ fn the_hardened_unit_is_exposed_at_most_2_and_its_filter_admits_every_call_the_d
     let trace = station.dir.path().join("trace");
     let daemon = station.start_wrapped(Device::Unpaced, &["strace", "-f", "-qq", "-o", trace.to_str().unwrap()]);
     let base = daemon.http_base();
+    // loa is strace's child: ended here, also when an assertion below fails first.
+    let tracer = daemon.pid();
+    let children = std::fs::read_to_string(format!("/proc/{tracer}/task/{tracer}/children")).unwrap();
+    let loa: i32 = children.split_whitespace().next().expect("loa under strace").parse().unwrap();
+    struct EndOnDrop(i32);
+    impl Drop for EndOnDrop {
+        fn drop(&mut self) {
+            // SAFETY: signalling the test's own grandchild, still running (disarmed once stopped).
+            unsafe { libc::kill(self.0, libc::SIGKILL) };
+        }
+    }
+    let end = EndOnDrop(loa);
     station.wait_for("a completed airing", Duration::from_secs(60), |e| {
         !of_kind(e, "airing_ended", Some("completed")).is_empty()
     });
@@ -228,12 +240,10 @@ fn the_hardened_unit_is_exposed_at_most_2_and_its_filter_admits_every_call_the_d
     let upload = crate::helpers::http_upload(&base, &token, &crate::helpers::fixture("vbr_stereo_44k.mp3"));
     assert_eq!(upload, "201", "the upload is taken");
     // Stop loa itself (strace's child): strace then exits with its status.
-    let tracer = daemon.pid();
-    let children = std::fs::read_to_string(format!("/proc/{tracer}/task/{tracer}/children")).unwrap();
-    let loa: i32 = children.split_whitespace().next().expect("loa under strace").parse().unwrap();
     // SAFETY: signalling the test's own grandchild.
     assert_eq!(unsafe { libc::kill(loa, libc::SIGTERM) }, 0);
     daemon.stop();
+    std::mem::forget(end); // reaped: its pid may be another process's now
 
     let calls: std::collections::BTreeSet<String> = std::fs::read_to_string(&trace)
         .unwrap()
