@@ -11,7 +11,9 @@ pub(super) fn run_clip(
     match command {
         ClipCommand::Add { file, title, topic, lang, priority, valid_from, valid_until } => {
             let meta = ClipMeta { title, topic, language: lang, priority, valid_from, valid_until };
-            meta.check().map_err(|e| failed(format!("--{}: {}", flag_name(e.field), e.message)))?;
+            meta.check()
+                .and_then(|()| config.check_choices(&meta))
+                .map_err(|e| failed(format!("--{}: {}", flag_name(e.field), e.message)))?;
             add_clip(&file, &meta, config, clock, out)
         }
         ClipCommand::List { json } => {

@@ -41,6 +41,9 @@ pub struct Config {
     /// `[[topic]]`/`[[language]]`, else the quotas' own (and Vietnamese), with known names.
     pub topics: Vec<Choice>,
     pub languages: Vec<Choice>,
+    /// Whether `[[topic]]` / `[[language]]` tables list them (then a bulletin takes only those).
+    pub topics_listed: bool,
+    pub languages_listed: bool,
     /// Where to push the log, for a box the office cannot reach (`[upstream]`).
     pub upstream: Option<Upstream>,
     /// The auditing office's public key (`[office] public_key`): the only key whose receipts
@@ -256,6 +259,23 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// A bulletin's topic and language must be ones this station lists (`[[topic]]`,
+    /// `[[language]]`): a typo (`cchcc`) would make a bulletin no quota ever counts; the refusal
+    /// names the ones listed. A config without a list takes any well-formed code, as before.
+    pub fn check_choices(&self, meta: &clip::ClipMeta) -> Result<(), clip::MetaError> {
+        for (field, value, offered, listed) in [
+            ("topic", &meta.topic, &self.topics, self.topics_listed),
+            ("language", &meta.language, &self.languages, self.languages_listed),
+        ] {
+            if listed && !offered.iter().any(|c| c.id == *value) {
+                let taken: Vec<String> = offered.iter().map(|c| format!("{} ({})", c.id, c.label)).collect();
+                let message = format!("\"{value}\" is not one of this station's {field}s: {}", taken.join(", "));
+                return Err(clip::MetaError { field, message });
+            }
+        }
+        Ok(())
+    }
+
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Unreadable { path: path.to_owned(), source })?;

@@ -258,6 +258,7 @@ impl RawConfig {
             preload.push(Preload { file, meta });
         }
 
+        let (topics_listed, languages_listed) = (!self.topic.is_empty(), !self.language.is_empty());
         let topics = choices(
             src,
             "topic",
@@ -276,6 +277,23 @@ impl RawConfig {
             &["vi"],
             crate::model::clip::check_language,
         )?;
+        // A preload's topic and language must be listed, when the config lists them.
+        for (i, item) in preload.iter().enumerate() {
+            for (field, value, offered, listed) in [
+                ("topic", &item.meta.topic, &topics, topics_listed),
+                ("language", &item.meta.language, &languages, languages_listed),
+            ] {
+                if listed && !offered.iter().any(|c| c.id == *value) {
+                    let ids: Vec<&str> = offered.iter().map(|c| c.id.as_str()).collect();
+                    return Err(ConfigError::Invalid {
+                        path: src.path.to_owned(),
+                        line: 1,
+                        key: Some(format!("preload[{i}].{field}")),
+                        message: format!("\"{value}\" is not one of this station's {field}s: {}", ids.join(", ")),
+                    });
+                }
+            }
+        }
         let office = match self.office {
             Some(office) => Some(crate::model::key::parse_public_key(office.public_key.get_ref()).map_err(|e| {
                 src.invalid(
@@ -310,6 +328,8 @@ impl RawConfig {
             preload,
             topics,
             languages,
+            topics_listed,
+            languages_listed,
             upstream,
             office,
         })

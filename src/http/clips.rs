@@ -155,7 +155,7 @@ async fn receive_upload(
     let multipart =
         multipart.map_err(|e| ApiError::bad_request(format!("send the bulletin as multipart/form-data ({e})")))?;
     let (staged, text) = read_form(state, multipart, announced).await?;
-    let meta = meta_from_form(&text)?;
+    let meta = meta_from_form(&text, &state.config)?;
     let staged =
         staged.ok_or_else(|| ApiError::invalid_field("file", "missing: attach the MP3 as the `file` field"))?;
     admit(state, staged, meta).await
@@ -275,7 +275,7 @@ async fn write_chunk(mut upload: Staged, chunk: Bytes) -> Result<Staged, ApiErro
         .map_err(storage_error)
 }
 
-fn meta_from_form(text: &HashMap<String, String>) -> Result<ClipMeta, ApiError> {
+fn meta_from_form(text: &HashMap<String, String>, config: &crate::config::Config) -> Result<ClipMeta, ApiError> {
     let required = |name: &str| {
         text.get(name).cloned().ok_or_else(|| ApiError::invalid_field(name, "missing: this field is required"))
     };
@@ -297,7 +297,7 @@ fn meta_from_form(text: &HashMap<String, String>) -> Result<ClipMeta, ApiError> 
         valid_from: date("valid_from")?,
         valid_until: date("valid_until")?,
     };
-    meta.check().map_err(|e| ApiError::invalid_field(e.field, e.message))?;
+    meta.check().and_then(|()| config.check_choices(&meta)).map_err(|e| ApiError::invalid_field(e.field, e.message))?;
     Ok(meta)
 }
 

@@ -284,3 +284,46 @@ fn list_show_and_retire() {
         assert!(run.error_line().contains("there is no clip 9"), "{}", run.stderr);
     }
 }
+
+/// A topic or language the station does not list would make a bulletin no quota counts: refused
+/// by the CLI and the API, with the ones it lists.
+#[test]
+fn a_topic_or_language_the_station_does_not_offer_is_refused_with_the_list() {
+    let station = Station::with_config(&format!(
+        "{}[[topic]]\nid = \"cchc\"\nlabel = \"Cải cách hành chính\"\n[[topic]]\nid = \"thong-bao\"\nlabel = \"Thông báo\"\n\
+         [[language]]\nid = \"vi\"\nlabel = \"Tiếng Việt\"\n[[language]]\nid = \"hmn\"\nlabel = \"Tiếng H'Mông\"\n",
+        crate::helpers::MINIMAL_CONFIG
+    ));
+    let file = station.input("a.mp3", &fixture("cbr128_stereo_44k.mp3"));
+    let typo = station.add(&file, &["--topic", "cchcc"]);
+    assert_eq!(typo.code, 1, "{}", typo.stderr);
+    assert!(
+        typo.error_line().contains("--topic") && typo.stderr.contains("cchc (Cải cách hành chính)"),
+        "{}",
+        typo.stderr
+    );
+    let language = station.add(&file, &["--lang", "xx"]);
+    assert_eq!(language.code, 1, "{}", language.stderr);
+    assert!(language.stderr.contains("hmn (Tiếng H'Mông)"), "{}", language.stderr);
+    assert!(station.clip_list().is_empty(), "nothing was kept");
+    assert_eq!(station.add(&file, &["--topic", "thong-bao"]).code, 0, "an offered topic is taken");
+
+    let daemon = station.start(crate::helpers::Device::Unpaced);
+    let token = station.token("operator");
+    let base = daemon.http_base();
+    let boundary = "B";
+    let body = format!(
+        "--{boundary}\r\ncontent-disposition: form-data; name=\"title\"\r\n\r\nBản tin\r\n\
+         --{boundary}\r\ncontent-disposition: form-data; name=\"topic\"\r\n\r\ncchcx\r\n--{boundary}--\r\n"
+    );
+    let (status, answer) = crate::helpers::http_post_body(
+        &base,
+        "/api/v1/clips",
+        &token,
+        &format!("multipart/form-data; boundary={boundary}"),
+        body.as_bytes(),
+    );
+    assert_eq!(status, "422", "{answer}");
+    assert!(answer.contains("topic") && answer.contains("cchc (Cải cách hành chính)"), "{answer}");
+    daemon.stop();
+}
