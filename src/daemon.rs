@@ -167,12 +167,15 @@ fn serve_api(listeners: Listeners, state: AppState, mut stopped: watch::Receiver
         let Listeners { http, tls } = listeners;
         http.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(http)?;
-        tracing::info!(address = %listener.local_addr()?, "HTTP API listening");
+        let address = listener.local_addr()?;
+        tracing::info!(%address, page = %crate::config::page_url("http", address), "HTTP API listening");
         let tls = match tls {
             Some((listener, tls)) => {
                 listener.set_nonblocking(true)?;
                 let listener = tokio::net::TcpListener::from_std(listener)?;
-                tracing::info!(address = %listener.local_addr()?, fingerprint = %tls.fingerprint, "HTTPS API listening");
+                let address = listener.local_addr()?;
+                let page = crate::config::page_url("https", address);
+                tracing::info!(%address, %page, fingerprint = %tls.fingerprint, "HTTPS API listening");
                 Some((listener, tls))
             }
             None => None,

@@ -66,15 +66,7 @@ pub(super) fn pair_token(
     let code = token::pairing_code().map_err(|e| failed(e.to_string()))?;
     let digest = token::digest(&token::normalise_code(&code));
     store.create_pairing(role, label, &digest, now, now + PAIRING_VALID)?;
-    // The address a phone on the LAN opens: HTTPS when it is on, the box's name for 0.0.0.0.
-    let http = &config.http;
-    let (scheme, address) = if http.tls.is_some() { ("https", http.tls_listen) } else { ("http", http.listen) };
-    let host = if address.ip().is_unspecified() {
-        crate::ops::sys::host_name().unwrap_or_else(|| "<địa chỉ của đài>".to_owned())
-    } else {
-        address.ip().to_string()
-    };
-    let link = format!("{scheme}://{host}:{}/#pair={code}", address.port());
+    let link = format!("{}#pair={code}", config.http.page_url());
     let qr = qrcode::QrCode::new(link.as_bytes())
         .map(|qr| qr.render::<qrcode::render::unicode::Dense1x2>().quiet_zone(true).build())
         .unwrap_or_default();

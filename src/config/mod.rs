@@ -258,6 +258,28 @@ pub enum ConfigError {
     Invalid { path: PathBuf, line: usize, key: Option<String>, message: String },
 }
 
+impl Http {
+    /// The operator page's address as a phone on the LAN opens it: HTTPS when it is on.
+    pub fn page_url(&self) -> String {
+        match self.tls {
+            Some(_) => page_url("https", self.tls_listen),
+            None => page_url("http", self.listen),
+        }
+    }
+}
+
+/// The page at `address`, for a wildcard listener at the box's LAN address (else its host name).
+pub fn page_url(scheme: &str, address: SocketAddr) -> String {
+    if !address.ip().is_unspecified() {
+        return format!("{scheme}://{address}/");
+    }
+    let host = crate::ops::sys::lan_address()
+        .map(|ip| SocketAddr::new(ip, address.port()).to_string())
+        .or_else(|| crate::ops::sys::host_name().map(|name| format!("{name}:{}", address.port())))
+        .unwrap_or_else(|| format!("<địa chỉ của đài>:{}", address.port()));
+    format!("{scheme}://{host}/")
+}
+
 impl Config {
     /// A bulletin's topic and language must be ones this station lists (`[[topic]]`,
     /// `[[language]]`): a typo (`cchcc`) would make a bulletin no quota ever counts; the refusal

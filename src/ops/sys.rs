@@ -29,6 +29,15 @@ pub fn kernel_clock_synchronized() -> bool {
     state >= 0 && state != libc::TIME_ERROR && timex.status & libc::STA_UNSYNC == 0
 }
 
+/// The box's address on its LAN: the source address of its route outward (a UDP socket
+/// "connected" to a documentation address sends nothing), if it has one.
+pub fn lan_address() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_unspecified() && !ip.is_loopback()).then_some(ip)
+}
+
 /// The box's host name, if it has one.
 pub fn host_name() -> Option<String> {
     let mut buffer = [0u8; 256];

@@ -326,3 +326,26 @@ fn a_preload_file_that_is_not_there_is_refused_by_check_config() {
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.error_line().contains("preload[0].file") && run.stderr.contains("nowhere.mp3"), "{}", run.stderr);
 }
+
+/// A phone on the ward's Wi-Fi opens the pairing link: on a station listening on every address
+/// it names the box's LAN address (or its name), never 0.0.0.0 or loopback; and `loa run` says
+/// where the page is when it starts.
+#[test]
+fn the_pairing_link_and_the_start_log_name_an_address_a_phone_can_open() {
+    use crate::helpers::{Device, of_kind};
+    let station = crate::helpers::station(30, 1, &[]);
+    let config = std::fs::read_to_string(station.config_path()).unwrap();
+    let lan = config.replace("listen = \"127.0.0.1:0\"", "listen = \"0.0.0.0:0\"\nallow_plain_lan = true");
+    assert_ne!(lan, config);
+    std::fs::write(station.config_path(), lan).unwrap();
+    let paired = station.loa(&["token", "create", "--role", "operator", "--label", "Chị Lan", "--pair"]);
+    assert_eq!(paired.code, 0, "{}", paired.stderr);
+    let link = paired.stdout.lines().find(|l| l.contains("#pair=")).expect("a link").to_owned();
+    assert!(link.contains("http://") && !link.contains("0.0.0.0") && !link.contains("127.0.0.1"), "{link}");
+    let daemon = station.start(Device::Unpaced);
+    station.wait_for("on air", std::time::Duration::from_secs(60), |e| !of_kind(e, "station_started", None).is_empty());
+    daemon.stop();
+    let log = std::fs::read_to_string(station.dir.path().join("daemon.log")).unwrap();
+    let line = log.lines().find(|l| l.contains("HTTP API listening")).expect("logged");
+    assert!(line.contains("page=http://") && !line.contains("page=http://0.0.0.0"), "{line}");
+}
