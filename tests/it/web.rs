@@ -251,6 +251,13 @@ async fn an_operator_does_the_weekly_job_in_a_phone_browser_and_the_district_onl
         .wait("the clip listed", "document.getElementById('clips').innerText.includes('Thông báo khẩn: mưa lũ')")
         .await;
     browser.screenshot(&shots, "thu-vien-360").await;
+    // Any bulletin can be queued for the next slot from the library, and its topic reads as a word.
+    let library = browser.script("return document.getElementById('clips').innerText;").await;
+    assert!(library.as_str().unwrap().contains("Cải cách hành chính"), "the topic by its name: {library}");
+    browser.click("#clips [data-when=next_slot]").await;
+    let queued =
+        browser.wait("queued for the next slot", "document.querySelector('#library-result.ok')?.innerText").await;
+    assert!(queued.as_str().unwrap().contains("khung giờ tới"), "{queued}");
 
     // A text file named .mp3: refused, with the reason in Vietnamese.
     let bad = station.input("ban-tin.mp3", b"day khong phai am thanh\n");
@@ -353,7 +360,7 @@ async fn an_operator_does_the_weekly_job_in_a_phone_browser_and_the_district_onl
         )
         .await;
     assert_eq!(browser.script("return document.getElementById('upload-form').hidden;").await, true);
-    assert_eq!(browser.script("return document.querySelectorAll('[data-retire]').length;").await, 0);
+    assert_eq!(browser.script("return document.querySelectorAll('[data-retire], [data-queue]').length;").await, 0);
     browser.click("nav a[data-page=lich-phat]").await;
     browser.wait("the schedule", "document.querySelectorAll('#schedule .slot').length > 0").await;
     assert_eq!(browser.script("return document.getElementById('emergency').hidden;").await, true);

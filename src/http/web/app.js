@@ -239,6 +239,15 @@ async function loadLibrary() {
   for (const button of document.querySelectorAll("[data-retire]")) {
     button.addEventListener("click", () => retire(Number(button.dataset.retire), button.dataset.title));
   }
+  for (const button of document.querySelectorAll("#clips [data-queue]")) {
+    button.addEventListener("click", () => queue(Number(button.dataset.queue), button.dataset.when, button.dataset.title, "library-result"));
+  }
+}
+
+// A code's name as the station's config gives it (the code itself only when it has none).
+function label(choices, id) {
+  const choice = (choices || []).find((c) => c.id === id);
+  return choice ? choice.label : id;
 }
 
 function validity(c) {
@@ -248,10 +257,15 @@ function validity(c) {
 
 function clipItem(c) {
   const aired = c.last_aired_at ? `phát gần nhất ${localTime(c.last_aired_at)}` : "chưa phát";
-  const retire = isOperator() ? `<div class="actions"><button class="secondary" data-retire="${c.id}" data-title="${escape(c.title)}">Ngừng phát</button></div>` : "";
-  return `<div class="item clip" data-clip="${c.id}"><div class="title">${escape(c.title)}</div>
-    <div class="meta"><span class="tag">${escape(c.topic)}</span><span class="tag">${escape(c.language)}</span>${PRIORITY[c.priority] ? `<span class="tag">${PRIORITY[c.priority]}</span>` : ""}</div>
-    <div class="meta">${minutes(c.duration_ms)} · ${loudness(c.loudness_lufs)} · ${validity(c)} · ${aired}</div>${retire}</div>`;
+  const title = escape(c.title);
+  const actions = isOperator() && !c.retired_at
+    ? `<div class="actions"><button data-queue="${c.id}" data-when="next_slot" data-title="${title}">Phát ở khung giờ tới</button>
+       <button class="danger" data-queue="${c.id}" data-when="now" data-title="${title}">Phát ngay</button>
+       <button class="secondary" data-retire="${c.id}" data-title="${title}">Ngừng phát</button></div>`
+    : "";
+  return `<div class="item clip" data-clip="${c.id}"><div class="title">${title}</div>
+    <div class="meta"><span class="tag">${escape(label(state.station.topics, c.topic))}</span><span class="tag">${escape(label(state.station.languages, c.language))}</span>${PRIORITY[c.priority] ? `<span class="tag">${PRIORITY[c.priority]}</span>` : ""}</div>
+    <div class="meta">${minutes(c.duration_ms)} · ${loudness(c.loudness_lufs)} · ${validity(c)} · ${aired}</div>${actions}</div>`;
 }
 
 async function retire(id, title) {
@@ -304,9 +318,20 @@ async function loadSchedule() {
     ? emergencies.map((c) => `<div class="item"><div class="title">${escape(c.title)}</div><div class="actions"><button class="danger" data-play-now="${c.id}" data-title="${escape(c.title)}">Phát ngay</button></div></div>`).join("")
     : '<p class="hint">Không có bản tin khẩn cấp nào (tải lên với mức ưu tiên “Khẩn cấp”).</p>';
   for (const button of document.querySelectorAll("[data-play-now]")) {
-    button.addEventListener("click", () => playNow(Number(button.dataset.playNow), button.dataset.title));
+    button.addEventListener("click", () => queue(Number(button.dataset.playNow), "now", button.dataset.title, "queue-result"));
   }
-  $("schedule").innerHTML = slots.length ? slots.map(slotItem).join("") : '<p class="hint">Không có khung giờ phát nào trong 7 ngày tới.</p>';
+  showSlots(slots, 50);
+}
+
+// The next `count` airings (a station with slots every minute has thousands in 7 days), then
+// "xem thêm" for 50 more.
+function showSlots(slots, count) {
+  const more = slots.length > count
+    ? `<button class="secondary" id="schedule-more">Xem thêm (còn ${slots.length - count} lượt)</button>` : "";
+  $("schedule").innerHTML = slots.length
+    ? slots.slice(0, count).map(slotItem).join("") + more
+    : '<p class="hint">Không có khung giờ phát nào trong 7 ngày tới.</p>';
+  if (more) $("schedule-more").addEventListener("click", () => showSlots(slots, count + 50));
 }
 
 function slotItem(s) {
@@ -316,13 +341,15 @@ function slotItem(s) {
   return `<div class="item slot"><div class="title">${localTime(Date.parse(s.at))} · ${escape(s.slot)} ${s.peak ? '<span class="tag peak">giờ cao điểm</span>' : ""}</div><ul>${items}</ul></div>`;
 }
 
-async function playNow(id, title) {
-  if (!confirm(`Phát ngay “${title}”? Bản tin đang phát (nếu có) sẽ bị ngắt.`)) return;
+// Queues a bulletin "now" (what is on air is cut) or for the next slot; `where` shows the outcome.
+async function queue(id, when, title, where) {
+  if (when === "now" && !confirm(`Phát ngay “${title}”? Bản tin đang phát (nếu có) sẽ bị ngắt.`)) return;
   try {
-    await api("/api/v1/queue", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ clip_id: id, when: "now" }) });
-    show("queue-result", `Đã yêu cầu phát ngay “${escape(title)}”. Xem kết quả ở Nhật ký phát sóng.`, "ok");
+    await api("/api/v1/queue", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ clip_id: id, when }) });
+    const said = when === "now" ? `Đã yêu cầu phát ngay “${escape(title)}”.` : `“${escape(title)}” sẽ phát ở khung giờ tới.`;
+    show(where, `${said} Xem kết quả ở Nhật ký phát sóng.`, "ok");
   } catch (error) {
-    show("queue-result", explain(error), "error");
+    show(where, explain(error), "error");
   }
 }
 
