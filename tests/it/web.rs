@@ -312,6 +312,10 @@ async fn an_operator_does_the_weekly_job_in_a_phone_browser_and_the_district_onl
     // Compliance at a glance.
     browser.click("nav a[data-page=tuan-thu]").await;
     browser.wait("the standings", "document.querySelectorAll('#standings .standing').length > 0 && document.querySelectorAll('#reports .report').length === 5").await;
+    // Periods and counts in words: "Tuần 49 (30/11–6/12/2026)", "0 lần phát trọn vẹn (cần 1)".
+    let standings = browser.script("return document.getElementById('standings').innerText;").await;
+    let standings = standings.as_str().unwrap();
+    assert!(standings.contains("Tuần ") && standings.contains("(cần ") && !standings.contains("-W"), "{standings}");
     browser.screenshot(&shots, "tuan-thu-360").await;
 
     // The same pages on a desktop.

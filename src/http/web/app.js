@@ -119,6 +119,25 @@ function minutes(ms) {
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
 }
 
+// A period's code as people write it: "2026-W49" → "Tuần 49 (30/11–6/12/2026)", "2026-12" →
+// "Tháng 12/2026", "2026-Q4" → "Quý 4/2026", "2026-H2" → "6 tháng cuối năm 2026", "2026" → "Năm 2026".
+function periodLabel(code) {
+  let m = /^(\d{4})-W(\d{2})$/.exec(code);
+  if (m) {
+    const [year, week] = [Number(m[1]), Number(m[2])];
+    const jan4 = new Date(Date.UTC(year, 0, 4));
+    const monday = new Date(jan4.getTime() - ((jan4.getUTCDay() + 6) % 7) * 86400000 + (week - 1) * 7 * 86400000);
+    const sunday = new Date(monday.getTime() + 6 * 86400000);
+    const day = (d) => `${d.getUTCDate()}/${d.getUTCMonth() + 1}`;
+    return `Tuần ${week} (${day(monday)}–${day(sunday)}/${sunday.getUTCFullYear()})`;
+  }
+  if ((m = /^(\d{4})-(\d{2})$/.exec(code))) return `Tháng ${Number(m[2])}/${m[1]}`;
+  if ((m = /^(\d{4})-Q(\d)$/.exec(code))) return `Quý ${m[2]}/${m[1]}`;
+  if ((m = /^(\d{4})-H(\d)$/.exec(code))) return `${m[2] === "1" ? "6 tháng đầu năm" : "6 tháng cuối năm"} ${m[1]}`;
+  if ((m = /^(\d{4})$/.exec(code))) return `Năm ${m[1]}`;
+  return code;
+}
+
 const isOperator = () => state.station && state.station.role === "operator";
 
 // ---- sign in -------------------------------------------------------------------------------
@@ -358,17 +377,17 @@ async function loadCompliance() {
   const health = await (await fetch("/healthz")).json();
   const standings = (health.checks && health.checks.quotas) || [];
   $("standings").innerHTML = standings.length
-    ? standings.map((q) => `<div class="item standing"><div class="title">${escape(q.topic)}${q.language ? " (" + escape(q.language) + ")" : ""} — ${escape(q.period)}</div>
-        <div><span class="status-${q.status}">${STATUS[q.status] || q.status}</span> · ${q.completed}/${q.required} lần phát trọn vẹn</div></div>`).join("")
+    ? standings.map((q) => `<div class="item standing"><div class="title">${escape(label(state.station.topics, q.topic))}${q.language ? " (" + escape(label(state.station.languages, q.language)) + ")" : ""} — ${escape(periodLabel(q.period))}</div>
+        <div><span class="status-${q.status}">${STATUS[q.status] || q.status}</span> · ${q.completed} lần phát trọn vẹn (cần ${q.required})</div></div>`).join("")
     : '<p class="hint">Đài chưa cấu hình chỉ tiêu nào.</p>';
   // The periods and their names come from the station (its calendar, its clock).
   const { report_periods } = await (await api("/api/v1/station")).json();
   const periods = report_periods.map((p) => [p.code, p.name, p.label]);
   const results = await Promise.all(periods.map(([p]) => api(`/api/v1/compliance?period=${p}&format=json`).then((r) => r.json())));
-  $("reports").innerHTML = periods.map(([p, name, label], i) => {
+  $("reports").innerHTML = periods.map(([p, name, spans], i) => {
     const quotas = results[i].quotas || [];
-    const summary = quotas.map((q) => `${escape(q.topic)}/${q.per === "week" ? "tuần" : "tháng"}: <span class="${q.missed ? "status-missed" : "status-met"}">${q.met} đạt, ${q.missed} không đạt</span>`).join(" · ");
-    return `<div class="item report"><div class="title">${escape(name)}: ${escape(label)}</div><div class="meta">${summary || "không có chỉ tiêu"}</div>
+    const summary = quotas.map((q) => `${escape(label(state.station.topics, q.topic))}, mỗi ${q.per === "week" ? "tuần" : "tháng"}: <span class="${q.missed ? "status-missed" : "status-met"}">${q.met} đạt, ${q.missed} không đạt</span>`).join(" · ");
+    return `<div class="item report"><div class="title">${escape(name)}: ${escape(spans)}</div><div class="meta">${summary || "không có chỉ tiêu"}</div>
       <div class="actions"><button class="secondary" data-report="${p}" data-format="html">Xem, in</button><button class="secondary" data-report="${p}" data-format="csv">Tải CSV</button></div></div>`;
   }).join("");
   for (const button of document.querySelectorAll("[data-report]")) {
