@@ -83,10 +83,26 @@ pub fn date_vi(instant: &str, inclusive_end: bool) -> String {
     }
 }
 
+/// A number as Vietnamese writes it: a comma before the decimals (`1,6`), one decimal at most.
+pub fn number_vi(value: f64) -> String {
+    let text = format!("{:.1}", (value * 10.0).round() / 10.0);
+    text.strip_suffix(".0").unwrap_or(&text).replace('.', ",")
+}
+
 /// `08:05 ngày 20/11/2026` of an RFC 3339 instant (station time).
 pub fn time_vi(instant: &str) -> String {
     match DateTime::parse_from_rfc3339(instant) {
         Ok(at) => format!("{:02}:{:02} ngày {}", at.hour(), at.minute(), date_vi(instant, false)),
         Err(_) => instant.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn numbers_are_written_with_a_decimal_comma() {
+        assert_eq!(super::number_vi(1.64), "1,6");
+        assert_eq!(super::number_vi(12.0), "12");
+        assert_eq!(super::number_vi(0.04), "0");
     }
 }
