@@ -263,7 +263,8 @@ async fn an_operator_does_the_weekly_job_in_a_phone_browser_and_the_district_onl
     let bad = station.input("ban-tin.mp3", b"day khong phai am thanh\n");
     browser.upload(&bad, "Tệp hỏng").await;
     let refusal = browser.wait("the refusal", "document.querySelector('#upload-result.error')?.innerText").await;
-    assert!(refusal.as_str().unwrap().contains("Tệp không phải MP3"), "{refusal}");
+    let refusal = refusal.as_str().unwrap();
+    assert!(refusal.contains("Tệp không phải MP3") && refusal.contains("Đây là tệp văn bản"), "{refusal}");
     browser.assert_vietnamese("the refused upload").await;
 
     // Schedule: "Phát ngay", confirmed; the airing appears in the log.

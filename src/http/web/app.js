@@ -83,8 +83,29 @@ function apiError(status, text) {
   }
 }
 
+// What the station's message says in particulars (the file's real type, the limit broken), in
+// Vietnamese; empty when it says none.
+const FORMATS = {
+  "a WAV file": "tệp WAV", "a FLAC file": "tệp FLAC", "an Ogg (Vorbis/Opus) file": "tệp Ogg",
+  "an MP4/M4A file": "tệp MP4/M4A", "an AIFF file": "tệp AIFF", "an AMR voice recording": "bản ghi âm AMR",
+  "a WMA file": "tệp WMA", "a PDF document": "tài liệu PDF", "a ZIP/Office document": "tài liệu Word/Excel/ZIP",
+};
+function particulars(error) {
+  const message = error.message || "";
+  if (error.code === "not_mp3") {
+    const format = Object.keys(FORMATS).find((name) => message.includes(name));
+    if (format) return ` Đây là ${FORMATS[format]}.`;
+    if (/\btext\b/.test(message)) return " Đây là tệp văn bản.";
+  }
+  let m;
+  if (error.code === "too_long" && (m = /the (\d+) s maximum/.exec(message))) return ` Tối đa ${Math.round(m[1] / 60)} phút.`;
+  if (error.code === "too_short" && (m = /the (\d+) ms minimum/.exec(message))) return ` Tối thiểu ${Math.round(m[1] / 1000)} giây.`;
+  if (error.code === "too_large" && (m = /the (\d+) MiB limit/.exec(message))) return ` Tối đa ${m[1]} MB.`;
+  return "";
+}
+
 function explain(error) {
-  const plain = REFUSAL[error.code] || "Đài từ chối yêu cầu.";
+  const plain = (REFUSAL[error.code] || "Đài từ chối yêu cầu.") + particulars(error);
   // The station's own message is for whoever fixes it: folded away, on request.
   return `${plain} <details class="detail"><summary>Chi tiết kỹ thuật</summary>${escape(error.message)}</details>`;
 }
