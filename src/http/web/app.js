@@ -37,9 +37,11 @@ function reasonVi(reason) {
   return found ? found[1] : "lý do kỹ thuật";
 }
 // Loudness in words; the measured figure stays available on hover.
+// The station evens out loudness when it airs: advice only where that cannot help (a recording
+// so quiet its noise is raised with it, or so loud it is already distorted).
 function loudness(lufs) {
-  const word = lufs > -12 ? "to" : lufs < -22 ? "nhỏ" : "vừa";
-  return `<span title="${lufs.toFixed(1)} LUFS">âm lượng ${word}</span>`;
+  const word = lufs < -35 ? "rất nhỏ: nên thu lại to hơn" : lufs > -8 ? "quá to: có thể bị rè, nên thu lại" : "đài tự cân chỉnh âm lượng";
+  return `<span title="${lufs.toFixed(1).replace(".", ",")} LUFS">${word}</span>`;
 }
 // What the operator reads when the station refuses something; the API's own message follows.
 const REFUSAL = {
