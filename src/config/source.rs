@@ -71,7 +71,12 @@ impl Source<'_> {
             .map(|(key, _)| key.trim())
             .filter(|key| !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)))
             .map(|key| self.table_at(line_start).map_or_else(|| key.to_owned(), |table| format!("{table}.{key}")));
-        let message = error.message().trim().replace('\n', " ");
+        let mut message = error.message().trim().replace('\n', " ");
+        // `max_minutes = ` with nothing after it: TOML's own words ("string values must be
+        // quoted") send the admin the wrong way.
+        if line_text.split_once('=').is_some_and(|(_, value)| value.split('#').next().unwrap_or("").trim().is_empty()) {
+            message = "no value after `=`; write one, e.g. a number (5), a quoted text (\"sang\") or true".to_owned();
+        }
         self.invalid_at(span, key, message)
     }
 }

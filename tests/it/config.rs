@@ -349,3 +349,10 @@ fn the_pairing_link_and_the_start_log_name_an_address_a_phone_can_open() {
     let line = log.lines().find(|l| l.contains("HTTP API listening")).expect("logged");
     assert!(line.contains("page=http://") && !line.contains("page=http://0.0.0.0"), "{line}");
 }
+
+#[test]
+fn a_key_with_no_value_says_so_rather_than_asking_for_quotes() {
+    let text =
+        "[station]\nid = \"s\"\nname = \"n\"\n[[slot]]\nname = \"a\"\ncron = \"0 30 5 * * Mon-Sun\"\nmax_minutes = \n";
+    refused(text, 7, "slot[0].max_minutes", "no value after `=`");
+}
