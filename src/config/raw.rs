@@ -277,23 +277,6 @@ impl RawConfig {
             &["vi"],
             crate::model::clip::check_language,
         )?;
-        // A preload's topic and language must be listed, when the config lists them.
-        for (i, item) in preload.iter().enumerate() {
-            for (field, value, offered, listed) in [
-                ("topic", &item.meta.topic, &topics, topics_listed),
-                ("language", &item.meta.language, &languages, languages_listed),
-            ] {
-                if listed && !offered.iter().any(|c| c.id == *value) {
-                    let ids: Vec<&str> = offered.iter().map(|c| c.id.as_str()).collect();
-                    return Err(ConfigError::Invalid {
-                        path: src.path.to_owned(),
-                        line: 1,
-                        key: Some(format!("preload[{i}].{field}")),
-                        message: format!("\"{value}\" is not one of this station's {field}s: {}", ids.join(", ")),
-                    });
-                }
-            }
-        }
         let office = match self.office {
             Some(office) => Some(crate::model::key::parse_public_key(office.public_key.get_ref()).map_err(|e| {
                 src.invalid(
@@ -316,7 +299,7 @@ impl RawConfig {
             }
             (None, _) => None,
         };
-        Ok(Config {
+        let config = Config {
             path: src.path.to_owned(),
             station,
             audio,
@@ -332,7 +315,17 @@ impl RawConfig {
             languages_listed,
             upstream,
             office,
-        })
+        };
+        // A preload's topic and language must be ones the station takes, as an upload's.
+        for (i, item) in config.preload.iter().enumerate() {
+            config.check_choices(&item.meta).map_err(|e| ConfigError::Invalid {
+                path: src.path.to_owned(),
+                line: 1,
+                key: Some(format!("preload[{i}].{}", e.field)),
+                message: e.message,
+            })?;
+        }
+        Ok(config)
     }
 }
 

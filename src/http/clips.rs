@@ -353,10 +353,7 @@ pub async fn enqueue(
     _caller: Caller<Operators>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => super::body_too_large(super::SMALL_BODY, false),
-        _ => ApiError::bad_request(format!("the request body could not be read ({rejection}); send it again")),
-    })?;
+    let body = body.map_err(super::small_body_error)?;
     let request: QueueRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "send JSON like {{\"clip_id\": 3, \"when\": \"now\"}} (when: now or next_slot); {e}"

@@ -212,20 +212,20 @@ impl Registry {
                 .find(|(_, e)| !e.reserved && only_peer.is_none_or(|p| e.peer == p) && evictable(e))
                 .map(|(id, _)| *id);
             let victim = match victim {
-                Some(victim) => victim,
+                Some(victim) => Some(victim),
                 None if !self.trusted(peer, now) => return None,
                 // No regular slot: a reserved one, free or taken from an idle holder.
                 None => {
                     reserved = true;
-                    let holders: Vec<u64> = open.iter().filter(|(_, e)| e.reserved).map(|(id, _)| *id).collect();
-                    if holders.len() < limits.reserved {
-                        u64::MAX
+                    let holders = open.iter().filter(|(_, e)| e.reserved);
+                    if holders.clone().count() < limits.reserved {
+                        None
                     } else {
-                        *holders.iter().find(|id| open.get(id).is_some_and(&evictable))?
+                        Some(holders.filter(|(_, e)| evictable(e)).map(|(id, _)| *id).next()?)
                     }
                 }
             };
-            if let Some(entry) = open.remove(&victim) {
+            if let Some(entry) = victim.and_then(|victim| open.remove(&victim)) {
                 entry.evicted.notify_one();
             }
         }

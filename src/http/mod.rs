@@ -122,7 +122,13 @@ impl AuthFailures {
             entry.logged_at = Some(now);
             entry.since_logged = 0;
         }
-        let over = entry.count.saturating_sub(Self::FREE_FAILURES);
+        Self::wait_after(entry.count)
+    }
+
+    /// How long an address must wait after `count` failures: nothing for the first five, then a
+    /// second more for each, up to `MAX_DELAY`.
+    fn wait_after(count: u32) -> Option<std::time::Duration> {
+        let over = count.saturating_sub(Self::FREE_FAILURES);
         (over > 0).then(|| (std::time::Duration::from_secs(1) * over).min(Self::MAX_DELAY))
     }
 
@@ -132,10 +138,9 @@ impl AuthFailures {
         let peer = peer?;
         let by_peer = self.by_peer.lock().expect("auth failures lock");
         let entry = by_peer.get(&peer)?;
-        let over = entry.count.saturating_sub(Self::FREE_FAILURES);
-        let wait = (std::time::Duration::from_secs(1) * over).min(Self::MAX_DELAY);
+        let wait = Self::wait_after(entry.count)?;
         let since = std::time::Instant::now() - entry.last_at;
-        (over > 0 && since < wait).then(|| wait - since)
+        (since < wait).then(|| wait - since)
     }
 }
 
@@ -342,12 +347,7 @@ async fn guard(State(state): State<AppState>, mut request: Request, next: Next) 
     if request.extensions().get::<conn::Reserved>().is_some() {
         let (parts, body) = request.into_parts();
         if authenticate(&parts, &state).await.is_err() {
-            let mut response = ApiError::server_busy().into_response();
-            harden(response.headers_mut());
-            response
-                .headers_mut()
-                .insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
-            return response;
+            return busy_and_closing();
         }
         request = Request::from_parts(parts, body);
     }
@@ -395,6 +395,23 @@ pub fn body_too_large(limit: u64, is_upload: bool) -> ApiError {
         format!("the request body is over {} KiB; this route takes a small JSON object", limit / 1024)
     };
     ApiError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
+}
+
+/// A small body (`SMALL_BODY`) that could not be read whole: 413 past its bound, else 400.
+pub(crate) fn small_body_error(rejection: axum::extract::rejection::BytesRejection) -> ApiError {
+    match rejection.status() {
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE => body_too_large(SMALL_BODY, false),
+        _ => ApiError::bad_request(format!("the request body could not be read ({rejection}); send it again")),
+    }
+}
+
+/// The answer on a reserved slot (`conn::Reserved`) to a request without a valid token: 503
+/// `server_busy`, and the connection is closed (station and office alike).
+pub fn busy_and_closing() -> Response {
+    let mut response = ApiError::server_busy().into_response();
+    harden(response.headers_mut());
+    response.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+    response
 }
 
 async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {

@@ -25,10 +25,7 @@ pub struct PairRequest {
 
 /// The code from a JSON body, for clients that do not send it in the header.
 async fn code_from_body(request: Request) -> Result<String, ApiError> {
-    let body = axum::body::Bytes::from_request(request, &()).await.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => super::body_too_large(super::SMALL_BODY, false),
-        _ => ApiError::bad_request(format!("the request body could not be read ({rejection}); send it again")),
-    })?;
+    let body = axum::body::Bytes::from_request(request, &()).await.map_err(super::small_body_error)?;
     let request: PairRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "send the code as `Authorization: Pairing K7QM-3XWD`, or JSON like {{\"code\": \"K7QM-3XWD\"}}; {e}"

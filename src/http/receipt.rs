@@ -19,10 +19,7 @@ pub async fn take(
     _caller: Caller<Office>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => super::body_too_large(super::SMALL_BODY, false),
-        _ => ApiError::bad_request(format!("the request body could not be read ({rejection}); send it again")),
-    })?;
+    let body = body.map_err(super::small_body_error)?;
     let line = String::from_utf8(body.to_vec()).map_err(|_| ApiError::bad_request("send the receipt line as UTF-8"))?;
     let (data_dir, office) = (state.config.station.data_dir.clone(), state.config.office);
     let taken = state.store.call(move |s| receipt::take(&data_dir, s, &line, office.as_ref())).await;

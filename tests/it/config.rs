@@ -356,3 +356,14 @@ fn a_key_with_no_value_says_so_rather_than_asking_for_quotes() {
         "[station]\nid = \"s\"\nname = \"n\"\n[[slot]]\nname = \"a\"\ncron = \"0 30 5 * * Mon-Sun\"\nmax_minutes = \n";
     refused(text, 7, "slot[0].max_minutes", "no value after `=`");
 }
+
+#[test]
+fn a_preload_with_a_topic_the_config_does_not_list_is_refused() {
+    let text = format!(
+        "[station]\nid = \"s\"\nname = \"n\"\n[[topic]]\nid = \"cchc\"\nlabel = \"Cải cách hành chính\"\n\
+         [[preload]]\nfile = \"{}/cbr128_stereo_44k.mp3\"\ntitle = \"Bản tin\"\ntopic = \"cchcc\"\n",
+        crate::helpers::FIXTURES
+    );
+    let message = parse(&text).unwrap_err().to_string();
+    assert!(message.contains("preload[0].topic") && message.contains("cchc (Cải cách hành chính)"), "{message}");
+}

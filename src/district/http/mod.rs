@@ -100,11 +100,7 @@ async fn reserved_for_tokens(State(desk): State<Desk>, request: Request, next: a
     if !reserved || push || clerk {
         return next.run(request).await;
     }
-    let mut busy =
-        error(StatusCode::SERVICE_UNAVAILABLE, "server_busy", "every connection is in use; try again in 1 s");
-    busy.headers_mut().insert(header::RETRY_AFTER, 1.into());
-    busy.headers_mut().insert(header::CONNECTION, axum::http::HeaderValue::from_static("close"));
-    busy
+    crate::http::busy_and_closing()
 }
 
 /// How often a serving office checks its own memory again.

@@ -46,13 +46,7 @@ pub(super) async fn push(
         }
         Ok(Ok(_)) => {
             if let Some(wait) = auth_failures.failed(peer.map(|p| p.0.0), "a wrong or missing push token") {
-                let mut refusal = error(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_failures",
-                    format!("too many wrong push tokens from this address; try again in {} s", wait.as_secs().max(1)),
-                );
-                refusal.headers_mut().insert(axum::http::header::RETRY_AFTER, wait.as_secs().max(1).into());
-                return refusal;
+                return crate::http::ApiError::too_many_failures(wait, "wrong push tokens").into_response();
             }
             return error(
                 StatusCode::UNAUTHORIZED,
