@@ -124,6 +124,15 @@ impl PlayerHandle {
     }
 }
 
+/// The device as the start-up log names it: the PCM, and the ALSA configuration that defines it
+/// when it is not the system's (the demo's file device on a machine without a sound card).
+pub fn describe(device: &str) -> String {
+    match std::env::var("ALSA_CONFIG_PATH") {
+        Ok(path) => format!("\"{device}\" as defined in ALSA_CONFIG_PATH={path}"),
+        Err(_) => format!("\"{device}\""),
+    }
+}
+
 /// Sample formats asked of the device, in order of preference: 16-bit first, what DACs and
 /// ALSA's plug/dmix take natively, at half the bytes of float (see ARCHITECTURE.md).
 const SAMPLE_FORMATS: [SampleFormat; 2] = [SampleFormat::I16, SampleFormat::F32];

@@ -448,24 +448,27 @@ pub fn verify(station: &Station) -> Run {
     ours
 }
 
-/// The Python with the test packages: `$LOA_PYTHON`, else the venv `.ci/run` makes
-/// (`target/verify-venv`), else `python3`.
+/// The Python with the test packages: `$LOA_PYTHON`, else the venv `.ci/setup` makes (where
+/// `.ci/venv-path` says), else `python3`.
 pub fn python() -> String {
-    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/target/verify-venv/bin/python");
-    std::env::var("LOA_PYTHON")
-        .unwrap_or_else(|_| if Path::new(venv).exists() { venv.to_owned() } else { "python3".to_owned() })
+    if let Ok(python) = std::env::var("LOA_PYTHON") {
+        return python;
+    }
+    let venv = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/venv-path")).output().expect("run .ci/venv-path");
+    let python = Path::new(String::from_utf8_lossy(&venv.stdout).trim()).join("bin/python");
+    if python.exists() { python.to_string_lossy().into_owned() } else { "python3".to_owned() }
 }
 
-/// `tests/verify_proof.py FILE ARGS` under `$LOA_PYTHON`, else the venv `.ci/run` makes
-/// (`target/verify-venv`), else `python3`; it needs the `rfc8785` and `cryptography` packages.
+/// `tests/verify_proof.py FILE ARGS` under [`python`]; it needs the `rfc8785` and
+/// `cryptography` packages.
 pub fn python_verify(file: &Path, args: &[&str]) -> Run {
     let python = python();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/verify_proof.py");
     let run = Run::from(Command::new(&python).arg(script).arg(file).args(args).output().expect("run python"));
     assert!(
         !run.stderr.contains("ModuleNotFoundError"),
-        "the Python verifier needs rfc8785 and cryptography: run .ci/run, or set LOA_PYTHON to a python \
-         with them (python3 -m venv v && v/bin/pip install rfc8785 cryptography): {}",
+        "the Python verifier needs rfc8785 and cryptography: run .ci/setup test (it makes the venv), or \
+         set LOA_PYTHON to a python with them: {}",
         run.stderr
     );
     run

@@ -13,6 +13,7 @@ mod office;
 mod package;
 mod proof;
 mod quota;
+mod readme;
 mod security;
 mod systemd;
 mod tidy;

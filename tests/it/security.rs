@@ -425,7 +425,7 @@ fn schemathesis_finds_no_server_error_nor_an_undocumented_answer() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         !stderr.contains("No module named"),
-        "schemathesis is missing: run .ci/run (it installs it in target/verify-venv): {stderr}"
+        "schemathesis is missing: run .ci/setup test (it makes the venv): {stderr}"
     );
     daemon.stop();
     assert!(output.status.success(), "schemathesis found failures:\n{stdout}\n{stderr}");

@@ -3,6 +3,7 @@
 //! Vietnamese, "Phát ngay" to the airtime log, the CSV download, the district's read-only view;
 //! screenshots at phone and desktop widths (target/tmp/e2e/), and no horizontal scroll.
 
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,9 +17,13 @@ pub(crate) const CHROMIUM: &str = "/usr/bin/chromium";
 pub(crate) const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-/// One WebDriver session on a chromedriver of our own.
+/// One WebDriver session on a chromedriver of our own, in a process group of its own so that
+/// the browser it starts ends with it (Chromium outlived a killed chromedriver, reparented to
+/// PID 1, two process trees per test run).
 pub(crate) struct Browser {
     driver: Child,
+    port: u16,
+    session: String,
     base: String,
     client: reqwest::Client,
 }
@@ -28,6 +33,7 @@ impl Browser {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -42,13 +48,15 @@ impl Browser {
         let capabilities = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
             "binary": CHROMIUM,
             "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                     "--no-first-run", "--disable-dev-shm-usage", "--disable-component-update", "--disable-sync"],
+                     "--no-first-run", "--disable-dev-shm-usage", "--disable-component-update", "--disable-sync",
+                     // The crash handler starts a session of its own, out of the driver's group.
+                     "--disable-crash-reporter", "--disable-breakpad"],
             "prefs": {"download.default_directory": downloads, "download.prompt_for_download": false},
         }}}});
         let session = client.post(format!("{root}/session")).json(&capabilities).send().await.unwrap();
         let session: Value = session.json().await.unwrap();
         let id = session["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {session}"));
-        Browser { driver, base: format!("{root}/session/{id}"), client }
+        Browser { driver, port, session: id.to_owned(), base: format!("{root}/session/{id}"), client }
     }
 
     pub(crate) async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
@@ -174,8 +182,20 @@ impl Browser {
 }
 
 impl Drop for Browser {
+    /// Ends the session (chromedriver closes Chromium), then the driver's whole process group:
+    /// synchronous, as a panicking test drops it outside any await.
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        use std::io::{Read as _, Write as _};
+        if let Ok(mut driver) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+            let _ = driver.set_read_timeout(Some(Duration::from_secs(10)));
+            let request =
+                format!("DELETE /session/{} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", self.session);
+            if driver.write_all(request.as_bytes()).is_ok() {
+                let _ = driver.read_to_end(&mut Vec::new());
+            }
+        }
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.driver.wait();
     }
 }

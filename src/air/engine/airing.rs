@@ -271,10 +271,14 @@ impl Engine {
                 self.config.audio.device
             );
         }
+        // Every ending says why it was not complete: the advice above is once a run, the reason
+        // (a device that failed again, a stall) is each time.
+        let reason = evidence.reason.as_deref().unwrap_or("");
         tracing::info!(
             clip = plan.clip_id,
             status = evidence.status.as_str(),
             played_ms = evidence.played_ms,
+            reason,
             "airing ended"
         );
         self.append(events::airing_ended(seq, &plan, &evidence, synced)).await?;

@@ -175,7 +175,8 @@ impl Engine {
             supervisor,
         };
         let next_slot = timer.next_fire().map_or_else(|| "none".to_owned(), |at| at.to_rfc3339());
-        tracing::info!(station = %self.config.station.id, next_slot, "station on air");
+        let device = crate::audio::device::describe(&self.config.audio.device);
+        tracing::info!(station = %self.config.station.id, %device, next_slot, "station on air");
         run.supervisor.ready();
         self.warn_quotas_at_risk().await?;
 
