@@ -7,7 +7,8 @@
 use std::time::Instant;
 
 use chrono::{TimeDelta, TimeZone, Utc};
-use loa::audit::compliance::{self, ReportFormat};
+use loa::audit::compliance;
+use loa::audit::render::{self, Labels, ReportFormat};
 use loa::config::Config;
 use loa::model::clip::{AudioFacts, ClipMeta, Priority};
 use loa::store::Store;
@@ -141,12 +142,13 @@ fn main() {
     let period = loa::time::calendar::parse_period("2026", tz).unwrap();
     // Reports on a running station: the start check has kept its checkpoint, so a report
     // checks its span's bytes, hashes and links, and no signature twice.
-    for format in [ReportFormat::Json, ReportFormat::Csv, ReportFormat::Html] {
+    let labels = Labels::of(&config);
+    for format in [ReportFormat::Json, ReportFormat::Csv, ReportFormat::CsvVi, ReportFormat::Html] {
         let times: Vec<f64> = (0..11)
             .map(|_| {
                 let t = Instant::now();
                 let report = compliance::from_store(&store, &config, &period, now).unwrap();
-                let _ = compliance::render(&report, format);
+                let _ = render::station::render(&report, format, &labels);
                 t.elapsed().as_secs_f64() * 1000.0
             })
             .collect();

@@ -112,6 +112,7 @@ mod tests {
     fn slot(name: &str, cron: &str, grace_s: i64) -> Slot {
         Slot {
             name: name.into(),
+            label: name.into(),
             cron: CronSchedule::parse(cron).unwrap(),
             max_minutes: 15,
             peak: true,

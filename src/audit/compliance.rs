@@ -8,7 +8,6 @@ use chrono_tz::Tz;
 use serde::Serialize;
 
 use crate::audit::chain;
-use crate::audit::words::{date_vi, escape, period_vi, reason_vi, status_vi, time_vi};
 use crate::config::{Config, Quota};
 use crate::model::level::hundredths;
 use crate::proof::events::{AiringStatus, Counted, Damage, Logged, MissReason};
@@ -304,13 +303,23 @@ pub enum ReportError {
     Unreadable { seq: i64, error: serde_json::Error },
 }
 
-/// The report for `period`, read from `store` (events a month either side, so quota weeks
-/// and months that straddle the period's edges are counted whole), after checking every stored
+/// The span of events a report counts: the period, widened to the whole quota weeks and months
+/// that straddle its edges (UTC ms, half-open). The station's report and the office's read the
+/// same span.
+pub fn counted_span(period: &Period, quotas: &[Quota], tz: Tz) -> (i64, i64) {
+    let last = period.end - chrono::TimeDelta::milliseconds(1);
+    quotas.iter().fold((period.start.timestamp_millis(), period.end.timestamp_millis()), |(from, to), quota| {
+        let first = period_of(quota.per, period.start, tz).start.timestamp_millis();
+        let end = period_of(quota.per, last, tz).end.timestamp_millis();
+        (from.min(first), to.max(end))
+    })
+}
+
+/// The report for `period`, read from `store` (the [`counted_span`]), after checking every stored
 /// event in that span as an export is checked: a damaged log is reported as damaged, never
 /// counted.
 pub fn from_store(store: &Store, config: &Config, period: &Period, now: DateTime<Utc>) -> Result<Report, ReportError> {
-    let margin = chrono::TimeDelta::days(31).num_milliseconds();
-    let (from, to) = (period.start.timestamp_millis() - margin, period.end.timestamp_millis() + margin);
+    let (from, to) = counted_span(period, &config.quotas, config.station.timezone);
     let query = EventQuery { after_seq: 0, from: Some(from), to: Some(to), limit: None, through_seq: None };
     let sealed = store.events(query)?;
     chain::PageCheck::of(store, &sealed)?.check(&sealed).map_err(ReportError::Damaged)?;
@@ -322,147 +331,18 @@ pub fn from_store(store: &Store, config: &Config, period: &Period, now: DateTime
     Ok(report(Subject::of(config), period, &events, now, Coverage { since, until: Some(now) }))
 }
 
-named_enum! {
-    /// How a report is rendered.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum ReportFormat("a report format") {
-        Json = "json",
-        Csv = "csv",
-        Html = "html",
-    }
-}
-
-/// The rendered report and its content type.
-pub fn render(report: &Report, format: ReportFormat) -> (Vec<u8>, &'static str) {
-    match format {
-        ReportFormat::Json => (serde_json::to_vec_pretty(report).expect("reports serialise"), "application/json"),
-        ReportFormat::Csv => (to_csv(report), "text/csv; charset=utf-8"),
-        ReportFormat::Html => (to_html(report).into_bytes(), "text/html; charset=utf-8"),
-    }
-}
-
-/// The printable report's whole style sheet, one `<style>` block and no `style` attributes: the
-/// operator page opens the report under its own Content-Security-Policy, which allows exactly
-/// this block by its hash (see `http/web.rs`).
-pub const REPORT_STYLE: &str = r#"
-body { font-family: "Times New Roman", serif; margin: 2cm; font-size: 13pt; }
-h1 { font-size: 15pt; text-align: center; text-transform: uppercase; }
-.center { text-align: center; }
-table { border-collapse: collapse; width: 100%; margin: 1em 0; }
-th, td { border: 1px solid #000; padding: 3px 6px; text-align: left; }
-tr.quota th { background: #eee; }
-.sign { display: flex; justify-content: space-between; margin-top: 3em; text-align: center; }
-.small { font-size: 9pt; color: #444; word-break: break-all; }
-@media print { body { margin: 1cm; } }
-"#;
-
-/// CSV for Excel (UTF-8 with BOM): one row per quota period.
-pub fn to_csv(report: &Report) -> Vec<u8> {
-    let mut out = "\u{feff}".as_bytes().to_vec();
-    {
-        let mut csv = csv::Writer::from_writer(&mut out);
-        let header = [
-            "station_id",
-            "report_period",
-            "topic",
-            "language",
-            "per",
-            "peak_only",
-            "period",
-            "required",
-            "completed",
-            "met",
-            "reason",
-        ];
-        csv.write_record(header).expect("in-memory CSV");
-        for q in &report.quotas {
-            for p in &q.periods {
-                let row = [
-                    report.station_id.clone(),
-                    report.period.clone(),
-                    q.topic.clone(),
-                    q.language.clone().unwrap_or_default(),
-                    q.per.clone(),
-                    q.peak_only.to_string(),
-                    p.period.clone(),
-                    p.required.to_string(),
-                    p.completed.to_string(),
-                    p.met.to_string(),
-                    p.reason.map(Shortfall::as_str).unwrap_or_default().to_owned(),
-                ];
-                let row = row.iter().map(|cell| crate::proof::export::spreadsheet_safe(cell).into_owned());
-                csv.write_record(row.collect::<Vec<_>>()).expect("in-memory CSV");
-            }
-        }
-        csv.flush().expect("in-memory CSV");
-    }
-    out
-}
-
-/// A printable one-page report in Vietnamese.
-pub fn to_html(report: &Report) -> String {
-    let mut rows = String::new();
-    for q in &report.quotas {
-        let language = q.language.as_deref().map(|l| format!(" ({l})")).unwrap_or_default();
-        let per = if q.per == "week" { "tuần" } else { "tháng" };
-        let hours = if q.peak_only { ", giờ cao điểm" } else { "" };
-        rows.push_str(&format!(
-            "<tr class=\"quota\"><th colspan=\"4\">Chủ đề «{}»{language}: ít nhất {} lần/{per}{hours} — đạt {}, không đạt {}</th></tr>\n",
-            escape(&q.topic),
-            q.count,
-            q.met,
-            q.missed
-        ));
-        for p in &q.periods {
-            rows.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-                escape(&period_vi(&p.period)),
-                p.required,
-                p.completed,
-                reason_vi(p.reason)
-            ));
-        }
-    }
-    let mut statuses = String::new();
-    for (status, count) in &report.by_status {
-        statuses.push_str(&format!("<li>{}: {count}</li>", status_vi(status)));
-    }
-    format!(
-        r#"<!DOCTYPE html>
-<html lang="vi"><head><meta charset="utf-8"><title>Báo cáo phát thanh CCHC {period}</title>
-<style>{REPORT_STYLE}</style></head><body>
-<p>{station}</p>
-<h1>Báo cáo kết quả phát thanh cải cách hành chính</h1>
-<p class="center">Kỳ báo cáo: <b>{period}</b> (từ {from} đến {to})</p>
-<table><tr><th>Kỳ</th><th>Yêu cầu</th><th>Đã phát trọn vẹn</th><th>Kết quả</th></tr>
-{rows}</table>
-<p>Tổng số lượt phát theo trạng thái:</p><ul>{statuses}</ul>
-<p>Giờ cao điểm: {peak_n} lượt, {peak_m} phút. Giờ khác: {off_n} lượt, {off_m} phút.</p>
-<div class="sign"><div>Người lập báo cáo<br><br><br>(Ký, ghi rõ họ tên)</div><div>Thủ trưởng đơn vị<br><br><br>(Ký, đóng dấu)</div></div>
-<p class="small">Số liệu lấy từ nhật ký phát sóng có chữ ký số của đài ({station_id}), đến sự kiện số {seq}, mã băm {hash}; kiểm tra bằng <code>loa verify</code>. Lập lúc {generated}.</p>
-</body></html>
-"#,
-        station = escape(&report.station_name),
-        period = escape(&report.period),
-        from = escape(&date_vi(&report.from, false)),
-        to = escape(&date_vi(&report.to, true)),
-        peak_n = report.peak.airings,
-        peak_m = super::words::number_vi(report.peak.minutes),
-        off_n = report.off_peak.airings,
-        off_m = super::words::number_vi(report.off_peak.minutes),
-        station_id = escape(&report.station_id),
-        seq = report.last_seq.map_or("-".to_owned(), |s| s.to_string()),
-        hash = report.last_hash.as_deref().unwrap_or("-"),
-        generated = escape(&time_vi(&report.generated_at)),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::render::{Labels, ReportFormat, station::render};
+    use crate::audit::words::period_vi;
     use crate::time::calendar::{parse_period, recent_periods};
     use chrono::{NaiveDate, TimeZone};
     use serde_json::{Map, Value};
+
+    fn rendered(report: &Report, config: &Config, format: ReportFormat) -> String {
+        String::from_utf8(render(report, format, &Labels::of(config)).0).unwrap()
+    }
 
     fn tz() -> Tz {
         chrono_tz::Asia::Ho_Chi_Minh
@@ -541,12 +421,20 @@ mod tests {
         assert_eq!((report.peak.airings, report.off_peak.airings), (2, 1));
         assert_eq!(report.by_topic_language["cchc/vi"].airings, 2);
         assert_eq!(report.last_seq, Some(6));
-        let html = to_html(&report);
+        let html = rendered(&report, &config, ReportFormat::Html);
         assert!(
             html.contains("Báo cáo kết quả phát thanh cải cách hành chính")
                 && html.contains("Không đạt: đài ngừng hoạt động")
         );
-        assert!(String::from_utf8(to_csv(&report)).unwrap().starts_with("\u{feff}station_id,report_period"));
+        assert!(rendered(&report, &config, ReportFormat::Csv).starts_with("\u{feff}station_id,report_period"));
+        let people = rendered(&report, &config, ReportFormat::CsvVi);
+        let first = people.lines().nth(1).unwrap();
+        assert!(people.starts_with("\u{feff}Đài,Kỳ báo cáo,Chỉ tiêu,Kỳ,Từ ngày,Đến ngày"), "{people}");
+        assert!(
+            first.starts_with("Đài,Tháng 11/2026,\"Cải cách hành chính: ít nhất 1 lần mỗi tuần, giờ cao điểm\",")
+                && first.contains(",26/10/2026,01/11/2026,1,0,Không đạt: không có bản tin"),
+            "{first}"
+        );
     }
 
     #[test]
@@ -567,7 +455,7 @@ mod tests {
         assert!(weeks.contains(&("2026-W46", Some("no_clip"))));
         assert_eq!(weeks.last(), Some(&("2026-W47", Some("in_progress"))), "no week after now: {weeks:?}");
         assert_eq!((report.quotas[0].met, report.quotas[0].missed), (1, 1));
-        let html = to_html(&report);
+        let html = rendered(&report, &config, ReportFormat::Html);
         for vietnamese in
             ["Tuần 45 (2/11–8/11/2026)", "Chưa hoạt động", "Phát trọn vẹn: 1", "đến 31/12/2026", "từ 1/10/2026"]
         {

@@ -5,5 +5,6 @@
 pub mod chain;
 pub mod compliance;
 pub mod receipt;
+pub mod render;
 pub mod upstream;
 pub mod words;

@@ -6,6 +6,7 @@
 use chrono::{DateTime, Datelike, NaiveDate, Timelike};
 
 use crate::audit::compliance::{Shortfall, Standing};
+use crate::proof::events::MissReason;
 
 pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
@@ -31,6 +32,16 @@ pub fn standing_vi(standing: Standing) -> &'static str {
         Standing::InProgress => "Đang diễn ra",
         Standing::NoData => "Chưa có dữ liệu",
         Standing::NotYetOperating => "Chưa hoạt động",
+    }
+}
+
+/// Why a slot was missed, in words.
+pub fn miss_vi(reason: MissReason) -> &'static str {
+    match reason {
+        MissReason::StationDown => "đài ngừng hoạt động",
+        MissReason::PreviousAiringOverran => "bản tin trước phát quá giờ",
+        MissReason::ClockJumped => "đồng hồ của đài bị chỉnh",
+        MissReason::NoEligibleClip => "không có bản tin phù hợp",
     }
 }
 

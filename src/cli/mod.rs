@@ -23,7 +23,8 @@ use clap::{Parser, Subcommand};
 use crate::air::scheduler;
 use crate::audio::device::PlayerHandle;
 use crate::audit::chain;
-use crate::audit::compliance::{self, ReportFormat};
+use crate::audit::compliance;
+use crate::audit::render::{self, ReportFormat};
 use crate::config::{self, Config, ConfigError};
 use crate::daemon;
 use crate::http::{self};
@@ -85,6 +86,7 @@ enum Command {
         /// 2026-W47, 2026-11, 2026-Q4, 2026-H2 or 2026 (station time).
         #[arg(long)]
         period: String,
+        /// json or csv for tools; csv-vi (Vietnamese, for Excel) or html (printable) for people.
         #[arg(long, default_value = "json", value_parser = parse_report_format)]
         format: ReportFormat,
     },

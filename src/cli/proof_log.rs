@@ -184,5 +184,5 @@ pub(super) fn compliance(
         }
         Err(e) => return Err(failed(e.to_string())),
     };
-    out.write_all(&compliance::render(&report, format).0).map_err(write_err)
+    out.write_all(&render::station::render(&report, format, &render::Labels::of(config)).0).map_err(write_err)
 }

@@ -133,7 +133,7 @@ const KNOWN_NAMES: [(&str, &str); 12] = [
     ("cjm", "Tiếng Chăm"),
 ];
 
-fn known_name(id: &str) -> String {
+pub fn known_name(id: &str) -> String {
     KNOWN_NAMES.iter().find(|(code, _)| *code == id).map_or_else(|| id.to_owned(), |(_, name)| (*name).to_owned())
 }
 
@@ -224,6 +224,9 @@ pub struct ClipLimits {
 #[derive(Debug, Clone)]
 pub struct Slot {
     pub name: String,
+    /// What an operator reads for it: `label`, else its time of day ("Khung giờ 05:30") when
+    /// the cron names one, else its name.
+    pub label: String,
     pub cron: CronSchedule,
     pub max_minutes: u32,
     pub peak: bool,

@@ -152,6 +152,7 @@ pub(super) struct RawSlot {
     #[serde(default)]
     pub(super) peak: bool,
     pub(super) grace_seconds: Option<Spanned<i64>>,
+    pub(super) label: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -209,8 +210,23 @@ impl RawConfig {
                 src.bounded(&raw.grace_seconds, &key("grace_seconds"), 0..=86_400, DEFAULT_GRACE_SECONDS, |g| {
                     format!("{g} s is not usable; give 0 to 86400 seconds, e.g. 300")
                 })?;
+            let label = match &raw.label {
+                Some(label) => {
+                    let text = label.get_ref().trim();
+                    if text.is_empty() || text.chars().count() > 60 {
+                        return Err(src.invalid(
+                            label,
+                            &key("label"),
+                            "give the name an operator reads, up to 60 characters, e.g. \"Bản tin sáng\"",
+                        ));
+                    }
+                    text.to_owned()
+                }
+                None => time_of_day(raw.cron.get_ref()).unwrap_or_else(|| name.clone()),
+            };
             slots.push(Slot {
                 name,
+                label,
                 cron,
                 max_minutes: minutes as u32,
                 peak: raw.peak,
@@ -331,6 +347,13 @@ impl RawConfig {
 
 /// `[[topic]]` or `[[language]]` entries, checked; without any, `always` and the codes the
 /// quotas use, with known names.
+/// "Khung giờ 05:30" for a cron that fires at one time of day (`0 30 5 * * Mon-Fri`).
+fn time_of_day(cron: &str) -> Option<String> {
+    let fields: Vec<&str> = cron.split_whitespace().collect();
+    let (minute, hour) = (fields.get(1)?.parse::<u32>().ok()?, fields.get(2)?.parse::<u32>().ok()?);
+    (minute < 60 && hour < 24).then(|| format!("Khung giờ {hour:02}:{minute:02}"))
+}
+
 pub(super) fn choices(
     src: &Source,
     table: &str,

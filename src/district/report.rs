@@ -4,16 +4,18 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
+use maud::html;
 use serde::Serialize;
 
 use super::Office;
 use super::config::StationEntry;
 use super::store::{DistrictStore, DistrictStoreError};
-use crate::audit::compliance::{self, Coverage, ReportFormat, Standing, Subject};
-use crate::audit::words::{date_vi, escape, period_vi, standing_vi, status_vi, time_vi};
+use crate::audit::compliance::{self, Coverage, Standing, Subject};
+use crate::audit::render::{self, Labels, Printable, ReportFormat, day_vi};
+use crate::audit::words::{date_vi, period_vi, standing_vi, status_vi, time_vi};
 use crate::proof::events::{Counted, Logged};
-use crate::time::calendar::{Period, period_of};
+use crate::time::calendar::Period;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct OfficeReport {
@@ -72,7 +74,7 @@ pub enum OfficeReportError {
 pub fn build(office: &Office, period: &Period, now: DateTime<Utc>) -> Result<OfficeReport, OfficeReportError> {
     let tz = office.config.timezone;
     let local = |t: DateTime<Utc>| t.with_timezone(&tz).to_rfc3339();
-    let span = counted_span(office, period);
+    let span = compliance::counted_span(period, &office.config.quotas, office.config.timezone);
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(office.config.stations.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
     let rows: Vec<Result<Vec<(usize, StationRow)>, OfficeReportError>> = std::thread::scope(|scope| {
@@ -104,21 +106,6 @@ pub fn build(office: &Office, period: &Period, now: DateTime<Utc>) -> Result<Off
         generated_at: local(now),
         stations: stations.into_iter().map(|(_, row)| row).collect(),
     })
-}
-
-/// The span of events a report counts: the period, widened to the whole quota weeks and months
-/// that straddle its edges (UTC ms, half-open).
-fn counted_span(office: &Office, period: &Period) -> (i64, i64) {
-    let tz = office.config.timezone;
-    let last = period.end - TimeDelta::milliseconds(1);
-    office.config.quotas.iter().fold(
-        (period.start.timestamp_millis(), period.end.timestamp_millis()),
-        |(from, to), quota| {
-            let first = period_of(quota.per, period.start, tz).start.timestamp_millis();
-            let end = period_of(quota.per, last, tz).end.timestamp_millis();
-            (from.min(first), to.max(end))
-        },
-    )
 }
 
 fn station_row(
@@ -193,103 +180,108 @@ fn station_row(
     })
 }
 
-/// The rendered report and its content type.
+/// The rendered report and its content type, through the reports' one renderer.
 pub fn render(report: &OfficeReport, format: ReportFormat) -> (Vec<u8>, &'static str) {
-    match format {
-        ReportFormat::Json => (serde_json::to_vec_pretty(report).expect("reports serialise"), "application/json"),
-        ReportFormat::Csv => (to_csv(report), "text/csv; charset=utf-8"),
-        ReportFormat::Html => (to_html(report).into_bytes(), "text/html; charset=utf-8"),
-    }
+    let labels = Labels::default();
+    let body = match format {
+        ReportFormat::Json => serde_json::to_vec_pretty(report).expect("reports serialise"),
+        ReportFormat::Csv => to_csv(report),
+        ReportFormat::CsvVi => to_csv_vi(report, &labels),
+        ReportFormat::Html => to_html(report, &labels).into_bytes(),
+    };
+    (body, format.content_type())
 }
 
 const STATUSES: [&str; 6] = ["completed", "partial", "interrupted", "preempted", "failed", "missed"];
 
-/// CSV for Excel (UTF-8 with BOM): one row per station, one column per quota.
-pub fn to_csv(report: &OfficeReport) -> Vec<u8> {
-    let mut out = "\u{feff}".as_bytes().to_vec();
-    {
-        let mut csv = csv::Writer::from_writer(&mut out);
-        let quotas: Vec<String> =
-            report.stations.first().map(|s| s.quotas.iter().map(|q| q.quota.clone()).collect()).unwrap_or_default();
-        let mut header: Vec<String> = ["station_id", "station_name", "period"].map(String::from).to_vec();
-        header.extend(quotas.iter().map(|q| format!("{q} standing")));
-        header.extend(STATUSES.iter().map(|s| (*s).to_owned()));
-        header.extend(["untrusted_clock_airings", "implausible_airings", "open_alarms", "head_seq"].map(String::from));
-        csv.write_record(&header).expect("in-memory CSV");
-        for s in &report.stations {
-            let mut row = vec![s.station_id.clone(), s.station_name.clone(), report.period.clone()];
-            row.extend(s.quotas.iter().map(|q| q.standing.to_string()));
-            row.extend(STATUSES.iter().map(|st| s.by_status.get(*st).copied().unwrap_or(0).to_string()));
-            row.extend([
-                s.untrusted_clock_airings.to_string(),
-                s.implausible_airings.to_string(),
-                s.open_alarms.to_string(),
-                s.head_seq.to_string(),
-            ]);
-            let row = row.iter().map(|cell| crate::proof::export::spreadsheet_safe(cell).into_owned());
-            csv.write_record(row.collect::<Vec<_>>()).expect("in-memory CSV");
-        }
-        csv.flush().expect("in-memory CSV");
-    }
-    out
+/// The quotas' recorded labels, the same for every row (the office's quotas).
+fn quota_labels(report: &OfficeReport) -> Vec<String> {
+    report.stations.first().map(|s| s.quotas.iter().map(|q| q.quota.clone()).collect()).unwrap_or_default()
 }
 
-/// A printable report in Vietnamese: one row per station.
-pub fn to_html(report: &OfficeReport) -> String {
-    let mut rows = String::new();
-    for s in &report.stations {
-        let quotas: Vec<String> = s
-            .quotas
-            .iter()
-            .map(|q| {
-                let quota = super::words::quota_vi(&q.quota);
-                format!(
-                    "{}: {} ({} kỳ đạt, {} kỳ không đạt, {} kỳ chưa có dữ liệu; {} lần phát trọn vẹn, cần {})",
-                    escape(&quota),
-                    standing_vi(q.standing),
-                    q.periods_met,
-                    q.periods_missed,
-                    q.periods_no_data,
-                    q.completed,
-                    q.required
-                )
-            })
-            .collect();
-        let statuses: Vec<String> =
-            s.by_status.iter().map(|(status, n)| format!("{}: {n}", status_vi(status))).collect();
-        let alarms = if s.open_alarms > 0 {
-            format!("<b>{} cảnh báo chưa xử lý</b>", s.open_alarms)
-        } else {
-            "Không".to_owned()
-        };
-        rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{alarms}</td></tr>\n",
-            escape(&s.station_name),
-            quotas.join("<br>"),
-            statuses.join("<br>"),
-            s.missed_slots,
-            s.untrusted_clock_airings,
-            s.implausible_airings,
-        ));
+/// For tools: one row per station, one column per quota, codes as the JSON has them.
+fn to_csv(report: &OfficeReport) -> Vec<u8> {
+    let mut header: Vec<String> = ["station_id", "station_name", "period"].map(String::from).to_vec();
+    header.extend(quota_labels(report).iter().map(|q| format!("{q} standing")));
+    header.extend(STATUSES.iter().map(|s| (*s).to_owned()));
+    header.extend(["untrusted_clock_airings", "implausible_airings", "open_alarms", "head_seq"].map(String::from));
+    let rows = report.stations.iter().map(|s| {
+        let mut row = vec![s.station_id.clone(), s.station_name.clone(), report.period.clone()];
+        row.extend(s.quotas.iter().map(|q| q.standing.to_string()));
+        row.extend(STATUSES.iter().map(|st| s.by_status.get(*st).copied().unwrap_or(0).to_string()));
+        row.extend([
+            s.untrusted_clock_airings.to_string(),
+            s.implausible_airings.to_string(),
+            s.open_alarms.to_string(),
+            s.head_seq.to_string(),
+        ]);
+        row
+    });
+    render::csv(&header, rows)
+}
+
+/// A quota's standing at a station in words: "Không đạt (3 lần phát trọn vẹn, cần 4)".
+fn standing_words(q: &QuotaRow) -> String {
+    format!("{} ({} lần phát trọn vẹn, cần {})", standing_vi(q.standing), q.completed, q.required)
+}
+
+const UNTRUSTED_CLOCK: &str = "Lượt phát khi đồng hồ chưa đồng bộ";
+const IMPLAUSIBLE: &str = "Lượt phát không hợp lý (không tính)";
+
+/// For people: the same rows in Vietnamese words and dates, without codes or hashes.
+fn to_csv_vi(report: &OfficeReport, labels: &Labels) -> Vec<u8> {
+    let (from, to) = (date_vi(&report.from, false), date_vi(&report.to, true));
+    let days = crate::time::calendar::local_days(&report.period);
+    let (first, last) = days.map_or((from, to), |(first, last)| (day_vi(first), day_vi(last)));
+    let mut header: Vec<String> = ["Đài", "Kỳ báo cáo", "Từ ngày", "Đến ngày"].map(String::from).to_vec();
+    header.extend(quota_labels(report).iter().map(|q| labels.quota_label(q)));
+    header.extend(STATUSES.iter().map(|s| status_vi(s).to_owned()));
+    header.extend([UNTRUSTED_CLOCK, IMPLAUSIBLE, "Cảnh báo chưa xử lý"].map(String::from));
+    let period = period_vi(&report.period);
+    let rows = report.stations.iter().map(|s| {
+        let mut row = vec![s.station_name.clone(), period.clone(), first.clone(), last.clone()];
+        row.extend(s.quotas.iter().map(standing_words));
+        row.extend(STATUSES.iter().map(|st| s.by_status.get(*st).copied().unwrap_or(0).to_string()));
+        row.extend([s.untrusted_clock_airings, s.implausible_airings].map(|n| n.to_string()));
+        row.push(s.open_alarms.to_string());
+        row
+    });
+    render::csv(&header, rows)
+}
+
+/// The printable report in Vietnamese: one row per station.
+fn to_html(report: &OfficeReport, labels: &Labels) -> String {
+    const COLUMNS: [&str; 7] =
+        ["Đài", "Chỉ tiêu", "Lượt phát theo trạng thái", "Khung giờ bị lỡ", UNTRUSTED_CLOCK, IMPLAUSIBLE, "Cảnh báo"];
+    let body = html! {
+        table {
+            (render::head(&COLUMNS))
+            @for s in &report.stations {
+                (render::row(&COLUMNS, &[
+                    html! { (s.station_name) },
+                    html! { @for q in &s.quotas { (labels.quota_label(&q.quota)) ": " (standing_words(q)) br; } },
+                    html! { @for (status, n) in &s.by_status { (status_vi(status)) ": " (n) br; } },
+                    html! { (s.missed_slots) },
+                    html! { (s.untrusted_clock_airings) },
+                    html! { (s.implausible_airings) },
+                    html! { @if s.open_alarms > 0 { b { (s.open_alarms) " cảnh báo chưa xử lý" } } @else { "Không" } },
+                ]))
+            }
+        }
+    };
+    let period = period_vi(&report.period);
+    Printable {
+        issuer: &report.office,
+        title: &format!("Báo cáo phát thanh CCHC các đài {period}"),
+        heading: "Báo cáo tổng hợp kết quả phát thanh cải cách hành chính của các đài",
+        period: &period,
+        from: &date_vi(&report.from, false),
+        to: &date_vi(&report.to, true),
+        body,
+        footnote: format!(
+            "Số liệu lấy từ nhật ký phát sóng có chữ ký số của từng đài mà phòng đã kiểm tra và lưu giữ. Lập lúc {}.",
+            time_vi(&report.generated_at)
+        ),
     }
-    format!(
-        r#"<!DOCTYPE html>
-<html lang="vi"><head><meta charset="utf-8"><title>Báo cáo phát thanh CCHC các đài {period}</title>
-<style>{style}</style></head><body>
-<p>{office}</p>
-<h1>Báo cáo tổng hợp kết quả phát thanh cải cách hành chính của các đài</h1>
-<p class="center">Kỳ báo cáo: <b>{period}</b> (từ {from} đến {to})</p>
-<table><tr><th>Đài</th><th>Chỉ tiêu</th><th>Lượt phát theo trạng thái</th><th>Khung giờ bị lỡ</th><th>Lượt phát khi đồng hồ chưa đồng bộ</th><th>Lượt phát không hợp lý (không tính)</th><th>Cảnh báo</th></tr>
-{rows}</table>
-<div class="sign"><div>Người lập báo cáo<br><br><br>(Ký, ghi rõ họ tên)</div><div>Thủ trưởng đơn vị<br><br><br>(Ký, đóng dấu)</div></div>
-<p class="small">Số liệu lấy từ nhật ký phát sóng có chữ ký số của từng đài mà phòng đã kiểm tra và lưu giữ. Lập lúc {generated}.</p>
-</body></html>
-"#,
-        style = compliance::REPORT_STYLE,
-        office = escape(&report.office),
-        period = escape(&period_vi(&report.period)),
-        from = date_vi(&report.from, false),
-        to = date_vi(&report.to, true),
-        generated = time_vi(&report.generated_at),
-    )
+    .page()
 }

@@ -1,21 +1,7 @@
-//! The office's words for a clerk: a quota's label and an alarm in plain Vietnamese, for the
-//! dashboard and the office's reports alike.
+//! The office's words for a clerk: an alarm in plain Vietnamese, for the dashboard and the
+//! office's reports alike (a quota's words are the reports' renderer's, `audit::render`).
 
 use super::witness::AlarmKind;
-
-/// A quota's label in words: `cchc/week` → "cchc mỗi tuần", `cchc[hmn]/month/any-slot` →
-/// "cchc (hmn) mỗi tháng, mọi khung giờ".
-pub fn quota_vi(label: &str) -> String {
-    let mut parts = label.split('/');
-    let topic = parts.next().unwrap_or_default().replace('[', " (").replace(']', ")");
-    let per = match parts.next() {
-        Some("week") => "mỗi tuần",
-        Some("month") => "mỗi tháng",
-        _ => "",
-    };
-    let any = if parts.next() == Some("any-slot") { ", mọi khung giờ" } else { "" };
-    format!("{topic} {per}{any}")
-}
 
 /// An alarm in plain words, for the clerk.
 pub fn alarm_vi(kind: &str, seq: Option<i64>, detail: &str) -> String {

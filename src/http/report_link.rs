@@ -10,11 +10,10 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use chrono::TimeDelta;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use super::station::{period_param, period_report};
@@ -76,12 +75,13 @@ pub async fn printable(State(state): State<AppState>, Query(query): Query<HashMa
         Ok(report) => report,
         Err(refusal) => return refusal.into_response(),
     };
-    let mut response = crate::audit::compliance::to_html(&report).into_response();
+    let labels = crate::audit::render::Labels::of(&state.config);
+    let (page, _) = crate::audit::render::station::render(&report, crate::audit::render::ReportFormat::Html, &labels);
+    let mut response = page.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    let style =
-        base64::engine::general_purpose::STANDARD.encode(Sha256::digest(crate::audit::compliance::REPORT_STYLE));
-    let policy = format!("default-src 'none'; style-src 'sha256-{style}'; frame-ancestors 'none'");
+    let style = crate::audit::render::style_hash();
+    let policy = format!("default-src 'none'; style-src {style}; frame-ancestors 'none'");
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_str(&policy).expect("ASCII"));
     response
 }

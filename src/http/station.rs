@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use super::{ApiError, AppState, Caller, ErrorBody, Readers};
 use crate::air::{planner, quota, scheduler};
 use crate::audit::chain;
+use crate::audit::render::{self, Labels, ReportFormat};
 use crate::model::queue::Wanted;
 use crate::proof::export::{self, Format, Head};
 use crate::store::EventQuery;
@@ -97,7 +98,7 @@ fn next_slots(state: &AppState, count: usize) -> Vec<Value> {
 }
 
 #[utoipa::path(get, path = "/api/v1/station", tag = "station", security(("bearer" = [])),
-    responses((status = 200, description = "id, name, timezone, public_key, version, clock_synced, next_slots, the caller's role, `topics` and `languages` (`id`, `label`: what a bulletin may be given), `report_periods` (`name`, `code`, `label`): last week, last month, this quarter, half-year and year in station time, and `receipt` (`office`, `head_seq`, `head_hash`, `at`): the auditing office's latest receipt for what it holds of this log, or null"), (status = 401, body = ErrorBody)))]
+    responses((status = 200, description = "id, name, timezone, public_key, version, clock_synced, next_slots, the caller's role, `topics` and `languages` (`id`, `label`: what a bulletin may be given), `slots` (`id`, `label`: the slots by the names an operator reads), `report_periods` (`name`, `code`, `label`): last week, last month, this quarter, half-year and year in station time, and `receipt` (`office`, `head_seq`, `head_hash`, `at`): the auditing office's latest receipt for what it holds of this log, or null"), (status = 401, body = ErrorBody)))]
 pub async fn station(State(state): State<AppState>, caller: Caller<Readers>) -> Result<Json<Value>, ApiError> {
     let s = &state.config.station;
     let (data_dir, office) = (s.data_dir.clone(), state.config.office);
@@ -116,6 +117,7 @@ pub async fn station(State(state): State<AppState>, caller: Caller<Readers>) -> 
         "role": caller.role.as_str(),
         "receipt": receipt,
         "topics": state.config.topics,
+        "slots": state.config.slots.iter().map(|s| json!({ "id": s.name, "label": s.label })).collect::<Vec<_>>(),
         "languages": state.config.languages,
         "report_periods": crate::time::calendar::recent_periods(state.clock.now().with_timezone(&s.timezone).date_naive())
             .into_iter()
@@ -224,7 +226,7 @@ fn item(state: &AppState, clip: &crate::model::clip::Clip, queued: bool, quota: 
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "1 to 10000, default 1000"),
         ("from" = Option<String>, Query, description = "first local date, YYYY-MM-DD"),
         ("to" = Option<String>, Query, description = "last local date, YYYY-MM-DD"),
-        ("format" = Option<String>, Query, description = "json (default), jsonl or csv")),
+        ("format" = Option<String>, Query, description = "json (default), jsonl or csv (every member, the proof); csv-vi: the airings and missed slots for people (Vietnamese words and dates, for Excel; no hashes)")),
     responses((status = 200, description = "events exactly as `loa airtime` exports them, checked first; JSON: `{events, head: {seq, hash}, next_after_seq, public_key}`, and `head_statement` (the head signed over `challenge`, when given); every format: header `Loa-Head: SEQ:HASH`"), (status = 400, body = ErrorBody), (status = 500, description = "`log_damaged`: the stored log is damaged at `seq`; nothing is exported", body = ErrorBody)))]
 pub async fn airtime(
     State(state): State<AppState>,
@@ -249,10 +251,16 @@ pub async fn airtime(
         })
     };
     let (from, to) = (date("from")?, date("to")?);
+    // `csv-vi` is the people's rendering of the same checked page; the rest are the export's.
+    let for_people = query.get("format").is_some_and(|f| f == ReportFormat::CsvVi.as_str());
     let format: Format = match query.get("format") {
-        Some(f) => f.parse().map_err(|e| ApiError::bad_request(format!("format: {e}")))?,
+        _ if for_people => Format::Csv,
+        Some(f) => f.parse().map_err(|e| {
+            ApiError::bad_request(format!("format: {e}, or {} (for people)", ReportFormat::CsvVi.as_str()))
+        })?,
         None => Format::Json,
     };
+    let labels = Labels::of(&state.config);
     let challenge = param::<String>(&query, "challenge", "64 lowercase hex digits")?;
     if let Some(challenge) = challenge.as_deref().filter(|c| !crate::proof::head::is_challenge(c)) {
         return Err(ApiError::bad_request(format!(
@@ -284,7 +292,12 @@ pub async fn airtime(
         std::thread::scope(|scope| {
             let checked = scope.spawn(|| check.check(&events));
             let mut body = Vec::with_capacity(events.len() * 700);
-            let written = export::write(&mut body, format, &events, &head, &public_key, tz, statement.as_deref());
+            let written = if for_people {
+                body = render::airtime::csv_vi(&events, &labels, tz);
+                Ok(())
+            } else {
+                export::write(&mut body, format, &events, &head, &public_key, tz, statement.as_deref())
+            };
             match checked.join().expect("the check does not panic") {
                 Err(damage) => Ok(Err(damage)),
                 Ok(()) => written.map(|()| Ok(body)),
@@ -330,7 +343,7 @@ async fn damaged(state: &AppState, damage: crate::proof::events::Damage) -> ApiE
 
 #[utoipa::path(get, path = "/api/v1/compliance", tag = "proof", security(("bearer" = [])),
     params(("period" = String, Query, description = "2026-W47, 2026-11, 2026-Q4, 2026-H2 or 2026"),
-        ("format" = Option<String>, Query, description = "json (default), csv or html (printable, Vietnamese)")),
+        ("format" = Option<String>, Query, description = "json (default) or csv for tools; csv-vi (Vietnamese words and dates, for Excel) or html (printable) for people")),
     responses((status = 200, description = "per quota and week/month: required, completed, met, reason; airings by status, topic, language, peak"), (status = 400, body = ErrorBody), (status = 500, description = "`log_damaged`: the stored log the report would count is damaged at `seq`", body = ErrorBody)))]
 pub async fn compliance(
     State(state): State<AppState>,
@@ -338,12 +351,12 @@ pub async fn compliance(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let period = period_param(&state, &query)?;
-    let format: crate::audit::compliance::ReportFormat = match query.get("format") {
+    let format: ReportFormat = match query.get("format") {
         Some(f) => f.parse().map_err(|e| ApiError::bad_request(format!("format: {e}")))?,
-        None => crate::audit::compliance::ReportFormat::Json,
+        None => ReportFormat::Json,
     };
     let report = period_report(&state, period).await?;
-    let (body, content_type) = crate::audit::compliance::render(&report, format);
+    let (body, content_type) = render::station::render(&report, format, &Labels::of(&state.config));
     Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }
 

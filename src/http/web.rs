@@ -6,8 +6,6 @@ use std::sync::LazyLock;
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use sha2::{Digest, Sha256};
 
 const INDEX: &str = include_str!("web/index.html");
 const SCRIPT: &str = include_str!("web/app.js");
@@ -17,11 +15,9 @@ const STYLE: &str = include_str!("web/app.css");
 /// inline style allowed is the printable report's (by its hash), which the page opens as a
 /// blob under this policy.
 static POLICY: LazyLock<HeaderValue> = LazyLock::new(|| {
-    let report =
-        base64::engine::general_purpose::STANDARD.encode(Sha256::digest(crate::audit::compliance::REPORT_STYLE));
-    let policy = format!(
-        "default-src 'self'; style-src 'self' 'sha256-{report}'; img-src 'self' data: blob:; frame-ancestors 'none'"
-    );
+    let report = crate::audit::render::style_hash();
+    let policy =
+        format!("default-src 'self'; style-src 'self' {report}; img-src 'self' data: blob:; frame-ancestors 'none'");
     HeaderValue::from_str(&policy).expect("the policy is ASCII")
 });
 

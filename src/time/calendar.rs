@@ -108,6 +108,13 @@ pub fn parse_period(text: &str, timezone: Tz) -> Result<Period, String> {
     }
 }
 
+/// The first and last calendar day of a period code (`2026-W45` → 2 and 8 November 2026),
+/// whatever the time zone.
+pub fn local_days(label: &str) -> Option<(NaiveDate, NaiveDate)> {
+    let period = parse_period(label, chrono_tz::UTC).ok()?;
+    Some((period.start.date_naive(), (period.end - chrono::TimeDelta::days(1)).date_naive()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

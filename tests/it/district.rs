@@ -907,7 +907,8 @@ async fn the_dashboard_shows_an_alarm_in_plain_words_and_a_clerk_acknowledges_it
     ] {
         assert!(head.to_ascii_lowercase().contains(header), "{header} missing from the dashboard's answer:\n{head}");
     }
-    browser.assert_vietnamese("the dashboard").await;
+    const CODES: [&str; 3] = ["cchc", "vi", "phu-thuy"];
+    browser.assert_in_words("the dashboard", &CODES).await;
     browser.screenshot(&shots, "van-phong-360").await;
 
     // The clerk opens the station, writes what was done and confirms with their code.
@@ -924,6 +925,7 @@ async fn the_dashboard_shows_an_alarm_in_plain_words_and_a_clerk_acknowledges_it
     browser.type_into("input[name=note]", "Đã gọi đài: đường truyền bị can thiệp, đã kiểm tra lại").await;
     browser.click("form[action^='/alarms'] button").await;
     browser.wait("the acknowledgement", "document.body.innerText.includes('đã xử lý: Đã gọi đài')").await;
+    browser.assert_in_words("the station page", &CODES).await;
     browser.screenshot(&shots, "van-phong-dai-360").await;
     let status = office.status();
     assert!(status["stations"][0]["alarms"].as_array().unwrap().is_empty(), "acknowledged: {status}");
@@ -932,7 +934,11 @@ async fn the_dashboard_shows_an_alarm_in_plain_words_and_a_clerk_acknowledges_it
     browser.resize(1280, 900).await;
     browser.open(&format!("{base}/report?period={}&format=html", chrono::Utc::now().format("%Y"))).await;
     browser.wait("the report", "document.querySelector('h1').textContent.includes('Báo cáo tổng hợp')").await;
+    browser.assert_in_words("the office's report", &CODES).await;
     browser.screenshot(&shots, "van-phong-bao-cao-desktop").await;
+    browser.resize(360, 740).await;
+    browser.assert_in_words("the office's report on a phone", &CODES).await;
+    browser.screenshot(&shots, "van-phong-bao-cao-360").await;
 }
 
 #[test]
@@ -955,6 +961,36 @@ fn serving_pulls_the_stations_itself() {
         std::thread::sleep(Duration::from_millis(200));
     }
     daemon.stop();
+
+    // The station's page: each airing by its bulletin's title and topic in words.
+    let (code, page) = http_get_body(&base, "/station/phu-thuy");
+    assert_eq!(code, "200");
+    assert!(page.contains("«Bản tin 0» — Cải cách hành chính, Tiếng Việt") && page.contains("Phát trọn vẹn"), "{page}");
+    // The clerk's CSV, as Excel reads it: UTF-8 by its byte-order mark, comma-separated, the
+    // headers and values in Vietnamese, dates dd/mm/yyyy, no code or hash column.
+    let year = chrono::Utc::now().format("%Y").to_string();
+    let (code, csv) = http_get_body(&base, &format!("/report?period={year}&format=csv-vi"));
+    assert_eq!(code, "200", "{csv}");
+    let csv = csv.strip_prefix('\u{feff}').unwrap_or_else(|| panic!("no byte-order mark: {csv}"));
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(header[..4], ["Đài", "Kỳ báo cáo", "Từ ngày", "Đến ngày"], "{header:?}");
+    assert!(header.contains(&"Cải cách hành chính: mỗi tuần, giờ cao điểm".to_owned()), "{header:?}");
+    assert!(header.iter().all(|h| !h.contains('_') && !h.contains("hash") && !h.contains("seq")), "{header:?}");
+    let row: Vec<String> = reader.records().next().unwrap().unwrap().iter().map(String::from).collect();
+    assert_eq!(
+        row[..4],
+        [
+            "Đài truyền thanh phường Phú Thủy".to_owned(),
+            format!("Năm {year}"),
+            format!("01/01/{year}"),
+            format!("31/12/{year}")
+        ]
+    );
+    assert!(
+        row[4].starts_with("Đang diễn ra") || row[4].starts_with("Không đạt") || row[4].starts_with("Đạt"),
+        "{row:?}"
+    );
 }
 
 #[test]

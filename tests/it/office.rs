@@ -162,7 +162,8 @@ fn silence_is_never_met_a_running_week_is_in_progress_and_an_unreached_station_h
     assert_eq!(standing(&office, "2026-W49", 0), ("no_data".into(), false, 0));
     let period = loa::time::calendar::parse_period("2026-W49", office.config.timezone).unwrap();
     let report = loa::district::report::build(&office, &period, office.clock.now()).unwrap();
-    let html = loa::district::report::to_html(&report);
+    let html = loa::district::report::render(&report, loa::audit::render::ReportFormat::Html).0;
+    let html = String::from_utf8(html).unwrap();
     assert!(html.contains("Chưa có dữ liệu") && !html.contains(": Đạt"), "{html}");
 }
 

@@ -142,6 +142,30 @@ impl Browser {
         }
     }
 
+    /// The page reads in words at this width: Vietnamese (`assert_vietnamese`), no period code
+    /// (`2026-W49`, `2026-Q4`, an ISO date), none of the station's `codes` (topic, language and
+    /// slot ids) as a word, and no sideways scroll. A report's proof line (`.proof`: the station
+    /// id and hash an auditor checks with `loa verify`) is the one place codes belong.
+    pub(crate) async fn assert_in_words(&self, where_: &str, codes: &[&str]) {
+        self.assert_vietnamese(where_).await;
+        let script = format!(
+            "let text = document.body.innerText; \
+             for (const proof of document.querySelectorAll('.proof')) text = text.replace(proof.innerText, ''); \
+             const period = text.match(/\\b\\d{{4}}-(W\\d\\d|Q[1-4]|H[12]|\\d\\d)\\b/); \
+             if (period) return 'a period code: ' + period[0]; \
+             for (const code of {codes}) {{ \
+               const word = new RegExp('(^|[\\\\s(/,:«])' + code + '($|[\\\\s)/,.:»])'); \
+               if (word.test(text)) return 'the code ' + code; \
+             }} \
+             const [scroll, width] = [document.documentElement.scrollWidth, document.documentElement.clientWidth]; \
+             return scroll > width ? 'sideways scroll: ' + scroll + ' > ' + width : '';",
+            codes = serde_json::to_string(codes).unwrap()
+        );
+        let found = self.script(&script).await;
+        let text = self.script("return document.body.innerText;").await;
+        assert_eq!(found, "", "{where_}: {found}; the page says:\n{}", text.as_str().unwrap_or_default());
+    }
+
     pub(crate) async fn accept_alert(&self) {
         let start = Instant::now();
         loop {
@@ -227,6 +251,8 @@ async fn an_operator_does_the_weekly_job_in_a_phone_browser_and_the_district_onl
          [[topic]]\nid = \"cchc\"\nlabel = \"Cải cách hành chính\"\n\
          [[topic]]\nid = \"thong-bao\"\nlabel = \"Thông báo của phường\"\n",
     );
+    // Codes a person must never read: topic, language and slot ids, the station's id.
+    const CODES: [&str; 6] = ["cchc", "thong-bao", "vi", "sang", "chieu", "phu-thuy"];
     let operator = token(&station, "operator");
     let daemon = station.start(Device::Unpaced);
     let site = daemon.http_base();
@@ -271,6 +297,7 @@ async fn an_operator_does_the_weekly_job_in_a_phone_browser_and_the_district_onl
         .wait("the clip listed", "document.getElementById('clips').innerText.includes('Thông báo khẩn: mưa lũ')")
         .await;
     browser.screenshot(&shots, "thu-vien-360").await;
+    browser.assert_in_words("thu-vien-360", &CODES).await;
     // Any bulletin can be queued for the next slot from the library, and its topic reads as a word.
     let library = browser.script("return document.getElementById('clips').innerText;").await;
     assert!(library.as_str().unwrap().contains("Cải cách hành chính"), "the topic by its name: {library}");
@@ -291,9 +318,13 @@ async fn an_operator_does_the_weekly_job_in_a_phone_browser_and_the_district_onl
     browser.click("nav a[data-page=lich-phat]").await;
     browser.wait("the schedule", "document.querySelectorAll('#schedule .slot').length > 0").await;
     browser
-        .wait("the quota mark", "document.getElementById('schedule').innerText.includes('chỉ tiêu cchc/tuần')")
+        .wait(
+            "the quota mark",
+            "document.getElementById('schedule').innerText.includes('chỉ tiêu Cải cách hành chính, mỗi tuần')",
+        )
         .await;
     browser.screenshot(&shots, "lich-phat-360").await;
+    browser.assert_in_words("lich-phat-360", &CODES).await;
     browser.click("[data-play-now]").await;
     browser.accept_alert().await;
     browser.wait("the queue accepted", "document.querySelector('#queue-result.ok')").await;
@@ -302,6 +333,7 @@ async fn an_operator_does_the_weekly_job_in_a_phone_browser_and_the_district_onl
         .wait("the airing in the log", "(window.location.hash = '#nhat-ky', document.getElementById('airtime').innerText.includes('Hoàn thành')) || (window.dispatchEvent(new HashChangeEvent('hashchange')), false)")
         .await;
     browser.screenshot(&shots, "nhat-ky-360").await;
+    browser.assert_in_words("nhat-ky-360", &CODES).await;
     // Paging back through history, a week at a time, and forward again.
     browser.click("#airtime-older").await;
     browser
@@ -328,7 +360,16 @@ async fn an_operator_does_the_weekly_job_in_a_phone_browser_and_the_district_onl
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(csv.starts_with(b"\xEF\xBB\xBF"), "a CSV Excel opens as UTF-8");
-    assert!(String::from_utf8_lossy(&csv).contains("Thông báo khẩn: mưa lũ"));
+    let csv = String::from_utf8(csv[3..].to_vec()).unwrap();
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(header[..3], ["Ngày", "Giờ bắt đầu", "Giờ kết thúc"], "the clerk's CSV, in Vietnamese: {header:?}");
+    let aired = reader.records().map(|r| r.unwrap()).find(|r| &r[5] == "Thông báo khẩn: mưa lũ").expect(&csv);
+    assert_eq!(
+        (&aired[3], &aired[6], &aired[7], &aired[9]),
+        ("Ngoài khung giờ", "Cải cách hành chính", "Tiếng Việt", "Phát trọn vẹn"),
+        "{csv}"
+    );
 
     // Compliance at a glance.
     browser.click("nav a[data-page=tuan-thu]").await;
@@ -338,6 +379,7 @@ async fn an_operator_does_the_weekly_job_in_a_phone_browser_and_the_district_onl
     let standings = standings.as_str().unwrap();
     assert!(standings.contains("Tuần ") && standings.contains("(cần ") && !standings.contains("-W"), "{standings}");
     browser.screenshot(&shots, "tuan-thu-360").await;
+    browser.assert_in_words("tuan-thu-360", &CODES).await;
 
     // The same pages on a desktop.
     browser.resize(1280, 900).await;
@@ -345,7 +387,7 @@ async fn an_operator_does_the_weekly_job_in_a_phone_browser_and_the_district_onl
         browser.click(&format!("nav a[data-page={page}]")).await;
         browser.wait(page, &format!("!document.getElementById('{page}').hidden")).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
-        browser.assert_vietnamese(page).await;
+        browser.assert_in_words(page, &CODES).await;
         browser.screenshot(&shots, &format!("{page}-desktop")).await;
     }
 
@@ -362,7 +404,19 @@ async fn an_operator_does_the_weekly_job_in_a_phone_browser_and_the_district_onl
         .await;
     let font = browser.script("return getComputedStyle(document.body).fontFamily;").await;
     assert!(font.as_str().unwrap_or_default().contains("Times"), "the report is unstyled: {font}");
-    browser.assert_vietnamese("the printable report").await;
+    browser.assert_in_words("the printable report", &CODES).await;
+    browser.screenshot(&shots, "bao-cao-desktop").await;
+    // On a phone: its own viewport (not 980 px of tiny text), rows as cards, no sideways scroll.
+    browser.resize(360, 740).await;
+    browser.script("location.reload(); return true;").await;
+    browser
+        .wait("the report again", "document.readyState === 'complete' && document.querySelector('h1') !== null")
+        .await;
+    let width = browser.script("return document.documentElement.clientWidth;").await;
+    assert_eq!(width, 360, "the report has a phone viewport");
+    browser.assert_in_words("the printable report on a phone", &CODES).await;
+    browser.screenshot(&shots, "bao-cao-360").await;
+    browser.resize(1280, 900).await;
     browser.open(&format!("{site}/")).await;
     browser.wait("back in the page", "!document.getElementById('thu-vien').hidden").await;
 

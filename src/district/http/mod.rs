@@ -19,9 +19,10 @@ mod clerk;
 mod push;
 
 use super::Office;
-use super::words::{alarm_vi, quota_vi};
-use crate::audit::compliance::{REPORT_STYLE, ReportFormat, Standing};
-use crate::audit::words::{escape, standing_vi, status_vi, time_vi};
+use super::words::alarm_vi;
+use crate::audit::compliance::Standing;
+use crate::audit::render::{Labels, REPORT_STYLE, ReportFormat};
+use crate::audit::words::{escape, miss_vi, standing_vi, status_vi, time_vi};
 use crate::http::{AuthFailures, conn};
 use crate::model::protocol;
 use crate::proof::events::{Counted, Logged};
@@ -224,11 +225,6 @@ static PAGE_STYLE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 body {{ margin: 1em; font-family: system-ui, sans-serif; font-size: 15px; }}
 .alarm {{ color: #b00; font-weight: bold; }} .ok {{ color: #060; }} .pending {{ color: #555; }}
 table {{ font-size: 14px; }} nav a {{ margin-right: 1em; }}
-@media (max-width: 600px) {{
-  table, tbody, tr, td {{ display: block; border: none; }} tr:first-child {{ display: none; }}
-  tr {{ border-bottom: 1px solid #999; padding: 0.4em 0; }}
-  td[data-label]::before {{ content: attr(data-label) ": "; color: #555; }}
-}}
 "#
     )
 });
@@ -240,9 +236,9 @@ static POLICY: std::sync::LazyLock<axum::http::HeaderValue> = std::sync::LazyLoc
     use sha2::Digest;
     let hash = |css: &str| base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(css));
     let policy = format!(
-        "default-src 'none'; style-src 'sha256-{}' 'sha256-{}'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        "default-src 'none'; style-src 'sha256-{}' {}; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         hash(&PAGE_STYLE),
-        hash(REPORT_STYLE)
+        crate::audit::render::style_hash()
     );
     axum::http::HeaderValue::from_str(&policy).expect("ASCII")
 });
@@ -307,7 +303,7 @@ async fn dashboard(State(Desk { office, .. }): State<Desk>) -> Response {
                     };
                     format!(
                         "<span class=\"{class}\">{}: {} ({} lần, cần {})</span>",
-                        escape(&quota_vi(&q.quota)),
+                        escape(&Labels::default().quota_label(&q.quota)),
                         standing_vi(q.standing),
                         q.completed,
                         q.required
@@ -346,13 +342,13 @@ async fn dashboard(State(Desk { office, .. }): State<Desk>) -> Response {
         .into_iter()
         .map(|(label, code)| {
             format!(
-                "<li>{label}: <a href=\"/report?period={code}&amp;format=html\">xem, in</a> · <a href=\"/report?period={code}&amp;format=csv\">tải CSV</a></li>"
+                "<li>{label}: <a href=\"/report?period={code}&amp;format=html\">xem, in</a> · <a href=\"/report?period={code}&amp;format=csv-vi\">tải CSV (Excel)</a> · <a href=\"/report?period={code}&amp;format=csv\">CSV cho phần mềm</a></li>"
             )
         })
         .collect();
     let body = format!(
         "<h1>{}</h1><p class=\"center\">Theo dõi các đài truyền thanh cơ sở</p>\
-         <table><tr><th>Đài</th><th>Liên lạc gần nhất</th><th>Tuần này</th><th>Tháng này</th><th>Lần phát gần nhất</th><th>Cảnh báo</th></tr>\n{rows}</table>\
+         <table><tr class=\"head\"><th>Đài</th><th>Liên lạc gần nhất</th><th>Tuần này</th><th>Tháng này</th><th>Lần phát gần nhất</th><th>Cảnh báo</th></tr>\n{rows}</table>\
          <h2>Báo cáo</h2><ul>{periods}</ul>\
          <p class=\"small\">Xác nhận đã xử lý một cảnh báo: trên trang của đài, hoặc <code>loa district ack SỐ --note \"…\"</code> (cảnh báo và ghi chú đều được lưu lại).</p>",
         escape(&name)
@@ -376,18 +372,42 @@ async fn station_page(State(Desk { office, .. }): State<Desk>, Path(id): Path<St
     let Ok(Ok((latest, alarms))) = read else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "store", "the office database does not answer");
     };
+    let labels = Labels::default();
     let mut rows = String::new();
     for e in &latest {
         let Ok(logged) = Logged::parse(&e.body, &e.hash) else { continue };
+        // The members shown beside the counted ones (title, slot, reason), from the same
+        // verified body.
+        let body: serde_json::Value = serde_json::from_str(&e.body).unwrap_or_default();
+        let text = |name: &str| body[name].as_str().map(escape).unwrap_or_default();
         let at = DateTime::<Utc>::from_timestamp_millis(e.at).map(|t| time_vi(&t.with_timezone(&tz).to_rfc3339()));
-        let what = match &logged.what {
-            Counted::AiringEnded { status, topic, language, .. } => {
-                format!("{} — {}/{}", status_vi(status.as_str()), escape(topic), escape(language))
+        let (bulletin, outcome) = match &logged.what {
+            Counted::AiringEnded { status, topic, language, .. } => (
+                format!(
+                    "«{}» — {}, {}",
+                    text("title"),
+                    escape(&labels.topic(topic)),
+                    escape(&labels.language(language))
+                ),
+                status_vi(status.as_str()).to_owned(),
+            ),
+            Counted::SlotMissed { reason } => {
+                (String::new(), format!("{} ({})", status_vi("missed"), miss_vi(*reason)))
             }
-            Counted::SlotMissed { reason } => format!("{} ({})", status_vi("missed"), reason.as_str()),
             Counted::Other => continue,
         };
-        rows.push_str(&format!("<tr><td>{}</td><td>{}</td><td>{what}</td></tr>", e.seq, at.unwrap_or_default()));
+        let detail = text("reason");
+        let detail = match detail.is_empty() {
+            true => format!("<details><summary>Chi tiết</summary>bản ghi số {}</details>", e.seq),
+            false => format!("<details><summary>Chi tiết kỹ thuật</summary>{detail} (bản ghi số {})</details>", e.seq),
+        };
+        // The station's slot names are its own codes: the office shows whether it was peak time.
+        let hours = if body["peak"].as_bool() == Some(true) { "giờ cao điểm" } else { "ngoài giờ cao điểm" };
+        rows.push_str(&format!(
+            "<tr><td data-label=\"Lúc\">{}, {hours}</td><td data-label=\"Bản tin\">{bulletin}</td>\
+             <td data-label=\"Kết quả\">{outcome}{detail}</td></tr>",
+            at.unwrap_or_default(),
+        ));
     }
     // A clerk signed in (the cookie; judged when the form is sent) acknowledges with a note.
     let signed_in = clerk::presented(&headers).is_some();
@@ -417,7 +437,7 @@ async fn station_page(State(Desk { office, .. }): State<Desk>, Path(id): Path<St
     };
     let body = format!(
         "<nav><a href=\"/\">← Các đài</a></nav><h1>{}</h1><h2>Cảnh báo</h2><ul>{}</ul>{clerk_line}\
-         <h2>Các lượt phát gần đây</h2><table><tr><th>Bản ghi</th><th>Lúc</th><th>Kết quả</th></tr>{rows}</table>",
+         <h2>Các lượt phát gần đây</h2><table><tr class=\"head\"><th>Lúc</th><th>Bản tin</th><th>Kết quả</th></tr>{rows}</table>",
         escape(&station.name),
         if alarm_rows.is_empty() { "<li class=\"ok\">Không có</li>".to_owned() } else { alarm_rows },
     );

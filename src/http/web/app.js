@@ -292,6 +292,11 @@ function label(choices, id) {
   return choice ? choice.label : id;
 }
 
+// A slot by the name the station gives it ("Bản tin sáng", "Khung giờ 05:30").
+function slotName(id) {
+  return label(state.station && state.station.slots, id);
+}
+
 function validity(c) {
   if (!c.valid_from && !c.valid_until) return "luôn có hiệu lực";
   return `hiệu lực ${c.valid_from || "…"} → ${c.valid_until || "…"}`;
@@ -378,9 +383,9 @@ function showSlots(slots, count) {
 
 function slotItem(s) {
   const items = s.items.length
-    ? s.items.map((i) => `<li>${escape(i.title)} <span class="hint">${minutes(i.duration_ms)}</span>${i.quota ? ` <span class="tag quota">chỉ tiêu ${escape(i.quota.topic)}/${i.quota.per === "week" ? "tuần" : "tháng"}</span>` : ""}${i.queued ? ' <span class="tag">đã xếp hàng</span>' : ""}</li>`).join("")
+    ? s.items.map((i) => `<li>${escape(i.title)} <span class="hint">${minutes(i.duration_ms)}</span>${i.quota ? ` <span class="tag quota">chỉ tiêu ${escape(label(state.station.topics, i.quota.topic))}, mỗi ${i.quota.per === "week" ? "tuần" : "tháng"}</span>` : ""}${i.queued ? ' <span class="tag">đã xếp hàng</span>' : ""}</li>`).join("")
     : '<li class="hint">chưa có bản tin phù hợp</li>';
-  return `<div class="item slot"><div class="title">${localTime(Date.parse(s.at))} · ${escape(s.slot)} ${s.peak ? '<span class="tag peak">giờ cao điểm</span>' : ""}</div><ul>${items}</ul></div>`;
+  return `<div class="item slot"><div class="title">${localTime(Date.parse(s.at))} · ${escape(slotName(s.slot))} ${s.peak ? '<span class="tag peak">giờ cao điểm</span>' : ""}</div><ul>${items}</ul></div>`;
 }
 
 // Queues a bulletin "now" (what is on air is cut) or for the next slot; `where` shows the outcome.
@@ -411,7 +416,7 @@ async function loadCompliance() {
     const quotas = results[i].quotas || [];
     const summary = quotas.map((q) => `${escape(label(state.station.topics, q.topic))}, mỗi ${q.per === "week" ? "tuần" : "tháng"}: <span class="${q.missed ? "status-missed" : "status-met"}">${q.met} đạt, ${q.missed} không đạt</span>`).join(" · ");
     return `<div class="item report"><div class="title">${escape(name)}: ${escape(spans)}</div><div class="meta">${summary || "không có chỉ tiêu"}</div>
-      <div class="actions"><button class="secondary" data-report="${p}" data-format="html">Xem, in</button><button class="secondary" data-report="${p}" data-format="csv">Tải CSV</button></div></div>`;
+      <div class="actions"><button class="secondary" data-report="${p}" data-format="html">Xem, in</button><button class="secondary" data-report="${p}" data-format="csv-vi">Tải CSV</button></div></div>`;
   }).join("");
   for (const button of document.querySelectorAll("[data-report]")) {
     button.addEventListener("click", () => report(button.dataset.report, button.dataset.format));
@@ -468,11 +473,11 @@ $("airtime-newer").addEventListener("click", () => { weeksBack = Math.max(0, wee
 function airingItem(e) {
   const status = e.kind === "slot_missed" ? "missed" : e.status;
   const when = localTime(e.started_at || e.scheduled_at || e.at);
-  const what = e.kind === "slot_missed" ? `Khung giờ ${escape(e.slot)}` : escape(e.title);
+  const what = e.kind === "slot_missed" ? escape(slotName(e.slot)) : escape(e.title);
   const silent = e.kind !== "slot_missed" && e.played_ms > 0 && e.peak_cdbfs <= -6000;
   const evidence = e.kind === "slot_missed" ? ""
     : ` · <span title="đỉnh ${(e.peak_cdbfs / 100).toFixed(1)} dBFS">đã phát ${minutes(e.played_ms)}/${minutes(e.planned_ms)}${silent ? ", im lặng" : ""}</span>`;
-  const slot = e.slot ? `khung ${escape(e.slot)}` : "ngoài khung giờ";
+  const slot = e.slot ? escape(slotName(e.slot)) : "ngoài khung giờ";
   return `<div class="item airing"><div class="title">${what}</div>
     <div class="meta">${when} · ${slot} · <span class="status-${status}">${STATUS[status] || status}</span>${evidence}${e.reason ? ` · <span title="${escape(e.reason)}">${reasonVi(e.reason)}</span>` : ""}</div></div>`;
 }
@@ -480,7 +485,7 @@ function airingItem(e) {
 $("airtime-csv").addEventListener("click", async () => {
   try {
     const { from, to } = airtimeRange();
-    const blob = await (await api(`/api/v1/airtime?from=${from}&to=${to}&limit=10000&format=csv`)).blob();
+    const blob = await (await api(`/api/v1/airtime?from=${from}&to=${to}&limit=10000&format=csv-vi`)).blob();
     download(blob, `nhat-ky-${state.station.id}-${stationDate()}.csv`);
   } catch (error) {
     show("page-error", explain(error), "error");
