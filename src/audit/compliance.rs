@@ -190,6 +190,19 @@ pub fn report(subject: Subject, period: &Period, events: &[Logged], now: DateTim
     }
 }
 
+/// Whether a quota's week or month is judged in a report `period`. A week straddling two months
+/// belongs to the one holding its middle (its Thursday, as ISO weeks belong to years): so the
+/// week of 30/11–6/12 is December's, and a station that began on 2 December has nothing in
+/// November's report. A month in a week's report is the one holding the week's middle.
+fn belongs(sub: &Period, period: &Period) -> bool {
+    let middle = |p: &Period| p.start + (p.end - p.start) / 2;
+    if sub.end - sub.start <= period.end - period.start {
+        (period.start..period.end).contains(&middle(sub))
+    } else {
+        (sub.start..sub.end).contains(&middle(period))
+    }
+}
+
 fn quota_report(
     quota: &Quota,
     period: &Period,
@@ -198,14 +211,16 @@ fn quota_report(
     now: DateTime<Utc>,
     tz: Tz,
 ) -> QuotaReport {
-    // The quota's weeks or months touching the report period, then one pass over the events
-    // into them (binary search on the starts), so a year costs one scan, not one per week.
+    // The quota's weeks or months that belong to the report period, then one pass over the
+    // events into them (binary search on the starts), so a year costs one scan, not one per week.
     let mut subs = Vec::new();
     let mut at = period.start;
     while at < period.end && at <= now {
         let sub = period_of(quota.per, at, tz);
         at = sub.end;
-        subs.push(sub);
+        if belongs(&sub, period) {
+            subs.push(sub);
+        }
     }
     let starts: Vec<i64> = subs.iter().map(|p| p.start.timestamp_millis()).collect();
     #[derive(Default, Clone, Copy)]
@@ -407,15 +422,14 @@ mod tests {
         assert_eq!(
             weeks,
             [
-                ("2026-W44", 0, false, Some("no_clip")),
+                // W44 (26/10–1/11) is October's and W49 (30/11–6/12) December's: their Thursdays.
                 ("2026-W45", 1, true, None),
                 ("2026-W46", 0, false, Some("all_attempts_failed")),
                 ("2026-W47", 0, false, Some("station_down")),
                 ("2026-W48", 0, false, Some("no_clip")),
-                ("2026-W49", 0, false, Some("in_progress")),
             ]
         );
-        assert_eq!((report.quotas[0].met, report.quotas[0].missed), (1, 4));
+        assert_eq!((report.quotas[0].met, report.quotas[0].missed), (1, 3));
         assert_eq!(report.by_status.get("completed"), Some(&3));
         assert_eq!(report.by_status.get("missed"), Some(&1));
         assert_eq!((report.peak.airings, report.off_peak.airings), (2, 1));
@@ -432,7 +446,7 @@ mod tests {
         assert!(people.starts_with("\u{feff}Đài,Kỳ báo cáo,Chỉ tiêu,Kỳ,Từ ngày,Đến ngày"), "{people}");
         assert!(
             first.starts_with("Đài,Tháng 11/2026,\"Cải cách hành chính: ít nhất 1 lần mỗi tuần, giờ cao điểm\",")
-                && first.contains(",26/10/2026,01/11/2026,1,0,Không đạt: không có bản tin"),
+                && first.contains(",02/11/2026,08/11/2026,1,1,Đạt"),
             "{first}"
         );
     }
@@ -465,6 +479,29 @@ mod tests {
         for english in ["completed", "2026-W4", "T00:00", "+07:00"] {
             assert!(!html.contains(english), "`{english}` in the printed report");
         }
+    }
+
+    #[test]
+    fn a_week_straddling_two_months_is_judged_in_the_month_of_its_thursday_only() {
+        let text = "[station]\nid = \"s\"\nname = \"Đài\"\n[[slot]]\nname = \"sang\"\ncron = \"0 30 5 * * Mon-Sun\"\nmax_minutes = 15\npeak = true\n[[quota]]\ntopic = \"cchc\"\nper = \"week\"\n[[quota]]\ntopic = \"cchc\"\nper = \"month\"\n";
+        let config = Config::parse(std::path::Path::new("/etc/loa/station.toml"), text).unwrap();
+        // A station that began on Wednesday 2 December, and aired that day.
+        let (since, now) = (local(12, 2, 9), local(12, 10, 12));
+        let events = vec![ended(1, local(12, 2, 10), "cchc", true, "completed")];
+        let covers = Coverage { since: Some(since), until: Some(now) };
+        let of = |code: &str| report(Subject::of(&config), &parse_period(code, tz()).unwrap(), &events, now, covers);
+        let november = of("2026-11");
+        let weeks: Vec<&str> = november.quotas[0].periods.iter().map(|p| p.period.as_str()).collect();
+        assert_eq!(weeks, ["2026-W45", "2026-W46", "2026-W47", "2026-W48"]);
+        assert_eq!((november.quotas[0].met, november.quotas[0].missed), (0, 0), "nothing met before it began");
+        assert_eq!(november.quotas[0].standing, Standing::NotYetOperating);
+        let december = of("2026-12");
+        assert_eq!(december.quotas[0].periods[0].period, "2026-W49");
+        assert!(december.quotas[0].periods[0].met, "the week of 30/11–6/12 is December's");
+        // A week's report judges the month holding its Thursday: W49's is December.
+        let week = of("2026-W49");
+        let months: Vec<&str> = week.quotas[1].periods.iter().map(|p| p.period.as_str()).collect();
+        assert_eq!(months, ["2026-12"]);
     }
 
     #[test]
