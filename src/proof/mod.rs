@@ -13,6 +13,7 @@
 
 pub mod events;
 pub mod export;
+pub mod bulletin;
 pub mod head;
 mod key;
 pub mod schema;
