@@ -4,8 +4,11 @@
 use std::sync::Arc;
 
 use super::*;
+use crate::district::bulletins::{BulletinError, NewBulletin};
 use crate::district::config::DistrictConfig;
 use crate::district::{Office, OfficeError, pull, report};
+use crate::model::clip::{ClipMeta, Priority};
+use crate::proof::bulletin::Stations;
 
 #[derive(Debug, Subcommand)]
 pub enum DistrictCommand {
@@ -48,8 +51,54 @@ pub enum DistrictCommand {
     /// Push tokens for stations that push (no inbound reachability).
     #[command(subcommand)]
     Token(DistrictTokenCommand),
+    /// Bulletins the office sends down to its stations, signed with district.key.
+    #[command(subcommand)]
+    Bulletin(BulletinCommand),
     /// Serve the dashboard and the push receiver on `[district] listen`, pulling on schedule.
     Serve,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BulletinCommand {
+    /// Send a bulletin: the file is proven playable (a full decode, as a station's upload), kept
+    /// by its SHA-256, and its manifest signed and recorded in the office's log.
+    Add {
+        file: PathBuf,
+        #[arg(long)]
+        title: String,
+        #[arg(long, value_name = "ID")]
+        topic: String,
+        #[arg(long, value_name = "ID", default_value = "vi")]
+        language: String,
+        /// normal (the station chooses when), priority (leads each peak slot), emergency (at once).
+        #[arg(long, default_value = "normal", value_parser = parse_priority)]
+        priority: Priority,
+        /// all, or station ids separated by commas.
+        #[arg(long, default_value = "all", value_parser = crate::district::bulletins::parse_stations)]
+        stations: Stations,
+        /// First station-local date it may air (default today).
+        #[arg(long, value_parser = crate::district::bulletins::parse_day)]
+        from: Option<chrono::NaiveDate>,
+        /// Last station-local date it may air (default six days after --from).
+        #[arg(long, value_parser = crate::district::bulletins::parse_day)]
+        until: Option<chrono::NaiveDate>,
+        /// Completed airings each station owes in the window.
+        #[arg(long, default_value_t = 1)]
+        airings: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Withdraw a bulletin: a signed withdrawal; stations stop airing it and say so.
+    Withdraw { id: i64 },
+    /// The bulletins sent, oldest first.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_priority(text: &str) -> Result<Priority, String> {
+    text.parse()
 }
 
 #[derive(Debug, Subcommand)]
@@ -155,26 +204,70 @@ pub(super) fn run(command: DistrictCommand, path: &Path, out: &mut dyn Write) ->
             };
             out.write_all(format!("{token}\n").as_bytes()).map_err(write_err)
         }
-        DistrictCommand::Token(DistrictTokenCommand::List { json }) => {
-            let tokens = office.tokens()?;
-            if json {
-                return write_json(out, &tokens);
-            }
-            let text: String = tokens
-                .iter()
-                .map(|t| {
-                    let state = t.revoked_at.as_deref().map_or("active".to_owned(), |at| format!("revoked {at}"));
-                    format!("{}\t{}\t{}\t{}\t{state}\n", t.id, t.role, t.owner, t.created_at)
-                })
-                .collect();
-            out.write_all(text.as_bytes()).map_err(write_err)
-        }
+        DistrictCommand::Token(DistrictTokenCommand::List { json }) => write_list(out, json, &office.tokens()?, |t| {
+            let state = t.revoked_at.as_deref().map_or("active".to_owned(), |at| format!("revoked {at}"));
+            format!("{}\t{}\t{}\t{}\t{state}", t.id, t.role, t.owner, t.created_at)
+        }),
         DistrictCommand::Token(DistrictTokenCommand::Revoke { id }) => match office.revoke_token(id)? {
             Some(token) => write_json(out, &token),
             None => Err(failed(format!("there is no token {id}; `loa district token list` shows them"))),
         },
+        DistrictCommand::Bulletin(command) => bulletin(&office, command, out),
         DistrictCommand::Serve => serve(office),
     }
+}
+
+impl From<BulletinError> for Failure {
+    fn from(e: BulletinError) -> Failure {
+        match e {
+            BulletinError::Usage(message) => Failure::Usage(message),
+            other => failed(other.to_string()),
+        }
+    }
+}
+
+fn bulletin(office: &Office, command: BulletinCommand, out: &mut dyn Write) -> Result<(), Failure> {
+    match command {
+        BulletinCommand::Add { file, title, topic, language, priority, stations, from, until, airings, json } => {
+            let meta = ClipMeta { title, topic, language, priority, valid_from: from, valid_until: until };
+            let manifest = office.send_bulletin(&NewBulletin { file, meta, stations, airings })?;
+            if json {
+                return write_json(out, &manifest);
+            }
+            let text = format!(
+                "bulletin {} sent: \"{}\", {}, {} ms, {} to {}, airings {} ({} to {})\n",
+                manifest.id,
+                manifest.title,
+                manifest.priority,
+                manifest.duration_ms,
+                manifest.sha256,
+                serde_json::to_string(&manifest.stations).unwrap_or_default(),
+                manifest.airings,
+                manifest.valid_from,
+                manifest.valid_until
+            );
+            out.write_all(text.as_bytes()).map_err(write_err)
+        }
+        BulletinCommand::Withdraw { id } => write_json(out, &office.withdraw_bulletin(id)?),
+        BulletinCommand::List { json } => write_list(out, json, &office.bulletins()?, |b| {
+            let (m, state) = (&b.manifest, if b.withdrawn { "withdrawn" } else { "sent" });
+            format!("{}\t{}\t{}\t{}\t{}\t{state}", b.id, b.sent_at, m["priority"], m["title"], m["stations"])
+        }),
+    }
+}
+
+/// A list as JSON, or one tab-separated line per item.
+fn write_list<T: serde::Serialize>(
+    out: &mut dyn Write,
+    json: bool,
+    items: &[T],
+    line: impl Fn(&T) -> String,
+) -> Result<(), Failure> {
+    if json {
+        return write_json(out, &items);
+    }
+    let text: String = items.iter().map(|item| line(item) + "\n").collect();
+    out.write_all(text.as_bytes()).map_err(write_err)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {

@@ -156,6 +156,20 @@ impl RawHttp {
     }
 }
 
+/// The limits when a config names none (the office's gate has no `[clips]`).
+impl Default for ClipLimits {
+    fn default() -> Self {
+        ClipLimits {
+            min_duration_ms: (DEFAULT_MIN_SECONDS * 1000.0) as u64,
+            max_duration_ms: (DEFAULT_MAX_SECONDS * 1000.0) as u64,
+            keep_free_bytes: DEFAULT_KEEP_FREE_MIB as u64 * 1024 * 1024,
+        }
+    }
+}
+
+const DEFAULT_MIN_SECONDS: f64 = 1.0;
+const DEFAULT_MAX_SECONDS: f64 = 1800.0;
+
 impl RawClips {
     pub(super) fn validate(self, src: &Source) -> Result<ClipLimits, ConfigError> {
         let seconds = |value: &Option<Spanned<f64>>, key: &str, default: f64| match value {
@@ -165,8 +179,8 @@ impl RawClips {
             Some(v) => Ok(*v.get_ref()),
             None => Ok(default),
         };
-        let min = seconds(&self.min_seconds, "clips.min_seconds", 1.0)?;
-        let max = seconds(&self.max_seconds, "clips.max_seconds", 1800.0)?;
+        let min = seconds(&self.min_seconds, "clips.min_seconds", DEFAULT_MIN_SECONDS)?;
+        let max = seconds(&self.max_seconds, "clips.max_seconds", DEFAULT_MAX_SECONDS)?;
         if max < min {
             let at = self.max_seconds.as_ref().or(self.min_seconds.as_ref()).expect("one bound was given");
             return Err(src.invalid(at, "clips.max_seconds", format!("{max} s is below clips.min_seconds ({min} s)")));

@@ -167,7 +167,9 @@ pub fn read(
         Some("bulletin_withdrawn") => Notice::Withdrawn(
             serde_json::from_value(value).map_err(|e| refused(Refusal::Malformed, format!("a withdrawal: {e}")))?,
         ),
-        other => return Err(refused(Refusal::Malformed, format!("kind {other:?} is not bulletin or bulletin_withdrawn"))),
+        other => {
+            return Err(refused(Refusal::Malformed, format!("kind {other:?} is not bulletin or bulletin_withdrawn")));
+        }
     };
     let office_key_named = match &notice {
         Notice::Bulletin(m) => &m.office_key,
@@ -241,7 +243,10 @@ mod tests {
         let sent = manifest(&office, Stations::Listed(vec!["phu-thuy".into(), "binh-an".into()]));
         let line = sent.sign(&office);
         assert!(line.starts_with("{\"airings\":2,\"bytes\":100098,"), "RFC 8785 orders the members: {line}");
-        assert_eq!(read(&line, &office.signing().verifying_key(), "binh-an", day(3)), Ok(Notice::Bulletin(sent.clone())));
+        assert_eq!(
+            read(&line, &office.signing().verifying_key(), "binh-an", day(3)),
+            Ok(Notice::Bulletin(sent.clone()))
+        );
         let all = manifest(&office, Stations::All(AllStations::All)).sign(&office);
         assert!(all.contains("\"stations\":\"all\""), "{all}");
         assert!(read(&all, &office.signing().verifying_key(), "any-station", day(1)).is_ok());
@@ -293,8 +298,14 @@ mod tests {
             at: 1_796_000_000_000,
         };
         let line = withdrawal.sign(&office);
-        assert_eq!(read(&line, &office.signing().verifying_key(), "phu-thuy", day(3)), Ok(Notice::Withdrawn(withdrawal.clone())));
+        assert_eq!(
+            read(&line, &office.signing().verifying_key(), "phu-thuy", day(3)),
+            Ok(Notice::Withdrawn(withdrawal.clone()))
+        );
         let forged = withdrawal.sign(&key(3));
-        assert_eq!(read(&forged, &office.signing().verifying_key(), "phu-thuy", day(3)).unwrap_err().reason, Refusal::BadSignature);
+        assert_eq!(
+            read(&forged, &office.signing().verifying_key(), "phu-thuy", day(3)).unwrap_err().reason,
+            Refusal::BadSignature
+        );
     }
 }

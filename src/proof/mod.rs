@@ -11,9 +11,9 @@
 //! Measured values are integers (milliseconds, hundredths of a dB): no verifier depends on how
 //! a library formats a float.
 
+pub mod bulletin;
 pub mod events;
 pub mod export;
-pub mod bulletin;
 pub mod head;
 mod key;
 pub mod schema;

@@ -1062,3 +1062,60 @@ fn a_lost_key_replaced_on_the_box_stops_the_office_until_the_clerk_accepts_it() 
     assert!(office.status()["stations"][0]["head_seq"].as_i64().unwrap() > seq);
     daemon.stop();
 }
+
+#[test]
+fn the_office_sends_a_playable_bulletin_signed_in_its_log_and_withdraws_it_once() {
+    let office = Office::new(&format!(
+        "[[station]]\nid = \"phu-thuy\"\nname = \"Đài Phú Thủy\"\npublic_key = \"{SOME_KEY}\"\n\
+         [[station]]\nid = \"binh-an\"\nname = \"Đài Bình An\"\npublic_key = \"{SOME_KEY}\"\n"
+    ));
+    let file = format!("{}/{TONE}", crate::helpers::FIXTURES);
+    let add = |extra: &[&str]| {
+        let mut args = vec!["bulletin", "add", &file, "--title", "Bản tin CCHC tháng 12", "--topic", "cchc"];
+        args.extend_from_slice(extra);
+        office.run(&args)
+    };
+    let sent = add(&["--priority", "priority", "--stations", "binh-an", "--airings", "2", "--json"]);
+    assert_eq!(sent.code, 0, "{}", sent.stderr);
+    let manifest = sent.json();
+    assert_eq!(manifest["kind"], "bulletin");
+    assert_eq!(manifest["office_key"], office_key());
+    assert_eq!((manifest["duration_ms"].as_u64(), manifest["airings"].as_u64()), (Some(2000), Some(2)));
+    assert_eq!(manifest["stations"], serde_json::json!(["binh-an"]));
+    let bytes = std::fs::read(&file).unwrap();
+    assert_eq!(manifest["sha256"], loa::proof::sha256_hex(&bytes), "the manifest names the file's bytes");
+    assert_eq!(manifest["bytes"].as_u64(), Some(bytes.len() as u64));
+    let kept = office.dir.path().join(format!("office/bulletins/{}.mp3", manifest["sha256"].as_str().unwrap()));
+    assert_eq!(std::fs::read(&kept).unwrap(), bytes, "the office keeps the audio by its SHA-256");
+
+    // Refused before anything is kept or signed: not playable, unknown station, bad topic.
+    let text = crate::helpers::Station::new().input("ban-tin.mp3", b"day khong phai am thanh\n");
+    let refused = office.run(&["bulletin", "add", text.to_str().unwrap(), "--title", "x", "--topic", "cchc"]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(refused.stderr.contains("not sent"), "{}", refused.stderr);
+    let unknown = add(&["--stations", "binh-an,xa-khac"]);
+    assert_eq!(unknown.code, 2);
+    assert!(
+        unknown.stderr.contains("\"xa-khac\"") && unknown.stderr.contains("phu-thuy, binh-an"),
+        "{}",
+        unknown.stderr
+    );
+    assert_eq!(add(&["--topic", "CCHC!"]).code, 2);
+    assert_eq!(add(&["--from", "2026-12-10", "--until", "2026-12-01"]).code, 2, "a window that never opens");
+
+    let listed = office.run(&["bulletin", "list", "--json"]).json();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    let id = listed[0]["id"].as_i64().unwrap();
+    assert_eq!(listed[0]["manifest"], manifest);
+    let withdrawn = office.run(&["bulletin", "withdraw", &id.to_string()]);
+    assert_eq!(withdrawn.code, 0, "{}", withdrawn.stderr);
+    assert_eq!(withdrawn.json()["kind"], "bulletin_withdrawn");
+    let again = office.run(&["bulletin", "withdraw", &id.to_string()]);
+    assert_eq!(again.code, 2);
+    assert!(again.stderr.contains("already withdrawn"), "{}", again.stderr);
+    assert_eq!(office.run(&["bulletin", "withdraw", "999"]).code, 2);
+    assert_eq!(office.run(&["bulletin", "list", "--json"]).json()[0]["withdrawn"], true);
+    // What was sent is in the office's signed log: its memory check still finds it whole.
+    let check = office.run(&["check"]);
+    assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
+}

@@ -22,8 +22,10 @@ pub const DATABASE_FILE: &str = "district.sqlite";
 /// otherwise fill the office's log): `last_ok_at` is proved to within this much.
 pub const CONTACT_GRAIN_MS: i64 = 3_600_000;
 
+mod bulletins;
 mod ledger;
 pub mod tables;
+pub use bulletins::{SentBulletin, Withdrawn};
 mod tokens;
 
 pub use tokens::OfficeToken;

@@ -1,0 +1,187 @@
+//! The office sends bulletins down (issue 25): a file proven playable by the station's own gate
+//! (full decode, `library::analysis`, the one piece of the station the office shares), kept in
+//! `data_dir/bulletins/` by its SHA-256, and a manifest signed with `district.key` recorded in
+//! the office's log; a withdrawal likewise. What the stations read is `proof::bulletin`.
+
+use std::io::{Read, Write as _};
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::Office;
+use super::store::{DistrictStoreError, SentBulletin, Withdrawn};
+use crate::config::ClipLimits;
+use crate::model::clip::ClipMeta;
+use crate::proof::bulletin::{Manifest, ManifestKind, Stations, Withdrawal, WithdrawalKind};
+
+/// A bulletin to send: the file, what the office says of it, to whom, how often.
+#[derive(Debug, Clone)]
+pub struct NewBulletin {
+    pub file: PathBuf,
+    pub meta: ClipMeta,
+    pub stations: Stations,
+    pub airings: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BulletinError {
+    /// What to correct in the command (exit 2).
+    #[error("{0}")]
+    Usage(String),
+    /// The file is not a playable bulletin.
+    #[error("{}: not sent: {reason}", file.display())]
+    NotPlayable { file: PathBuf, reason: String },
+    #[error("{0}")]
+    Io(String),
+    #[error(transparent)]
+    Store(#[from] DistrictStoreError),
+}
+
+/// A sent bulletin as listed: its manifest read back, and whether it was withdrawn.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listed {
+    pub id: i64,
+    pub sent_at: String,
+    pub withdrawn: bool,
+    pub manifest: serde_json::Value,
+}
+
+/// Where the office keeps the audio of bulletins, by SHA-256.
+pub fn audio_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("bulletins")
+}
+
+impl Office {
+    /// Proves the file playable, keeps it, signs and records the manifest. Blocking (a full
+    /// decode).
+    pub fn send_bulletin(&self, new: &NewBulletin) -> Result<Manifest, BulletinError> {
+        let meta = &new.meta;
+        meta.check().map_err(|e| BulletinError::Usage(format!("--{}: {}", e.field.replace('_', "-"), e.message)))?;
+        if let Stations::Listed(ids) = &new.stations {
+            if let Some(unknown) = ids.iter().find(|id| self.config.station(id).is_none()) {
+                let known: Vec<&str> = self.config.stations.iter().map(|s| s.id.as_str()).collect();
+                return Err(BulletinError::Usage(format!(
+                    "--stations: no [[station]] \"{unknown}\" in district.toml; its stations are {}, or give all",
+                    known.join(", ")
+                )));
+            }
+        }
+        if new.airings == 0 {
+            return Err(BulletinError::Usage("--airings: give 1 or more".into()));
+        }
+        let facts = crate::library::analysis::analyse(&new.file, ClipLimits::default())
+            .map_err(|e| BulletinError::NotPlayable { file: new.file.clone(), reason: e.to_string() })?;
+        let (sha256, bytes) = self.keep_audio(&new.file)?;
+        let today = self.clock.now().with_timezone(&self.config.timezone).date_naive();
+        let valid_from = meta.valid_from.unwrap_or(today);
+        let valid_until = meta.valid_until.unwrap_or(valid_from + chrono::Days::new(6));
+        let now = self.clock.now().timestamp_millis();
+        let mut manifest = Manifest {
+            kind: ManifestKind::Bulletin,
+            office: self.config.name.clone(),
+            office_key: self.key.public_key_hex(),
+            id: 0,
+            sha256,
+            bytes,
+            duration_ms: facts.duration_ms,
+            title: meta.title.trim().to_owned(),
+            topic: meta.topic.clone(),
+            language: meta.language.clone(),
+            priority: meta.priority,
+            stations: new.stations.clone(),
+            valid_from,
+            valid_until: valid_until.max(valid_from),
+            airings: new.airings,
+            created_at: now,
+        };
+        let id = self.store().send_bulletin(
+            |id| {
+                manifest.id = id;
+                manifest.sign(&self.key)
+            },
+            now,
+        )?;
+        manifest.id = id;
+        Ok(manifest)
+    }
+
+    /// Withdraws a bulletin: a signed withdrawal the stations follow.
+    pub fn withdraw_bulletin(&self, id: i64) -> Result<Withdrawal, BulletinError> {
+        let now = self.clock.now().timestamp_millis();
+        let withdrawal = Withdrawal {
+            kind: WithdrawalKind::BulletinWithdrawn,
+            office: self.config.name.clone(),
+            office_key: self.key.public_key_hex(),
+            id,
+            at: now,
+        };
+        match self.store().withdraw_bulletin(id, || withdrawal.sign(&self.key), now)? {
+            Withdrawn::Now(_) => Ok(withdrawal),
+            Withdrawn::Already => Err(BulletinError::Usage(format!("bulletin {id} is already withdrawn"))),
+            Withdrawn::NoSuchBulletin => {
+                Err(BulletinError::Usage(format!("there is no bulletin {id}; `loa district bulletin list` shows them")))
+            }
+        }
+    }
+
+    /// Every bulletin sent, in order.
+    pub fn bulletins(&self) -> Result<Vec<Listed>, BulletinError> {
+        let sent: Vec<SentBulletin> = self.store().bulletins()?;
+        Ok(sent
+            .into_iter()
+            .map(|b| Listed {
+                id: b.id,
+                sent_at: b.sent_at,
+                withdrawn: b.withdrawal.is_some(),
+                manifest: crate::proof::split_line(&b.manifest)
+                    .ok()
+                    .and_then(|(body, _, _)| serde_json::from_str(&body).ok())
+                    .unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Copies the file into `data_dir/bulletins/SHA256.mp3` (written whole, then renamed: a
+    /// half-written file never carries the name); its SHA-256 and size.
+    fn keep_audio(&self, file: &Path) -> Result<(String, u64), BulletinError> {
+        let io = |what: &str, e: std::io::Error| BulletinError::Io(format!("{what}: {e}"));
+        let dir = audio_dir(&self.config.data_dir);
+        std::fs::create_dir_all(&dir).map_err(|e| io(&format!("cannot create {}", dir.display()), e))?;
+        let mut source = std::fs::File::open(file).map_err(|e| io(&format!("cannot read {}", file.display()), e))?;
+        let mut copy = tempfile::NamedTempFile::new_in(&dir).map_err(|e| io("cannot stage the audio", e))?;
+        let (mut hasher, mut bytes, mut buffer) = (Sha256::new(), 0u64, vec![0u8; 64 * 1024]);
+        loop {
+            let n = source.read(&mut buffer).map_err(|e| io(&format!("cannot read {}", file.display()), e))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buffer[..n]);
+            copy.write_all(&buffer[..n]).map_err(|e| io("cannot stage the audio", e))?;
+            bytes += n as u64;
+        }
+        copy.as_file().sync_all().map_err(|e| io("cannot stage the audio", e))?;
+        let sha256 = hex::encode(hasher.finalize());
+        let kept = dir.join(format!("{sha256}.mp3"));
+        copy.persist(&kept).map_err(|e| io(&format!("cannot keep {}", kept.display()), e.error))?;
+        Ok((sha256, bytes))
+    }
+}
+
+/// `--stations all` or `ID,ID…`.
+pub fn parse_stations(text: &str) -> Result<Stations, String> {
+    if text == "all" {
+        return Ok(Stations::All(crate::proof::bulletin::AllStations::All));
+    }
+    let ids: Vec<String> = text.split(',').map(|id| id.trim().to_owned()).filter(|id| !id.is_empty()).collect();
+    if ids.is_empty() {
+        return Err("give all, or station ids separated by commas".into());
+    }
+    Ok(Stations::Listed(ids))
+}
+
+/// `--from`/`--until`: a station-local date.
+pub fn parse_day(text: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| format!("\"{text}\" is not a date; write YYYY-MM-DD"))
+}
