@@ -11,7 +11,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::Office;
-use super::store::{DistrictStoreError, SentBulletin, Withdrawn};
+use super::store::{DistrictStoreError, LoggedNotice, Withdrawn, rfc3339};
 use crate::config::ClipLimits;
 use crate::model::clip::ClipMeta;
 use crate::proof::bulletin::{Manifest, ManifestKind, Stations, Withdrawal, WithdrawalKind};
@@ -128,19 +128,44 @@ impl Office {
 
     /// Every bulletin sent, in order.
     pub fn bulletins(&self) -> Result<Vec<Listed>, BulletinError> {
-        let sent: Vec<SentBulletin> = self.store().bulletins()?;
-        Ok(sent
-            .into_iter()
-            .map(|b| Listed {
-                id: b.id,
-                sent_at: b.sent_at,
-                withdrawn: b.withdrawal.is_some(),
-                manifest: crate::proof::split_line(&b.manifest)
-                    .ok()
-                    .and_then(|(body, _, _)| serde_json::from_str(&body).ok())
-                    .unwrap_or_default(),
-            })
-            .collect())
+        let mut listed: Vec<Listed> = Vec::new();
+        for notice in self.store().notices(0)? {
+            match notice.withdrawal {
+                false => listed.push(Listed {
+                    id: notice.id,
+                    sent_at: rfc3339(notice.at),
+                    withdrawn: false,
+                    manifest: statement_fields(&notice.line),
+                }),
+                true => listed.iter_mut().filter(|b| b.id == notice.id).for_each(|b| b.withdrawn = true),
+            }
+        }
+        Ok(listed)
+    }
+
+    /// The feed for `station` after `after`: the manifests addressed to it and their
+    /// withdrawals, as signed (the station checks each line itself).
+    pub fn feed(&self, station: &str, after: i64) -> Result<Vec<LoggedNotice>, DistrictStoreError> {
+        // Nothing new (what a long-poll mostly finds): one read of the new rows, no more.
+        if self.store().notices(after)?.is_empty() {
+            return Ok(Vec::new());
+        }
+        let notices = self.store().notices(0)?;
+        let addressed: Vec<i64> =
+            notices.iter().filter(|n| !n.withdrawal && addressed_to(&n.line, station)).map(|n| n.id).collect();
+        Ok(notices.into_iter().filter(|n| n.seq > after && addressed.contains(&n.id)).collect())
+    }
+
+    /// The audio of bulletin `id` for `station`: its file and size, if the bulletin is
+    /// addressed to it.
+    pub fn bulletin_audio(&self, station: &str, id: i64) -> Result<Option<PathBuf>, DistrictStoreError> {
+        let notices = self.store().notices(id - 1)?;
+        let Some(sent) = notices.iter().find(|n| n.seq == id && !n.withdrawal) else { return Ok(None) };
+        if !addressed_to(&sent.line, station) {
+            return Ok(None);
+        }
+        let sha256 = statement_fields(&sent.line)["sha256"].as_str().unwrap_or_default().to_owned();
+        Ok(Some(audio_dir(&self.config.data_dir).join(format!("{sha256}.mp3"))))
     }
 
     /// Copies the file into `data_dir/bulletins/SHA256.mp3` (written whole, then renamed: a
@@ -167,6 +192,15 @@ impl Office {
         copy.persist(&kept).map_err(|e| io(&format!("cannot keep {}", kept.display()), e.error))?;
         Ok((sha256, bytes))
     }
+}
+
+/// The members of a signed line the office made itself.
+fn statement_fields(line: &str) -> serde_json::Value {
+    crate::proof::split_line(line).ok().and_then(|(body, _, _)| serde_json::from_str(&body).ok()).unwrap_or_default()
+}
+
+fn addressed_to(line: &str, station: &str) -> bool {
+    serde_json::from_value::<Stations>(statement_fields(line)["stations"].clone()).is_ok_and(|s| s.includes(station))
 }
 
 /// `--stations all` or `ID,ID…`.

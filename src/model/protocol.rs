@@ -13,6 +13,29 @@ pub const RECEIPT: &str = "/api/v1/receipt";
 pub const PUSH: &str = "/api/v1/push";
 /// What the office holds of each station.
 pub const STATUS: &str = "/api/v1/status";
+/// The office's bulletins for the calling station (its push token): `GET ?after=N&wait=SECONDS`
+/// answers a [`FeedPage`], waiting up to `wait` (at most [`MAX_FEED_WAIT`]) for one.
+pub const BULLETINS: &str = "/api/v1/bulletins";
+/// A bulletin's audio, from the office's disk (`Range` for a resumed download).
+pub const BULLETIN_AUDIO: &str = "/api/v1/bulletins/{id}/audio";
+/// The longest a feed request waits for something new, in seconds.
+pub const MAX_FEED_WAIT: u64 = 60;
+
+/// One answer of the office's feed: the signed lines (`proof::bulletin`) after the cursor, in
+/// order, and the cursor to ask after next.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FeedPage {
+    pub notices: Vec<FeedNotice>,
+    pub next_after: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FeedNotice {
+    /// Its place in the office's log.
+    pub seq: i64,
+    /// The signed manifest or withdrawal, byte for byte.
+    pub line: String,
+}
 
 /// On every airtime answer: the station's head as `SEQ:HASH`.
 pub const HEAD_HEADER: &str = "loa-head";

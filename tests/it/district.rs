@@ -1119,3 +1119,93 @@ fn the_office_sends_a_playable_bulletin_signed_in_its_log_and_withdraws_it_once(
     let check = office.run(&["check"]);
     assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_station_follows_the_feed_of_what_is_addressed_to_it_and_downloads_the_audio_in_ranges() {
+    let office = Office::new(&format!(
+        "[[station]]\nid = \"phu-thuy\"\nname = \"Đài Phú Thủy\"\npublic_key = \"{SOME_KEY}\"\n\
+         [[station]]\nid = \"binh-an\"\nname = \"Đài Bình An\"\npublic_key = \"{SOME_KEY}\"\n"
+    ));
+    let token = |id: &str| office.run(&["token", "create", "--station", id]).stdout.trim().to_owned();
+    let (binh_an, phu_thuy) = (token("binh-an"), token("phu-thuy"));
+    let _serving = serve(&office);
+    let base = format!("http://{}", office.listen());
+    let client = crate::helpers::http_client();
+    let get = |path: String, token: &str, range: Option<&str>| {
+        let mut request = client.get(format!("{base}{path}")).bearer_auth(token);
+        if let Some(range) = range {
+            request = request.header("range", range);
+        }
+        request.send()
+    };
+
+    // A long-poll waiting when the bulletin is sent gets it (no answer before it, none empty).
+    let waiting = get("/api/v1/bulletins?after=0&wait=30".into(), &binh_an, None);
+    let file = format!("{}/{TONE}", crate::helpers::FIXTURES);
+    let sender = {
+        let config = office.config();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(500));
+            let config = config.to_str().unwrap().to_owned();
+            loa(&[
+                "district",
+                "--config",
+                &config,
+                "bulletin",
+                "add",
+                &file,
+                "--title",
+                "Khẩn: mưa lũ",
+                "--topic",
+                "cchc",
+                "--priority",
+                "emergency",
+                "--stations",
+                "binh-an",
+                "--json",
+            ])
+        })
+    };
+    let page: loa::model::protocol::FeedPage = waiting.await.unwrap().json().await.unwrap();
+    let sent = sender.join().unwrap();
+    assert_eq!(sent.code, 0, "{}", sent.stderr);
+    assert_eq!(page.notices.len(), 1, "{page:?}");
+    let id = sent.json()["id"].as_i64().unwrap();
+    assert_eq!((page.notices[0].seq, page.next_after), (id, id));
+    // The line is the signed manifest, read by the station's own reader with the pinned key.
+    let key = loa::model::key::parse_public_key(&office_key()).unwrap();
+    let today = chrono::Utc::now().date_naive();
+    let read = loa::proof::bulletin::read(&page.notices[0].line, &key, "binh-an", today);
+    let Ok(loa::proof::bulletin::Notice::Bulletin(manifest)) = read else { panic!("{read:?}") };
+    assert_eq!((manifest.id, manifest.title.as_str()), (id, "Khẩn: mưa lũ"));
+
+    // The audio, whole and from a byte on (a resumed download).
+    let audio = format!("/api/v1/bulletins/{id}/audio");
+    let bytes = std::fs::read(format!("{}/{TONE}", crate::helpers::FIXTURES)).unwrap();
+    let whole = get(audio.clone(), &binh_an, None).await.unwrap();
+    assert_eq!(whole.headers()["content-type"], "audio/mpeg");
+    assert_eq!(whole.bytes().await.unwrap().as_ref(), bytes.as_slice());
+    let tail = get(audio.clone(), &binh_an, Some("bytes=1000-")).await.unwrap();
+    assert_eq!(tail.status(), 206);
+    assert_eq!(tail.bytes().await.unwrap().as_ref(), &bytes[1000..]);
+
+    // Another station sees nothing of it; a wrong token nothing at all.
+    let other: loa::model::protocol::FeedPage =
+        get("/api/v1/bulletins?after=0".into(), &phu_thuy, None).await.unwrap().json().await.unwrap();
+    assert!(other.notices.is_empty(), "{other:?}");
+    assert_eq!(get(audio.clone(), &phu_thuy, None).await.unwrap().status(), 404);
+    assert_eq!(get("/api/v1/bulletins".into(), "loa_sai", None).await.unwrap().status(), 401);
+    assert_eq!(get("/api/v1/bulletins?wait=61".into(), &binh_an, None).await.unwrap().status(), 400);
+    // Nothing new after the cursor: an empty page with the same cursor.
+    let after = get(format!("/api/v1/bulletins?after={id}"), &binh_an, None).await.unwrap();
+    let after: loa::model::protocol::FeedPage = after.json().await.unwrap();
+    assert_eq!((after.notices.len(), after.next_after), (0, id));
+
+    // A withdrawal follows on the feed, signed, after the manifest.
+    assert_eq!(office.run(&["bulletin", "withdraw", &id.to_string()]).code, 0);
+    let next: loa::model::protocol::FeedPage =
+        get(format!("/api/v1/bulletins?after={id}"), &binh_an, None).await.unwrap().json().await.unwrap();
+    assert_eq!(next.notices.len(), 1, "{next:?}");
+    let read = loa::proof::bulletin::read(&next.notices[0].line, &key, "binh-an", today);
+    assert!(matches!(read, Ok(loa::proof::bulletin::Notice::Withdrawn(ref w)) if w.id == id), "{read:?}");
+}

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
+mod bulletins;
 mod clerk;
 mod push;
 
@@ -47,6 +48,8 @@ pub fn router(office: Arc<Office>) -> Router {
         .route("/report", get(report))
         .route(protocol::STATUS, get(status))
         .route(protocol::PUSH, post(push::push))
+        .route(protocol::BULLETINS, get(bulletins::feed))
+        .route(protocol::BULLETIN_AUDIO, get(bulletins::audio))
         .route("/alarms/{id}/ack", post(clerk::acknowledge).layer(axum::extract::DefaultBodyLimit::max(16 * 1024)))
         .route("/clerk", post(clerk::sign_in).layer(axum::extract::DefaultBodyLimit::max(4 * 1024)))
         .route("/clerk/sign-out", post(clerk::sign_out))

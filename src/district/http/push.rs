@@ -10,7 +10,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::{Desk, bearer, error};
+use super::{AuthFailures, Desk, bearer, error};
+use crate::district::config::StationEntry;
 use crate::http::conn;
 
 /// A push carries at most this much (10,000 events of about 1 KiB, with room).
@@ -20,6 +21,44 @@ const MAX_PUSH_EVENTS: usize = 10_000;
 /// The longest line an event can be: its texts (titles, reasons) are bounded far below this.
 const MAX_EVENT_LINE: usize = 64 << 10;
 
+/// The station whose push token the request presents, judged from its headers before any body
+/// byte is read; else the answer refusing it (wrong tokens from one address are slowed).
+pub(super) async fn station_of(
+    office: &Arc<crate::district::Office>,
+    auth_failures: &AuthFailures,
+    peer: Option<axum::Extension<conn::Peer>>,
+    (headers, extensions): (&axum::http::HeaderMap, &axum::http::Extensions),
+) -> Result<StationEntry, Response> {
+    let presented = bearer(headers);
+    let who = {
+        let office = Arc::clone(office);
+        tokio::task::spawn_blocking(move || presented.map(|t| office.push_token_station(&t)).transpose()).await
+    };
+    let station_id = match who {
+        Ok(Ok(Some(Some(id)))) => {
+            if let Some(vouch) = extensions.get::<conn::Vouch>() {
+                vouch.vouch();
+            }
+            id
+        }
+        Ok(Ok(_)) => {
+            if let Some(wait) = auth_failures.failed(peer.map(|p| p.0.0), "a wrong or missing push token") {
+                return Err(crate::http::ApiError::too_many_failures(wait, "wrong push tokens").into_response());
+            }
+            return Err(error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "give the push token from `loa district token create --station ID` as Authorization: Bearer …",
+            ));
+        }
+        Ok(Err(e)) => return Err(error(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string())),
+        Err(e) => return Err(error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())),
+    };
+    office.config.station(&station_id).cloned().ok_or_else(|| {
+        error(StatusCode::FORBIDDEN, "unknown_station", format!("station {station_id} is no longer in district.toml"))
+    })
+}
+
 /// `POST /api/v1/push`: `Authorization: Bearer <push token>`, body: the station's new events as
 /// JSON Lines (its export lines, oldest first, beginning with the last one the office holds).
 pub(super) async fn push(
@@ -27,43 +66,15 @@ pub(super) async fn push(
     peer: Option<axum::Extension<conn::Peer>>,
     request: Request,
 ) -> Response {
-    let presented = bearer(request.headers());
+    let station = match station_of(&office, &auth_failures, peer, (request.headers(), request.extensions())).await {
+        Ok(station) => station,
+        Err(refusal) => return refusal,
+    };
     let statement = request
         .headers()
         .get(crate::model::protocol::STATEMENT_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let who = {
-        let office = Arc::clone(&office);
-        tokio::task::spawn_blocking(move || presented.map(|t| office.push_token_station(&t)).transpose()).await
-    };
-    let station_id = match who {
-        Ok(Ok(Some(Some(id)))) => {
-            if let Some(vouch) = request.extensions().get::<conn::Vouch>() {
-                vouch.vouch();
-            }
-            id
-        }
-        Ok(Ok(_)) => {
-            if let Some(wait) = auth_failures.failed(peer.map(|p| p.0.0), "a wrong or missing push token") {
-                return crate::http::ApiError::too_many_failures(wait, "wrong push tokens").into_response();
-            }
-            return error(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "give the push token from `loa district token create --station ID` as Authorization: Bearer …",
-            );
-        }
-        Ok(Err(e)) => return error(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
-    };
-    let Some(station) = office.config.station(&station_id).cloned() else {
-        return error(
-            StatusCode::FORBIDDEN,
-            "unknown_station",
-            format!("station {station_id} is no longer in district.toml"),
-        );
-    };
     let text = match read_push(request.into_body()).await {
         Ok(text) => text,
         Err(refusal) => return refusal,

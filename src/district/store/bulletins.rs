@@ -4,18 +4,18 @@
 //! event that sent it.
 
 use rusqlite::{OptionalExtension, TransactionBehavior};
-use serde::Serialize;
 
-use super::{DistrictStore, DistrictStoreError, ledger, rfc3339};
+use super::{DistrictStore, DistrictStoreError, ledger};
 
-/// A bulletin as the office's log holds it: the signed manifest, and the signed withdrawal if
-/// it was taken back.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SentBulletin {
+/// A line of the office's feed as its log holds it: a bulletin's signed manifest (`seq` =
+/// `id`) or a signed withdrawal of bulletin `id`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedNotice {
+    pub seq: i64,
     pub id: i64,
-    pub sent_at: String,
-    pub manifest: String,
-    pub withdrawal: Option<String>,
+    pub withdrawal: bool,
+    pub at: i64,
+    pub line: String,
 }
 
 /// What withdrawing a bulletin came to.
@@ -26,9 +26,10 @@ pub enum Withdrawn {
     NoSuchBulletin,
 }
 
+/// After a seq (the primary key: a long-poll reads only what is new).
 const NOTICES: &str = "SELECT seq, json_extract(body, '$.kind'), json_extract(body, '$.at'), \
     json_extract(body, '$.id'), json_extract(body, '$.line') FROM ledger \
-    WHERE json_extract(body, '$.kind') IN ('bulletin', 'bulletin_withdrawn') ORDER BY seq";
+    WHERE seq > ?1 AND json_extract(body, '$.kind') IN ('bulletin', 'bulletin_withdrawn') ORDER BY seq";
 
 impl DistrictStore {
     /// Sends a bulletin: `sign` makes its signed manifest for the id it will have (the seq of
@@ -73,24 +74,18 @@ impl DistrictStore {
         Ok(Withdrawn::Now(line))
     }
 
-    /// Every bulletin sent, in order, each with its withdrawal.
-    pub fn bulletins(&self) -> Result<Vec<SentBulletin>, DistrictStoreError> {
+    /// The bulletins sent and withdrawn after `after` (a seq of the office's log), in order.
+    pub fn notices(&self, after: i64) -> Result<Vec<LoggedNotice>, DistrictStoreError> {
         let mut stmt = self.conn.prepare_cached(NOTICES)?;
-        let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?, r.get::<_, String>(4)?))
+        let rows = stmt.query_map([after], |r| {
+            Ok(LoggedNotice {
+                seq: r.get(0)?,
+                withdrawal: r.get::<_, String>(1)? == "bulletin_withdrawn",
+                at: r.get(2)?,
+                id: r.get(3)?,
+                line: r.get(4)?,
+            })
         })?;
-        let mut sent: Vec<SentBulletin> = Vec::new();
-        for row in rows {
-            let (kind, at, id, line) = row?;
-            match kind.as_str() {
-                "bulletin" => sent.push(SentBulletin { id, sent_at: rfc3339(at), manifest: line, withdrawal: None }),
-                _ => {
-                    if let Some(bulletin) = sent.iter_mut().find(|b| b.id == id) {
-                        bulletin.withdrawal = Some(line);
-                    }
-                }
-            }
-        }
-        Ok(sent)
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }

@@ -25,7 +25,7 @@ pub const CONTACT_GRAIN_MS: i64 = 3_600_000;
 mod bulletins;
 mod ledger;
 pub mod tables;
-pub use bulletins::{SentBulletin, Withdrawn};
+pub use bulletins::{LoggedNotice, Withdrawn};
 mod tokens;
 
 pub use tokens::OfficeToken;
@@ -120,7 +120,7 @@ pub struct DistrictStore {
     key: Option<StationKey>,
 }
 
-fn rfc3339(ms: i64) -> String {
+pub fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
