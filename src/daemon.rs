@@ -156,7 +156,8 @@ pub fn launch(
     Ok(Daemon { http_address, https_address, live, engine, api })
 }
 
-/// The API, and the push to the office when `[upstream]` is set: both on the API's runtime.
+/// The API, and when `[upstream]` is set the push to the office and the following of its
+/// bulletins: all on the API's runtime.
 fn serve_api(listeners: Listeners, state: AppState, mut stopped: watch::Receiver<bool>) -> io::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -184,7 +185,19 @@ fn serve_api(listeners: Listeners, state: AppState, mut stopped: watch::Receiver
             let (data_dir, store, bell) =
                 (state.config.station.data_dir.clone(), state.store.clone(), state.live.logged_bell());
             let clock = state.clock.clone();
-            tokio::spawn(crate::audit::upstream::run(upstream, data_dir, store, bell, stopped.clone(), clock));
+            tokio::spawn(crate::audit::upstream::run(upstream.clone(), data_dir, store, bell, stopped.clone(), clock));
+            // The same office sends bulletins down: one follow loop, whoever can reach whom.
+            let follower = crate::audit::follow::Follower {
+                upstream,
+                station_id: state.config.station.id.clone(),
+                timezone: state.config.station.timezone,
+                data_dir: state.config.station.data_dir.clone(),
+                store: state.store.clone(),
+                library: state.library.clone(),
+                queued: state.live.queue_bell(),
+                clock: state.clock.clone(),
+            };
+            tokio::spawn(crate::audit::follow::run(follower, stopped.clone()));
         }
         http::serve(listener, tls, state, async move { drop(stopped.wait_for(|stop| *stop).await) }).await
     })

@@ -31,7 +31,8 @@ MAX_SAFE = 2**53 - 1
 PRIORITY = ("normal", "priority", "emergency")
 KINDS_ = ("station_started station_stopped clip_added clip_retired token_created token_revoked "
           "airing_started airing_ended amplifier_hook_failed slot_missed log_damaged key_rotated "
-          "key_replaced log_behind_receipt log_tampered").split()
+          "key_replaced log_behind_receipt log_tampered bulletin_received bulletin_refused "
+          "bulletin_withdrawn").split()
 
 
 def member(name, kind_of_value, nullable=False, absent=False):
@@ -81,6 +82,16 @@ KINDS = {
                            member("receipt_hash", "hex64"), member("head_seq", "integer")],
     "log_tampered": [member("reason", "text"), member("checked_seq", "integer", True),
                      member("checked_hash", "text", True), member("head_seq", "integer")],
+    "bulletin_received": [member("bulletin_id", "integer"), member("office", "text"),
+                          member("manifest_hash", "hex64"), member("clip_id", "integer"),
+                          member("clip_sha256", "hex64"), member("priority", PRIORITY),
+                          member("valid_from", "text"), member("valid_until", "text"),
+                          member("airings", "integer")],
+    "bulletin_refused": [member("bulletin_id", "integer", True), member("manifest_hash", "hex64"),
+                         member("reason", ("bad_signature", "malformed", "not_for_this_station", "expired",
+                                           "hash_mismatch", "not_playable", "withdrawn")),
+                         member("detail", "text")],
+    "bulletin_withdrawn": [member("bulletin_id", "integer"), member("clip_id", "integer", True)],
 }
 HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 

@@ -63,6 +63,12 @@ impl Live {
         self.logged.notify_one();
     }
 
+    /// The bell `ring` rings, for a task below the engine's layer that queues (the office's
+    /// emergency bulletins).
+    pub fn queue_bell(&self) -> Arc<Notify> {
+        Arc::clone(&self.queue)
+    }
+
     /// The bell `logged` rings, for a task below the engine's layer to wait on.
     pub fn logged_bell(&self) -> Arc<Notify> {
         Arc::clone(&self.logged)

@@ -27,17 +27,7 @@ pub async fn run(
     mut stopping: tokio::sync::watch::Receiver<bool>,
     clock: std::sync::Arc<dyn crate::time::clock::Clock>,
 ) {
-    crate::ops::tls::install_provider();
-    let builder = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(120))
-        .user_agent(concat!("loa/", env!("CARGO_PKG_VERSION")));
-    // An https:// office is trusted by its pinned certificate only.
-    let builder = match upstream.tls_fingerprint {
-        Some(fingerprint) => builder.tls_backend_preconfigured(crate::ops::tls::pinned_client(fingerprint)),
-        None => builder,
-    };
-    let client = builder.build().expect("an HTTP client of a fixed configuration builds");
+    let client = office_client(&upstream);
     let mut backoff = Duration::from_secs(5);
     // The office's challenge from its last answer: the next push answers it.
     let mut challenge = None;
@@ -61,6 +51,22 @@ pub async fn run(
             _ = stopping.wait_for(|stop| *stop) => return,
         }
     }
+}
+
+/// The client for the office at `upstream.url` (the push, and the bulletins followed): an
+/// `https://` office is trusted by its pinned certificate only. Its timeout outlasts a feed's
+/// long-poll.
+pub fn office_client(upstream: &Upstream) -> reqwest::Client {
+    crate::ops::tls::install_provider();
+    let builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(120))
+        .user_agent(concat!("loa/", env!("CARGO_PKG_VERSION")));
+    let builder = match upstream.tls_fingerprint {
+        Some(fingerprint) => builder.tls_backend_preconfigured(crate::ops::tls::pinned_client(fingerprint)),
+        None => builder,
+    };
+    builder.build().expect("an HTTP client of a fixed configuration builds")
 }
 
 /// One push of what the office lacks. `Ok(true)`: a full batch went (push again at once).

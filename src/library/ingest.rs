@@ -186,6 +186,20 @@ impl Library {
         self.keep(finished, meta, &audio, store, now)
     }
 
+    /// Copies the file at `path` into staging and admits it (a preload, an office's bulletin).
+    pub fn admit_file(
+        &self,
+        path: &Path,
+        meta: &ClipMeta,
+        store: &mut Store,
+        now: DateTime<Utc>,
+    ) -> Result<Inserted, IngestError> {
+        let mut input = fs::File::open(path)?;
+        let mut staged = self.stage(input.metadata()?.len())?;
+        io::copy(&mut input, &mut staged)?;
+        self.admit(staged, meta, store, now)
+    }
+
     /// Decodes the whole upload and measures it (seconds of CPU for a long clip: callers in
     /// async code run it on a blocking thread).
     pub fn analyse(&self, finished: &Finished) -> Result<AudioFacts, IngestError> {

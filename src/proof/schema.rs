@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::model::clip::Priority;
 use crate::model::token::Role;
+use crate::proof::bulletin::Refusal;
 use crate::proof::events::{AiringStatus, Kind, MissReason};
 
 /// The largest integer every JSON implementation reads exactly (RFC 8785 §3.2.2.3, I-JSON).
@@ -143,6 +144,24 @@ pub fn members(kind: Kind) -> Vec<&'static [Member]> {
     ];
     const BEHIND: &[Member] =
         &[m("office", Text), m("receipt_seq", Integer), m("receipt_hash", Hex64), m("head_seq", Integer)];
+    const RECEIVED: &[Member] = &[
+        m("bulletin_id", Integer),
+        m("office", Text),
+        m("manifest_hash", Hex64),
+        m("clip_id", Integer),
+        m("clip_sha256", Hex64),
+        m("priority", OneOf(Priority::NAMES)),
+        m("valid_from", Text),
+        m("valid_until", Text),
+        m("airings", Integer),
+    ];
+    const REFUSED: &[Member] = &[
+        m("bulletin_id", Integer).or_null(),
+        m("manifest_hash", Hex64),
+        m("reason", OneOf(Refusal::NAMES)),
+        m("detail", Text),
+    ];
+    const WITHDRAWN: &[Member] = &[m("bulletin_id", Integer), m("clip_id", Integer).or_null()];
     match kind {
         Kind::StationStarted => vec![STARTED],
         Kind::StationStopped => vec![REASON],
@@ -158,6 +177,9 @@ pub fn members(kind: Kind) -> Vec<&'static [Member]> {
         Kind::KeyReplaced => vec![REPLACED],
         Kind::LogBehindReceipt => vec![BEHIND],
         Kind::LogTampered => vec![TAMPERED],
+        Kind::BulletinReceived => vec![RECEIVED],
+        Kind::BulletinRefused => vec![REFUSED],
+        Kind::BulletinWithdrawn => vec![WITHDRAWN],
     }
 }
 

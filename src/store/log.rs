@@ -246,6 +246,13 @@ impl Store {
         Ok(event)
     }
 
+    /// The clip a bulletin of the office became (its `bulletin_received` event), if any.
+    pub fn bulletin_clip(&self, bulletin_id: i64) -> Result<Option<i64>, StoreError> {
+        let sql = "SELECT json_extract(body, '$.clip_id') FROM events WHERE json_extract(body, '$.kind') = \
+                   'bulletin_received' AND json_extract(body, '$.bulletin_id') = ?1 ORDER BY seq DESC LIMIT 1";
+        Ok(self.conn.query_row(sql, [bulletin_id], |r| r.get(0)).optional()?)
+    }
+
     pub fn events(&self, query: EventQuery) -> Result<Vec<SealedEvent>, StoreError> {
         // Time bounds only when asked: `at` is computed from the body, so a plain page by seq
         // stays a primary-key range scan.

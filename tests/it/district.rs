@@ -1209,3 +1209,98 @@ async fn a_station_follows_the_feed_of_what_is_addressed_to_it_and_downloads_the
     let read = loa::proof::bulletin::read(&next.notices[0].line, &key, "binh-an", today);
     assert!(matches!(read, Ok(loa::proof::bulletin::Notice::Withdrawn(ref w)) if w.id == id), "{read:?}");
 }
+
+/// A station following the office (`[upstream]` + `[office] public_key`), its slot far off.
+fn follower(office: &Office, pinned_key: &str) -> (Station, String) {
+    let station = Station::with_config(
+        "[station]\nid = \"phu-thuy\"\nname = \"Đài truyền thanh phường Phú Thủy\"\ndata_dir = \"data\"\n\
+         [http]\nlisten = \"127.0.0.1:0\"\n\
+         [[slot]]\nname = \"sang\"\ncron = \"0 30 5 * * Mon-Sun\"\nmax_minutes = 15\npeak = true\n",
+    );
+    let text = std::fs::read_to_string(office.config()).unwrap();
+    let entry =
+        format!("[[station]]\nid = \"phu-thuy\"\nname = \"Đài Phú Thủy\"\npublic_key = \"{}\"\n", station.public_key());
+    std::fs::write(office.config(), text + &entry).unwrap();
+    let token = office.run(&["token", "create", "--station", "phu-thuy"]).stdout.trim().to_owned();
+    let config = std::fs::read_to_string(station.config_path()).unwrap();
+    let follow = format!(
+        "[upstream]\nurl = \"http://{}\"\ntoken = \"{token}\"\n[office]\npublic_key = \"{pinned_key}\"\n",
+        office.listen()
+    );
+    std::fs::write(station.config_path(), config + &follow).unwrap();
+    (station, token)
+}
+
+fn send(office: &Office, fixture: &str, title: &str, extra: &[&str]) -> i64 {
+    let file = format!("{}/{fixture}", crate::helpers::FIXTURES);
+    let mut args = vec!["bulletin", "add", &file, "--title", title, "--topic", "cchc", "--json"];
+    args.extend_from_slice(extra);
+    let sent = office.run(&args);
+    assert_eq!(sent.code, 0, "{}", sent.stderr);
+    sent.json()["id"].as_i64().unwrap()
+}
+
+#[test]
+fn a_station_takes_the_offices_bulletins_airs_an_emergency_at_once_and_follows_a_withdrawal() {
+    let office = Office::new("");
+    let (station, _) = follower(&office, &office_key());
+    let _serving = serve(&office);
+    let daemon = station.start(Device::Unpaced);
+
+    let emergency = send(&office, TONE, "Khẩn: mưa lũ", &["--priority", "emergency"]);
+    let events = station.wait_for("the emergency aired", WAIT, |e| {
+        of_kind(e, "airing_ended", None).iter().any(|a| a["title"] == "Khẩn: mưa lũ")
+    });
+    let received = of_kind(&events, "bulletin_received", None);
+    assert_eq!(received.len(), 1, "{events:?}");
+    assert_eq!(
+        (received[0]["bulletin_id"].as_i64(), received[0]["priority"].as_str()),
+        (Some(emergency), Some("emergency"))
+    );
+    assert_eq!(received[0]["office"], "UBND xã Phú Thủy");
+    let started = of_kind(&events, "airing_started", None);
+    assert!(
+        started.iter().any(|a| a["clip_id"] == received[0]["clip_id"] && a["slot"].is_null()),
+        "aired at once: {started:?}"
+    );
+
+    // A normal bulletin joins the library with its topic and window, not queued.
+    let normal =
+        send(&office, "mono_22k.mp3", "Bản tin CCHC tháng 12", &["--from", "2026-12-01", "--until", "2099-12-31"]);
+    station.wait_for("the normal bulletin taken", WAIT, |e| {
+        of_kind(e, "bulletin_received", None).iter().any(|r| r["bulletin_id"] == normal)
+    });
+    let clips = station.clip_list();
+    let clip = clips.iter().find(|c| c["title"] == "Bản tin CCHC tháng 12").expect("in the library");
+    assert_eq!((clip["topic"].as_str(), clip["valid_until"].as_str()), (Some("cchc"), Some("2099-12-31")));
+
+    // Withdrawn: the clip is retired and the station says so.
+    assert_eq!(office.run(&["bulletin", "withdraw", &normal.to_string()]).code, 0);
+    let events =
+        station.wait_for("the withdrawal followed", WAIT, |e| !of_kind(e, "bulletin_withdrawn", None).is_empty());
+    let withdrawn = of_kind(&events, "bulletin_withdrawn", None);
+    assert_eq!((withdrawn[0]["bulletin_id"].as_i64(), &withdrawn[0]["clip_id"]), (Some(normal), &clip["id"]));
+    assert!(of_kind(&events, "clip_retired", None).iter().any(|r| r["clip_id"] == clip["id"]), "{events:?}");
+    daemon.stop();
+    // Everything the station recorded verifies, with both verifiers.
+    let verified = crate::helpers::verify(&station);
+    assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
+}
+
+#[test]
+fn a_station_refuses_a_bulletin_its_pinned_key_did_not_sign_and_never_airs_it() {
+    let office = Office::new("");
+    // The station pins another office's key: what this office signs is not for it to air.
+    let (station, _) = follower(&office, SOME_KEY);
+    let _serving = serve(&office);
+    let daemon = station.start(Device::Unpaced);
+    let id = send(&office, TONE, "Khẩn: giả mạo", &["--priority", "emergency"]);
+    let events = station.wait_for("the refusal", WAIT, |e| !of_kind(e, "bulletin_refused", None).is_empty());
+    let refused = of_kind(&events, "bulletin_refused", None);
+    assert_eq!((refused[0]["bulletin_id"].as_i64(), refused[0]["reason"].as_str()), (Some(id), Some("bad_signature")));
+    assert!(
+        of_kind(&events, "bulletin_received", None).is_empty() && of_kind(&events, "airing_started", None).is_empty()
+    );
+    assert!(station.clip_list().iter().all(|c| c["title"] != "Khẩn: giả mạo"), "never in the library");
+    daemon.stop();
+}

@@ -121,15 +121,7 @@ impl Engine {
         for preload in &self.config.preload {
             let (library, file, meta, now) =
                 (self.library.clone(), preload.file.clone(), preload.meta.clone(), self.clock.now());
-            let admitted = self
-                .store
-                .call(move |s| {
-                    let mut input = std::fs::File::open(&file)?;
-                    let mut staged = library.stage(input.metadata()?.len())?;
-                    std::io::copy(&mut input, &mut staged)?;
-                    library.admit(staged, &meta, s, now)
-                })
-                .await;
+            let admitted = self.store.call(move |s| library.admit_file(&file, &meta, s, now)).await;
             match admitted {
                 Ok(inserted) => tracing::debug!(?inserted, "preloaded"),
                 Err(IngestError::Rejected(r)) => tracing::warn!(file = %preload.file.display(), "preload refused: {r}"),

@@ -1,0 +1,265 @@
+//! Following the office's bulletins (`[office] public_key` and `[upstream]`): the station
+//! long-polls the office's feed (`GET /api/v1/bulletins?after=N&wait=S`), reads each line with
+//! the key it pins (`proof::bulletin::read`), downloads the audio (resumed with `Range` after a
+//! cut or a restart), checks its SHA-256 and size, takes it through the library's own gate and
+//! records `bulletin_received` — or `bulletin_refused` with the reason. An emergency is queued
+//! at once (it pre-empts, as an operator's does); a priority or normal bulletin joins the
+//! library with its topic and window, and the planner airs it (priority first). A withdrawal
+//! retires the bulletin's clip and is recorded. The office is never waited on by airing: this
+//! runs on the API's runtime, through the API's store connection, and backs off while the
+//! office is unreachable. The feed's cursor is kept in `data_dir/office-feed.json` (outside the
+//! database, like the receipt); a half-downloaded file never enters the library.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+
+use crate::config::Upstream;
+use crate::library::ingest::{IngestError, Library};
+use crate::model::clip::{ClipMeta, Priority};
+use crate::model::protocol::{BULLETIN_AUDIO, BULLETINS, FeedPage};
+use crate::model::queue::Wanted;
+use crate::proof::bulletin::{Manifest, Notice, Refusal, Refused};
+use crate::proof::events;
+use crate::store::{Inserted, StoreHandle};
+
+/// How long one feed request waits at the office for something new.
+const LONG_POLL: u64 = 55;
+const MAX_BACKOFF: Duration = Duration::from_secs(600);
+const CURSOR_FILE: &str = "office-feed.json";
+
+/// What the follower needs from the station.
+pub struct Follower {
+    pub upstream: Upstream,
+    pub station_id: String,
+    pub timezone: Tz,
+    pub data_dir: PathBuf,
+    pub store: StoreHandle,
+    pub library: Library,
+    /// Rung when an emergency is queued: the engine airs it at once.
+    pub queued: Arc<Notify>,
+    pub clock: Arc<dyn crate::time::clock::Clock>,
+}
+
+/// Follows the feed until `stopping` turns true.
+pub async fn run(follower: Follower, mut stopping: tokio::sync::watch::Receiver<bool>) {
+    let client = crate::audit::upstream::office_client(&follower.upstream);
+    let mut backoff = Duration::from_secs(5);
+    loop {
+        let wait = match follower.follow_once(&client).await {
+            Ok(()) => {
+                backoff = Duration::from_secs(5);
+                Duration::ZERO
+            }
+            Err(e) => {
+                tracing::warn!(url = %follower.upstream.url, "the office's bulletins: {e}; trying again in {} s", backoff.as_secs());
+                let wait = backoff;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                wait
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stopping.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+impl Follower {
+    /// One long-poll of the feed, and each line it brought, in order.
+    async fn follow_once(&self, client: &reqwest::Client) -> Result<(), String> {
+        let after = read_cursor(&self.data_dir);
+        let url = format!("{}{BULLETINS}?after={after}&wait={LONG_POLL}", self.upstream.url);
+        let response = client.get(url).bearer_auth(&self.upstream.token).send().await.map_err(|e| e.to_string())?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("the office answered {status}"));
+        }
+        let text = response.text().await.map_err(|e| format!("the office's feed was cut: {e}"))?;
+        let page: FeedPage =
+            serde_json::from_str(&text).map_err(|e| format!("the office's feed is not a page: {e}"))?;
+        for notice in page.notices {
+            if notice.seq <= after {
+                continue;
+            }
+            self.take(client, &notice.line).await?;
+            write_cursor(&self.data_dir, notice.seq).map_err(|e| format!("cannot keep the feed's cursor: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Reads one signed line and acts on it; an `Err` is the office or the disk failing (tried
+    /// again), never the line's own fault (recorded as refused).
+    async fn take(&self, client: &reqwest::Client, line: &str) -> Result<(), String> {
+        let line_hash = crate::proof::sha256_hex(line.as_bytes());
+        let today = self.clock.now().with_timezone(&self.timezone).date_naive();
+        match crate::proof::bulletin::read(line, &self.upstream.office_key, &self.station_id, today) {
+            Err(refused) => self.refuse(claimed_id(line), &line_hash, refused).await,
+            Ok(Notice::Withdrawn(withdrawal)) => self.withdraw(withdrawal.id).await,
+            Ok(Notice::Bulletin(manifest)) => match self.fetch(client, &manifest).await? {
+                Err(refused) => self.refuse(Some(manifest.id), &line_hash, refused).await,
+                Ok(file) => self.admit(&manifest, &line_hash, file).await,
+            },
+        }
+    }
+
+    /// Downloads the audio into `staging/bulletin-ID.part`, resuming what is there; then checks
+    /// its size and SHA-256. `Ok(Err(_))`: the file is not the manifest's (refused).
+    async fn fetch(&self, client: &reqwest::Client, manifest: &Manifest) -> Result<Result<PathBuf, Refused>, String> {
+        let part = self.data_dir.join("staging").join(format!("bulletin-{}.part", manifest.id));
+        std::fs::create_dir_all(part.parent().expect("a staging dir")).map_err(|e| e.to_string())?;
+        let have = std::fs::metadata(&part).map_or(0, |m| m.len());
+        if have < manifest.bytes {
+            let path = BULLETIN_AUDIO.replace("{id}", &manifest.id.to_string());
+            let mut request = client.get(format!("{}{path}", self.upstream.url)).bearer_auth(&self.upstream.token);
+            if have > 0 {
+                request = request.header("range", format!("bytes={have}-"));
+            }
+            let mut response = request.send().await.map_err(|e| e.to_string())?;
+            let resumed = response.status() == reqwest::StatusCode::PARTIAL_CONTENT;
+            if !response.status().is_success() {
+                return Err(format!("the office answered {} for bulletin {}'s audio", response.status(), manifest.id));
+            }
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .append(resumed)
+                .truncate(!resumed)
+                .open(&part)
+                .map_err(|e| e.to_string())?;
+            let mut written = if resumed { have } else { 0 };
+            while let Some(chunk) = response.chunk().await.map_err(|e| format!("the download was cut: {e}"))? {
+                written += chunk.len() as u64;
+                if written > manifest.bytes {
+                    break; // more than the manifest names: judged below, not stored without end
+                }
+                file.write_all(&chunk).map_err(|e| e.to_string())?;
+            }
+            file.sync_all().map_err(|e| e.to_string())?;
+        }
+        let (bytes, sha256) = hash_file(&part).map_err(|e| e.to_string())?;
+        if bytes != manifest.bytes || sha256 != manifest.sha256 {
+            let _ = std::fs::remove_file(&part);
+            let detail = format!(
+                "the audio is {bytes} bytes with SHA-256 {sha256}, the manifest names {} bytes with {}",
+                manifest.bytes, manifest.sha256
+            );
+            return Ok(Err(Refused { reason: Refusal::HashMismatch, detail }));
+        }
+        Ok(Ok(part))
+    }
+
+    /// Takes the checked file through the library's gate as a clip of the manifest's words.
+    async fn admit(&self, manifest: &Manifest, line_hash: &str, part: PathBuf) -> Result<(), String> {
+        let meta = ClipMeta {
+            title: manifest.title.clone(),
+            topic: manifest.topic.clone(),
+            language: manifest.language.clone(),
+            priority: manifest.priority,
+            valid_from: Some(manifest.valid_from),
+            valid_until: Some(manifest.valid_until),
+        };
+        let (library, now, file) = (self.library.clone(), self.clock.now(), part.clone());
+        let admitted = self.store.call(move |s| library.admit_file(&file, &meta, s, now)).await;
+        let _ = std::fs::remove_file(&part);
+        let clip = match admitted {
+            Ok(Inserted::New(clip) | Inserted::Existing(clip)) => clip,
+            Err(e @ (IngestError::Io(_) | IngestError::Store(_))) => return Err(e.to_string()),
+            Err(e) => {
+                let refused = Refused { reason: Refusal::NotPlayable, detail: e.to_string() };
+                return self.refuse(Some(manifest.id), line_hash, refused).await;
+            }
+        };
+        if clip.audio.duration_ms != manifest.duration_ms {
+            let detail =
+                format!("it plays {} ms, the manifest says {} ms", clip.audio.duration_ms, manifest.duration_ms);
+            return self.refuse(Some(manifest.id), line_hash, Refused { reason: Refusal::NotPlayable, detail }).await;
+        }
+        let (received, now, clip_id) =
+            (events::bulletin_received(manifest, line_hash, clip.id), self.clock.now(), clip.id);
+        let emergency = manifest.priority == Priority::Emergency && manifest.valid_from <= self.today();
+        self.store
+            .call(move |s| {
+                s.append(now, received)?;
+                if emergency {
+                    s.enqueue(clip_id, Wanted::Now, now)?;
+                }
+                Ok::<_, crate::store::StoreError>(())
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        if emergency {
+            self.queued.notify_one();
+        }
+        tracing::info!(bulletin = manifest.id, clip = clip_id, priority = %manifest.priority, "bulletin received from the office");
+        Ok(())
+    }
+
+    async fn refuse(&self, bulletin_id: Option<i64>, line_hash: &str, refused: Refused) -> Result<(), String> {
+        tracing::warn!(bulletin = ?bulletin_id, "bulletin refused: {refused}");
+        let fields = events::bulletin_refused(bulletin_id, line_hash, refused.reason, &refused.detail);
+        let now = self.clock.now();
+        self.store.call(move |s| s.append(now, fields).map(drop)).await.map_err(|e| e.to_string())
+    }
+
+    /// Retires the bulletin's clip (if it was taken) and records the withdrawal.
+    async fn withdraw(&self, bulletin_id: i64) -> Result<(), String> {
+        let now = self.clock.now();
+        self.store
+            .call(move |s| {
+                let clip = s.bulletin_clip(bulletin_id)?;
+                if let Some(clip) = clip {
+                    s.retire_clip(clip, now, Some("withdrawn by the office"))?;
+                }
+                s.append(now, events::bulletin_withdrawn(bulletin_id, clip)).map(drop)
+            })
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    fn today(&self) -> chrono::NaiveDate {
+        self.clock.now().with_timezone(&self.timezone).date_naive()
+    }
+}
+
+/// The `id` a refused line claims (it may be a forgery: only recorded as claimed).
+fn claimed_id(line: &str) -> Option<i64> {
+    let (body, _, _) = crate::proof::split_line(line).ok()?;
+    serde_json::from_str::<serde_json::Value>(&body).ok()?["id"].as_i64()
+}
+
+fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path)?;
+    let (mut hasher, mut bytes, mut buffer) = (Sha256::new(), 0u64, vec![0u8; 64 * 1024]);
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            return Ok((bytes, hex::encode(hasher.finalize())));
+        }
+        hasher.update(&buffer[..n]);
+        bytes += n as u64;
+    }
+}
+
+fn read_cursor(data_dir: &Path) -> i64 {
+    std::fs::read_to_string(data_dir.join(CURSOR_FILE))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|cursor| cursor["after"].as_i64())
+        .unwrap_or(0)
+}
+
+/// Written whole, then renamed: a cut never leaves half a cursor.
+fn write_cursor(data_dir: &Path, after: i64) -> std::io::Result<()> {
+    let mut file = tempfile::NamedTempFile::new_in(data_dir)?;
+    file.write_all(serde_json::json!({ "after": after }).to_string().as_bytes())?;
+    file.as_file().sync_all()?;
+    file.persist(data_dir.join(CURSOR_FILE)).map_err(|e| e.error)?;
+    Ok(())
+}
