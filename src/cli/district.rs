@@ -95,6 +95,14 @@ pub enum BulletinCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Where a bulletin stands at each station it is addressed to (pending, received, refused,
+    /// aired, expired, withdrawn), with the seqs of the airings that prove it, from the
+    /// stations' logs the office holds. Exit 0.
+    Status {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn parse_priority(text: &str) -> Result<Priority, String> {
@@ -249,6 +257,30 @@ fn bulletin(office: &Office, command: BulletinCommand, out: &mut dyn Write) -> R
             out.write_all(text.as_bytes()).map_err(write_err)
         }
         BulletinCommand::Withdraw { id } => write_json(out, &office.withdraw_bulletin(id)?),
+        BulletinCommand::Status { id, json } => {
+            let status = office.bulletin_status(id)?;
+            if json {
+                return write_json(out, &status);
+            }
+            let head = format!(
+                "bulletin {id} \"{}\": aired at {} of {} stations\n",
+                status.title,
+                status.aired,
+                status.stations.len()
+            );
+            let lines: String = status
+                .stations
+                .iter()
+                .map(|s| {
+                    let why = s.refused_reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
+                    format!(
+                        "{}\t{}{why}\t{} completed\t{:?}\n",
+                        s.station_id, s.state, s.airings.completed, s.airings.seqs
+                    )
+                })
+                .collect();
+            out.write_all((head + &lines).as_bytes()).map_err(write_err)
+        }
         BulletinCommand::List { json } => write_list(out, json, &office.bulletins()?, |b| {
             let (m, state) = (&b.manifest, if b.withdrawn { "withdrawn" } else { "sent" });
             format!("{}\t{}\t{}\t{}\t{}\t{state}", b.id, b.sent_at, m["priority"], m["title"], m["stations"])

@@ -48,6 +48,61 @@ pub struct Listed {
     pub manifest: serde_json::Value,
 }
 
+named_enum! {
+    /// Where a bulletin stands at one station, from the station's log the office holds.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum Reach("a bulletin's state at a station") {
+        /// Nothing from the station yet about it (not followed yet, or not pulled yet).
+        Pending = "pending",
+        /// Taken into the station's library; not aired as often as owed yet.
+        Received = "received",
+        /// The station refused it (`refused_reason`).
+        Refused = "refused",
+        /// Completed airings as many as owed (`airings`), each an `airing_ended` the office holds.
+        Aired = "aired",
+        /// Its window ended before it aired as owed.
+        Expired = "expired",
+        /// The office withdrew it before it aired as owed.
+        Withdrawn = "withdrawn",
+    }
+}
+
+/// A bulletin at one station.
+#[derive(Debug, Clone, Serialize)]
+pub struct StationReach {
+    pub station_id: String,
+    pub station_name: String,
+    pub state: Reach,
+    pub received_at: Option<String>,
+    pub refused_reason: Option<String>,
+    pub refused_detail: Option<String>,
+    pub airings: Airings,
+}
+
+/// The completed airings of a bulletin at a station: how many, and the seqs of the
+/// `airing_ended` events (in the station's log, which the office holds) that prove them.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Airings {
+    pub completed: u32,
+    pub seqs: Vec<i64>,
+}
+
+/// A bulletin's reach: each station it is addressed to.
+#[derive(Debug, Clone, Serialize)]
+pub struct BulletinStatus {
+    pub id: i64,
+    pub title: String,
+    pub priority: String,
+    pub valid_from: String,
+    pub valid_until: String,
+    pub airings_owed: u32,
+    pub withdrawn: bool,
+    /// Stations where it stands `aired`.
+    pub aired: usize,
+    pub stations: Vec<StationReach>,
+}
+
 /// Where the office keeps the audio of bulletins, by SHA-256.
 pub fn audio_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("bulletins")
@@ -166,6 +221,69 @@ impl Office {
         }
         let sha256 = statement_fields(&sent.line)["sha256"].as_str().unwrap_or_default().to_owned();
         Ok(Some(audio_dir(&self.config.data_dir).join(format!("{sha256}.mp3"))))
+    }
+
+    /// Where bulletin `id` stands at each station it is addressed to, from the stations' logs
+    /// the office holds (verified; airings it found implausible are not counted).
+    pub fn bulletin_status(&self, id: i64) -> Result<BulletinStatus, BulletinError> {
+        let listed = self.bulletins()?;
+        let sent = listed.iter().find(|b| b.id == id).ok_or_else(|| {
+            BulletinError::Usage(format!("there is no bulletin {id}; `loa district bulletin list` shows them"))
+        })?;
+        let manifest: Manifest = serde_json::from_value(sent.manifest.clone())
+            .map_err(|e| BulletinError::Io(format!("bulletin {id}'s manifest does not read back: {e}")))?;
+        let today = self.clock.now().with_timezone(&self.config.timezone).date_naive();
+        let mut stations = Vec::new();
+        for station in self.config.stations.iter().filter(|s| manifest.stations.includes(&s.id)) {
+            let (trail, implausible) = {
+                let store = self.store();
+                (store.bulletin_trail(&station.id, id)?, store.implausible(&station.id)?)
+            };
+            let mut reach = StationReach {
+                station_id: station.id.clone(),
+                station_name: station.name.clone(),
+                state: Reach::Pending,
+                received_at: None,
+                refused_reason: None,
+                refused_detail: None,
+                airings: Airings::default(),
+            };
+            for event in &trail {
+                let body: serde_json::Value = serde_json::from_str(&event.body).unwrap_or_default();
+                match event.kind.as_str() {
+                    "bulletin_received" => reach.received_at = Some(rfc3339(event.at)),
+                    "bulletin_refused" => {
+                        reach.refused_reason = body["reason"].as_str().map(str::to_owned);
+                        reach.refused_detail = body["detail"].as_str().map(str::to_owned);
+                    }
+                    "airing_ended" if body["status"] == "completed" && !implausible.contains_key(&event.seq) => {
+                        reach.airings.completed += 1;
+                        reach.airings.seqs.push(event.seq);
+                    }
+                    _ => {}
+                }
+            }
+            reach.state = match (&reach.received_at, &reach.refused_reason) {
+                _ if reach.airings.completed >= manifest.airings => Reach::Aired,
+                (None, Some(_)) => Reach::Refused,
+                _ if sent.withdrawn => Reach::Withdrawn,
+                _ if manifest.valid_until < today => Reach::Expired,
+                (Some(_), _) => Reach::Received,
+                (None, None) => Reach::Pending,
+            };
+            stations.push(reach);
+        }
+        Ok(BulletinStatus {
+            id,
+            title: manifest.title.clone(),
+            priority: manifest.priority.to_string(),
+            valid_from: manifest.valid_from.to_string(),
+            valid_until: manifest.valid_until.to_string(),
+            airings_owed: manifest.airings,
+            withdrawn: sent.withdrawn,
+            aired: stations.iter().filter(|s| s.state == Reach::Aired).count(),
+            stations,
+        })
     }
 
     /// Copies the file into `data_dir/bulletins/SHA256.mp3` (written whole, then renamed: a

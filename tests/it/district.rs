@@ -1107,6 +1107,13 @@ fn the_office_sends_a_playable_bulletin_signed_in_its_log_and_withdraws_it_once(
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
     let id = listed[0]["id"].as_i64().unwrap();
     assert_eq!(listed[0]["manifest"], manifest);
+    // Nothing heard from the one station it is for: pending there; no other station listed.
+    let status = office.run(&["bulletin", "status", &id.to_string(), "--json"]).json();
+    assert_eq!(status["stations"].as_array().unwrap().len(), 1, "{status}");
+    assert_eq!(
+        (status["stations"][0]["station_id"].as_str(), status["stations"][0]["state"].as_str()),
+        (Some("binh-an"), Some("pending"))
+    );
     let withdrawn = office.run(&["bulletin", "withdraw", &id.to_string()]);
     assert_eq!(withdrawn.code, 0, "{}", withdrawn.stderr);
     assert_eq!(withdrawn.json()["kind"], "bulletin_withdrawn");
@@ -1115,6 +1122,9 @@ fn the_office_sends_a_playable_bulletin_signed_in_its_log_and_withdraws_it_once(
     assert!(again.stderr.contains("already withdrawn"), "{}", again.stderr);
     assert_eq!(office.run(&["bulletin", "withdraw", "999"]).code, 2);
     assert_eq!(office.run(&["bulletin", "list", "--json"]).json()[0]["withdrawn"], true);
+    let status = office.run(&["bulletin", "status", &id.to_string(), "--json"]).json();
+    assert_eq!(status["stations"][0]["state"], "withdrawn", "{status}");
+    assert_eq!(office.run(&["bulletin", "status", "999"]).code, 2);
     // What was sent is in the office's signed log: its memory check still finds it whole.
     let check = office.run(&["check"]);
     assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
@@ -1263,6 +1273,15 @@ fn a_station_takes_the_offices_bulletins_airs_an_emergency_at_once_and_follows_a
         started.iter().any(|a| a["clip_id"] == received[0]["clip_id"] && a["slot"].is_null()),
         "aired at once: {started:?}"
     );
+    // The office proves where it aired from the log it holds (once the station has pushed it).
+    let aired: Vec<i64> = of_kind(&events, "airing_ended", Some("completed"))
+        .iter()
+        .filter(|a| a["clip_id"] == received[0]["clip_id"])
+        .map(|a| a["seq"].as_i64().unwrap())
+        .collect();
+    let status = bulletin_status(&office, emergency, "aired");
+    assert_eq!(status["aired"].as_u64(), Some(1), "{status}");
+    assert_eq!(status["stations"][0]["airings"]["seqs"], serde_json::json!(aired), "{status}");
 
     // A normal bulletin joins the library with its topic and window, not queued.
     let normal =
@@ -1302,5 +1321,24 @@ fn a_station_refuses_a_bulletin_its_pinned_key_did_not_sign_and_never_airs_it() 
         of_kind(&events, "bulletin_received", None).is_empty() && of_kind(&events, "airing_started", None).is_empty()
     );
     assert!(station.clip_list().iter().all(|c| c["title"] != "Khẩn: giả mạo"), "never in the library");
+    // The office sees the refusal and its reason once the station's log reaches it.
+    let status = bulletin_status(&office, id, "refused");
+    assert_eq!(status["stations"][0]["refused_reason"], "bad_signature", "{status}");
+    assert_eq!(status["aired"].as_u64(), Some(0));
     daemon.stop();
+}
+
+/// `bulletin status ID --json` once the (only) station stands `state` there.
+fn bulletin_status(office: &Office, id: i64, state: &str) -> Value {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let run = office.run(&["bulletin", "status", &id.to_string(), "--json"]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let status = run.json();
+        if status["stations"][0]["state"] == state {
+            return status;
+        }
+        assert!(std::time::Instant::now() < deadline, "bulletin {id} never stood {state}: {status}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -5,7 +5,7 @@
 
 use rusqlite::{OptionalExtension, TransactionBehavior};
 
-use super::{DistrictStore, DistrictStoreError, ledger};
+use super::{DistrictStore, DistrictStoreError, HeldEvent, ledger};
 
 /// A line of the office's feed as its log holds it: a bulletin's signed manifest (`seq` =
 /// `id`) or a signed withdrawal of bulletin `id`.
@@ -87,5 +87,21 @@ impl DistrictStore {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// What a station's held log says of bulletin `id`: its `bulletin_*` events, and the
+    /// endings of the airings of the clip it became (after it was received), in order.
+    pub fn bulletin_trail(&self, station_id: &str, id: i64) -> Result<Vec<HeldEvent>, DistrictStoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "WITH clips AS (SELECT seq, json_extract(body, '$.clip_id') AS clip_id FROM events \
+               WHERE station_id = ?1 AND kind = 'bulletin_received' AND json_extract(body, '$.bulletin_id') = ?2) \
+             SELECT seq, at, kind, body, hash, sig FROM events WHERE station_id = ?1 AND ( \
+               (kind IN ('bulletin_received', 'bulletin_refused', 'bulletin_withdrawn') \
+                 AND json_extract(body, '$.bulletin_id') = ?2) \
+               OR (kind = 'airing_ended' AND EXISTS (SELECT 1 FROM clips \
+                 WHERE clips.clip_id = json_extract(events.body, '$.clip_id') AND events.seq > clips.seq))) \
+             ORDER BY seq",
+        )?;
+        Ok(stmt.query_map(rusqlite::params![station_id, id], super::held_event)?.collect::<Result<_, _>>()?)
     }
 }

@@ -124,7 +124,7 @@ pub fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-fn held_event(r: &Row) -> rusqlite::Result<HeldEvent> {
+pub(super) fn held_event(r: &Row) -> rusqlite::Result<HeldEvent> {
     Ok(HeldEvent { seq: r.get(0)?, at: r.get(1)?, kind: r.get(2)?, body: r.get(3)?, hash: r.get(4)?, sig: r.get(5)? })
 }
 
