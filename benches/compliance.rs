@@ -107,8 +107,9 @@ fn main() {
         .map(|_| {
             let t = Instant::now();
             let needs = loa::air::quota::unmet(&store, &config.quotas, true, at, tz).unwrap();
-            let program =
-                loa::air::planner::program(&clips, &last, at.with_timezone(&tz).date_naive(), 15 * 60_000, &needs);
+            let owed = loa::air::planner::Owed::of(&store.priority_bulletins().unwrap());
+            let date = at.with_timezone(&tz).date_naive();
+            let program = loa::air::planner::program(&clips, &last, date, 15 * 60_000, &needs, &owed);
             assert!(!program.is_empty());
             t.elapsed().as_secs_f64() * 1000.0
         })

@@ -10,6 +10,37 @@ use chrono::NaiveDate;
 use crate::air::quota::Need;
 use crate::model::clip::Clip;
 
+/// The office's priority bulletins (TT 39/2020 "ưu tiên"): those still owed completed airings
+/// lead every peak slot of their window; once aired as often as owed they are planned as
+/// normal bulletins.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Owed {
+    pub leading: Vec<i64>,
+    pub done: std::collections::HashSet<i64>,
+}
+
+impl Owed {
+    /// From the store's `(clip_id, owed, completed)` rows.
+    pub fn of(rows: &[(i64, u32, u32)]) -> Owed {
+        let mut owed = Owed::default();
+        for &(clip, airings, completed) in rows {
+            if completed < airings {
+                owed.leading.push(clip);
+            } else {
+                owed.done.insert(clip);
+            }
+        }
+        owed
+    }
+
+    fn priority(&self, clip: &Clip) -> crate::model::clip::Priority {
+        match self.done.contains(&clip.id) {
+            true => crate::model::clip::Priority::Normal,
+            false => clip.meta.priority,
+        }
+    }
+}
+
 /// A clip in a slot's program, and the quota (index in the config) it is there to serve.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Planned {
@@ -26,18 +57,28 @@ pub struct SlotItem {
     pub quota: Option<usize>,
 }
 
+/// The slot a program is for: its local date, its minutes, whether it is a peak slot.
+#[derive(Debug, Clone, Copy)]
+pub struct SlotFrame {
+    pub date: NaiveDate,
+    pub budget_ms: u64,
+    pub peak: bool,
+}
+
 /// A slot's whole program, built here for both the engine (what airs) and `/schedule` (what
 /// would air), so the two cannot drift: the operators' "next slot" items first, in queue order,
-/// each clip once and only if it is still in the library (`active`: not retired), then the
+/// each clip once and only if it is still in the library (`active`: not retired); in a peak
+/// slot the office's priority bulletins still owed (`owed`), within their window; then the
 /// planner's [`program`] without repeats.
 pub fn slot_program(
     active: &[Clip],
     queued: &[(i64, i64)],
     last_completed: &HashMap<i64, i64>,
-    date: NaiveDate,
-    budget_ms: u64,
+    frame: SlotFrame,
     needs: &[Need],
+    owed: &Owed,
 ) -> Vec<SlotItem> {
+    let SlotFrame { date, budget_ms, peak } = frame;
     let mut items: Vec<SlotItem> = Vec::new();
     for (queue_id, clip_id) in queued {
         let Some(clip) = active.iter().find(|c| c.id == *clip_id && c.retired_at.is_none()) else { continue };
@@ -45,7 +86,17 @@ pub fn slot_program(
             items.push(SlotItem { clip: clip.clone(), queue_id: Some(*queue_id), quota: None });
         }
     }
-    for planned in program(active, last_completed, date, budget_ms, needs) {
+    // (The planner's budget is the slot's less what the bulletins leading it take.)
+    let mut leading_ms = 0;
+    for clip in owed.leading.iter().filter_map(|id| active.iter().find(|c| c.id == *id)).filter(|_| peak) {
+        let fits = leading_ms + clip.audio.duration_ms <= budget_ms;
+        if fits && is_valid_on(clip, date) && !items.iter().any(|item| item.clip.id == clip.id) {
+            leading_ms += clip.audio.duration_ms;
+            items.push(SlotItem { clip: clip.clone(), queue_id: None, quota: None });
+        }
+    }
+    let budget_ms = budget_ms - leading_ms;
+    for planned in program(active, last_completed, date, budget_ms, needs, owed) {
         if !items.iter().any(|item| item.clip.id == planned.clip.id) {
             items.push(SlotItem { clip: planned.clip, queue_id: None, quota: planned.quota });
         }
@@ -69,6 +120,7 @@ pub fn program(
     date: NaiveDate,
     budget_ms: u64,
     needs: &[Need],
+    owed: &Owed,
 ) -> Vec<Planned> {
     let mut eligible: Vec<&Clip> = clips.iter().filter(|clip| is_valid_on(clip, date)).collect();
     let mut used = 0;
@@ -87,7 +139,7 @@ pub fn program(
         }
     }
     eligible
-        .sort_by_key(|clip| (std::cmp::Reverse(clip.meta.priority), last_completed.get(&clip.id).copied(), clip.id));
+        .sort_by_key(|clip| (std::cmp::Reverse(owed.priority(clip)), last_completed.get(&clip.id).copied(), clip.id));
     for clip in eligible {
         if used + clip.audio.duration_ms <= budget_ms && !chosen.iter().any(|p| p.clip.id == clip.id) {
             used += clip.audio.duration_ms;
@@ -156,7 +208,7 @@ mod tests {
             clip(4, Priority::Normal, 60_000, (None, None)),
         ];
         let last = HashMap::from([(1, 300), (2, 100)]); // 4 never aired
-        assert_eq!(ids(&program(&clips, &last, date("2026-11-23"), 900_000, &[])), [3, 4, 2, 1]);
+        assert_eq!(ids(&program(&clips, &last, date("2026-11-23"), 900_000, &[], &Owed::default())), [3, 4, 2, 1]);
     }
 
     #[test]
@@ -166,7 +218,7 @@ mod tests {
             clip(2, Priority::Normal, 400_000, (None, None)),
             clip(3, Priority::Normal, 300_000, (None, None)),
         ];
-        let chosen = program(&clips, &HashMap::new(), date("2026-11-23"), 900_000, &[]);
+        let chosen = program(&clips, &HashMap::new(), date("2026-11-23"), 900_000, &[], &Owed::default());
         assert_eq!(ids(&chosen), [1, 3]);
         assert!(chosen.iter().map(|p| p.clip.audio.duration_ms).sum::<u64>() <= 900_000);
     }
@@ -175,7 +227,11 @@ mod tests {
     fn validity_windows_are_inclusive_local_dates() {
         let clips = [clip(1, Priority::Normal, 1000, (Some("2026-03-01"), Some("2026-03-31")))];
         for (day, airs) in [("2026-02-28", false), ("2026-03-01", true), ("2026-03-31", true), ("2026-04-01", false)] {
-            assert_eq!(!program(&clips, &HashMap::new(), date(day), 900_000, &[]).is_empty(), airs, "{day}");
+            assert_eq!(
+                !program(&clips, &HashMap::new(), date(day), 900_000, &[], &Owed::default()).is_empty(),
+                airs,
+                "{day}"
+            );
         }
     }
 
@@ -193,7 +249,7 @@ mod tests {
         ];
         // Clip 2 aired last week, clip 3 longer ago: 3 serves the vi quota this time.
         let last = HashMap::from([(2, 2_000), (3, 1_000)]);
-        let program = program(&clips, &last, date("2026-11-23"), 180_000, &needs);
+        let program = program(&clips, &last, date("2026-11-23"), 180_000, &needs, &Owed::default());
         let quotas: Vec<(i64, Option<usize>)> = program.iter().map(|p| (p.clip.id, p.quota)).collect();
         assert_eq!(quotas, [(3, Some(0)), (4, Some(1)), (1, None)], "quota items lead, within the budget");
     }
@@ -202,13 +258,37 @@ mod tests {
     fn a_quota_with_no_eligible_clip_is_left_unserved() {
         let clips = [topical(1, Priority::Normal, 60_000, (Some("2026-03-01"), Some("2026-03-31")), "cchc", "vi")];
         let needs = [Need { quota: 0, topic: "cchc".into(), language: None }];
-        assert!(program(&clips, &HashMap::new(), date("2026-04-01"), 900_000, &needs).is_empty());
+        assert!(program(&clips, &HashMap::new(), date("2026-04-01"), 900_000, &needs, &Owed::default()).is_empty());
     }
 
     #[test]
     fn retired_clips_never_air() {
         let mut retired = clip(1, Priority::Emergency, 1000, (None, None));
         retired.retired_at = Some("2026-11-01T00:00:00.000Z".into());
-        assert!(program(&[retired], &HashMap::new(), date("2026-11-23"), 900_000, &[]).is_empty());
+        assert!(program(&[retired], &HashMap::new(), date("2026-11-23"), 900_000, &[], &Owed::default()).is_empty());
+    }
+
+    #[test]
+    fn an_offices_priority_bulletin_leads_peak_slots_until_aired_as_often_as_owed() {
+        let clips = [
+            clip(1, Priority::Normal, 60_000, (None, None)),
+            clip(2, Priority::Priority, 60_000, (None, None)),
+            clip(3, Priority::Priority, 60_000, (Some("2026-12-01"), Some("2026-12-07"))),
+        ];
+        let frame = |peak| SlotFrame { date: date("2026-11-23"), budget_ms: 900_000, peak };
+        let ids = |items: Vec<SlotItem>| items.iter().map(|i| i.clip.id).collect::<Vec<_>>();
+        let none = HashMap::new();
+        // Owed: it leads a peak slot, ahead of the quota's pick; not outside its window (3).
+        let owed = Owed::of(&[(2, 2, 1), (3, 1, 0)]);
+        let needs = [Need { quota: 0, topic: "cchc".into(), language: None }];
+        assert_eq!(ids(slot_program(&clips, &[], &none, frame(true), &needs, &owed))[0], 2);
+        // Aired as often as owed: planned as a normal bulletin (the least recently aired first).
+        let done = Owed::of(&[(2, 2, 2)]);
+        let last = HashMap::from([(1, 10), (2, 5)]);
+        assert_eq!(ids(slot_program(&clips, &[], &last, frame(true), &[], &done)), [2, 1]);
+        let last = HashMap::from([(1, 5), (2, 10)]);
+        assert_eq!(ids(slot_program(&clips, &[], &last, frame(true), &[], &done)), [1, 2]);
+        // Not a peak slot: no leading, though still before normal ones while owed.
+        assert_eq!(ids(slot_program(&clips, &[], &last, frame(false), &[], &owed)), [2, 1]);
     }
 }

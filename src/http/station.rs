@@ -185,19 +185,21 @@ async fn plan_schedule(state: &AppState, days: i64, now: DateTime<Utc>) -> Resul
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let queued = s.pending_queue(Wanted::NextSlot)?;
+            let needs = (needs, planner::Owed::of(&s.priority_bulletins()?));
             Ok::<_, crate::store::StoreError>((s.active_clips()?, s.last_completed_by_clip()?, queued, needs))
         })
         .await
         .map_err(ApiError::internal)?;
+    let (needs, owed) = needs;
     // The engine's own builder: what each slot would air, queued items leading the first.
     let queued: Vec<(i64, i64)> = queued.iter().map(|q| (q.id, q.clip_id)).collect();
     let mut slots = Vec::new();
     for (i, ((slot_index, at), needs)) in upcoming.into_iter().zip(needs).enumerate() {
         let slot = &state.config.slots[slot_index];
-        let budget = u64::from(slot.max_minutes) * 60_000;
-        let date = at.with_timezone(&tz).date_naive();
+        let budget_ms = u64::from(slot.max_minutes) * 60_000;
+        let frame = planner::SlotFrame { date: at.with_timezone(&tz).date_naive(), budget_ms, peak: slot.peak };
         let leading = if i == 0 { queued.as_slice() } else { &[] };
-        let program = planner::slot_program(&clips, leading, &last_completed, date, budget, &needs);
+        let program = planner::slot_program(&clips, leading, &last_completed, frame, &needs, &owed);
         let items: Vec<Value> = program.iter().map(|p| item(state, &p.clip, p.queue_id.is_some(), p.quota)).collect();
         slots.push(json!({ "slot": slot.name, "peak": slot.peak, "at": local_time(state, at), "items": items }));
     }

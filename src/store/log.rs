@@ -293,6 +293,18 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The office's priority bulletins taken: per clip, the completed airings its window owes
+    /// and those done since it was received (what `planner::Owed` leads slots with).
+    pub fn priority_bulletins(&self) -> Result<Vec<(i64, u32, u32)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT r.clip_id, json_extract(r.body, '$.airings'), (SELECT count(*) FROM events a \
+               WHERE a.clip_id = r.clip_id AND a.kind = 'airing_ended' AND a.status = 'completed' AND a.seq > r.seq) \
+             FROM events r WHERE r.kind = 'bulletin_received' AND json_extract(r.body, '$.priority') = 'priority'",
+        )?;
+        let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Completed airings of `topic` (in `language`, in peak slots when `peak_only`) that ended
     /// in [from, to) UTC ms: what a quota counts.
     pub fn completed_airings(

@@ -1222,11 +1222,17 @@ async fn a_station_follows_the_feed_of_what_is_addressed_to_it_and_downloads_the
 
 /// A station following the office (`[upstream]` + `[office] public_key`), its slot far off.
 fn follower(office: &Office, pinned_key: &str) -> (Station, String) {
-    let station = Station::with_config(
+    follower_with_slot(office, pinned_key, "0 30 5 * * Mon-Sun")
+}
+
+fn follower_with_slot(office: &Office, pinned_key: &str, cron: &str) -> (Station, String) {
+    let station = Station::with_config(&format!(
         "[station]\nid = \"phu-thuy\"\nname = \"Đài truyền thanh phường Phú Thủy\"\ndata_dir = \"data\"\n\
          [http]\nlisten = \"127.0.0.1:0\"\n\
-         [[slot]]\nname = \"sang\"\ncron = \"0 30 5 * * Mon-Sun\"\nmax_minutes = 15\npeak = true\n",
-    );
+         [[slot]]\nname = \"sang\"\ncron = \"{cron}\"\nmax_minutes = 1\npeak = true\n\
+         [[preload]]\nfile = \"{}/vbr_stereo_44k.mp3\"\ntitle = \"Bản tin của đài\"\ntopic = \"thong-bao\"\n",
+        crate::helpers::FIXTURES
+    ));
     let text = std::fs::read_to_string(office.config()).unwrap();
     let entry =
         format!("[[station]]\nid = \"phu-thuy\"\nname = \"Đài Phú Thủy\"\npublic_key = \"{}\"\n", station.public_key());
@@ -1341,4 +1347,49 @@ fn bulletin_status(office: &Office, id: i64, state: &str) -> Value {
         assert!(std::time::Instant::now() < deadline, "bulletin {id} never stood {state}: {status}");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+#[test]
+fn a_priority_bulletin_leads_each_peak_slot_until_it_has_aired_as_often_as_owed() {
+    let office = Office::new("");
+    let (station, _) = follower_with_slot(&office, &office_key(), "*/3 * * * * Mon-Sun");
+    let _serving = serve(&office);
+    let daemon = station.start(Device::Unpaced);
+    let id = send(&office, "mono_22k.mp3", "Bản tin CCHC ưu tiên", &["--priority", "priority", "--airings", "2"]);
+    let events = station.wait_for("two more slots after it was aired twice", WAIT, |e| {
+        let Some(clip) = of_kind(e, "bulletin_received", None).first().map(|r| r["clip_id"].clone()) else {
+            return false;
+        };
+        let aired = of_kind(e, "airing_ended", Some("completed")).iter().filter(|a| a["clip_id"] == clip).count();
+        aired >= 2 && slots_after(e, &clip, 2) >= 2
+    });
+    daemon.stop();
+    let clip = of_kind(&events, "bulletin_received", None)[0]["clip_id"].clone();
+    // Each peak slot after it arrived opened with it, until two completed airings.
+    let received_seq = of_kind(&events, "bulletin_received", None)[0]["seq"].as_i64().unwrap();
+    let mut openings: Vec<(i64, Value)> = Vec::new();
+    for started in of_kind(&events, "airing_started", None) {
+        let slot = started["scheduled_at"].as_i64().unwrap_or(0);
+        if started["seq"].as_i64().unwrap() > received_seq && !openings.iter().any(|(s, _)| *s == slot) {
+            openings.push((slot, started["clip_id"].clone()));
+        }
+    }
+    assert!(openings.len() >= 3, "{openings:?}");
+    assert!(openings[..2].iter().all(|(_, c)| *c == clip), "the first two slots open with it: {openings:?}");
+    let status = bulletin_status(&office, id, "aired");
+    assert!(status["stations"][0]["airings"]["completed"].as_u64() >= Some(2), "{status}");
+}
+
+/// Slots that began after the `n`-th completed airing of `clip`.
+fn slots_after(events: &[Value], clip: &Value, n: usize) -> usize {
+    let ended = of_kind(events, "airing_ended", Some("completed"));
+    let Some(nth) = ended.iter().filter(|a| a["clip_id"] == *clip).nth(n - 1) else { return 0 };
+    let after = nth["seq"].as_i64().unwrap();
+    let mut slots: Vec<i64> = of_kind(events, "airing_started", None)
+        .iter()
+        .filter(|s| s["seq"].as_i64().unwrap() > after)
+        .filter_map(|s| s["scheduled_at"].as_i64())
+        .collect();
+    slots.dedup();
+    slots.len()
 }

@@ -36,11 +36,13 @@ impl Engine {
                     }
                 }
                 let needs = quota::unmet(s, &quotas, peak, at, timezone)?;
-                Ok::<_, StoreError>((clips, s.last_completed_by_clip()?, queued, needs))
+                let owed = planner::Owed::of(&s.priority_bulletins()?);
+                Ok::<_, StoreError>((clips, s.last_completed_by_clip()?, queued, (needs, owed)))
             })
             .await?;
-        let budget = u64::from(slot.max_minutes) * 60_000;
-        let program = planner::slot_program(&clips, &queued, &last_completed, date, budget, &needs);
+        let (needs, owed) = needs;
+        let frame = planner::SlotFrame { date, budget_ms: u64::from(slot.max_minutes) * 60_000, peak };
+        let program = planner::slot_program(&clips, &queued, &last_completed, frame, &needs, &owed);
         if program.is_empty() {
             tracing::warn!(slot = %slot.name, "nothing eligible to air");
             let fields =
