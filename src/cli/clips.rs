@@ -29,6 +29,9 @@ pub(super) fn run_clip(
         ClipCommand::Retire { id } => {
             let (mut store, _) = open_station(config)?;
             let now = clock.now();
+            if let Some(owed) = store.owed_bulletin(id, now.with_timezone(&config.station.timezone).date_naive())? {
+                return Err(failed(format!("clip {id}: {}", owed.why_kept())));
+            }
             let clip = store.retire_clip(id, now, None)?.ok_or_else(|| no_such_clip(id))?;
             let retired_at = clip.retired_at.as_deref().unwrap_or_default();
             let line = if retired_at == crate::store::timestamp(now) {

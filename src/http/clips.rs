@@ -62,6 +62,31 @@ pub async fn list(
     Ok(Json(json!({ "clips": clips })))
 }
 
+#[utoipa::path(get, path = "/api/v1/office-bulletins", tag = "clips", security(("bearer" = [])),
+    responses((status = 200, description = "`{\"bulletins\": [...]}`: the office's bulletins as this station's log tells them, oldest first: `bulletin_id`, `state` (`received`, `refused`, `withdrawn`), `office`, `clip_id` and its `title`, `priority`, `valid_from`, `valid_until`, `airings` owed and `completed`, `owed` (still owed: the operator cannot retire it), `refused_reason` and `refused_detail`, `at`"), (status = 401, body = ErrorBody)))]
+pub async fn office_bulletins(
+    State(state): State<AppState>,
+    _caller: Caller<Readers>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let today = state.clock.now().with_timezone(&state.config.station.timezone).date_naive();
+    let (bulletins, clips) = state
+        .store
+        .call(|s| Ok::<_, crate::store::StoreError>((s.office_bulletins()?, s.clips()?)))
+        .await
+        .map_err(ApiError::internal)?;
+    let bulletins: Vec<serde_json::Value> = bulletins
+        .iter()
+        .map(|b| {
+            let mut value = json!(b);
+            let clip = clips.iter().find(|c| Some(c.id) == b.clip_id);
+            value["title"] = json!(clip.map(|c| c.meta.title.clone()));
+            value["owed"] = json!(b.is_owed(today));
+            value
+        })
+        .collect();
+    Ok(Json(json!({ "bulletins": bulletins })))
+}
+
 #[utoipa::path(get, path = "/api/v1/clips/{id}", tag = "clips", security(("bearer" = [])), params(("id" = i64, Path, minimum = 1, description = "clip id")),
     responses((status = 200, body = Clip), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn show(
@@ -73,7 +98,7 @@ pub async fn show(
 }
 
 #[utoipa::path(delete, path = "/api/v1/clips/{id}", tag = "clips", security(("bearer" = [])), params(("id" = i64, Path, minimum = 1, description = "clip id")),
-    responses((status = 204, description = "retired; it stays in the library"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204, description = "retired; it stays in the library"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, description = "an office's bulletin still owed airings: only the office can withdraw it", body = ErrorBody)))]
 pub async fn retire(
     State(state): State<AppState>,
     _caller: Caller<Operators>,
@@ -81,6 +106,10 @@ pub async fn retire(
 ) -> Result<StatusCode, ApiError> {
     let id = clip_id(&id)?;
     let now = state.clock.now();
+    let today = now.with_timezone(&state.config.station.timezone).date_naive();
+    if let Some(owed) = state.store.call(move |s| s.owed_bulletin(id, today)).await.map_err(ApiError::internal)? {
+        return Err(ApiError::invalid_field("id", format!("clip {id}: {}", owed.why_kept())));
+    }
     let retired = state.store.call(move |s| s.retire_clip(id, now, None)).await.map_err(ApiError::internal)?;
     state.schedule_changed().await;
     retired.map(|_| StatusCode::NO_CONTENT).ok_or_else(|| no_such_clip(id))

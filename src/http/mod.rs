@@ -249,6 +249,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(clips::list, clips::upload))
         .routes(routes!(clips::show, clips::retire))
         .routes(routes!(clips::audio))
+        .routes(routes!(clips::office_bulletins))
         .routes(routes!(station::schedule))
         .routes(routes!(clips::enqueue))
         .routes(routes!(station::airtime))

@@ -246,13 +246,6 @@ impl Store {
         Ok(event)
     }
 
-    /// The clip a bulletin of the office became (its `bulletin_received` event), if any.
-    pub fn bulletin_clip(&self, bulletin_id: i64) -> Result<Option<i64>, StoreError> {
-        let sql = "SELECT json_extract(body, '$.clip_id') FROM events WHERE json_extract(body, '$.kind') = \
-                   'bulletin_received' AND json_extract(body, '$.bulletin_id') = ?1 ORDER BY seq DESC LIMIT 1";
-        Ok(self.conn.query_row(sql, [bulletin_id], |r| r.get(0)).optional()?)
-    }
-
     pub fn events(&self, query: EventQuery) -> Result<Vec<SealedEvent>, StoreError> {
         // Time bounds only when asked: `at` is computed from the body, so a plain page by seq
         // stays a primary-key range scan.
@@ -290,18 +283,6 @@ impl Store {
              AND status = 'completed' GROUP BY clip_id",
         )?;
         let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// The office's priority bulletins taken: per clip, the completed airings its window owes
-    /// and those done since it was received (what `planner::Owed` leads slots with).
-    pub fn priority_bulletins(&self) -> Result<Vec<(i64, u32, u32)>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT r.clip_id, json_extract(r.body, '$.airings'), (SELECT count(*) FROM events a \
-               WHERE a.clip_id = r.clip_id AND a.kind = 'airing_ended' AND a.status = 'completed' AND a.seq > r.seq) \
-             FROM events r WHERE r.kind = 'bulletin_received' AND json_extract(r.body, '$.priority') = 'priority'",
-        )?;
-        let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

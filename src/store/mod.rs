@@ -9,6 +9,7 @@
 //! same time still produce one linear, gapless chain. Clip changes and their events commit together.
 
 mod access;
+mod bulletins;
 mod clips;
 mod handle;
 mod log;
@@ -23,6 +24,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension};
 use rusqlite_migration::{M, Migrations};
 
+pub use bulletins::OfficeBulletin;
 pub use clips::Inserted;
 pub use handle::StoreHandle;
 pub use log::{AiringCounts, EventQuery};

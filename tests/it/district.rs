@@ -1298,6 +1298,27 @@ fn a_station_takes_the_offices_bulletins_airs_an_emergency_at_once_and_follows_a
     let clips = station.clip_list();
     let clip = clips.iter().find(|c| c["title"] == "Bản tin CCHC tháng 12").expect("in the library");
     assert_eq!((clip["topic"].as_str(), clip["valid_until"].as_str()), (Some("cchc"), Some("2099-12-31")));
+    // Owed: the operator cannot retire it, on the command line or the page's API.
+    let clip_id = clip["id"].as_i64().unwrap().to_string();
+    let refused = station.loa(&["clip", "retire", &clip_id]);
+    assert_eq!(refused.code, 1);
+    assert!(refused.stderr.contains("cannot be retired at the station"), "{}", refused.stderr);
+    let operator = station.token("operator");
+    let auth = format!("Bearer {operator}");
+    let headers = [("authorization", auth.as_str())];
+    let base = daemon.http_base();
+    let (code, body) =
+        crate::helpers::http_request(&base, "DELETE", &format!("/api/v1/clips/{clip_id}"), &headers, b"");
+    assert_eq!(code, "422", "{body}");
+    let (code, body) = crate::helpers::http_request(&base, "GET", "/api/v1/office-bulletins", &headers, b"");
+    assert_eq!(code, "200", "{body}");
+    let listed: Value = serde_json::from_str(&body).unwrap();
+    let shown = listed["bulletins"].as_array().unwrap().iter().find(|b| b["bulletin_id"] == normal).cloned().unwrap();
+    assert_eq!((shown["state"].as_str(), shown["owed"].as_bool()), (Some("received"), Some(true)), "{shown}");
+    assert_eq!(
+        (shown["title"].as_str(), shown["office"].as_str()),
+        (Some("Bản tin CCHC tháng 12"), Some("UBND xã Phú Thủy"))
+    );
 
     // Withdrawn: the clip is retired and the station says so.
     assert_eq!(office.run(&["bulletin", "withdraw", &normal.to_string()]).code, 0);

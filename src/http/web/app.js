@@ -275,9 +275,14 @@ window.addEventListener("hashchange", route);
 
 // Library: upload with progress, then the list.
 async function loadLibrary() {
-  const { clips } = await (await api("/api/v1/clips")).json();
+  const [{ clips }, { bulletins }] = await Promise.all([
+    api("/api/v1/clips").then((r) => r.json()),
+    api("/api/v1/office-bulletins").then((r) => r.json()),
+  ]);
+  showOfficeBulletins(bulletins);
+  const owed = new Map(bulletins.filter((b) => b.owed).map((b) => [b.clip_id, b]));
   const active = clips.filter((c) => !c.retired_at).reverse();
-  $("clips").innerHTML = active.length ? active.map(clipItem).join("") : '<p class="hint">Chưa có bản tin nào.</p>';
+  $("clips").innerHTML = active.length ? active.map((c) => clipItem(c, owed.get(c.id))).join("") : '<p class="hint">Chưa có bản tin nào.</p>';
   for (const button of document.querySelectorAll("[data-retire]")) {
     button.addEventListener("click", () => retire(Number(button.dataset.retire), button.dataset.title));
   }
@@ -297,22 +302,60 @@ function slotName(id) {
   return label(state.station && state.station.slots, id);
 }
 
-function validity(c) {
-  if (!c.valid_from && !c.valid_until) return "luôn có hiệu lực";
-  return `hiệu lực ${c.valid_from || "…"} → ${c.valid_until || "…"}`;
+// "2026-12-01" as Vietnamese writes it: "1/12/2026".
+function dayVi(iso) {
+  const [year, month, day] = iso.split("-").map(Number);
+  return `${day}/${month}/${year}`;
 }
 
-function clipItem(c) {
+function validity(c) {
+  if (!c.valid_from && !c.valid_until) return "luôn có hiệu lực";
+  return `hiệu lực ${c.valid_from ? dayVi(c.valid_from) : "…"} → ${c.valid_until ? dayVi(c.valid_until) : "…"}`;
+}
+
+// `owed`: the office's bulletin this clip is, while the station still owes it airings: it
+// cannot be retired here (only the office withdraws it).
+function clipItem(c, owed) {
   const aired = c.last_aired_at ? `phát gần nhất ${localTime(c.last_aired_at)}` : "chưa phát";
   const title = escape(c.title);
+  const retire = owed
+    ? `<span class="hint">Bản tin của ${escape(owed.office)}: đài còn phải phát ${owed.airings - owed.completed} lần</span>`
+    : `<button class="secondary" data-retire="${c.id}" data-title="${title}">Ngừng phát</button>`;
   const actions = isOperator() && !c.retired_at
     ? `<div class="actions"><button data-queue="${c.id}" data-when="next_slot" data-title="${title}">Phát ở khung giờ tới</button>
        <button class="danger" data-queue="${c.id}" data-when="now" data-title="${title}">Phát ngay</button>
-       <button class="secondary" data-retire="${c.id}" data-title="${title}">Ngừng phát</button></div>`
+       ${retire}</div>`
     : "";
   return `<div class="item clip" data-clip="${c.id}"><div class="title">${title}</div>
     <div class="meta"><span class="tag">${escape(label(state.station.topics, c.topic))}</span><span class="tag">${escape(label(state.station.languages, c.language))}</span>${PRIORITY[c.priority] ? `<span class="tag">${PRIORITY[c.priority]}</span>` : ""}</div>
     <div class="meta">${minutes(c.duration_ms)} · ${loudness(c.loudness_lufs)} · ${validity(c)} · ${aired}</div>${actions}</div>`;
+}
+
+// Why the station refused an office's bulletin, in plain words.
+const BULLETIN_REFUSAL = {
+  bad_signature: "không có chữ ký hợp lệ của cơ quan cấp trên đã đăng ký với đài",
+  malformed: "bản tin gửi xuống sai quy cách",
+  not_for_this_station: "bản tin không gửi cho đài này",
+  expired: "bản tin đã hết hạn khi đến đài",
+  hash_mismatch: "tệp âm thanh nhận được không đúng tệp đã gửi",
+  not_playable: "tệp âm thanh không phát được",
+  withdrawn: "bản tin đã bị thu hồi",
+};
+
+// The office's bulletins: what was received, aired, refused (and why) or withdrawn.
+function showOfficeBulletins(bulletins) {
+  $("office-section").hidden = bulletins.length === 0;
+  const office = bulletins.map((b) => b.office).find(Boolean);
+  $("office-heading").textContent = office ? `Bản tin từ ${office}` : "Bản tin từ cấp trên";
+  $("office-bulletins").innerHTML = bulletins.slice().reverse().map((b) => {
+    const state = b.state === "refused" ? `<span class="status-failed">Đài không nhận: ${BULLETIN_REFUSAL[b.refused_reason] || "lý do khác"}</span>`
+      : b.state === "withdrawn" ? "Cấp trên đã thu hồi"
+      : b.owed ? `Đã phát ${b.completed}/${b.airings} lần, đến hết ${dayVi(b.valid_until)}`
+      : `Đã phát ${b.completed} lần`;
+    const when = b.valid_from ? ` · từ ${dayVi(b.valid_from)} đến ${dayVi(b.valid_until)}` : "";
+    return `<div class="item bulletin"><div class="title">${escape(b.title || "Bản tin bị từ chối")}</div>
+      <div class="meta">${PRIORITY[b.priority] ? `<span class="tag">${PRIORITY[b.priority]}</span>` : ""}${state}${when}</div></div>`;
+  }).join("");
 }
 
 async function retire(id, title) {
