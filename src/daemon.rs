@@ -195,6 +195,7 @@ fn serve_api(listeners: Listeners, state: AppState, mut stopped: watch::Receiver
                 store: state.store.clone(),
                 library: state.library.clone(),
                 queued: state.live.queue_bell(),
+                logged: state.live.logged_bell(),
                 clock: state.clock.clone(),
             };
             tokio::spawn(crate::audit::follow::run(follower, stopped.clone()));

@@ -43,6 +43,8 @@ pub struct Follower {
     pub library: Library,
     /// Rung when an emergency is queued: the engine airs it at once.
     pub queued: Arc<Notify>,
+    /// Rung after each event recorded: the push tells the office at once.
+    pub logged: Arc<Notify>,
     pub clock: Arc<dyn crate::time::clock::Clock>,
 }
 
@@ -88,6 +90,7 @@ impl Follower {
                 continue;
             }
             self.take(client, &notice.line).await?;
+            self.logged.notify_one();
             write_cursor(&self.data_dir, notice.seq).map_err(|e| format!("cannot keep the feed's cursor: {e}"))?;
         }
         Ok(())

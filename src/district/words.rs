@@ -1,7 +1,34 @@
 //! The office's words for a clerk: an alarm in plain Vietnamese, for the dashboard and the
 //! office's reports alike (a quota's words are the reports' renderer's, `audit::render`).
 
+use super::bulletins::Reach;
 use super::witness::AlarmKind;
+
+/// Where a bulletin stands at a station, in words (`reason`: why it refused it).
+pub fn reach_vi(reach: Reach, reason: Option<&str>) -> String {
+    match reach {
+        Reach::Pending => "chưa nhận được".into(),
+        Reach::Received => "đã nhận, chưa phát đủ".into(),
+        Reach::Aired => "đã phát".into(),
+        Reach::Expired => "hết hạn mà chưa phát đủ".into(),
+        Reach::Withdrawn => "đã thu hồi".into(),
+        Reach::Refused => format!("đài từ chối: {}", refusal_vi(reason.unwrap_or_default())),
+    }
+}
+
+/// Why a station refused a bulletin, in words.
+fn refusal_vi(reason: &str) -> &'static str {
+    match reason {
+        "bad_signature" => "chữ ký không khớp khóa của phòng mà đài đã ghim",
+        "malformed" => "bản tin sai quy cách",
+        "not_for_this_station" => "không gửi cho đài này",
+        "expired" => "đến đài khi đã hết hạn",
+        "hash_mismatch" => "tệp âm thanh đến đài không đúng tệp đã gửi",
+        "not_playable" => "tệp âm thanh không phát được",
+        "withdrawn" => "đã thu hồi",
+        _ => "lý do khác",
+    }
+}
 
 /// An alarm in plain words, for the clerk.
 pub fn alarm_vi(kind: &str, seq: Option<i64>, detail: &str) -> String {

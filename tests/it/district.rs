@@ -1319,6 +1319,14 @@ fn a_station_takes_the_offices_bulletins_airs_an_emergency_at_once_and_follows_a
         (shown["title"].as_str(), shown["office"].as_str()),
         (Some("Bản tin CCHC tháng 12"), Some("UBND xã Phú Thủy"))
     );
+    // The office's "Bản tin" page: each bulletin's reach, and where the others stand.
+    bulletin_status(&office, normal, "received");
+    let (code, page) = http_get_body(&format!("http://{}", office.listen()), "/bulletins");
+    assert_eq!(code, "200");
+    for words in ["Khẩn: mưa lũ", "đã phát 1/1 đài", "Bản tin CCHC tháng 12", "đã nhận, chưa phát đủ", "Khẩn cấp"]
+    {
+        assert!(page.contains(words), "`{words}` missing from the office's bulletins page:\n{page}");
+    }
 
     // Withdrawn: the clip is retired and the station says so.
     assert_eq!(office.run(&["bulletin", "withdraw", &normal.to_string()]).code, 0);

@@ -16,6 +16,9 @@ use tower::ServiceExt as _;
 
 use super::push::station_of;
 use super::{Desk, error};
+use crate::audit::words::escape;
+use crate::district::bulletins::Reach;
+use crate::district::words::reach_vi;
 use crate::http::conn;
 use crate::model::protocol::{FeedNotice, FeedPage, MAX_FEED_WAIT};
 
@@ -104,4 +107,56 @@ pub(super) async fn audio(
         Ok(response) => response.map(Body::new),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }
+}
+
+/// `GET /bulletins`: each bulletin sent with its reach ("đã phát 2/3 đài"), and for each station
+/// that has not aired it, where it stands and why.
+pub(super) async fn page(State(Desk { office, .. }): State<Desk>) -> Response {
+    let built = tokio::task::spawn_blocking(move || {
+        let listed = office.bulletins()?;
+        listed.iter().rev().map(|b| office.bulletin_status(b.id)).collect::<Result<Vec<_>, _>>()
+    })
+    .await;
+    let Ok(Ok(statuses)) = built else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "store", "the office database does not answer");
+    };
+    let day = |iso: &str| crate::audit::words::date_vi(&format!("{iso}T00:00:00+00:00"), false);
+    let rows: String = statuses
+        .iter()
+        .map(|s| {
+            let missing: Vec<String> = s
+                .stations
+                .iter()
+                .filter(|r| r.state != Reach::Aired)
+                .map(|r| {
+                    format!("{}: {}", escape(&r.station_name), escape(&reach_vi(r.state, r.refused_reason.as_deref())))
+                })
+                .collect();
+            let priority = match s.priority.as_str() {
+                "emergency" => "Khẩn cấp",
+                "priority" => "Ưu tiên",
+                _ => "Thông thường",
+            };
+            format!(
+                "<tr><td data-label=\"Bản tin\">{}{}</td><td data-label=\"Mức\">{priority}</td>\
+                 <td data-label=\"Thời hạn\">{} – {}</td><td data-label=\"Đã phát\">đã phát {}/{} đài</td>\
+                 <td data-label=\"Chưa phát\">{}</td></tr>",
+                escape(&s.title),
+                if s.withdrawn { " (đã thu hồi)" } else { "" },
+                day(&s.valid_from),
+                day(&s.valid_until),
+                s.aired,
+                s.stations.len(),
+                if missing.is_empty() { "—".to_owned() } else { missing.join("<br>") },
+            )
+        })
+        .collect();
+    let body = if statuses.is_empty() {
+        "<p>Chưa gửi bản tin nào. Gửi bằng <code>loa district bulletin add</code>.</p>".to_owned()
+    } else {
+        format!(
+            "<table><tr class=\"head\"><th>Bản tin</th><th>Mức</th><th>Thời hạn</th><th>Đã phát</th><th>Chưa phát</th></tr>{rows}</table>"
+        )
+    };
+    super::page_with(StatusCode::OK, "Bản tin gửi các đài", &body)
 }

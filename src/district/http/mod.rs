@@ -48,6 +48,7 @@ pub fn router(office: Arc<Office>) -> Router {
         .route("/report", get(report))
         .route(protocol::STATUS, get(status))
         .route(protocol::PUSH, post(push::push))
+        .route("/bulletins", get(bulletins::page))
         .route(protocol::BULLETINS, get(bulletins::feed))
         .route(protocol::BULLETIN_AUDIO, get(bulletins::audio))
         .route("/alarms/{id}/ack", post(clerk::acknowledge).layer(axum::extract::DefaultBodyLimit::max(16 * 1024)))
@@ -352,7 +353,7 @@ async fn dashboard(State(Desk { office, .. }): State<Desk>) -> Response {
     let body = format!(
         "<h1>{}</h1><p class=\"center\">Theo dõi các đài truyền thanh cơ sở</p>\
          <table><tr class=\"head\"><th>Đài</th><th>Liên lạc gần nhất</th><th>Tuần này</th><th>Tháng này</th><th>Lần phát gần nhất</th><th>Cảnh báo</th></tr>\n{rows}</table>\
-         <h2>Báo cáo</h2><ul>{periods}</ul>\
+         <h2>Báo cáo</h2><ul>{periods}</ul><p><a href=\"/bulletins\">Bản tin đã gửi các đài và nơi đã phát</a></p>\
          <p class=\"small\">Xác nhận đã xử lý một cảnh báo: trên trang của đài, hoặc <code>loa district ack SỐ --note \"…\"</code> (cảnh báo và ghi chú đều được lưu lại).</p>",
         escape(&name)
     );
