@@ -1422,3 +1422,43 @@ fn slots_after(events: &[Value], clip: &Value, n: usize) -> usize {
     slots.dedup();
     slots.len()
 }
+
+#[test]
+fn a_station_off_air_during_the_send_catches_up_resumes_a_cut_download_and_refuses_altered_bytes() {
+    let office = Office::new("");
+    let (station, _) = follower(&office, &office_key());
+    let _serving = serve(&office);
+    // Sent while the station is off: one cut mid-download (its first half on disk), one whose
+    // partial file holds bytes the office never sent.
+    let resumed = send(&office, "mono_22k.mp3", "Bản tin tải dở", &[]);
+    let altered = send(&office, "vbr_stereo_44k.mp3", "Bản tin bị sửa", &[]);
+    let staging = station.data_dir().join("staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    let fixture = |name: &str| std::fs::read(format!("{}/{name}", crate::helpers::FIXTURES)).unwrap();
+    let (good, other) = (fixture("mono_22k.mp3"), fixture("vbr_stereo_44k.mp3"));
+    std::fs::write(staging.join(format!("bulletin-{resumed}.part")), &good[..good.len() / 2]).unwrap();
+    let mut wrong = other[..other.len() / 2].to_vec();
+    wrong[100] ^= 0xff;
+    std::fs::write(staging.join(format!("bulletin-{altered}.part")), &wrong).unwrap();
+
+    let daemon = station.start(Device::Unpaced);
+    let events = station.wait_for("both judged", WAIT, |e| {
+        of_kind(e, "bulletin_received", None).len() + of_kind(e, "bulletin_refused", None).len() >= 2
+    });
+    daemon.stop();
+    let received = of_kind(&events, "bulletin_received", None);
+    assert_eq!(received.len(), 1, "{events:?}");
+    assert_eq!(received[0]["bulletin_id"].as_i64(), Some(resumed));
+    assert_eq!(received[0]["clip_sha256"], loa::proof::sha256_hex(&good), "the resumed file is the office's file");
+    let refused = of_kind(&events, "bulletin_refused", None);
+    assert_eq!(
+        (refused[0]["bulletin_id"].as_i64(), refused[0]["reason"].as_str()),
+        (Some(altered), Some("hash_mismatch"))
+    );
+    assert!(station.clip_list().iter().all(|c| c["title"] != "Bản tin bị sửa"), "never in the library");
+    let left: Vec<_> = std::fs::read_dir(&staging).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(
+        left.iter().all(|name| !name.to_string_lossy().starts_with("bulletin-")),
+        "no partial file stays: {left:?}"
+    );
+}
