@@ -1462,3 +1462,52 @@ fn a_station_off_air_during_the_send_catches_up_resumes_a_cut_download_and_refus
         "no partial file stays: {left:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clerk_sends_a_bulletin_from_the_dashboard_and_sees_where_it_stands_on_a_phone() {
+    use crate::web::{Browser, CHROMEDRIVER, CHROMIUM, screenshots_dir};
+    let present = Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists();
+    if !crate::helpers::require(present, "Chromium and ChromeDriver", "apt-get install chromium chromium-driver") {
+        return;
+    }
+    let office = Office::new(&format!(
+        "[[station]]\nid = \"phu-thuy\"\nname = \"Đài Phú Thủy\"\npublic_key = \"{SOME_KEY}\"\n\
+         [[station]]\nid = \"binh-an\"\nname = \"Đài Bình An\"\npublic_key = \"{SOME_KEY}\"\n"
+    ));
+    let clerk = office.run(&["token", "create", "--clerk", "Chị Hoa"]).stdout.trim().to_owned();
+    let _serving = serve(&office);
+    let base = format!("http://{}", office.listen());
+    // No clerk, no bulletin: refused from the headers.
+    let form = [("content-type", "multipart/form-data; boundary=x")];
+    let (code, _) = crate::helpers::http_request(&base, "POST", "/bulletins", &form, b"--x--\r\n");
+    assert_eq!(code, "401");
+    let downloads = tempfile::tempdir().unwrap();
+    let browser = Browser::start(downloads.path()).await;
+    browser.resize(360, 740).await;
+    browser.open(&format!("{base}/bulletins")).await;
+    // Signed out: the page offers the clerk's sign-in, not the form.
+    browser.wait("the sign-in", "document.querySelector('input[name=token]') !== null").await;
+    browser.type_into("input[name=token]", &clerk).await;
+    browser.click("form[action='/clerk'] button").await;
+    browser.wait("the send form", "document.querySelector('input[name=file]') !== null").await;
+    let file = format!("{}/{TONE}", crate::helpers::FIXTURES);
+    browser.type_into("input[name=file]", &file).await;
+    browser.type_into("input[name=title]", "Chuyên mục CCHC tháng 12").await;
+    browser.script("document.querySelector('select[name=priority]').value = 'priority'; return true;").await;
+    browser.click("form[action='/bulletins'] button").await;
+    let page = browser
+        .wait(
+            "the bulletin listed",
+            "document.body.innerText.includes('Chuyên mục CCHC tháng 12') && document.body.innerText",
+        )
+        .await;
+    let page = page.as_str().unwrap();
+    assert!(page.contains("đã phát 0/2 đài") && page.contains("Ưu tiên"), "{page}");
+    assert!(page.contains("Đài Phú Thủy: chưa nhận được") && page.contains("Đài Bình An: chưa nhận được"), "{page}");
+    browser.assert_in_words("the bulletins page", &["cchc", "vi", "phu-thuy", "binh-an"]).await;
+    browser.screenshot(&screenshots_dir(), "van-phong-ban-tin-360").await;
+    // What the clerk sent is the office's signed bulletin, as `bulletin add` makes it.
+    let listed = office.run(&["bulletin", "list", "--json"]).json();
+    assert_eq!(listed[0]["manifest"]["priority"], "priority", "{listed}");
+    assert_eq!(listed[0]["manifest"]["stations"], "all", "{listed}");
+}

@@ -9,18 +9,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use tower::ServiceExt as _;
 
 use super::push::station_of;
 use super::{Desk, error};
 use crate::audit::words::escape;
-use crate::district::bulletins::Reach;
+use crate::district::bulletins::{NewBulletin, Reach};
 use crate::district::words::reach_vi;
 use crate::http::conn;
+use crate::model::clip::ClipMeta;
 use crate::model::protocol::{FeedNotice, FeedPage, MAX_FEED_WAIT};
+use crate::proof::bulletin::{AllStations, Stations};
 
 /// How often a waiting feed request looks for something new (a bulletin may be sent by
 /// another process, `loa district bulletin add`, so the log is read, not a signal awaited).
@@ -111,8 +115,10 @@ pub(super) async fn audio(
 
 /// `GET /bulletins`: each bulletin sent with its reach ("đã phát 2/3 đài"), and for each station
 /// that has not aired it, where it stands and why.
-pub(super) async fn page(State(Desk { office, .. }): State<Desk>) -> Response {
+pub(super) async fn page(State(Desk { office, .. }): State<Desk>, headers: axum::http::HeaderMap) -> Response {
+    let listing = Arc::clone(&office);
     let built = tokio::task::spawn_blocking(move || {
+        let office = listing;
         let listed = office.bulletins()?;
         listed.iter().rev().map(|b| office.bulletin_status(b.id)).collect::<Result<Vec<_>, _>>()
     })
@@ -158,5 +164,131 @@ pub(super) async fn page(State(Desk { office, .. }): State<Desk>) -> Response {
             "<table><tr class=\"head\"><th>Bản tin</th><th>Mức</th><th>Thời hạn</th><th>Đã phát</th><th>Chưa phát</th></tr>{rows}</table>"
         )
     };
-    super::page_with(StatusCode::OK, "Bản tin gửi các đài", &body)
+    let form = match super::clerk::presented(&headers) {
+        Some(_) => send_form(&office),
+        None => format!("<h2>Gửi bản tin</h2>{}", super::clerk::sign_in_form("/bulletins")),
+    };
+    super::page_with(StatusCode::OK, "Bản tin gửi các đài", &(body + &form))
+}
+
+/// The form a signed-in clerk sends a bulletin with (no script: a plain multipart form).
+fn send_form(office: &crate::district::Office) -> String {
+    let stations: String = office
+        .config
+        .stations
+        .iter()
+        .map(|s| {
+            format!(
+                "<label><input type=\"checkbox\" name=\"station\" value=\"{}\"> {}</label><br>",
+                escape(&s.id),
+                escape(&s.name)
+            )
+        })
+        .collect();
+    format!(
+        "<h2>Gửi bản tin</h2><form method=\"post\" action=\"/bulletins\" enctype=\"multipart/form-data\">\
+         <p><label>Tệp MP3 <input type=\"file\" name=\"file\" accept=\".mp3,audio/mpeg\" required></label></p>\
+         <p><label>Tên bản tin <input name=\"title\" required maxlength=\"200\"></label></p>\
+         <p><label>Chủ đề (mã) <input name=\"topic\" value=\"cchc\" required maxlength=\"32\"></label></p>\
+         <p><label>Mức <select name=\"priority\"><option value=\"normal\">Thông thường</option>\
+         <option value=\"priority\">Ưu tiên</option><option value=\"emergency\">Khẩn cấp</option></select></label></p>\
+         <p><label>Từ ngày <input type=\"date\" name=\"from\"></label> <label>đến ngày <input type=\"date\" name=\"until\"></label></p>\
+         <p><label>Số lần mỗi đài phải phát <input type=\"number\" name=\"airings\" value=\"1\" min=\"1\" max=\"100\"></label></p>\
+         <p>Gửi cho (không chọn đài nào: tất cả các đài):<br>{stations}</p>\
+         <p><button>Gửi bản tin</button></p></form>"
+    )
+}
+
+/// The largest file the form takes (the station's own default upload limit).
+const MAX_FORM_FILE: u64 = 200 * 1024 * 1024;
+
+/// `POST /bulletins`: a signed-in clerk (judged from the cookie before the form is read) sends a
+/// bulletin from the dashboard, as `bulletin add` does.
+pub(super) async fn send(
+    State(Desk { office, .. }): State<Desk>,
+    super::clerk::Clerk(_clerk): super::clerk::Clerk,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Response {
+    let refused = |why: String| {
+        super::page_with(
+            StatusCode::BAD_REQUEST,
+            "Chưa gửi được bản tin",
+            &format!("<p>{}</p><p><a href=\"/bulletins\">Quay lại</a></p>", escape(&why)),
+        )
+    };
+    let Ok(mut multipart) = multipart else { return refused("Hãy gửi bằng biểu mẫu của trang.".into()) };
+    let dir = crate::district::bulletins::audio_dir(&office.config.data_dir);
+    let mut file: Option<tempfile::NamedTempFile> = None;
+    let mut fields: HashMap<String, String> = HashMap::new();
+    let mut stations: Vec<String> = Vec::new();
+    loop {
+        let mut field = match multipart.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(e) => return refused(format!("Biểu mẫu bị cắt giữa chừng ({e}).")),
+        };
+        let name = field.name().unwrap_or_default().to_owned();
+        if name == "file" {
+            let staged = std::fs::create_dir_all(&dir).and_then(|()| tempfile::NamedTempFile::new_in(&dir));
+            let Ok(mut staged) = staged else { return refused("Máy của phòng không ghi được tệp.".into()) };
+            let mut size = 0u64;
+            while let Ok(Some(chunk)) = field.chunk().await {
+                size += chunk.len() as u64;
+                if size > MAX_FORM_FILE {
+                    return refused(format!("Tệp lớn hơn {} MiB.", MAX_FORM_FILE >> 20));
+                }
+                // A chunk to disk: brief, but blocking, so off the runtime's workers' duty.
+                if tokio::task::block_in_place(|| std::io::Write::write_all(&mut staged, &chunk)).is_err() {
+                    return refused("Máy của phòng không ghi được tệp.".into());
+                }
+            }
+            file = Some(staged);
+        } else {
+            let Ok(value) = field.text().await else { return refused(format!("Trường {name} bị cắt.")) };
+            if value.len() > 1000 {
+                return refused(format!("Trường {name} quá dài."));
+            }
+            match name.as_str() {
+                "station" => stations.push(value),
+                _ => {
+                    fields.insert(name, value);
+                }
+            }
+        }
+    }
+    let Some(file) = file else { return refused("Hãy chọn tệp MP3.".into()) };
+    let text = |name: &str| fields.get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    let day = |name: &str| text(name).map(|d| crate::district::bulletins::parse_day(&d)).transpose();
+    let (from, until) = match (day("from"), day("until")) {
+        (Ok(from), Ok(until)) => (from, until),
+        (Err(e), _) | (_, Err(e)) => return refused(e),
+    };
+    let Ok(priority) = text("priority").unwrap_or_else(|| "normal".into()).parse() else {
+        return refused("Mức ưu tiên không đúng.".into());
+    };
+    let airings = text("airings").map_or(Ok(1), |n| n.parse::<u32>()).unwrap_or(0);
+    let stations = match stations.is_empty() {
+        true => Stations::All(AllStations::All),
+        false => Stations::Listed(stations),
+    };
+    let meta = ClipMeta {
+        title: text("title").unwrap_or_default(),
+        topic: text("topic").unwrap_or_default(),
+        language: text("language").unwrap_or_else(|| "vi".into()),
+        priority,
+        valid_from: from,
+        valid_until: until,
+    };
+    let new = NewBulletin { file: file.path().to_owned(), meta, stations, airings };
+    let sent = tokio::task::spawn_blocking(move || {
+        let sent = office.send_bulletin(&new);
+        drop(file);
+        sent
+    })
+    .await;
+    match sent {
+        Ok(Ok(_)) => (StatusCode::SEE_OTHER, [(header::LOCATION, "/bulletins")]).into_response(),
+        Ok(Err(e)) => refused(e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
 }

@@ -36,7 +36,7 @@ pub(super) fn presented(headers: &HeaderMap) -> Option<String> {
 
 /// The signed-in clerk's name, judged from the cookie before the body: a wrong token counts as a
 /// failed authentication; the refusal is a page with the sign-in form.
-pub(super) struct Clerk(String);
+pub(super) struct Clerk(pub(super) String);
 
 impl FromRequestParts<Desk> for Clerk {
     type Rejection = Response;

@@ -48,7 +48,10 @@ pub fn router(office: Arc<Office>) -> Router {
         .route("/report", get(report))
         .route(protocol::STATUS, get(status))
         .route(protocol::PUSH, post(push::push))
-        .route("/bulletins", get(bulletins::page))
+        .route(
+            "/bulletins",
+            get(bulletins::page).post(bulletins::send).layer(axum::extract::DefaultBodyLimit::max(201 * 1024 * 1024)),
+        )
         .route(protocol::BULLETINS, get(bulletins::feed))
         .route(protocol::BULLETIN_AUDIO, get(bulletins::audio))
         .route("/alarms/{id}/ack", post(clerk::acknowledge).layer(axum::extract::DefaultBodyLimit::max(16 * 1024)))
