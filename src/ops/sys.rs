@@ -19,6 +19,25 @@ pub fn private_files() {
     unsafe { libc::umask(0o027) };
 }
 
+/// Raises this process's open-file limit to what `wanted` descriptors need, within the hard
+/// limit; returns the soft limit now in force.
+pub fn open_file_limit(wanted: u64) -> u64 {
+    // SAFETY: `rlimit` is plain data, filled by getrlimit for the duration of the call.
+    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid, exclusively borrowed rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 1024;
+    }
+    if limit.rlim_cur < wanted as libc::rlim_t {
+        let raised = libc::rlimit { rlim_cur: (wanted as libc::rlim_t).min(limit.rlim_max), rlim_max: limit.rlim_max };
+        // SAFETY: setrlimit reads the rlimit passed; lowering nothing, raising within the hard limit.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return raised.rlim_cur as u64;
+        }
+    }
+    limit.rlim_cur as u64
+}
+
 /// Whether the kernel believes its clock is synchronised (`ntp_adjtime`, which any NTP daemon —
 /// chrony, ntpd, timesyncd — keeps up to date).
 pub fn kernel_clock_synchronized() -> bool {

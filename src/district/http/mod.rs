@@ -124,7 +124,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let registry = conn::Registry::default();
-    let limits = conn::Limits { max_connections: 256, max_per_peer: 64, reserved: conn::RESERVED_FOR_TOKENS };
+    let limits = office_limits(office.config.stations.len());
     let app = router(Arc::clone(&office));
     let every = office.config.pull_every;
     let puller = {
@@ -223,6 +223,17 @@ async fn report(State(Desk { office, .. }): State<Desk>, Query(query): Query<Rep
         Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, "report", e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }
+}
+
+/// The office's connections: every station may hold a long-poll of the bulletins' feed and push
+/// at once, even all behind one carrier NAT address, with room for clerks (at least 256, 64 per
+/// address); the open-file limit is raised to match where the hard limit allows.
+fn office_limits(stations: usize) -> conn::Limits {
+    let wanted = (2 * stations + 64).max(256);
+    let descriptors = crate::ops::sys::open_file_limit(wanted as u64 + 64) as usize;
+    let max_connections = wanted.min(descriptors.saturating_sub(64).max(64));
+    let max_per_peer = (stations + 16).max(64).min(max_connections);
+    conn::Limits { max_connections, max_per_peer, reserved: conn::RESERVED_FOR_TOKENS }
 }
 
 /// The style sheet of the office's pages: one `<style>` block, allowed by its hash (`POLICY`).
@@ -449,4 +460,19 @@ async fn station_page(State(Desk { office, .. }): State<Desk>, Path(id): Path<St
         if alarm_rows.is_empty() { "<li class=\"ok\">Không có</li>".to_owned() } else { alarm_rows },
     );
     page(&station.name, &body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_station_can_hold_a_long_poll_even_all_behind_one_address() {
+        let small = super::office_limits(3);
+        assert_eq!((small.max_connections, small.max_per_peer), (256, 64));
+        let province = super::office_limits(1000);
+        let descriptors = crate::ops::sys::open_file_limit(0) as usize;
+        match descriptors >= 2064 + 64 {
+            true => assert_eq!((province.max_connections, province.max_per_peer), (2064, 1016)),
+            false => assert!(province.max_connections + 64 <= descriptors.max(128)),
+        }
+    }
 }
