@@ -211,6 +211,11 @@ impl Office {
         Ok(notices.into_iter().filter(|n| n.seq > after && addressed.contains(&n.id)).collect())
     }
 
+    /// The last seq of the office's log (what the feed's watcher looks at).
+    pub fn ledger_head(&self) -> Result<i64, DistrictStoreError> {
+        self.store().ledger_head()
+    }
+
     /// The audio of bulletin `id` for `station`: its file and size, if the bulletin is
     /// addressed to it.
     pub fn bulletin_audio(&self, station: &str, id: i64) -> Result<Option<PathBuf>, DistrictStoreError> {

@@ -471,6 +471,7 @@ async fn the_openapi_document_and_the_routes_agree() {
         "/api/v1/compliance/link",
         "/api/v1/pair",
         "/api/v1/receipt",
+        "/api/v1/office-bulletins",
     ];
     contract.sort();
     assert_eq!(documented, contract, "the document lists exactly the API's routes");

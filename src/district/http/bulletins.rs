@@ -26,10 +26,6 @@ use crate::model::clip::ClipMeta;
 use crate::model::protocol::{FeedNotice, FeedPage, MAX_FEED_WAIT};
 use crate::proof::bulletin::{AllStations, Stations};
 
-/// How often a waiting feed request looks for something new (a bulletin may be sent by
-/// another process, `loa district bulletin add`, so the log is read, not a signal awaited).
-const FEED_POLL: Duration = Duration::from_millis(250);
-
 /// `after` and `wait` from the query, or which is wrong and why.
 fn feed_query(query: &HashMap<String, String>) -> Result<(i64, u64), (&'static str, String)> {
     let bad = |name: &'static str, what: String| (name, format!("\"{}\" is not {what}", query[name]));
@@ -50,7 +46,7 @@ fn feed_query(query: &HashMap<String, String>) -> Result<(i64, u64), (&'static s
 
 /// `GET /api/v1/bulletins?after=N&wait=SECONDS`: a [`FeedPage`].
 pub(super) async fn feed(
-    State(Desk { office, auth_failures }): State<Desk>,
+    State(Desk { office, auth_failures, mut ledger }): State<Desk>,
     peer: Option<axum::Extension<conn::Peer>>,
     Query(query): Query<HashMap<String, String>>,
     request: Request,
@@ -63,8 +59,9 @@ pub(super) async fn feed(
         Ok(query) => query,
         Err((name, why)) => return error(StatusCode::BAD_REQUEST, name, why),
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+    let mut deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     loop {
+        ledger.mark_unchanged();
         let read = {
             let (office, station) = (Arc::clone(&office), station.id.clone());
             tokio::task::spawn_blocking(move || office.feed(&station, after)).await
@@ -79,13 +76,19 @@ pub(super) async fn feed(
             let notices = notices.into_iter().map(|n| FeedNotice { seq: n.seq, line: n.line }).collect();
             return axum::Json(FeedPage { notices, next_after }).into_response();
         }
-        tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + FEED_POLL)).await;
+        // Woken when the office's log moves (one watcher reads it for every waiting station);
+        // marked seen before each read, so a move during the read still wakes it.
+        // At the deadline: one last read, then the (empty) page. A watcher gone (the office
+        // stopping) ends the wait too.
+        if let Ok(Err(_)) = tokio::time::timeout_at(deadline, ledger.changed()).await {
+            deadline = tokio::time::Instant::now();
+        }
     }
 }
 
 /// `GET /api/v1/bulletins/{id}/audio`: the MP3, for a station it is addressed to.
 pub(super) async fn audio(
-    State(Desk { office, auth_failures }): State<Desk>,
+    State(Desk { office, auth_failures, .. }): State<Desk>,
     peer: Option<axum::Extension<conn::Peer>>,
     Path(id): Path<String>,
     request: Request,

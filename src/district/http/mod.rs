@@ -38,10 +38,13 @@ pub(super) fn error(status: StatusCode, code: &str, message: impl Into<String>) 
 pub struct Desk {
     office: Arc<Office>,
     auth_failures: Arc<AuthFailures>,
+    /// The office log's last seq, as one watcher reads it: every waiting feed request wakes on
+    /// a change instead of each reading the database.
+    ledger: tokio::sync::watch::Receiver<i64>,
 }
 
-pub fn router(office: Arc<Office>) -> Router {
-    let desk = Desk { office, auth_failures: Arc::default() };
+pub fn router(office: Arc<Office>, ledger: tokio::sync::watch::Receiver<i64>) -> Router {
+    let desk = Desk { office, auth_failures: Arc::default(), ledger };
     Router::new()
         .route("/", get(dashboard))
         .route("/station/{id}", get(station_page))
@@ -114,6 +117,9 @@ async fn reserved_for_tokens(State(desk): State<Desk>, request: Request, next: a
 /// How often a serving office checks its own memory again.
 const MEMORY_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
+/// How often the office's log is looked at for something new for the feed.
+const LEDGER_WATCH: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Serves (over TLS when `tls` is given) until `shutdown` resolves, pulling every `pull_every`
 /// meanwhile.
 pub async fn serve(
@@ -125,7 +131,24 @@ pub async fn serve(
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let registry = conn::Registry::default();
     let limits = office_limits(office.config.stations.len());
-    let app = router(Arc::clone(&office));
+    let (ledger_moved, ledger) = tokio::sync::watch::channel(0);
+    let app = router(Arc::clone(&office), ledger);
+    // A bulletin may be sent by another process (`bulletin add`): the log is watched, once.
+    let watcher = {
+        let (office, mut stopping) = (Arc::clone(&office), stopping.clone());
+        async move {
+            loop {
+                let reader = Arc::clone(&office);
+                if let Ok(Ok(head)) = tokio::task::spawn_blocking(move || reader.ledger_head()).await {
+                    ledger_moved.send_if_modified(|seen| std::mem::replace(seen, head) != head);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(LEDGER_WATCH) => {}
+                    _ = stopping.wait_for(|s| *s) => return,
+                }
+            }
+        }
+    };
     let every = office.config.pull_every;
     let puller = {
         let (office, mut stopping) = (Arc::clone(&office), stopping.clone());
@@ -159,7 +182,7 @@ pub async fn serve(
         shutdown.await;
         let _ = stop.send(true);
     };
-    tokio::join!(conn::accept_loop(listener, tls, registry.clone(), app, limits, stopping), puller, stopper);
+    tokio::join!(conn::accept_loop(listener, tls, registry.clone(), app, limits, stopping), puller, watcher, stopper);
     conn::drain(&registry).await;
     Ok(())
 }

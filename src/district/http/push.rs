@@ -62,7 +62,7 @@ pub(super) async fn station_of(
 /// `POST /api/v1/push`: `Authorization: Bearer <push token>`, body: the station's new events as
 /// JSON Lines (its export lines, oldest first, beginning with the last one the office holds).
 pub(super) async fn push(
-    State(Desk { office, auth_failures }): State<Desk>,
+    State(Desk { office, auth_failures, .. }): State<Desk>,
     peer: Option<axum::Extension<conn::Peer>>,
     request: Request,
 ) -> Response {

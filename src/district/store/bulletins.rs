@@ -44,6 +44,11 @@ impl DistrictStore {
         Ok(id)
     }
 
+    /// The last seq of the office's log.
+    pub fn ledger_head(&self) -> Result<i64, DistrictStoreError> {
+        Ok(self.conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM ledger", [], |r| r.get(0))?)
+    }
+
     /// Withdraws bulletin `id` with the signed line `sign` makes, once.
     pub fn withdraw_bulletin(
         &mut self,
