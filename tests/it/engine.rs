@@ -219,6 +219,30 @@ async fn a_clip_queued_for_the_next_slot_then_retired_never_airs() {
     assert!(store.pending_queue(loa::model::queue::Wanted::NextSlot).unwrap().is_empty(), "the stale item is used up");
 }
 
+#[tokio::test(flavor = "current_thread")]
+async fn a_clip_queued_now_then_retired_or_withdrawn_never_airs() {
+    let station = Station::with_config(CONFIG);
+    let run = station.add(&station.input("a.mp3", &fixture("mono_22k.mp3")), &["--title", "Khẩn: đã thu hồi"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let config = Config::load(&station.config_path()).unwrap();
+    let start = local(23, 4, 0);
+    {
+        let mut store = open_store(&config);
+        store.enqueue(1, loa::model::queue::Wanted::Now, start).unwrap();
+        store.retire_clip(1, start, Some("withdrawn by the office")).unwrap();
+    }
+    let clock = Arc::new(VirtualClock::new(start));
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(engine(&config, &clock, shutdown, Live::default()).run());
+    run_until(&clock, &running, local(23, 4, 5)).await;
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+    let events = proof_log(&config);
+    assert!(events.iter().all(|e| e["kind"] != "airing_started"), "a retired clip aired: {events:?}");
+    let store = open_store(&config);
+    assert!(store.pending_queue(loa::model::queue::Wanted::Now).unwrap().is_empty(), "the stale item is used up");
+}
+
 #[test]
 fn the_daemon_launched_in_process_serves_on_port_0_and_stops_on_shutdown() {
     use loa::daemon::{self, Listeners};

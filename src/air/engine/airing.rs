@@ -153,7 +153,9 @@ impl Engine {
                         s.clip(clip_id)
                     })
                     .await?;
-                let Some(clip) = clip else { continue };
+                // Retired since it was queued (an operator's, or an office's withdrawal): used up,
+                // never aired, as "next slot" items are.
+                let Some(clip) = clip.filter(|c| c.retired_at.is_none()) else { continue };
                 tracing::warn!(clip = clip.id, title = %clip.meta.title, "airing a bulletin queued now");
                 let plan =
                     AiringPlan::new(&clip, None, self.gain_db(&clip)).with_before_air(run.amplifier.before_air());
