@@ -110,7 +110,8 @@ pub(super) async fn audio(
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     };
     // `.mp3` → audio/mpeg; ServeFile streams from disk and answers Range requests (206).
-    match tower_http::services::ServeFile::new(path).oneshot(request).await {
+    // Small chunks: a thousand stations downloading at once hold a chunk each.
+    match tower_http::services::ServeFile::new(path).with_buf_chunk_size(16 * 1024).oneshot(request).await {
         Ok(response) => response.map(Body::new),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }
