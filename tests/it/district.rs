@@ -1512,3 +1512,54 @@ async fn a_clerk_sends_a_bulletin_from_the_dashboard_and_sees_where_it_stands_on
     assert_eq!(listed[0]["manifest"]["priority"], "priority", "{listed}");
     assert_eq!(listed[0]["manifest"]["stations"], "all", "{listed}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operator_page_shows_the_offices_bulletins_and_offers_no_retire_for_one_still_owed() {
+    use crate::web::{Browser, CHROMEDRIVER, CHROMIUM, screenshots_dir};
+    let present = Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists();
+    if !crate::helpers::require(present, "Chromium and ChromeDriver", "apt-get install chromium chromium-driver") {
+        return;
+    }
+    let office = Office::new("");
+    let (station, _) = follower(&office, &office_key());
+    let _serving = serve(&office);
+    let daemon = station.start(Device::Unpaced);
+    send(&office, "mono_22k.mp3", "Chuyên mục CCHC tháng 12", &["--from", "2026-12-01", "--until", "2099-12-31"]);
+    station.wait_for("the bulletin taken", WAIT, |e| !of_kind(e, "bulletin_received", None).is_empty());
+    let operator = station.token("operator");
+    let downloads = tempfile::tempdir().unwrap();
+    let browser = Browser::start(downloads.path()).await;
+    browser.resize(360, 740).await;
+    browser.open(&format!("{}/", daemon.http_base())).await;
+    browser.wait("the sign-in form", "!document.getElementById('dang-nhap').hidden").await;
+    browser.type_into("#token", &operator).await;
+    browser.click("#sign-in-form button[type=submit]").await;
+    let section = browser
+        .wait(
+            "the office's bulletins",
+            "!document.getElementById('office-section').hidden && document.getElementById('office-section').innerText",
+        )
+        .await;
+    let section = section.as_str().unwrap();
+    assert!(
+        section.contains("Bản tin từ UBND xã Phú Thủy") && section.contains("Chuyên mục CCHC tháng 12"),
+        "{section}"
+    );
+    assert!(section.contains("Đã phát 0/1 lần, đến hết 31/12/2099"), "{section}");
+    // Its clip in the library offers "Phát ngay" but no "Ngừng phát": only the office withdraws it.
+    let clip = browser
+        .wait(
+            "the clip",
+            "[...document.querySelectorAll('#clips .clip')].find(c => c.innerText.includes('Chuyên mục'))?.innerText",
+        )
+        .await;
+    let clip = clip.as_str().unwrap();
+    assert!(
+        clip.contains("Phát ngay") && !clip.contains("Ngừng phát") && clip.contains("còn phải phát 1 lần"),
+        "{clip}"
+    );
+    browser.assert_in_words("the library with the office's bulletins", &["cchc", "vi", "phu-thuy", "sang"]).await;
+    browser.screenshot(&screenshots_dir(), "thu-vien-ban-tin-cap-tren-360").await;
+    drop(browser);
+    daemon.stop();
+}
