@@ -10,13 +10,13 @@
 //! office is unreachable. The feed's cursor is kept in `data_dir/office-feed.json` (outside the
 //! database, like the receipt); a half-downloaded file never enters the library.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono_tz::Tz;
 use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt as _;
 use tokio::sync::Notify;
 
 use crate::config::Upstream;
@@ -75,7 +75,8 @@ pub async fn run(follower: Follower, mut stopping: tokio::sync::watch::Receiver<
 impl Follower {
     /// One long-poll of the feed, and each line it brought, in order.
     async fn follow_once(&self, client: &reqwest::Client) -> Result<(), String> {
-        let after = read_cursor(&self.data_dir);
+        let dir = self.data_dir.clone();
+        let after = tokio::task::spawn_blocking(move || read_cursor(&dir)).await.map_err(|e| e.to_string())?;
         let url = format!("{}{BULLETINS}?after={after}&wait={LONG_POLL}", self.upstream.url);
         let response = client.get(url).bearer_auth(&self.upstream.token).send().await.map_err(|e| e.to_string())?;
         let status = response.status();
@@ -91,7 +92,11 @@ impl Follower {
             }
             self.take(client, &notice.line).await?;
             self.logged.notify_one();
-            write_cursor(&self.data_dir, notice.seq).map_err(|e| format!("cannot keep the feed's cursor: {e}"))?;
+            let (dir, seq) = (self.data_dir.clone(), notice.seq);
+            tokio::task::spawn_blocking(move || write_cursor(&dir, seq))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("cannot keep the feed's cursor: {e}"))?;
         }
         Ok(())
     }
@@ -100,8 +105,7 @@ impl Follower {
     /// again), never the line's own fault (recorded as refused).
     async fn take(&self, client: &reqwest::Client, line: &str) -> Result<(), String> {
         let line_hash = crate::proof::sha256_hex(line.as_bytes());
-        let today = self.clock.now().with_timezone(&self.timezone).date_naive();
-        match crate::proof::bulletin::read(line, &self.upstream.office_key, &self.station_id, today) {
+        match crate::proof::bulletin::read(line, &self.upstream.office_key, &self.station_id, self.today()) {
             Err(refused) => self.refuse(claimed_id(line), &line_hash, refused).await,
             Ok(Notice::Withdrawn(withdrawal)) => self.withdraw(withdrawal.id).await,
             Ok(Notice::Bulletin(manifest)) => match self.fetch(client, &manifest).await? {
@@ -112,11 +116,12 @@ impl Follower {
     }
 
     /// Downloads the audio into `staging/bulletin-ID.part`, resuming what is there; then checks
-    /// its size and SHA-256. `Ok(Err(_))`: the file is not the manifest's (refused).
+    /// its size and SHA-256. `Ok(Err(_))`: the file is not the manifest's (refused). The disk
+    /// work is asynchronous or on a blocking thread: the API's runtime is never held by it.
     async fn fetch(&self, client: &reqwest::Client, manifest: &Manifest) -> Result<Result<PathBuf, Refused>, String> {
         let part = self.data_dir.join("staging").join(format!("bulletin-{}.part", manifest.id));
-        std::fs::create_dir_all(part.parent().expect("a staging dir")).map_err(|e| e.to_string())?;
-        let have = std::fs::metadata(&part).map_or(0, |m| m.len());
+        tokio::fs::create_dir_all(part.parent().expect("a staging dir")).await.map_err(|e| e.to_string())?;
+        let have = tokio::fs::metadata(&part).await.map_or(0, |m| m.len());
         if have < manifest.bytes {
             let path = BULLETIN_AUDIO.replace("{id}", &manifest.id.to_string());
             let mut request = client.get(format!("{}{path}", self.upstream.url)).bearer_auth(&self.upstream.token);
@@ -128,12 +133,13 @@ impl Follower {
             if !response.status().is_success() {
                 return Err(format!("the office answered {} for bulletin {}'s audio", response.status(), manifest.id));
             }
-            let mut file = std::fs::OpenOptions::new()
+            let mut file = tokio::fs::OpenOptions::new()
                 .create(true)
                 .write(true)
                 .append(resumed)
                 .truncate(!resumed)
                 .open(&part)
+                .await
                 .map_err(|e| e.to_string())?;
             let mut written = if resumed { have } else { 0 };
             while let Some(chunk) = response.chunk().await.map_err(|e| format!("the download was cut: {e}"))? {
@@ -141,13 +147,17 @@ impl Follower {
                 if written > manifest.bytes {
                     break; // more than the manifest names: judged below, not stored without end
                 }
-                file.write_all(&chunk).map_err(|e| e.to_string())?;
+                file.write_all(&chunk).await.map_err(|e| e.to_string())?;
             }
-            file.sync_all().map_err(|e| e.to_string())?;
+            file.sync_all().await.map_err(|e| e.to_string())?;
         }
-        let (bytes, sha256) = hash_file(&part).map_err(|e| e.to_string())?;
+        let hashed = part.clone();
+        let (bytes, sha256) = tokio::task::spawn_blocking(move || hash_file(&hashed))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
         if bytes != manifest.bytes || sha256 != manifest.sha256 {
-            let _ = std::fs::remove_file(&part);
+            let _ = tokio::fs::remove_file(&part).await;
             let detail = format!(
                 "the audio is {bytes} bytes with SHA-256 {sha256}, the manifest names {} bytes with {}",
                 manifest.bytes, manifest.sha256
@@ -169,7 +179,7 @@ impl Follower {
         };
         let (library, now, file) = (self.library.clone(), self.clock.now(), part.clone());
         let admitted = self.store.call(move |s| library.admit_file(&file, &meta, s, now)).await;
-        let _ = std::fs::remove_file(&part);
+        let _ = tokio::fs::remove_file(&part).await;
         let clip = match admitted {
             Ok(Inserted::New(clip) | Inserted::Existing(clip)) => clip,
             Err(e @ (IngestError::Io(_) | IngestError::Store(_))) => return Err(e.to_string()),
@@ -260,6 +270,7 @@ fn read_cursor(data_dir: &Path) -> i64 {
 
 /// Written whole, then renamed: a cut never leaves half a cursor.
 fn write_cursor(data_dir: &Path, after: i64) -> std::io::Result<()> {
+    use std::io::Write as _;
     let mut file = tempfile::NamedTempFile::new_in(data_dir)?;
     file.write_all(serde_json::json!({ "after": after }).to_string().as_bytes())?;
     file.as_file().sync_all()?;

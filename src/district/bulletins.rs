@@ -126,12 +126,18 @@ impl Office {
         if new.airings == 0 {
             return Err(BulletinError::Usage("--airings: give 1 or more".into()));
         }
-        let facts = crate::library::analysis::analyse(&new.file, ClipLimits::default())
-            .map_err(|e| BulletinError::NotPlayable { file: new.file.clone(), reason: e.to_string() })?;
-        let (sha256, bytes) = self.keep_audio(&new.file)?;
         let today = self.clock.now().with_timezone(&self.config.timezone).date_naive();
         let valid_from = meta.valid_from.unwrap_or(today);
         let valid_until = meta.valid_until.unwrap_or(valid_from + chrono::Days::new(6));
+        if valid_until < valid_from {
+            return Err(BulletinError::Usage(format!(
+                "--until: {valid_until} is before the window opens ({valid_from}, today unless --from says); \
+                 give a later date"
+            )));
+        }
+        let facts = crate::library::analysis::analyse(&new.file, ClipLimits::default())
+            .map_err(|e| BulletinError::NotPlayable { file: new.file.clone(), reason: e.to_string() })?;
+        let (sha256, bytes) = self.keep_audio(&new.file)?;
         let now = self.clock.now().timestamp_millis();
         let mut manifest = Manifest {
             kind: ManifestKind::Bulletin,
@@ -147,18 +153,17 @@ impl Office {
             priority: meta.priority,
             stations: new.stations.clone(),
             valid_from,
-            valid_until: valid_until.max(valid_from),
+            valid_until,
             airings: new.airings,
             created_at: now,
         };
-        let id = self.store().send_bulletin(
+        self.store().send_bulletin(
             |id| {
                 manifest.id = id;
                 manifest.sign(&self.key)
             },
             now,
         )?;
-        manifest.id = id;
         Ok(manifest)
     }
 
@@ -235,6 +240,12 @@ impl Office {
         let sent = listed.iter().find(|b| b.id == id).ok_or_else(|| {
             BulletinError::Usage(format!("there is no bulletin {id}; `loa district bulletin list` shows them"))
         })?;
+        self.reach(sent)
+    }
+
+    /// The reach of a bulletin listed by [`Office::bulletins`].
+    pub fn reach(&self, sent: &Listed) -> Result<BulletinStatus, BulletinError> {
+        let id = sent.id;
         let manifest: Manifest = serde_json::from_value(sent.manifest.clone())
             .map_err(|e| BulletinError::Io(format!("bulletin {id}'s manifest does not read back: {e}")))?;
         let today = self.clock.now().with_timezone(&self.config.timezone).date_naive();

@@ -1102,6 +1102,9 @@ fn the_office_sends_a_playable_bulletin_signed_in_its_log_and_withdraws_it_once(
     );
     assert_eq!(add(&["--topic", "CCHC!"]).code, 2);
     assert_eq!(add(&["--from", "2026-12-10", "--until", "2026-12-01"]).code, 2, "a window that never opens");
+    let past = add(&["--until", "2020-01-01"]);
+    assert_eq!(past.code, 2, "an --until before today (the default --from) is refused, not moved");
+    assert!(past.stderr.contains("before the window opens"), "{}", past.stderr);
 
     let listed = office.run(&["bulletin", "list", "--json"]).json();
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
@@ -1482,6 +1485,17 @@ async fn a_clerk_sends_a_bulletin_from_the_dashboard_and_sees_where_it_stands_on
     let form = [("content-type", "multipart/form-data; boundary=x")];
     let (code, _) = crate::helpers::http_request(&base, "POST", "/bulletins", &form, b"--x--\r\n");
     assert_eq!(code, "401");
+    // A clerk's upload cut mid-file (no closing boundary) is refused, never sent as if whole.
+    let cookie = format!("loa_clerk={clerk}");
+    let headers = [form[0], ("cookie", cookie.as_str())];
+    let mut cut = b"--x\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nCut\r\n--x\r\n\
+        Content-Disposition: form-data; name=\"file\"; filename=\"a.mp3\"\r\n\r\n"
+        .to_vec();
+    cut.extend_from_slice(&std::fs::read(format!("{}/{TONE}", crate::helpers::FIXTURES)).unwrap()[..4000]);
+    let (code, page) = crate::helpers::http_request(&base, "POST", "/bulletins", &headers, &cut);
+    assert_eq!(code, "400", "{page}");
+    assert!(page.contains("bị cắt"), "{page}");
+    assert!(office.run(&["bulletin", "list", "--json"]).json().as_array().unwrap().is_empty(), "nothing was sent");
     let downloads = tempfile::tempdir().unwrap();
     let browser = Browser::start(downloads.path()).await;
     browser.resize(360, 740).await;

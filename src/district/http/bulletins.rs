@@ -124,7 +124,7 @@ pub(super) async fn page(State(Desk { office, .. }): State<Desk>, headers: axum:
     let built = tokio::task::spawn_blocking(move || {
         let office = listing;
         let listed = office.bulletins()?;
-        listed.iter().rev().map(|b| office.bulletin_status(b.id)).collect::<Result<Vec<_>, _>>()
+        listed.iter().rev().map(|b| office.reach(b)).collect::<Result<Vec<_>, _>>()
     })
     .await;
     let Ok(Ok(statuses)) = built else {
@@ -205,6 +205,8 @@ fn send_form(office: &crate::district::Office) -> String {
 
 /// The largest file the form takes (the station's own default upload limit).
 const MAX_FORM_FILE: u64 = 200 * 1024 * 1024;
+/// The longest text field of the form, in bytes (a title is at most 200 characters).
+const MAX_FORM_TEXT: usize = 1000;
 
 /// `POST /bulletins`: a signed-in clerk (judged from the cookie before the form is read) sends a
 /// bulletin from the dashboard, as `bulletin add` does.
@@ -236,7 +238,13 @@ pub(super) async fn send(
             let staged = std::fs::create_dir_all(&dir).and_then(|()| tempfile::NamedTempFile::new_in(&dir));
             let Ok(mut staged) = staged else { return refused("Máy của phòng không ghi được tệp.".into()) };
             let mut size = 0u64;
-            while let Ok(Some(chunk)) = field.chunk().await {
+            loop {
+                // A cut upload is refused, never sent on as if whole.
+                let chunk = match field.chunk().await {
+                    Ok(Some(chunk)) => chunk,
+                    Ok(None) => break,
+                    Err(e) => return refused(format!("Tệp bị cắt giữa chừng ({e}); hãy gửi lại.")),
+                };
                 size += chunk.len() as u64;
                 if size > MAX_FORM_FILE {
                     return refused(format!("Tệp lớn hơn {} MiB.", MAX_FORM_FILE >> 20));
@@ -248,10 +256,19 @@ pub(super) async fn send(
             }
             file = Some(staged);
         } else {
-            let Ok(value) = field.text().await else { return refused(format!("Trường {name} bị cắt.")) };
-            if value.len() > 1000 {
-                return refused(format!("Trường {name} quá dài."));
+            // Read up to its bound, not whole first: memory per request stays small.
+            let mut value = Vec::new();
+            loop {
+                match field.chunk().await {
+                    Ok(Some(chunk)) if value.len() + chunk.len() <= MAX_FORM_TEXT => value.extend_from_slice(&chunk),
+                    Ok(Some(_)) => return refused(format!("Trường {name} quá dài.")),
+                    Ok(None) => break,
+                    Err(_) => return refused(format!("Trường {name} bị cắt.")),
+                }
             }
+            let Ok(value) = String::from_utf8(value) else {
+                return refused(format!("Trường {name} không phải văn bản."));
+            };
             match name.as_str() {
                 "station" => stations.push(value),
                 _ => {
