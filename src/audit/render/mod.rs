@@ -188,9 +188,10 @@ impl Labels {
     /// `config::Quota::label`) in words.
     pub fn quota_label(&self, label: &str) -> String {
         let mut parts = label.split('/');
-        let (topic, language) = match parts.next().unwrap_or_default().split_once('[') {
+        let head = parts.next().unwrap_or_default();
+        let (topic, language) = match head.split_once('[') {
             Some((topic, language)) => (topic, Some(language.trim_end_matches(']'))),
-            None => (label.split('/').next().unwrap_or_default(), None),
+            None => (head, None),
         };
         let per = parts.next().unwrap_or_default();
         let peak_only = parts.next() != Some("any-slot");
