@@ -8,13 +8,18 @@
 //! retires the bulletin's clip and is recorded. The office is never waited on by airing: this
 //! runs on the API's runtime, through the API's store connection, and backs off while the
 //! office is unreachable. The feed's cursor is kept in `data_dir/office-feed.json` (outside the
-//! database, like the receipt); a half-downloaded file never enters the library.
+//! database, like the receipt) with the lines that wait — a bulletin whose audio the office
+//! cannot serve yet, an emergency whose window opens later — each tried again on its own, so
+//! none holds up the lines after it. A half-downloaded file never enters the library.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, NaiveDate, TimeZone as _, Utc};
 use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::Notify;
@@ -51,9 +56,10 @@ pub struct Follower {
 /// Follows the feed until `stopping` turns true.
 pub async fn run(follower: Follower, mut stopping: tokio::sync::watch::Receiver<bool>) {
     let client = crate::audit::upstream::office_client(&follower.upstream);
+    let mut backlog = Backlog::default();
     let mut backoff = Duration::from_secs(5);
     loop {
-        let wait = match follower.follow_once(&client).await {
+        let wait = match follower.follow_once(&client, &mut backlog).await {
             Ok(()) => {
                 backoff = Duration::from_secs(5);
                 Duration::ZERO
@@ -72,12 +78,76 @@ pub async fn run(follower: Follower, mut stopping: tokio::sync::watch::Receiver<
     }
 }
 
+/// What the follower keeps on disk: the feed's cursor, and the lines read but not finished
+/// (their audio not yet downloaded, an emergency not yet due). One bulletin the office cannot
+/// serve never holds up the lines after it — an emergency least of all.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Cursor {
+    after: i64,
+    #[serde(default)]
+    waiting: Vec<Waiting>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Waiting {
+    seq: i64,
+    line: String,
+}
+
+/// When each waiting line is tried again (in memory: after a restart every one is due).
+#[derive(Default)]
+struct Backlog {
+    next_try: HashMap<i64, (DateTime<Utc>, u32)>,
+}
+
+impl Backlog {
+    fn due(&self, seq: i64, now: DateTime<Utc>) -> bool {
+        self.next_try.get(&seq).is_none_or(|(at, _)| *at <= now)
+    }
+
+    /// Tried and failed: again after 5 s, doubling to at most `MAX_BACKOFF`.
+    fn failed(&mut self, seq: i64, now: DateTime<Utc>) {
+        let tries = self.next_try.get(&seq).map_or(0, |(_, tries)| *tries);
+        let wait = (Duration::from_secs(5) * 2u32.saturating_pow(tries.min(10))).min(MAX_BACKOFF);
+        self.next_try.insert(seq, (now + wait, tries + 1));
+    }
+
+    /// How long the feed may wait at the office before a waiting line falls due.
+    fn poll_wait(&self, now: DateTime<Utc>) -> u64 {
+        let soonest = self.next_try.values().map(|(at, _)| (*at - now).num_seconds()).min();
+        soonest.map_or(LONG_POLL, |s| s.clamp(1, LONG_POLL as i64) as u64)
+    }
+}
+
+/// How far one line got.
+enum Taken {
+    /// Recorded: received, refused or withdrawn.
+    Done,
+    /// An emergency whose window opens later: its audio is here, it is queued then.
+    NotDue(DateTime<Utc>),
+}
+
 impl Follower {
-    /// One long-poll of the feed, and each line it brought, in order.
-    async fn follow_once(&self, client: &reqwest::Client) -> Result<(), String> {
+    /// The waiting lines that are due, then one long-poll of the feed and each line it brought,
+    /// in order. An `Err` is the feed failing (the whole loop backs off); a line that cannot be
+    /// finished now waits on its own.
+    async fn follow_once(&self, client: &reqwest::Client, backlog: &mut Backlog) -> Result<(), String> {
         let dir = self.data_dir.clone();
-        let after = tokio::task::spawn_blocking(move || read_cursor(&dir)).await.map_err(|e| e.to_string())?;
-        let url = format!("{}{BULLETINS}?after={after}&wait={LONG_POLL}", self.upstream.url);
+        let mut cursor = tokio::task::spawn_blocking(move || read_cursor(&dir)).await.map_err(|e| e.to_string())?;
+        let now = self.clock.now();
+        let due: Vec<Waiting> = cursor.waiting.iter().filter(|w| backlog.due(w.seq, now)).cloned().collect();
+        let mut changed = false;
+        for waiting in due {
+            if self.settle(client, &waiting, &mut cursor, backlog).await {
+                cursor.waiting.retain(|w| w.seq != waiting.seq);
+                changed = true;
+            }
+        }
+        if changed {
+            self.keep(&cursor).await?;
+        }
+        let wait = backlog.poll_wait(self.clock.now());
+        let url = format!("{}{BULLETINS}?after={}&wait={wait}", self.upstream.url, cursor.after);
         let response = client.get(url).bearer_auth(&self.upstream.token).send().await.map_err(|e| e.to_string())?;
         let status = response.status();
         if !status.is_success() {
@@ -87,39 +157,97 @@ impl Follower {
         let page: FeedPage =
             serde_json::from_str(&text).map_err(|e| format!("the office's feed is not a page: {e}"))?;
         for notice in page.notices {
-            if notice.seq <= after {
+            if notice.seq <= cursor.after {
                 continue;
             }
-            self.take(client, &notice.line).await?;
-            self.logged.notify_one();
-            let (dir, seq) = (self.data_dir.clone(), notice.seq);
-            tokio::task::spawn_blocking(move || write_cursor(&dir, seq))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| format!("cannot keep the feed's cursor: {e}"))?;
+            let waiting = Waiting { seq: notice.seq, line: notice.line };
+            if !self.settle(client, &waiting, &mut cursor, backlog).await {
+                cursor.waiting.push(waiting);
+            }
+            cursor.after = notice.seq;
+            self.keep(&cursor).await?;
         }
         Ok(())
     }
 
-    /// Reads one signed line and acts on it; an `Err` is the office or the disk failing (tried
-    /// again), never the line's own fault (recorded as refused).
-    async fn take(&self, client: &reqwest::Client, line: &str) -> Result<(), String> {
-        let line_hash = crate::proof::sha256_hex(line.as_bytes());
-        match crate::proof::bulletin::read(line, &self.upstream.office_key, &self.station_id, self.today()) {
-            Err(refused) => self.refuse(claimed_id(line), &line_hash, refused).await,
-            Ok(Notice::Withdrawn(withdrawal)) => self.withdraw(withdrawal.id).await,
-            Ok(Notice::Bulletin(manifest)) => match self.fetch(client, &manifest).await? {
-                Err(refused) => self.refuse(Some(manifest.id), &line_hash, refused).await,
-                Ok(file) => self.admit(&manifest, &line_hash, file).await,
-            },
+    /// Takes one line; true when it is done with (recorded), false when it must wait.
+    async fn settle(
+        &self,
+        client: &reqwest::Client,
+        waiting: &Waiting,
+        cursor: &mut Cursor,
+        backlog: &mut Backlog,
+    ) -> bool {
+        match self.take(client, &waiting.line).await {
+            Ok(Taken::Done) => {
+                backlog.next_try.remove(&waiting.seq);
+                self.logged.notify_one();
+                // A withdrawal ends the wait of the bulletin it withdraws: it is never taken.
+                if let Ok(Notice::Withdrawn(withdrawal)) = self.read(&waiting.line) {
+                    cursor.waiting.retain(|w| claimed_id(&w.line) != Some(withdrawal.id));
+                    let part = self.part_file(withdrawal.id);
+                    let _ = tokio::fs::remove_file(part).await;
+                }
+                true
+            }
+            Ok(Taken::NotDue(at)) => {
+                backlog.next_try.insert(waiting.seq, (at, 0));
+                false
+            }
+            Err(e) => {
+                tracing::warn!(seq = waiting.seq, "an office bulletin waits: {e}");
+                backlog.failed(waiting.seq, self.clock.now());
+                false
+            }
         }
+    }
+
+    async fn keep(&self, cursor: &Cursor) -> Result<(), String> {
+        let (dir, text) = (self.data_dir.clone(), serde_json::to_string(cursor).map_err(|e| e.to_string())?);
+        tokio::task::spawn_blocking(move || write_cursor(&dir, &text))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot keep the feed's cursor: {e}"))
+    }
+
+    fn read(&self, line: &str) -> Result<Notice, Refused> {
+        crate::proof::bulletin::read(line, &self.upstream.office_key, &self.station_id, self.today())
+    }
+
+    /// Reads one signed line and acts on it; an `Err` is the office or the disk failing (tried
+    /// again), never the line's own fault (recorded as refused). Taking a line again after a
+    /// restart records nothing twice.
+    async fn take(&self, client: &reqwest::Client, line: &str) -> Result<Taken, String> {
+        let line_hash = crate::proof::sha256_hex(line.as_bytes());
+        match self.read(line) {
+            Err(refused) => self.refuse(claimed_id(line), &line_hash, refused).await?,
+            Ok(Notice::Withdrawn(withdrawal)) => self.withdraw(withdrawal.id).await?,
+            Ok(Notice::Bulletin(manifest)) => {
+                let id = manifest.id;
+                if self.store.call(move |s| s.bulletin_clip(id)).await.map_err(|e| e.to_string())?.is_some() {
+                    return Ok(Taken::Done);
+                }
+                match self.fetch(client, &manifest).await? {
+                    Err(refused) => self.refuse(Some(manifest.id), &line_hash, refused).await?,
+                    Ok(_) if manifest.priority == Priority::Emergency && manifest.valid_from > self.today() => {
+                        return Ok(Taken::NotDue(self.start_of(manifest.valid_from)));
+                    }
+                    Ok(file) => self.admit(&manifest, &line_hash, file).await?,
+                }
+            }
+        }
+        Ok(Taken::Done)
+    }
+
+    fn part_file(&self, bulletin_id: i64) -> PathBuf {
+        self.data_dir.join("staging").join(format!("bulletin-{bulletin_id}.part"))
     }
 
     /// Downloads the audio into `staging/bulletin-ID.part`, resuming what is there; then checks
     /// its size and SHA-256. `Ok(Err(_))`: the file is not the manifest's (refused). The disk
     /// work is asynchronous or on a blocking thread: the API's runtime is never held by it.
     async fn fetch(&self, client: &reqwest::Client, manifest: &Manifest) -> Result<Result<PathBuf, Refused>, String> {
-        let part = self.data_dir.join("staging").join(format!("bulletin-{}.part", manifest.id));
+        let part = self.part_file(manifest.id);
         tokio::fs::create_dir_all(part.parent().expect("a staging dir")).await.map_err(|e| e.to_string())?;
         let have = tokio::fs::metadata(&part).await.map_or(0, |m| m.len());
         if have < manifest.bytes {
@@ -195,7 +323,7 @@ impl Follower {
         }
         let (received, now, clip_id) =
             (events::bulletin_received(manifest, line_hash, clip.id), self.clock.now(), clip.id);
-        let emergency = manifest.priority == Priority::Emergency && manifest.valid_from <= self.today();
+        let emergency = manifest.priority == Priority::Emergency;
         self.store
             .call(move |s| {
                 s.append(now, received)?;
@@ -235,8 +363,14 @@ impl Follower {
             .map_err(|e| e.to_string())
     }
 
-    fn today(&self) -> chrono::NaiveDate {
+    fn today(&self) -> NaiveDate {
         self.clock.now().with_timezone(&self.timezone).date_naive()
+    }
+
+    /// The first instant of `day` at the station.
+    fn start_of(&self, day: NaiveDate) -> DateTime<Utc> {
+        let midnight = day.and_time(chrono::NaiveTime::MIN);
+        self.timezone.from_local_datetime(&midnight).earliest().map_or_else(|| midnight.and_utc(), |t| t.to_utc())
     }
 }
 
@@ -260,19 +394,20 @@ fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
     }
 }
 
-fn read_cursor(data_dir: &Path) -> i64 {
+/// A cursor that cannot be read starts the feed again from the beginning: every line is read
+/// again, and a bulletin already received is not taken twice.
+fn read_cursor(data_dir: &Path) -> Cursor {
     std::fs::read_to_string(data_dir.join(CURSOR_FILE))
         .ok()
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-        .and_then(|cursor| cursor["after"].as_i64())
-        .unwrap_or(0)
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default()
 }
 
 /// Written whole, then renamed: a cut never leaves half a cursor.
-fn write_cursor(data_dir: &Path, after: i64) -> std::io::Result<()> {
+fn write_cursor(data_dir: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write as _;
     let mut file = tempfile::NamedTempFile::new_in(data_dir)?;
-    file.write_all(serde_json::json!({ "after": after }).to_string().as_bytes())?;
+    file.write_all(text.as_bytes())?;
     file.as_file().sync_all()?;
     file.persist(data_dir.join(CURSOR_FILE)).map_err(|e| e.error)?;
     Ok(())

@@ -1467,6 +1467,79 @@ fn a_station_off_air_during_the_send_catches_up_resumes_a_cut_download_and_refus
     );
 }
 
+/// The office cannot serve one bulletin's audio (its file gone): the emergency sent after it
+/// still airs at once; the first is taken when its audio is back, not refused, and not twice.
+#[test]
+fn a_bulletin_the_office_cannot_serve_holds_up_no_emergency_sent_after_it() {
+    let office = Office::new("");
+    let (station, _) = follower(&office, &office_key());
+    let _serving = serve(&office);
+    let stuck = send(&office, "mono_22k.mp3", "Bản tin chưa tải được", &[]);
+    let audio = office.dir.path().join("office/bulletins");
+    let kept = office.dir.path().join("kept");
+    std::fs::rename(&audio, &kept).unwrap();
+    std::fs::create_dir_all(&audio).unwrap();
+    let daemon = station.start(Device::Unpaced);
+    let emergency = send(&office, TONE, "Khẩn: bão", &["--priority", "emergency"]);
+    let events = station.wait_for("the emergency aired", WAIT, |e| {
+        of_kind(e, "airing_ended", Some("completed")).iter().any(|a| a["title"] == "Khẩn: bão")
+    });
+    let taken: Vec<_> = of_kind(&events, "bulletin_received", None).iter().map(|r| r["bulletin_id"].clone()).collect();
+    assert_eq!(taken, [emergency], "only the emergency: the other's audio is not there yet");
+    assert!(of_kind(&events, "bulletin_refused", None).is_empty(), "an office failing is not a refusal: {events:?}");
+
+    // Its audio back at the office: taken on its own retry, once.
+    for file in std::fs::read_dir(&kept).unwrap().flatten() {
+        std::fs::rename(file.path(), audio.join(file.file_name())).unwrap();
+    }
+    station.wait_for("the first bulletin taken", WAIT, |e| {
+        of_kind(e, "bulletin_received", None).iter().any(|r| r["bulletin_id"] == stuck)
+    });
+    daemon.stop();
+    let daemon = station.start(Device::Unpaced);
+    std::thread::sleep(Duration::from_secs(3));
+    daemon.stop();
+    let received = of_kind(&station.events(), "bulletin_received", None).len();
+    assert_eq!(received, 2, "a restart takes nothing twice");
+}
+
+/// An emergency whose window opens tomorrow at the station: fetched now, aired at the first
+/// instant of that day, not before (the station's wall clock set to just before midnight).
+#[test]
+fn an_emergency_dated_for_tomorrow_airs_at_the_stations_midnight_not_before() {
+    let Some(library) = crate::faults::faketime_library() else { return };
+    let office = Office::new("");
+    let (station, _) = follower(&office, &office_key());
+    let _serving = serve(&office);
+    let vietnam = chrono::FixedOffset::east_opt(7 * 3600).unwrap();
+    let now = chrono::Utc::now().with_timezone(&vietnam);
+    let today = now.date_naive();
+    let since_midnight = (now.naive_local() - today.and_time(chrono::NaiveTime::MIN)).num_seconds();
+    // The station lives 25 s before the office's day begins.
+    let offset = station.dir.path().join("clock-offset");
+    std::fs::write(&offset, format!("-{}\n", since_midnight + 25)).unwrap();
+    let env = [
+        ("LD_PRELOAD", library.to_str().unwrap()),
+        ("FAKETIME_TIMESTAMP_FILE", offset.to_str().unwrap()),
+        ("FAKETIME_NO_CACHE", "1"),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+    ];
+    let daemon = station.start_with_env(Device::Unpaced, &env);
+    let from = today.to_string();
+    let id = send(&office, TONE, "Khẩn: cắt điện", &["--priority", "emergency", "--from", &from]);
+    let events = station.wait_for("the emergency aired", WAIT, |e| {
+        of_kind(e, "airing_started", None).iter().any(|a| a["title"] == "Khẩn: cắt điện")
+    });
+    daemon.stop();
+    let received = of_kind(&events, "bulletin_received", None);
+    assert_eq!(received[0]["bulletin_id"].as_i64(), Some(id), "{events:?}");
+    let midnight = today.and_time(chrono::NaiveTime::MIN).and_local_timezone(vietnam).unwrap().timestamp_millis();
+    let aired = of_kind(&events, "airing_started", None).into_iter().find(|a| a["title"] == "Khẩn: cắt điện").unwrap();
+    assert!(received[0]["at"].as_i64().unwrap() >= midnight, "taken at its day, not before: {}", received[0]);
+    assert!(aired["at"].as_i64().unwrap() >= midnight, "{aired}");
+    assert!(aired["slot"].is_null(), "aired at once, in no slot: {aired}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_clerk_sends_a_bulletin_from_the_dashboard_and_sees_where_it_stands_on_a_phone() {
     use crate::web::{Browser, CHROMEDRIVER, CHROMIUM, screenshots_dir};

@@ -237,7 +237,7 @@ fn a_device_lost_mid_airing_is_recorded_partial_and_the_next_slot_airs() {
 }
 
 /// libfaketime, where installed: the real binary's wall clock, stepped while it runs.
-fn faketime_library() -> Option<PathBuf> {
+pub(crate) fn faketime_library() -> Option<PathBuf> {
     let found = std::fs::read_dir("/usr/lib")
         .ok()?
         .flatten()
