@@ -1518,12 +1518,7 @@ fn an_emergency_dated_for_tomorrow_airs_at_the_stations_midnight_not_before() {
     // The station lives 25 s before the office's day begins.
     let offset = station.dir.path().join("clock-offset");
     std::fs::write(&offset, format!("-{}\n", since_midnight + 25)).unwrap();
-    let env = [
-        ("LD_PRELOAD", library.to_str().unwrap()),
-        ("FAKETIME_TIMESTAMP_FILE", offset.to_str().unwrap()),
-        ("FAKETIME_NO_CACHE", "1"),
-        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
-    ];
+    let env = crate::faults::stepped_clock(&library, &offset);
     let daemon = station.start_with_env(Device::Unpaced, &env);
     let from = today.to_string();
     let id = send(&office, TONE, "Khẩn: cắt điện", &["--priority", "emergency", "--from", &from]);

@@ -247,6 +247,17 @@ pub(crate) fn faketime_library() -> Option<PathBuf> {
     found
 }
 
+/// The environment putting `loa run`'s wall clock (not its monotonic one) at the offset that
+/// `offset_file` holds (`+600`, `-3600`), read again at each call so a test steps it.
+pub(crate) fn stepped_clock<'a>(library: &'a Path, offset_file: &'a Path) -> [(&'static str, &'a str); 4] {
+    [
+        ("LD_PRELOAD", library.to_str().unwrap()),
+        ("FAKETIME_TIMESTAMP_FILE", offset_file.to_str().unwrap()),
+        ("FAKETIME_NO_CACHE", "1"),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+    ]
+}
+
 /// The real binary, its wall clock stepped under it (NTP-like): back an hour, back again, then
 /// ten minutes forward. No slot instant airs twice, every step back airs nothing old, and the
 /// instants jumped over are recorded missed with the reason.
@@ -256,12 +267,7 @@ fn the_real_clock_stepped_back_and_forward_never_double_airs_and_records_what_it
     let station = station(3, 1, &[TONE]);
     let offset = station.dir.path().join("clock-offset");
     std::fs::write(&offset, "+0\n").unwrap();
-    let env = [
-        ("LD_PRELOAD", library.to_str().unwrap()),
-        ("FAKETIME_TIMESTAMP_FILE", offset.to_str().unwrap()),
-        ("FAKETIME_NO_CACHE", "1"),
-        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
-    ];
+    let env = stepped_clock(&library, &offset);
     let daemon = station.start_with_env(Device::Unpaced, &env);
     let completed = |e: &[serde_json::Value]| of_kind(e, "airing_ended", Some("completed")).len();
     let events = station.wait_for("two airings", Duration::from_secs(30), |e| completed(e) >= 2);
