@@ -31,6 +31,9 @@ pub fn fixture(name: &str) -> Vec<u8> {
 /// A station in a temporary directory: `station.toml` and its `data/`.
 pub struct Station {
     pub dir: tempfile::TempDir,
+    /// The command that is `loa` for this station: the test build, or another build under an
+    /// emulator (`qemu-aarch64-static …/usr/bin/loa`).
+    program: Vec<String>,
 }
 
 pub const MINIMAL_CONFIG: &str = r#"
@@ -52,9 +55,24 @@ impl Station {
     }
 
     pub fn with_config(config: &str) -> Station {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Station::in_dir(tempfile::tempdir().expect("temp dir"), config)
+    }
+
+    pub fn in_dir(dir: tempfile::TempDir, config: &str) -> Station {
         std::fs::write(dir.path().join("station.toml"), config).expect("write config");
-        Station { dir }
+        Station { dir, program: vec![env!("CARGO_BIN_EXE_loa").to_owned()] }
+    }
+
+    /// This station, run by another build of `loa` (its command and arguments).
+    pub fn run_by(mut self, program: &[&str]) -> Station {
+        self.program = program.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(&self.program[0]);
+        command.args(&self.program[1..]);
+        command
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -76,9 +94,7 @@ impl Station {
 
     pub fn loa(&self, args: &[&str]) -> Run {
         let config = self.config_path();
-        let mut full = vec!["--config", config.to_str().expect("utf-8 path")];
-        full.extend_from_slice(args);
-        loa(&full)
+        Run::from(self.command().arg("--config").arg(config).args(args).output().expect("run loa"))
     }
 
     /// `loa clip add FILE` with `extra` flags; `--title "Bản tin CCHC"` and `--topic cchc`
@@ -231,7 +247,7 @@ impl Station {
     }
 
     fn run_command(&self, device: Device, env: &[(&str, &str)]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_loa"));
+        let mut command = self.command();
         command
             .arg("--config")
             .arg(self.config_path())
@@ -431,14 +447,14 @@ pub fn sleep_into_first_airing(events: &[serde_json::Value], ms: i64) {
     std::thread::sleep(Duration::from_millis((scheduled + ms - now).max(0) as u64));
 }
 
-/// Exports the proof log and runs `loa verify` on it, and the independent Python verifier
-/// (`tests/verify_proof.py`), which must agree.
+/// Exports the proof log (by the station's own build) and runs this build's `loa verify` on it,
+/// and the independent Python verifier (`tests/verify_proof.py`), which must agree.
 pub fn verify(station: &Station) -> Run {
     let export = station.dir.path().join("export.jsonl");
     let run = station.loa(&["airtime", "--format", "jsonl"]);
     std::fs::write(&export, &run.stdout).unwrap();
     let key = station.public_key();
-    let ours = station.loa(&["verify", export.to_str().unwrap(), "--public-key", &key]);
+    let ours = loa(&["verify", export.to_str().unwrap(), "--public-key", &key]);
     let theirs = python_verify(&export, &["--public-key", &key]);
     assert_eq!(
         ours.code, theirs.code,

@@ -5,7 +5,7 @@
 //! machine with systemd as PID 1; CI containers have none.)
 
 use std::os::unix::net::UnixDatagram;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -31,10 +31,7 @@ fn the_deb_installs_the_binary_unit_and_conffile_and_makes_the_user_before_start
         .unwrap();
     assert!(built.status.success(), "cargo deb: {}", String::from_utf8_lossy(&built.stderr));
 
-    let field = |name: &str| {
-        let out = Command::new("dpkg-deb").args(["--field"]).arg(&deb).arg(name).output().unwrap();
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    };
+    let field = |name: &str| dpkg_field(&deb, name);
     assert_eq!(field("Package"), "loa");
     let depends = field("Depends");
     assert!(depends.contains("libasound2") && depends.contains("adduser"), "{depends}");
@@ -129,4 +126,103 @@ fn assert_ready(binary: &Path, config: &Path, dir: &Path) {
     let status = child.wait().unwrap();
     assert!(ready, "the packaged daemon never said READY");
     assert!(status.success(), "it stops cleanly on SIGTERM: {status}");
+}
+
+/// The packages `.ci/cross` builds for the boxes wards buy (`.ci/run` builds them before the
+/// tests), each unpacked and its binary run under qemu-user: it checks the demo config, adds a
+/// corpus clip and airs it in one slot to ALSA's file device, exports its log, and the host's
+/// `loa verify` and the Python verifier accept it; what reached the device is, byte for byte,
+/// what the host build sends for the same clip. (Emulation says nothing about speed: nothing
+/// here is timed but the slot's own instant.)
+#[test]
+fn the_arm_packages_air_a_clip_under_emulation_exactly_as_the_host_build_does() {
+    let version = env!("CARGO_PKG_VERSION");
+    let builds: Vec<(&str, PathBuf, &str)> = [("arm64", "qemu-aarch64-static"), ("armhf", "qemu-arm-static")]
+        .into_iter()
+        .map(|(arch, qemu)| {
+            let deb = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/cross/loa_{version}_{arch}.deb"));
+            (arch, deb, qemu)
+        })
+        .collect();
+    for (arch, deb, qemu) in &builds {
+        let present = deb.exists() && Command::new(qemu).arg("--version").output().is_ok();
+        let how = format!(".ci/cross {arch} (`.ci/run` runs it) and apt-get install qemu-user-static");
+        if !crate::helpers::require(present, &format!("the {arch} package and {qemu}"), &how) {
+            return;
+        }
+    }
+    let unpacked = tempfile::tempdir().unwrap();
+    let mut programs = vec![("amd64 (this build)".to_owned(), vec![env!("CARGO_BIN_EXE_loa").to_owned()])];
+    for (arch, deb, qemu) in &builds {
+        assert_eq!(dpkg_field(deb, "Architecture"), *arch);
+        let root = unpacked.path().join(arch);
+        assert!(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&root).status().unwrap().success());
+        let binary = root.join("usr/bin/loa").to_string_lossy().into_owned();
+        programs.push((arch.to_string(), vec![qemu.to_string(), binary]));
+    }
+    // All three at once: one slot instant, 40 s ahead (an emulated start is slow).
+    let slot = chrono::Utc::now() + chrono::Duration::seconds(40);
+    let aired: Vec<(String, Vec<u8>)> = std::thread::scope(|scope| {
+        let running: Vec<_> = programs
+            .iter()
+            .map(|(name, program)| (name.clone(), scope.spawn(move || air_one_slot(program, slot))))
+            .collect();
+        running.into_iter().map(|(name, thread)| (name, thread.join().unwrap())).collect()
+    });
+    // The unpaced device goes on taking silence while the stream stays open after the clip:
+    // that tail's length is timing, not audio.
+    let aired: Vec<(String, &[u8])> =
+        aired.iter().map(|(name, capture)| (name.clone(), without_silent_tail(capture))).collect();
+    let (host, expected) = &aired[0];
+    assert!(expected.len() > 100_000, "{host} aired {} bytes", expected.len());
+    for (name, capture) in &aired[1..] {
+        let first_difference = capture.iter().zip(expected.iter()).position(|(a, b)| a != b);
+        assert!(
+            capture == expected,
+            "{name} aired {} bytes, {host} {}; first difference at byte {first_difference:?}",
+            capture.len(),
+            expected.len()
+        );
+    }
+}
+
+/// The capture up to its last 16-bit sample that is not zero.
+fn without_silent_tail(capture: &[u8]) -> &[u8] {
+    let samples = capture.len() / 2;
+    let end = (0..samples).rev().find(|i| capture[2 * i] != 0 || capture[2 * i + 1] != 0).map_or(0, |i| 2 * (i + 1));
+    &capture[..end]
+}
+
+fn dpkg_field(deb: &Path, name: &str) -> String {
+    let out = Command::new("dpkg-deb").args(["--field"]).arg(deb).arg(name).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Under `program`: `check-config` of the demo config, `clip add` of a corpus clip, `loa run`
+/// until the slot at `slot` has aired it, and the export verified. Returns what the device took.
+fn air_one_slot(program: &[String], slot: chrono::DateTime<chrono::Utc>) -> Vec<u8> {
+    use crate::helpers::{Device, Station, of_kind, verify};
+    let cron = slot.format("%S %M %H * * *").to_string();
+    let config = format!(
+        "[station]\nid = \"phu-thuy\"\nname = \"Đài truyền thanh phường Phú Thủy\"\ntimezone = \"UTC\"\n\
+         data_dir = \"data\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+         [[slot]]\nname = \"mot-lan\"\ncron = \"{cron}\"\nmax_minutes = 1\npeak = true\ngrace_seconds = 30\n"
+    );
+    let program: Vec<&str> = program.iter().map(String::as_str).collect();
+    let station = Station::with_config(&config).run_by(&program);
+    // (check-config reads the demo's clips beside it and writes nothing.)
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml");
+    let mut check = Command::new(program[0]);
+    let checked = check.args(&program[1..]).arg("--config").arg(demo).arg("check-config").output().unwrap();
+    assert!(checked.status.success(), "{program:?} check-config: {}", String::from_utf8_lossy(&checked.stderr));
+    let added = station.add(&Path::new(crate::helpers::FIXTURES).join("cbr128_stereo_44k.mp3"), &[]);
+    assert_eq!(added.code, 0, "{program:?} clip add: {}", added.stderr);
+    let daemon = station.start(Device::Unpaced);
+    station.wait_for("the slot aired", Duration::from_secs(120), |e| {
+        !of_kind(e, "airing_ended", Some("completed")).is_empty()
+    });
+    daemon.stop();
+    let verified = verify(&station);
+    assert_eq!(verified.code, 0, "{program:?}: {}{}", verified.stdout, verified.stderr);
+    std::fs::read(station.air_path()).unwrap()
 }

@@ -141,8 +141,7 @@ fn hanoi() -> chrono_tz::Tz {
 fn station() -> Station {
     let parent = std::path::Path::new("/dev/shm");
     let dir = if parent.is_dir() { tempfile::tempdir_in(parent) } else { tempfile::tempdir() }.unwrap();
-    std::fs::write(dir.path().join("station.toml"), CONFIG).unwrap();
-    Station { dir }
+    Station::in_dir(dir, CONFIG)
 }
 
 async fn run_until<T>(clock: &VirtualClock, engine: &tokio::task::JoinHandle<T>, t: DateTime<Utc>) {
