@@ -1,6 +1,8 @@
 //! The device backend: the only module that touches the sound device (rodio's cpal, and
 //! through it ALSA).
 //!
+//! It runs in the device's own process (`audio::worker`, started by `audio::process`): a fault
+//! in alsa-lib (an abort), a hang or a vanished device ends that process, never the station.
 //! One dedicated thread owns the device. The device is opened for a slot — at the instant its
 //! first clip is released, so the stream's first callback takes the first frame at once — at
 //! the clip's own sample rate and channel count, and closed after the slot, so the amplifier
@@ -16,16 +18,15 @@
 //! played (its buffer included) — is the evidence an airing record carries. A clip is handed
 //! to the callback only between clips, so each measurement belongs to one clip.
 //!
-//! The thread never blocks on the device: it polls the meter with a deadline and a stall
-//! detector. It reads no wall clock: it reports monotonic durations since each play request,
+//! The thread never waits on the device's writes: it polls the meter with a deadline and a
+//! stall detector, and answers before it closes a device that failed (closing one that hangs
+//! may hang too: its process is then ended from outside). It reads no wall clock: it reports monotonic durations since each play request,
 //! and the caller turns them into wall times through `clock`.
 //!
 //! Why cpal's callback and not rodio's mixer: the mixer pulls every sample through a chain of
 //! boxed iterators (mixer, channel and rate converters) and hides the callback's timestamps,
 //! which say when a frame reaches the loudspeaker (see ARCHITECTURE.md, "Audio output").
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
@@ -36,7 +37,7 @@ use rodio::cpal::{self, SampleFormat, SizedSample};
 use tokio::sync::oneshot;
 
 use super::meter::{ALL_TAKEN, Format, Meter, OutSample, PLAYING, STOPPED, UNDECODABLE, WINDOW, Window, measure};
-use super::output::{Measurement, Output, PlayItem, PlaybackEnd, Progress};
+use super::output::{Measurement, PlayItem, PlaybackEnd, Progress};
 use crate::library::decode::ClipDecoder;
 
 /// How often the player thread looks at the meter while a clip plays (and at a stop request
@@ -53,34 +54,9 @@ enum Command {
     EndSlot,
 }
 
-impl Output for PlayerHandle {
-    fn begin_slot(&self, device: &str) {
-        PlayerHandle::begin_slot(self, device);
-    }
-
-    fn play(
-        &self,
-        item: PlayItem,
-        progress: Progress,
-    ) -> Pin<Box<dyn Future<Output = Option<Measurement>> + Send + '_>> {
-        Box::pin(PlayerHandle::play(self, item, progress))
-    }
-
-    fn end_slot(&self) {
-        PlayerHandle::end_slot(self);
-    }
-
-    fn responsive(&self) -> bool {
-        self.alive.lock().expect("liveness lock").elapsed() < UNRESPONSIVE
-    }
-}
-
 /// The player thread notes it is alive at least this often (idle or playing).
 const LIVENESS_TICK: Duration = Duration::from_secs(1);
-/// Silence from the player thread for longer than this means it is stuck.
-const UNRESPONSIVE: Duration = Duration::from_secs(10);
-
-/// The async side's handle to the player thread.
+/// The handle to the player thread (in the device's own process: `audio::worker`).
 #[derive(Clone)]
 pub struct PlayerHandle {
     commands: mpsc::Sender<Command>,
@@ -106,12 +82,18 @@ impl PlayerHandle {
         let _ = self.send(Command::BeginSlot { device: device.to_owned() });
     }
 
-    /// Plays one clip in the slot and reports what reached the device. `None` if the audio
-    /// thread did not answer (it died or is stuck).
-    pub async fn play(&self, item: PlayItem, progress: Progress) -> Option<Measurement> {
+    /// Plays one clip in the slot; the answer is what reached the device (`progress` says
+    /// what has so far). `None` if the player thread is gone.
+    pub fn play(&self, item: PlayItem, progress: Progress) -> Option<oneshot::Receiver<Measurement>> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Play { item, progress, reply }).ok()?;
-        answer.await.ok()
+        Some(answer)
+    }
+
+    /// How long since the player thread last showed it was alive (it does every second idle,
+    /// every poll while a clip plays): long means stuck in the device.
+    pub fn quiet_for(&self) -> Duration {
+        self.alive.lock().expect("liveness lock").elapsed()
     }
 
     /// Ends the slot: the device is closed.
@@ -359,10 +341,12 @@ fn player_thread(commands: mpsc::Receiver<Command>, alive: Arc<Mutex<Instant>>) 
             Command::BeginSlot { device: name } => device = SlotDevice { name: Some(name), output: None },
             Command::Play { item, progress, reply } => {
                 let measured = play_one(&mut device, &item, &progress, &alive);
-                if measured.end != PlaybackEnd::Finished {
+                let failed = measured.end != PlaybackEnd::Finished;
+                // Answered before the device is closed: closing a hung device may hang too.
+                let _ = reply.send(measured);
+                if failed {
                     device.output = None; // whatever the device still holds is not to be heard
                 }
-                let _ = reply.send(measured);
             }
             Command::EndSlot => device = SlotDevice::default(),
         }
@@ -381,7 +365,7 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 }
 
 fn play_one(device: &mut SlotDevice, item: &PlayItem, progress: &Progress, alive: &Mutex<Instant>) -> Measurement {
-    let requested = Instant::now();
+    let requested = item.requested;
     let decoder = match ClipDecoder::open(&item.path) {
         Ok(decoder) => decoder,
         Err(e) => return Measurement::nothing(PlaybackEnd::DecodeError(e.to_string()), requested.elapsed()),
@@ -398,6 +382,7 @@ fn play_one(device: &mut SlotDevice, item: &PlayItem, progress: &Progress, alive
         if let Some(cause) = item.stop.cause() {
             return Measurement::nothing(PlaybackEnd::Stopped(cause), requested.elapsed());
         }
+        *alive.lock().expect("liveness lock") = Instant::now();
         thread::sleep(wait.min(POLL)); // the last sleep ends exactly at the instant
     }
     if let Err(e) = output.start() {
@@ -405,7 +390,6 @@ fn play_one(device: &mut SlotDevice, item: &PlayItem, progress: &Progress, alive
     }
 
     let meter = &output.shared.meter;
-    let samples_per_second = f64::from(format.sample_rate) * f64::from(format.channels);
     let deadline = item.start_after + item.planned + item.planned / 20 + Duration::from_secs(3);
     let mut last_taken = 0;
     let mut last_progress = Instant::now();
@@ -414,7 +398,7 @@ fn play_one(device: &mut SlotDevice, item: &PlayItem, progress: &Progress, alive
         *alive.lock().expect("liveness lock") = Instant::now();
         let state = meter.state.load(Ordering::Acquire);
         let taken = meter.taken.load(Ordering::Acquire);
-        progress.set(Duration::from_secs_f64(taken as f64 / samples_per_second));
+        progress.set(measured(meter, format, requested, expected_frames, PlaybackEnd::Finished));
         if let Some(cause) = item.stop.cause() {
             if meter.state.compare_exchange(PLAYING, STOPPED, Ordering::AcqRel, Ordering::Acquire).is_ok() {
                 break PlaybackEnd::Stopped(cause);
@@ -450,6 +434,11 @@ fn play_one(device: &mut SlotDevice, item: &PlayItem, progress: &Progress, alive
             thread::sleep(wait.min(PLAY_OUT_WAIT));
         }
     }
+    measured(meter, format, requested, expected_frames, end)
+}
+
+/// What the meter has measured since the play request, ending with `end`.
+fn measured(meter: &Meter, format: Format, requested: Instant, expected_frames: u64, end: PlaybackEnd) -> Measurement {
     let channels = u64::from(format.channels);
     let taken = meter.taken.load(Ordering::Acquire);
     let since_request = |nanos: u64| meter.at(nanos).saturating_duration_since(requested);

@@ -1,6 +1,7 @@
 //! What the engine asks of the audio output and what it gets back: the [`Output`] trait (the
-//! device thread on a station, a simulation in tests), one clip to play, and the measurement
-//! of what reached the device. Nothing here touches a device.
+//! device's own process on a station, a simulation in tests), one clip to play, and the
+//! measurement of what reached the device. Nothing here touches a device. The measurement
+//! crosses a pipe from the device's process, so it is serializable.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -9,8 +10,10 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 /// Why an airing should stop early.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StopCause {
     Shutdown,
     Preempted,
@@ -47,10 +50,12 @@ pub struct PlayItem {
     /// Hold the clip, ready, this long after the request, then release it to the device: a
     /// slot is cued ahead so its first frame goes out at the scheduled instant.
     pub start_after: Duration,
+    /// When it was asked for: every duration measured is since then.
+    pub requested: std::time::Instant,
     pub stop: StopSignal,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum PlaybackEnd {
     /// The clip's audio ran out: all of it was pulled by the device.
     Finished,
@@ -65,7 +70,7 @@ pub enum PlaybackEnd {
 }
 
 /// What reached the device while one clip played.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Measurement {
     /// From the play request to the first frame the device pulled (including `start_after`).
     pub first_frame_after: Option<Duration>,
@@ -114,23 +119,30 @@ impl Measurement {
     }
 }
 
-/// Progress the caller can read while a clip plays (for the heartbeat).
+/// What has reached the device so far while a clip plays: the heartbeat reads how much, and
+/// should the device's process die before it reports the end, this is the evidence that
+/// stands (the snapshot's `end` says nothing: it is decided when the clip ends).
 #[derive(Debug, Clone, Default)]
-pub struct Progress(Arc<Mutex<Duration>>);
+pub struct Progress(Arc<Mutex<Option<Measurement>>>);
 
 impl Progress {
     pub fn played(&self) -> Duration {
-        *self.0.lock().expect("progress lock")
+        self.snapshot().map_or(Duration::ZERO, |m| m.played())
     }
 
-    /// What the output reports as played so far.
-    pub(super) fn set(&self, played: Duration) {
-        *self.0.lock().expect("progress lock") = played;
+    pub fn snapshot(&self) -> Option<Measurement> {
+        self.0.lock().expect("progress lock").clone()
+    }
+
+    /// What the output measured so far.
+    pub(super) fn set(&self, so_far: Measurement) {
+        *self.0.lock().expect("progress lock") = Some(so_far);
     }
 }
 
-/// Where the engine sends airings: the device thread ([`PlayerHandle`](super::device::PlayerHandle)) on a station, or a
-/// stand-in when a test simulates months of airings on a virtual clock.
+/// Where the engine sends airings: the device's own process
+/// ([`DeviceProcess`](super::process::DeviceProcess)) on a station, or a stand-in when a test
+/// simulates months of airings on a virtual clock.
 pub trait Output: Send + Sync {
     /// Starts a slot on `device`; it opens when the slot's first clip is released.
     fn begin_slot(&self, device: &str);
@@ -142,8 +154,4 @@ pub trait Output: Send + Sync {
     ) -> Pin<Box<dyn Future<Output = Option<Measurement>> + Send + '_>>;
     /// Ends the slot: the device is closed.
     fn end_slot(&self);
-    /// Whether the output's thread still answers (for the service watchdog).
-    fn responsive(&self) -> bool {
-        true
-    }
 }

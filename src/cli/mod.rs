@@ -21,7 +21,7 @@ use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
 
 use crate::air::scheduler;
-use crate::audio::device::PlayerHandle;
+use crate::audio::process::DeviceProcess;
 use crate::audit::chain;
 use crate::audit::compliance;
 use crate::audit::render::{self, ReportFormat};
@@ -55,6 +55,9 @@ pub struct Args {
 enum Command {
     /// Run the station: air the slots, record every airing as signed proof. Stops on SIGTERM/SIGINT.
     Run,
+    /// The audio device's own process, which `loa run` starts for each slot (not for people).
+    #[command(hide = true)]
+    AudioWorker,
     /// Validate the config and show the station, its slots and the next 10 slot times.
     CheckConfig,
     /// The station's identity and the public key that verifies its proof log.
@@ -309,6 +312,9 @@ pub fn main() -> ExitCode {
 }
 
 fn run(args: Args, clock: &dyn Clock, out: &mut dyn Write) -> Result<(), Failure> {
+    if let Command::AudioWorker = args.command {
+        return run::audio_worker();
+    }
     // `verify` is the district's tool: it needs no station config.
     if let Command::Verify { file, public_key, expect_head, station_id, accept_key_replacement, expect_prev } =
         &args.command
@@ -345,7 +351,7 @@ fn run(args: Args, clock: &dyn Clock, out: &mut dyn Write) -> Result<(), Failure
         Command::Token(command) => tokens::run_token(command, &config, clock, out),
         Command::Backup { path } => proof_log::backup(&config, &path, clock, out),
         Command::Compliance { period, format } => proof_log::compliance(&config, &period, format, clock, out),
-        Command::Verify { .. } | Command::District(_) => unreachable!("handled above"),
+        Command::Verify { .. } | Command::District(_) | Command::AudioWorker => unreachable!("handled above"),
     }
     .or_else(|failure| match failure {
         // A closed stdout (e.g. `| head`) is not the command failing.

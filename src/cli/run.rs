@@ -18,13 +18,22 @@ pub(super) fn run_station(config: Config) -> Result<(), Failure> {
     let shutdown = async {
         wait_for_stop_signal().await;
     };
-    let running = daemon::launch(station, listeners, shutdown, Arc::new(SystemClock), Arc::new(PlayerHandle::spawn()))?;
+    // The device runs in a process of its own: this very binary, as `loa audio-worker`.
+    let program = std::env::current_exe().map_err(|e| Failure::Usage(format!("cannot find loa's own binary: {e}")))?;
+    let output = Arc::new(DeviceProcess::new(program));
+    let running = daemon::launch(station, listeners, shutdown, Arc::new(SystemClock), output)?;
     Ok(running.wait()?)
 }
 
 /// Logs to journald under systemd (JOURNAL_STREAM names our stderr's journal socket), with
 /// priorities and fields; anywhere else, plain lines on stderr. LOA_LOG overrides the filter,
 /// e.g. LOA_LOG=debug. The decoders' own notes ("estimating duration") are noise at a station.
+/// `loa audio-worker`: the device's own process, which `loa run` starts per slot.
+pub(super) fn audio_worker() -> Result<(), Failure> {
+    init_logging();
+    crate::audio::worker::serve().map_err(Failure::Usage)
+}
+
 pub(super) fn init_logging() {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;

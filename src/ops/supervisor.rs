@@ -1,7 +1,7 @@
 //! Talking to systemd when it runs us (`Type=notify`): READY once the store is open, recovery
-//! has run and the scheduler is armed; watchdog pings only while the engine loop turns *and*
-//! the audio thread answers, so a stuck player gets the service restarted; STOPPING on the way
-//! out. Without `NOTIFY_SOCKET` (a shell, the tests) every call does nothing.
+//! has run and the scheduler is armed; watchdog pings only while the engine loop turns (the
+//! audio device runs in its own process, which the engine ends itself when it hangs: see
+//! `audio::process`); STOPPING on the way out. Without `NOTIFY_SOCKET` (a shell, the tests) every call does nothing.
 
 use std::time::{Duration, Instant};
 
@@ -27,14 +27,9 @@ impl Supervisor {
         self.notify(&[NotifyState::Ready, NotifyState::Status("on air")]);
     }
 
-    /// Called from the engine loop: pings the watchdog (at a quarter of its period) if the
-    /// audio thread is responsive, and not otherwise.
-    pub fn alive(&mut self, audio_responsive: bool) {
+    /// Called from the engine loop: pings the watchdog (at a quarter of its period).
+    pub fn alive(&mut self) {
         let Some(period) = self.watchdog else { return };
-        if !audio_responsive {
-            tracing::error!("the audio thread is not answering; withholding the watchdog ping");
-            return;
-        }
         if self.last_ping.is_none_or(|last| last.elapsed() >= period / 4) {
             self.last_ping = Some(Instant::now());
             self.notify(&[NotifyState::Watchdog]);

@@ -83,6 +83,17 @@ pub fn free_bytes(dir: &Path) -> io::Result<u64> {
     Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
 }
 
+/// `CLOCK_MONOTONIC` now, as a duration since the kernel's (unspecified) origin: what
+/// `std::time::Instant` reads on Linux, but a number another process on the box can place on
+/// its own `Instant` line (the device's process times a clip from the station's request).
+pub fn monotonic_now() -> std::time::Duration {
+    // SAFETY: `timespec` is plain data, filled by clock_gettime for the duration of the call.
+    let mut now: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid, exclusively borrowed timespec; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    std::time::Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use loa::air::engine::Engine;
 use loa::air::live::Live;
-use loa::audio::device::PlayerHandle;
+use loa::audio::process::DeviceProcess;
 use loa::config::Config;
 use loa::library::ingest::Library;
 use loa::store::{EventQuery, Store, StoreHandle};
@@ -55,10 +55,16 @@ fn open_store(config: &Config) -> Store {
     Store::open(&config.station.data_dir, &config.station.id).unwrap()
 }
 
-/// The real engine (real store, real player on a device that does not exist) on `clock`.
+/// The real engine (real store, the real device process on a device that does not exist) on
+/// `clock`.
+/// `loa audio-worker` of the build under test, as `loa run` starts it.
+fn device_process() -> DeviceProcess {
+    DeviceProcess::new(env!("CARGO_BIN_EXE_loa").into())
+}
+
 fn engine(config: &Config, clock: &Arc<VirtualClock>, shutdown: watch::Receiver<bool>, live: Live) -> Engine {
     let library = Library::open(&config.station.data_dir, config.clips).unwrap();
-    let (store, player) = (StoreHandle::spawn(open_store(config)), Arc::new(PlayerHandle::spawn()));
+    let (store, player) = (StoreHandle::spawn(open_store(config)), Arc::new(device_process()));
     Engine::new(Arc::new(config.clone()), store, player, clock.clone(), library, live, shutdown)
 }
 
@@ -255,7 +261,7 @@ fn the_daemon_launched_in_process_serves_on_port_0_and_stops_on_shutdown() {
         Listeners::loopback().unwrap(),
         async move { drop(stopped.await) },
         Arc::new(loa::time::clock::SystemClock),
-        Arc::new(PlayerHandle::spawn()),
+        Arc::new(device_process()),
     )
     .unwrap();
     let base = format!("http://{}", running.http_address);

@@ -188,6 +188,12 @@ impl Station {
         self.dir.path().join("air.raw")
     }
 
+    /// Puts another device behind the station's ALSA config (each slot's device process reads
+    /// it afresh): a sound card plugged in, say.
+    pub fn set_device(&self, device: Device) {
+        self.alsa_config(device);
+    }
+
     fn alsa_config(&self, device: Device) -> PathBuf {
         let air = self.air_path();
         let pcm = match device {

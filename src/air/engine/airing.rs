@@ -232,7 +232,14 @@ impl Engine {
         let progress = Progress::default();
         let planned = Duration::from_millis(plan.planned_ms);
         let path = self.library.clip_path(&clip.sha256);
-        let item = PlayItem { path, gain_db: plan.gain_cdb as f64 / 100.0, planned, start_after, stop: stop.clone() };
+        let item = PlayItem {
+            path,
+            gain_db: plan.gain_cdb as f64 / 100.0,
+            planned,
+            start_after,
+            requested: std::time::Instant::now(),
+            stop: stop.clone(),
+        };
         // Beyond the player's own deadline: only a stuck audio thread gets here.
         let give_up = tokio::time::Instant::now() + start_after + planned + planned / 20 + Duration::from_secs(15);
         let play = self.player.play(item, progress.clone());
@@ -246,7 +253,7 @@ impl Engine {
                     stop.stop(StopCause::Shutdown);
                 }
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {
-                    run.supervisor.alive(self.player.responsive());
+                    run.supervisor.alive();
                     let played = progress.played().as_millis() as u64;
                     self.beat(run, self.clock.now(), Some((seq, played))).await?;
                 }

@@ -96,6 +96,13 @@ pub(super) fn evidence_of(
             (some_or(AiringStatus::Partial), Some("still playing past its duration and margin; stopped".to_owned()))
         }
     };
+    // An airing that did not complete counts no more than real time allowed since its first
+    // frame: what a failing device swallowed faster (a file plugin's broken pipe takes the rest
+    // of the clip at once before it reports) was never heard.
+    let played_ms = match heard_for {
+        Some(wall) if status != AiringStatus::Completed => played_ms.min((wall + buffer).as_millis() as u64),
+        _ => played_ms,
+    };
     let at = |d: Duration| (requested_at + TimeDelta::from_std(d).unwrap_or_default()).timestamp_millis();
     let evidence = AiringEvidence {
         started_at: m.first_frame_after.map(at),
@@ -179,6 +186,23 @@ mod tests {
             |ms: u64| judge(&Measurement { played_out_after: Some(Duration::from_millis(2_000 + ms)), ..whole() });
         assert_eq!(heard_in(2_600).evidence.status, AiringStatus::Completed);
         assert_eq!(heard_in(2_400).evidence.status, AiringStatus::Partial);
+    }
+
+    #[test]
+    fn a_device_lost_counts_only_what_real_time_allowed_since_its_first_frame() {
+        // 3 s into a 10 s clip the pipe behind the device broke; the device swallowed the rest
+        // at once before it reported the error: 3 s (and its buffer) were heard, not 10.
+        let m = Measurement {
+            played_out_after: Some(Duration::from_millis(5_050)),
+            end: PlaybackEnd::DeviceError("broken pipe".into()),
+            ..whole()
+        };
+        let e = judge(&m).evidence;
+        assert_eq!(e.status, AiringStatus::Partial);
+        assert_eq!(e.played_ms, 3_050 + 80, "the wall time from the first frame, and the device's two periods");
+        // A device that failed at its real-time pace keeps what it took.
+        let m = Measurement { frames: 3 * u64::from(RATE), ..m };
+        assert_eq!(judge(&m).evidence.played_ms, 3_000);
     }
 
     #[test]

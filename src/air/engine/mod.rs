@@ -181,7 +181,7 @@ impl Engine {
         self.warn_quotas_at_risk().await?;
 
         while !run.stopping {
-            run.supervisor.alive(self.player.responsive());
+            run.supervisor.alive();
             let now = self.clock.now();
             self.beat(&mut run, now, None).await?;
             if (now - run.last_checkpoint).abs() >= CHECKPOINT_EVERY {
