@@ -59,7 +59,7 @@ TOKEN = [member("token_id", "integer"), member("role", ("operator", "district"))
 KINDS = {
     "station_started": [member("version", "text"), member("public_key", "hex64"),
                         member("last_alive_at", "integer", True), member("clock_behind_ms", "integer"),
-                        member("clock_waited_ms", "integer")] + SYNCED,
+                        member("clock_waited_ms", "integer"), member("encoding", ("loa-1",), False, True)] + SYNCED,
     "station_stopped": [member("reason", "text")],
     "clip_added": CLIP,
     "clip_retired": CLIP + [member("reason", "text", False, True)],

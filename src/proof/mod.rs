@@ -27,6 +27,13 @@ use ed25519_dalek::Signer;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+/// The event encoding and judging rules this build writes by, named in every `station_started`
+/// (`encoding`). A change to how events are encoded, or to what a kind may contain beyond
+/// adding an optional member, is a new name: verifiers judge the events after each
+/// `station_started` by the rules it names, so old events are never re-judged by newer rules,
+/// and a verifier refuses a name it does not know (a log from a newer loa) rather than guess.
+pub const ENCODING: &str = "loa-1";
+
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// An event's fields, before sealing (no `seq`, `prev_hash`, `hash`, `sig`).

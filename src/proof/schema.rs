@@ -112,6 +112,8 @@ pub fn members(kind: Kind) -> Vec<&'static [Member]> {
         m("last_alive_at", Integer).or_null(),
         m("clock_behind_ms", Integer),
         m("clock_waited_ms", Integer),
+        // Absent in logs written before it was recorded: those are `loa-1` too.
+        m("encoding", OneOf(&[crate::proof::ENCODING])).optional(),
         SYNCED,
     ];
     const REASON: &[Member] = &[m("reason", Text)];
@@ -297,6 +299,31 @@ mod tests {
 
     fn refusal(extra: &[(&str, Value)]) -> String {
         check(&event(extra)).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_run_in_an_encoding_this_build_does_not_know_is_refused_and_one_without_it_is_loa_1() {
+        let started = |encoding: Option<&str>| {
+            let mut e = event(&[]);
+            e.remove("reason");
+            e.insert("kind".into(), "station_started".into());
+            for (name, value) in [("version", "0.1.0"), ("public_key", &"a".repeat(64))] {
+                e.insert(name.into(), value.into());
+            }
+            for name in ["clock_behind_ms", "clock_waited_ms"] {
+                e.insert(name.into(), 0.into());
+            }
+            e.insert("last_alive_at".into(), Value::Null);
+            e.insert("clock_synced".into(), false.into());
+            if let Some(encoding) = encoding {
+                e.insert("encoding".into(), encoding.into());
+            }
+            check(&e)
+        };
+        assert_eq!(started(Some(crate::proof::ENCODING)), Ok(Kind::StationStarted));
+        assert_eq!(started(None), Ok(Kind::StationStarted), "written before the member was: loa-1");
+        let newer = started(Some("loa-2")).unwrap_err().to_string();
+        assert!(newer.contains("field `encoding`") && newer.contains("loa-2"), "{newer}");
     }
 
     #[test]

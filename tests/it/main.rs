@@ -17,5 +17,6 @@ mod readme;
 mod security;
 mod systemd;
 mod tidy;
+mod upgrade;
 mod web;
 mod year;

@@ -305,11 +305,13 @@ pub fn station_started(
     #[derive(Serialize)]
     struct Started<'a> {
         version: &'a str,
+        /// The rules the events after it are written and judged by.
+        encoding: &'static str,
         public_key: &'a str,
         /// Last heartbeat of the previous run: the station was down from then until now.
         last_alive_at: Option<i64>,
     }
-    let started = Started { version, public_key, last_alive_at };
+    let started = Started { version, encoding: crate::proof::ENCODING, public_key, last_alive_at };
     fields(Kind::StationStarted, [part(&started), part(&clock), part(&Synced { clock_synced })])
 }
 

@@ -1,0 +1,91 @@
+//! Upgrades keep the proof. Each directory under `tests/fixtures/upgrade/` is what an earlier
+//! build wrote (`make.sh`, run once per release, never remade): a station's data directory —
+//! database, key, clips, the office's receipt — and its office's. This build must open each
+//! one (migrating its schema), verify it with both verifiers, air on it, export it with the
+//! old events byte for byte as they were, and the office, on its own old memory, must accept
+//! the continuation with no alarm.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::helpers::{Device, Station, loa, of_kind, verify};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/upgrade");
+
+#[test]
+fn every_data_directory_an_earlier_build_made_opens_verifies_airs_on_and_its_office_accepts_the_rest() {
+    let mut fixtures: Vec<PathBuf> =
+        std::fs::read_dir(FIXTURES).unwrap().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    fixtures.sort();
+    assert!(!fixtures.is_empty(), "no upgrade fixture under {FIXTURES}");
+    for fixture in &fixtures {
+        upgrade(fixture);
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn upgrade(fixture: &Path) {
+    let name = fixture.file_name().unwrap().to_string_lossy().into_owned();
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&fixture.join("station"), dir.path());
+    let office = dir.path().join("office-side");
+    copy_dir(&fixture.join("office"), &office);
+    // Its own config, on a port of this run's choosing.
+    let config = std::fs::read_to_string(dir.path().join("station.toml")).unwrap();
+    let listen = config.lines().find(|l| l.starts_with("listen = ")).expect("the fixture's listen").to_owned();
+    let station = Station::in_dir(dir, &config.replace(&listen, "listen = \"127.0.0.1:0\""));
+
+    // Opened by this build (its schema migrated), the old log verifies with both verifiers.
+    let verified = verify(&station);
+    assert_eq!(verified.code, 0, "{name}: {}{}", verified.stdout, verified.stderr);
+    let before = station.loa(&["airtime", "--format", "jsonl"]).stdout;
+    let old_events = before.lines().count();
+    assert!(old_events >= 5, "{name}: the fixture holds a log: {before}");
+    let office_config = office.join("district.toml");
+    let district = |args: &[&str]| {
+        let mut all = vec!["district", "--config", office_config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        loa(&all)
+    };
+    let checked = district(&["check"]);
+    assert_eq!(checked.code, 0, "{name}: the office's own memory: {}{}", checked.stdout, checked.stderr);
+
+    // It airs on, and the office takes the continuation from the head it held.
+    let completed_before = of_kind(&station.events(), "airing_ended", Some("completed")).len();
+    let daemon = station.start(Device::Unpaced);
+    station.wait_for("an airing on the old log", Duration::from_secs(60), |e| {
+        of_kind(e, "airing_ended", Some("completed")).len() > completed_before
+    });
+    let text = std::fs::read_to_string(&office_config).unwrap();
+    let url = text.lines().find(|l| l.starts_with("url = ")).expect("the office's url for the station").to_owned();
+    std::fs::write(&office_config, text.replace(&url, &format!("url = \"{}\"", daemon.http_base()))).unwrap();
+    let pulled = district(&["pull", "--json"]);
+    assert_eq!(pulled.code, 0, "{name}: {}{}", pulled.stdout, pulled.stderr);
+    let contact = &pulled.json()[0];
+    assert!(
+        contact["accepted"].as_u64().unwrap() >= 1 && contact["alarms"].as_array().unwrap().is_empty(),
+        "{name}: {contact}"
+    );
+    daemon.stop();
+
+    // The whole log verifies, and the old events are exported exactly as they were.
+    let verified = verify(&station);
+    assert_eq!(verified.code, 0, "{name}: {}{}", verified.stdout, verified.stderr);
+    let after = station.loa(&["airtime", "--format", "jsonl"]).stdout;
+    let kept: Vec<&str> = after.lines().take(old_events).collect();
+    assert_eq!(kept, before.lines().collect::<Vec<_>>(), "{name}: an old event changed");
+    assert!(after.lines().count() > old_events);
+    let started = of_kind(&station.events(), "station_started", None).last().map(|e| e["version"].clone());
+    assert_eq!(started, Some(env!("CARGO_PKG_VERSION").into()), "{name}: the new run records its version");
+}
