@@ -29,10 +29,22 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pid):
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0  # it ended meanwhile
+    for line in status.splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+def children(pid):
+    """The daemon's child processes (the audio device's process, `loa audio-worker`, while a slot runs)."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def cpu_seconds(pid):
@@ -106,11 +118,16 @@ def main():
         subprocess.run(["lame", "--quiet", "-b", "64", work / "short.wav", work / "short.mp3"], check=True)
         daemon = station(work / "play", "*/2 * * * * *", preload=work / "short.mp3", paced=True, min_seconds=0.1)
         procs.append(daemon)
-        peak_rss = 0.0
+        # The station and the device's process it starts per slot, each at its peak, and their
+        # sum at its peak (RSS counts the binary's shared pages in each).
+        peak_rss, peak_worker, peak_sum = 0.0, 0.0, 0.0
         deadline = time.time() + AIRINGS * 2.5 + 30
         while time.time() < deadline:
             time.sleep(0.1)
-            peak_rss = max(peak_rss, rss_kib(daemon.pid) / 1024)
+            station_rss = rss_kib(daemon.pid) / 1024
+            worker_rss = sum(rss_kib(c) for c in children(daemon.pid)) / 1024
+            peak_rss, peak_worker = max(peak_rss, station_rss), max(peak_worker, worker_rss)
+            peak_sum = max(peak_sum, station_rss + worker_rss)
             log = subprocess.run([LOA, "--config", work / "play" / "station.toml", "airtime", "--format", "jsonl"],
                                  capture_output=True, text=True).stdout
             ended = [e for e in map(json.loads, log.splitlines()) if e["kind"] == "airing_ended"]
@@ -121,7 +138,8 @@ def main():
         procs.clear()
         completed = [e for e in ended if e["status"] == "completed"][1:]  # the first may follow start-up
         latencies = sorted(e["started_at"] - e["scheduled_at"] for e in completed)
-        print(f"playing: peak RSS {peak_rss:.1f} MiB")
+        print(f"playing: peak RSS station {peak_rss:.1f} MiB, device process {peak_worker:.1f} MiB, "
+              f"both {peak_sum:.1f} MiB")
         print(f"slot start latency over {len(latencies)} airings (scheduled -> first frame pulled): "
               f"p50 {statistics.median(latencies):.0f} ms, p99 {latencies[max(0, round(len(latencies) * 0.99) - 1)]:.0f} ms, "
               f"max {latencies[-1]} ms")

@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::proof::events::{self, Damage};
-use crate::proof::{ChainVerifier, Expect, SealedEvent, Verified, parse_public_key};
+use crate::proof::{Broken, ChainVerifier, Expect, SealedEvent, Verified, parse_public_key};
 use crate::store::{EventQuery, Store, StoreError};
 
 /// Events read and checked per step, so memory stays bounded on a long log.
@@ -60,7 +60,9 @@ impl RangeCheck {
                 ChainVerifier::after(key, (after_seq, hash), expect)
             }
         };
-        Ok(RangeCheck { verifier })
+        // Signatures in batches (a year's log at first start on a slow CPU): a failing batch is
+        // checked one by one, and its first bad event is named before any later fault.
+        Ok(RangeCheck { verifier: verifier.deferring_signatures() })
     }
 
     /// Checks `events`, which must be every stored event after `after_seq` up to the last one
@@ -70,19 +72,38 @@ impl RangeCheck {
             return Ok(None);
         }
         self.feed(events)?;
-        Ok(Some(self.verifier.finish().expect("a chain of one or more events sums up")))
+        self.finish().map(Some)
     }
 
     fn feed(&mut self, events: &[SealedEvent]) -> Result<(), Damage> {
         for event in events {
-            self.verifier.stored(event.seq as usize, event).map_err(|broken| Damage {
-                seq: event.seq,
-                stored_hash: event.hash.clone(),
-                computed_hash: broken.computed_hash.unwrap_or_default(),
-                why: broken.why,
-            })?;
+            if let Err(broken) = self.verifier.stored(event.seq as usize, event) {
+                // A bad signature still waiting in the batch comes first: it is the one named.
+                let first = self.verifier.flush().err().unwrap_or(broken);
+                return Err(damage(first, Some(event)));
+            }
         }
         Ok(())
+    }
+
+    /// The last batch of signatures checked, and the range summed up.
+    fn finish(self) -> Result<Verified, Damage> {
+        self.verifier.finish().map_err(|broken| damage(broken, None))
+    }
+}
+
+/// `broken` as damage found at `at` — or at the earlier event it names (a signature from the
+/// batch, whose stored hash is the one computed: only its signature is wrong).
+fn damage(broken: Broken, at: Option<&SealedEvent>) -> Damage {
+    let computed_hash = broken.computed_hash.unwrap_or_default();
+    match at.filter(|at| broken.seq.is_none_or(|seq| seq == at.seq)) {
+        Some(at) => Damage { seq: at.seq, stored_hash: at.hash.clone(), computed_hash, why: broken.why },
+        None => Damage {
+            seq: broken.seq.unwrap_or_default(),
+            stored_hash: computed_hash.clone(),
+            computed_hash,
+            why: broken.why,
+        },
     }
 }
 
@@ -136,7 +157,10 @@ pub fn check_all(
             return Ok(Err(damage));
         }
     }
-    Ok(Ok(check.verifier.finish().ok()))
+    if head == 0 {
+        return Ok(Ok(None));
+    }
+    Ok(check.finish().map(Some))
 }
 
 /// How much of the stored log a check covers.

@@ -443,6 +443,25 @@ fn an_edit_below_the_stations_checkpoint_is_still_caught() {
     }
 }
 
+/// The start check verifies signatures in batches; a forged signature early in the log is
+/// still named first, before a later edit, exactly as one by one would.
+#[test]
+fn the_start_check_in_batches_names_the_first_bad_signature_before_a_later_edit() {
+    let station = station_with_log();
+    let db = rusqlite::Connection::open(station.data_dir().join("loa.sqlite")).unwrap();
+    db.execute_batch("DROP TRIGGER events_are_never_updated;").unwrap();
+    let sig: String = db.query_row("SELECT sig FROM events WHERE seq = 2", [], |r| r.get(0)).unwrap();
+    let forged = format!("{}{}", if sig.starts_with('0') { '1' } else { '0' }, &sig[1..]);
+    db.execute("UPDATE events SET sig = ?1 WHERE seq = 2", [&forged]).unwrap();
+    db.execute_batch("UPDATE events SET body = replace(body, '\"at\":', '\"at\": ') WHERE seq = 4;").unwrap();
+    drop(db);
+    let mut store = loa::store::Store::open(&station.data_dir(), "test-station").unwrap();
+    let damage = loa::audit::chain::check_stored_log(&mut store, chrono::Utc::now(), loa::audit::chain::Scope::Whole);
+    let damage = damage.unwrap().expect("the forged signature is found");
+    assert_eq!(damage.seq, 2, "{damage:?}");
+    assert!(damage.why.contains("signature does not verify"), "{damage:?}");
+}
+
 /// An export line for the raw `body` (any bytes), hashed and signed by `seed`'s key: what a
 /// station could write with its own key, however wrong.
 fn signed_raw(seed: [u8; 32], body: &str) -> String {
