@@ -41,10 +41,8 @@ def rss_kib(pid):
 
 def children(pid):
     """The daemon's child processes (the audio device's process, `loa audio-worker`, while a slot runs)."""
-    try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(c) for c in found.split()]
 
 
 def cpu_seconds(pid):
@@ -60,7 +58,7 @@ def idle_figures(pid, seconds, out, name):
 
 def station(dir, cron, preload=None, paced=False, min_seconds=1):
     dir.mkdir(parents=True)
-    config = f'[station]\nid = "bench"\nname = "bench"\ndata_dir = "data"\n[clips]\nmin_seconds = {min_seconds}\n' \
+    config = f'[station]\nid = "bench"\nname = "bench"\ndata_dir = "data"\n[http]\nlisten = "127.0.0.1:0"\n[clips]\nmin_seconds = {min_seconds}\n' \
              f'[[slot]]\nname = "bench"\ncron = "{cron}"\nmax_minutes = 1\npeak = true\ngrace_seconds = 1\n'
     if preload:
         config += f'[[preload]]\nfile = "{preload}"\ntitle = "bench"\ntopic = "cchc"\n'

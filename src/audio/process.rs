@@ -8,8 +8,8 @@
 //! player stops showing signs of life (a write that never returns), it is killed after
 //! [`HUNG`] and the airing ends the same way. The next slot starts a fresh process.
 
+use std::ffi::OsString;
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,7 +29,8 @@ const GRACE: Duration = Duration::from_secs(2);
 
 /// Airs through a child process per slot.
 pub struct DeviceProcess {
-    program: PathBuf,
+    /// The command that runs `loa`: this binary, or an emulator in front of it.
+    command: Vec<OsString>,
     slot: Mutex<Slot>,
 }
 
@@ -55,9 +56,12 @@ enum Event {
 }
 
 impl DeviceProcess {
-    /// Runs `program audio-worker` (this very binary, as `std::env::current_exe` names it).
-    pub fn new(program: PathBuf) -> DeviceProcess {
-        DeviceProcess { program, slot: Mutex::new(Slot::default()) }
+    /// Runs `COMMAND… audio-worker`: `command` is this very binary (as `std::env::current_exe`
+    /// names it), or an emulator and the binary (an arm64 build under qemu-user, where the
+    /// kernel cannot run it by itself).
+    pub fn new(command: Vec<OsString>) -> DeviceProcess {
+        assert!(!command.is_empty(), "a command to run loa");
+        DeviceProcess { command, slot: Mutex::new(Slot::default()) }
     }
 
     fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
@@ -71,7 +75,7 @@ impl DeviceProcess {
             Some(worker) if !worker.gone.load(Ordering::Acquire) => Ok(worker),
             _ => {
                 let device = slot.device.clone().ok_or("no slot is in progress")?;
-                let worker = Worker::start(&self.program)?;
+                let worker = Worker::start(&self.command)?;
                 worker.send(ToDevice::BeginSlot { device });
                 Ok(worker)
             }
@@ -136,7 +140,7 @@ impl Output for DeviceProcess {
         let mut slot = self.slot();
         slot.device = Some(device.to_owned());
         slot.worker = None; // a process left from before ends
-        match Worker::start(&self.program) {
+        match Worker::start(&self.command) {
             Ok(worker) => {
                 worker.send(ToDevice::BeginSlot { device: device.to_owned() });
                 slot.worker = Some(worker);
@@ -164,14 +168,15 @@ impl Output for DeviceProcess {
 }
 
 impl Worker {
-    fn start(program: &PathBuf) -> Result<Worker, String> {
-        let mut child = tokio::process::Command::new(program)
+    fn start(command: &[OsString]) -> Result<Worker, String> {
+        let mut child = tokio::process::Command::new(&command[0])
+            .args(&command[1..])
             .arg("audio-worker")
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| format!("cannot start the audio device's process ({}): {e}", program.display()))?;
+            .map_err(|e| format!("cannot start the audio device's process ({:?}): {e}", command))?;
         let (mut stdin, stdout) = (child.stdin.take().expect("piped"), child.stdout.take().expect("piped"));
         let (commands, mut to_send) = mpsc::unbounded_channel::<ToDevice>();
         let (events_to, events) = mpsc::unbounded_channel();

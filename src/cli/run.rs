@@ -18,9 +18,7 @@ pub(super) fn run_station(config: Config) -> Result<(), Failure> {
     let shutdown = async {
         wait_for_stop_signal().await;
     };
-    // The device runs in a process of its own: this very binary, as `loa audio-worker`.
-    let program = std::env::current_exe().map_err(|e| Failure::Usage(format!("cannot find loa's own binary: {e}")))?;
-    let output = Arc::new(DeviceProcess::new(program));
+    let output = Arc::new(DeviceProcess::new(audio_worker_command()?));
     let running = daemon::launch(station, listeners, shutdown, Arc::new(SystemClock), output)?;
     Ok(running.wait()?)
 }
@@ -28,6 +26,18 @@ pub(super) fn run_station(config: Config) -> Result<(), Failure> {
 /// Logs to journald under systemd (JOURNAL_STREAM names our stderr's journal socket), with
 /// priorities and fields; anywhere else, plain lines on stderr. LOA_LOG overrides the filter,
 /// e.g. LOA_LOG=debug. The decoders' own notes ("estimating duration") are noise at a station.
+/// The device runs in a process of its own: this very binary, as `loa audio-worker`. Where the
+/// kernel cannot run this binary by itself (an arm64 build under qemu-user on an amd64 CI
+/// machine), `LOA_AUDIO_WORKER` names the command that runs it ("qemu-aarch64-static
+/// /path/to/loa"), words split at spaces.
+fn audio_worker_command() -> Result<Vec<std::ffi::OsString>, Failure> {
+    if let Some(command) = std::env::var("LOA_AUDIO_WORKER").ok().filter(|c| !c.trim().is_empty()) {
+        return Ok(command.split_whitespace().map(Into::into).collect());
+    }
+    let program = std::env::current_exe().map_err(|e| Failure::Usage(format!("cannot find loa's own binary: {e}")))?;
+    Ok(vec![program.into()])
+}
+
 /// `loa audio-worker`: the device's own process, which `loa run` starts per slot.
 pub(super) fn audio_worker() -> Result<(), Failure> {
     init_logging();

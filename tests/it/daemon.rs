@@ -214,9 +214,12 @@ fn a_device_that_takes_a_long_bulletin_at_once_is_not_recorded_as_heard_whole() 
     let ended = of_kind(&events, "airing_ended", None)[0];
     assert_eq!(ended["status"], "partial", "{ended}");
     assert!(ended["reason"].as_str().unwrap().contains("not playing in real time"), "{ended}");
-    assert_eq!(ended["played_ms"], 16_640, "what the device took is still recorded");
+    // What the device took is in the reason; what counts as played is what real time allowed.
+    assert!(ended["reason"].as_str().unwrap().contains("took 16640 ms of audio in"), "{ended}");
     let span = ended["ended_at"].as_i64().unwrap() - ended["started_at"].as_i64().unwrap();
     assert!(span < 16_640, "the evidence shows why: {span} ms from first frame to last played out");
+    let played = ended["played_ms"].as_i64().unwrap();
+    assert!(played < 16_640 && played <= span + 1_000, "no more than real time allowed: {ended}");
 }
 
 #[test]

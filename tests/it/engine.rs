@@ -59,7 +59,7 @@ fn open_store(config: &Config) -> Store {
 /// `clock`.
 /// `loa audio-worker` of the build under test, as `loa run` starts it.
 fn device_process() -> DeviceProcess {
-    DeviceProcess::new(env!("CARGO_BIN_EXE_loa").into())
+    DeviceProcess::new(vec![env!("CARGO_BIN_EXE_loa").into()])
 }
 
 fn engine(config: &Config, clock: &Arc<VirtualClock>, shutdown: watch::Receiver<bool>, live: Live) -> Engine {

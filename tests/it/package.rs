@@ -217,7 +217,10 @@ fn air_one_slot(program: &[String], slot: chrono::DateTime<chrono::Utc>) -> Vec<
     assert!(checked.status.success(), "{program:?} check-config: {}", String::from_utf8_lossy(&checked.stderr));
     let added = station.add(&Path::new(crate::helpers::FIXTURES).join("cbr128_stereo_44k.mp3"), &[]);
     assert_eq!(added.code, 0, "{program:?} clip add: {}", added.stderr);
-    let daemon = station.start(Device::Unpaced);
+    // Under an emulator the kernel cannot run the binary itself: its device process goes
+    // through the same emulator.
+    let worker = program.join(" ");
+    let daemon = station.start_with_env(Device::Unpaced, &[("LOA_AUDIO_WORKER", &worker)]);
     station.wait_for("the slot aired", Duration::from_secs(120), |e| {
         !of_kind(e, "airing_ended", Some("completed")).is_empty()
     });

@@ -40,9 +40,12 @@ pub const WALL_CLOCK_POLL: Duration = Duration::from_secs(1);
 /// A slot is prepared this far ahead (program planned, `airing_started` written, clip decoder
 /// opened), so only the device open stands between the scheduled instant and the first frame.
 const CUE: TimeDelta = TimeDelta::seconds(2);
-/// Heartbeats: rarely while idle (SD cards wear), every second while airing (so a power cut's
-/// record says how far the airing got).
-const HEARTBEAT_IDLE: TimeDelta = TimeDelta::seconds(5);
+/// Heartbeats: every second while airing (so a power cut's record says how far the airing got);
+/// idle, every 10 minutes. An idle beat says only "alive": a slot instant after it is in the log
+/// or recorded missed at the next start whatever the beat's age, so beating more often buys
+/// nothing but SD-card wear (each beat is a page through SQLite's WAL and its checkpoint: every
+/// 5 s that was 171 MB a day; see benches/wear.py).
+const HEARTBEAT_IDLE: TimeDelta = TimeDelta::minutes(10);
 const HEARTBEAT_AIRING: TimeDelta = TimeDelta::seconds(1);
 /// The write-ahead log is folded back and truncated this often while idle, and at shutdown.
 const CHECKPOINT_EVERY: TimeDelta = TimeDelta::hours(1);
