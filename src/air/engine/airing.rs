@@ -89,6 +89,7 @@ impl Engine {
         self.player.end_slot();
         self.amplifier_off(run, Some(&slot.name)).await?;
         run.busy_until = Some(self.clock.now());
+        super::give_back_idle_pages();
         self.warn_quotas_at_risk().await
     }
 

@@ -182,6 +182,7 @@ impl Engine {
         tracing::info!(station = %self.config.station.id, %device, next_slot, "station on air");
         run.supervisor.ready();
         self.warn_quotas_at_risk().await?;
+        give_back_idle_pages();
 
         while !run.stopping {
             run.supervisor.alive();
@@ -259,6 +260,15 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// Start-up and each slot leave pages resident that waiting for the next slot does not use:
+/// given back on a blocking thread (`ops::sys::return_idle_pages`), so the box idles small.
+fn give_back_idle_pages() {
+    tokio::task::spawn_blocking(|| {
+        let bytes = crate::ops::sys::return_idle_pages();
+        tracing::debug!(bytes, "idle pages given back");
+    });
 }
 
 /// Resolves once shutdown is requested (or its sender is gone).
