@@ -39,6 +39,19 @@ def rss_kib(pid):
     return 0
 
 
+def pss_kib(pid):
+    """Proportional set size: shared pages (the one binary both processes map, libc) split
+    between the processes that map them, so a sum over processes counts each page once."""
+    try:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0
+    for line in rollup.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+
 def children(pid):
     """The daemon's child processes (the audio device's process, `loa audio-worker`, while a slot runs)."""
     found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
@@ -118,14 +131,16 @@ def main():
         procs.append(daemon)
         # The station and the device's process it starts per slot, each at its peak, and their
         # sum at its peak (RSS counts the binary's shared pages in each).
-        peak_rss, peak_worker, peak_sum = 0.0, 0.0, 0.0
+        peak_rss, peak_worker, peak_sum, peak_pss = 0.0, 0.0, 0.0, 0.0
         deadline = time.time() + AIRINGS * 2.5 + 30
         while time.time() < deadline:
             time.sleep(0.1)
             station_rss = rss_kib(daemon.pid) / 1024
-            worker_rss = sum(rss_kib(c) for c in children(daemon.pid)) / 1024
+            workers = children(daemon.pid)
+            worker_rss = sum(rss_kib(c) for c in workers) / 1024
             peak_rss, peak_worker = max(peak_rss, station_rss), max(peak_worker, worker_rss)
             peak_sum = max(peak_sum, station_rss + worker_rss)
+            peak_pss = max(peak_pss, (pss_kib(daemon.pid) + sum(pss_kib(c) for c in workers)) / 1024)
             log = subprocess.run([LOA, "--config", work / "play" / "station.toml", "airtime", "--format", "jsonl"],
                                  capture_output=True, text=True).stdout
             ended = [e for e in map(json.loads, log.splitlines()) if e["kind"] == "airing_ended"]
@@ -137,7 +152,7 @@ def main():
         completed = [e for e in ended if e["status"] == "completed"][1:]  # the first may follow start-up
         latencies = sorted(e["started_at"] - e["scheduled_at"] for e in completed)
         print(f"playing: peak RSS station {peak_rss:.1f} MiB, device process {peak_worker:.1f} MiB, "
-              f"both {peak_sum:.1f} MiB")
+              f"both {peak_sum:.1f} MiB (their PSS, shared pages counted once: {peak_pss:.1f} MiB)")
         print(f"slot start latency over {len(latencies)} airings (scheduled -> first frame pulled): "
               f"p50 {statistics.median(latencies):.0f} ms, p99 {latencies[max(0, round(len(latencies) * 0.99) - 1)]:.0f} ms, "
               f"max {latencies[-1]} ms")
