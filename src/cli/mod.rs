@@ -55,9 +55,6 @@ pub struct Args {
 enum Command {
     /// Run the station: air the slots, record every airing as signed proof. Stops on SIGTERM/SIGINT.
     Run,
-    /// The audio device's own process, which `loa run` starts for each slot (not for people).
-    #[command(hide = true)]
-    AudioWorker,
     /// Validate the config and show the station, its slots and the next 10 slot times.
     CheckConfig,
     /// The station's identity and the public key that verifies its proof log.
@@ -301,8 +298,14 @@ fn failed(message: impl Into<String>) -> Failure {
 pub fn main() -> ExitCode {
     // Whatever loa writes (databases, backups, receipts, keys) is not for other users.
     crate::ops::sys::private_files();
-    let args = Args::parse();
-    match run(args, &SystemClock, &mut io::stdout().lock()) {
+    // The device's own process, as `loa run` starts it (`loa audio-worker`, nothing else): it
+    // skips building the whole command line's definitions, which it would only keep resident.
+    let result = if std::env::args_os().skip(1).eq(["audio-worker"]) {
+        run::audio_worker()
+    } else {
+        run(Args::parse(), &SystemClock, &mut io::stdout().lock())
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("error: {failure}");
@@ -312,9 +315,6 @@ pub fn main() -> ExitCode {
 }
 
 fn run(args: Args, clock: &dyn Clock, out: &mut dyn Write) -> Result<(), Failure> {
-    if let Command::AudioWorker = args.command {
-        return run::audio_worker();
-    }
     // `verify` is the district's tool: it needs no station config.
     if let Command::Verify { file, public_key, expect_head, station_id, accept_key_replacement, expect_prev } =
         &args.command
@@ -351,7 +351,7 @@ fn run(args: Args, clock: &dyn Clock, out: &mut dyn Write) -> Result<(), Failure
         Command::Token(command) => tokens::run_token(command, &config, clock, out),
         Command::Backup { path } => proof_log::backup(&config, &path, clock, out),
         Command::Compliance { period, format } => proof_log::compliance(&config, &period, format, clock, out),
-        Command::Verify { .. } | Command::District(_) | Command::AudioWorker => unreachable!("handled above"),
+        Command::Verify { .. } | Command::District(_) => unreachable!("handled above"),
     }
     .or_else(|failure| match failure {
         // A closed stdout (e.g. `| head`) is not the command failing.
