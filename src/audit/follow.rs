@@ -121,8 +121,10 @@ impl Backlog {
 
 /// How far one line got.
 enum Taken {
-    /// Recorded: received, refused or withdrawn.
+    /// Recorded: received or refused.
     Done,
+    /// A withdrawal of this bulletin, recorded.
+    Withdrew(i64),
     /// An emergency whose window opens later: its audio is here, it is queued then.
     NotDue(DateTime<Utc>),
 }
@@ -179,14 +181,13 @@ impl Follower {
         backlog: &mut Backlog,
     ) -> bool {
         match self.take(client, &waiting.line).await {
-            Ok(Taken::Done) => {
+            Ok(taken @ (Taken::Done | Taken::Withdrew(_))) => {
                 backlog.next_try.remove(&waiting.seq);
                 self.logged.notify_one();
                 // A withdrawal ends the wait of the bulletin it withdraws: it is never taken.
-                if let Ok(Notice::Withdrawn(withdrawal)) = self.read(&waiting.line) {
-                    cursor.waiting.retain(|w| claimed_id(&w.line) != Some(withdrawal.id));
-                    let part = self.part_file(withdrawal.id);
-                    let _ = tokio::fs::remove_file(part).await;
+                if let Taken::Withdrew(id) = taken {
+                    cursor.waiting.retain(|w| claimed_id(&w.line) != Some(id));
+                    let _ = tokio::fs::remove_file(self.part_file(id)).await;
                 }
                 true
             }
@@ -215,13 +216,16 @@ impl Follower {
     }
 
     /// Reads one signed line and acts on it; an `Err` is the office or the disk failing (tried
-    /// again), never the line's own fault (recorded as refused). Taking a line again after a
-    /// restart records nothing twice.
+    /// again), never the line's own fault (recorded as refused). A bulletin already received is
+    /// not taken again (a line read again after a restart).
     async fn take(&self, client: &reqwest::Client, line: &str) -> Result<Taken, String> {
         let line_hash = crate::proof::sha256_hex(line.as_bytes());
         match self.read(line) {
             Err(refused) => self.refuse(claimed_id(line), &line_hash, refused).await?,
-            Ok(Notice::Withdrawn(withdrawal)) => self.withdraw(withdrawal.id).await?,
+            Ok(Notice::Withdrawn(withdrawal)) => {
+                self.withdraw(withdrawal.id).await?;
+                return Ok(Taken::Withdrew(withdrawal.id));
+            }
             Ok(Notice::Bulletin(manifest)) => {
                 let id = manifest.id;
                 if self.store.call(move |s| s.bulletin_clip(id)).await.map_err(|e| e.to_string())?.is_some() {

@@ -94,19 +94,6 @@ pub fn monotonic_now() -> std::time::Duration {
     std::time::Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
 }
 
-/// Whether the mapping of `smaps` that holds `address` is `exe`'s code.
-fn smaps_describes_us(smaps: &str, exe: &Path, address: usize) -> bool {
-    smaps.lines().any(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let [range, perms, _, _, _, path] = fields[..] else { return false };
-        let Some((start, end)) = range.split_once('-') else { return false };
-        let (Ok(start), Ok(end)) = (usize::from_str_radix(start, 16), usize::from_str_radix(end, 16)) else {
-            return false;
-        };
-        (start..end).contains(&address) && perms == "r-xp" && Path::new(path) == exe
-    })
-}
-
 /// Gives back what start-up left resident and idle does not need: the heap's free memory
 /// (`malloc_trim`), and the pages of code (`MADV_DONTNEED` on every executable file mapping:
 /// this binary's and its libraries') and of this binary's first, never-relocated read-only
@@ -121,6 +108,11 @@ pub fn return_idle_pages() -> usize {
     else {
         return 0;
     };
+    // Only where /proc describes this very address space: the mapping that holds this function
+    // must be this binary's code. (Under an emulator such as qemu-user, /proc/self/smaps may be
+    // the emulator's own, at addresses that mean something else here.)
+    let here = return_idle_pages as *const () as usize;
+    let mut describes_us = false;
     // Each mapping: a header "start-end perms offset dev inode path", then "Name: value" lines.
     let mut mappings: Vec<(usize, usize, bool, u64)> = Vec::new();
     for line in smaps.lines() {
@@ -130,18 +122,15 @@ pub fn return_idle_pages() -> usize {
             let (Ok(start), Ok(end)) = (usize::from_str_radix(start, 16), usize::from_str_radix(end, 16)) else {
                 continue;
             };
-            let code = perms == "r-xp" && path.starts_with('/');
-            let first_read_only =
-                Path::new(path) == exe && perms == "r--p" && offset.trim_start_matches('0').is_empty();
+            let (ours, code) = (Path::new(path) == exe, perms == "r-xp" && path.starts_with('/'));
+            describes_us |= ours && code && (start..end).contains(&here);
+            let first_read_only = ours && perms == "r--p" && offset.trim_start_matches('0').is_empty();
             mappings.push((start, end, code || first_read_only, 0));
         } else if let (Some(last), ["Anonymous:", kib, ..]) = (mappings.last_mut(), &fields[..]) {
             last.3 = kib.parse().unwrap_or(u64::MAX);
         }
     }
-    // Only where /proc describes this very address space: the mapping that holds this function
-    // must be this binary's code. (Under an emulator such as qemu-user, /proc/self/smaps may be
-    // the emulator's own, at addresses that mean something else here.)
-    if !smaps_describes_us(&smaps, &exe, return_idle_pages as *const () as usize) {
+    if !describes_us {
         return 0;
     }
     let mut given = 0;
