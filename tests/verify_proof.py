@@ -70,6 +70,7 @@ KINDS = {
     "amplifier_hook_failed": [member("hook", ("before_air", "after_air")), member("slot", "text", True),
                               member("detail", "text", True)] + SYNCED,
     "slot_missed": [member("slot", "text"), member("peak", "boolean"), member("scheduled_at", "integer"),
+                    member("last_scheduled_at", "integer", False, True), member("count", "integer", False, True),
                     member("status", ("missed",)),
                     member("reason", ("station_down", "previous_airing_overran", "clock_jumped",
                                       "no_eligible_clip"))] + SYNCED,
@@ -130,6 +131,24 @@ def check_schema(event, where):
     for name in event:
         if name not in allowed:
             raise Refused(f"{where}: field `{name}`: not a member of {event['kind']} events")
+    if event["kind"] == "slot_missed":
+        check_run(event, where)
+
+
+def check_run(event, where):
+    # ARCHITECTURE.md, "Event kinds": a run of missed instants names its last instant and its
+    # count together, at least two, the last after the first, at most one instant a second.
+    first, last, count = event["scheduled_at"], event.get("last_scheduled_at"), event.get("count")
+    if last is None and count is None:
+        return
+    if last is None or count is None:
+        raise Refused(f"{where}: a run of missed slots names both last_scheduled_at and count")
+    if last <= first:
+        raise Refused(f"{where}: field `last_scheduled_at`: not after scheduled_at")
+    if count < 2:
+        raise Refused(f"{where}: field `count`: a run is two instants or more")
+    if count - 1 > (last - first) // 1000:
+        raise Refused(f"{where}: field `count`: more than one instant a second")
 
 
 

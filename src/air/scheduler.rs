@@ -6,7 +6,9 @@
 //! log itself (`last_fired_by_slot`), so a restart resumes exactly where the log ends. A clock
 //! stepped back leaves the next instant in the future: nothing fires again. A clock stepped
 //! forward past an instant airs it if it is at most the slot's grace late, otherwise it is due
-//! as missed.
+//! as missed — with every later instant of the same slot that is missed too, as one run
+//! counted by whole days (`CronSchedule::count_between`), so a month's outage of a slot every
+//! 4 s is one decision, not 648,000.
 
 use std::collections::HashMap;
 
@@ -14,9 +16,7 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 
 use crate::config::Slot;
-
-/// How far back a restart looks for slots missed while the station was down.
-pub const RECOVERY_WINDOW: TimeDelta = TimeDelta::days(8);
+use crate::time::slots::InstantRun;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Due {
@@ -69,6 +69,24 @@ impl SlotTimer {
             .min_by_key(|(i, at)| (*at, *i))?;
         self.next[slot] = first_fire_after(&self.slots[slot], self.timezone, at);
         Some(if now - at <= self.slots[slot].grace { Due::Air { slot, at } } else { Due::Missed { slot, at } })
+    }
+
+    /// After `due` handed out `Due::Missed { slot, at }`: the run of that slot's instants from
+    /// `at` that are missed at `now` too (beyond the slot's grace) and fall before `until` (where
+    /// the reason for missing them changes), marked handled.
+    pub fn missed_run(
+        &mut self,
+        slot: usize,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
+    ) -> InstantRun {
+        let late = now - self.slots[slot].grace;
+        let before = until.map_or(late, |until| until.min(late));
+        let more = self.slots[slot].cron.count_between(self.timezone, at, before);
+        let last = more.last.unwrap_or(at);
+        self.next[slot] = first_fire_after(&self.slots[slot], self.timezone, last);
+        InstantRun { first: at, last, count: 1 + more.count }
     }
 
     /// The earliest unhandled fire instant, if any slot will ever fire again.
@@ -214,6 +232,58 @@ mod tests {
                 Due::Air { slot: 0, at: local(2026, 11, 23, 5, 30, 0) },
             ]
         );
+    }
+
+    #[test]
+    fn a_month_down_is_one_run_per_slot_then_the_due_instant_airs() {
+        let slots = [slot("nhanh", "*/4 * * * * Mon-Sun", 1), slot("sang", "0 30 5 * * Mon-Sun", 60)];
+        let last_alive = local(2026, 11, 1, 12, 0, 1);
+        let mut timer = SlotTimer::new(&slots, tz(), &HashMap::new(), last_alive);
+        let started = local(2026, 12, 1, 12, 0, 0);
+        let now = started + TimeDelta::milliseconds(300);
+        let mut runs = Vec::new();
+        let due = loop {
+            match timer.due(now, TimeDelta::seconds(2)) {
+                Some(Due::Missed { slot, at }) => runs.push((slot, timer.missed_run(slot, at, now, Some(started)))),
+                other => break other,
+            }
+        };
+        assert_eq!(
+            runs,
+            [
+                (
+                    0,
+                    InstantRun {
+                        first: local(2026, 11, 1, 12, 0, 4),
+                        last: local(2026, 12, 1, 11, 59, 56),
+                        count: 648_000 - 1
+                    }
+                ),
+                (1, InstantRun { first: local(2026, 11, 2, 5, 30, 0), last: local(2026, 12, 1, 5, 30, 0), count: 30 }),
+            ]
+        );
+        // The instant at the start itself is within its grace: aired, not missed.
+        assert_eq!(due, Some(Due::Air { slot: 0, at: started }));
+    }
+
+    #[test]
+    fn a_run_stops_where_its_reason_changes_and_at_the_grace() {
+        let slots = [slot("nhanh", "*/10 * * * * Mon-Sun", 5)];
+        let start = local(2026, 11, 23, 8, 0, 0);
+        let mut timer = SlotTimer::new(&slots, tz(), &HashMap::new(), start);
+        // The clock jumps 95 s: 08:00:10 … 08:01:30 are late; until 08:00:40 (say) for one reason.
+        let now = start + TimeDelta::seconds(95);
+        let Some(Due::Missed { slot, at }) = timer.due(now, TimeDelta::zero()) else { panic!("missed") };
+        let until = Some(start + TimeDelta::seconds(40));
+        assert_eq!(timer.missed_run(slot, at, now, until).count, 3, "08:00:10, :20, :30");
+        let Some(Due::Missed { slot, at }) = timer.due(now, TimeDelta::zero()) else { panic!("missed") };
+        let rest = timer.missed_run(slot, at, now, None);
+        assert_eq!(
+            (rest.first, rest.last, rest.count),
+            (start + TimeDelta::seconds(40), start + TimeDelta::seconds(80), 5)
+        );
+        // 08:01:30 is 5 s late: within the grace, so it airs.
+        assert_eq!(timer.due(now, TimeDelta::zero()), Some(Due::Air { slot: 0, at: start + TimeDelta::seconds(90) }));
     }
 
     #[test]

@@ -152,12 +152,14 @@ pub fn report(subject: Subject, period: &Period, events: &[Logged], now: DateTim
     let mut by_topic_language: BTreeMap<String, Tally> = BTreeMap::new();
     let (mut peak_tally, mut off_peak) = (Tally::default(), Tally::default());
     for e in events.iter().filter(|e| e.at >= from && e.at < to) {
-        let status = match &e.what {
-            Counted::AiringEnded { status, .. } => status.as_str(),
-            Counted::SlotMissed { .. } => "missed",
+        let (status, count) = match &e.what {
+            Counted::AiringEnded { status, .. } => (status.as_str(), 1),
+            // A run of missed instants counts each of them.
+            Counted::SlotMissed { count, .. } => ("missed", u32::try_from(*count).unwrap_or(u32::MAX)),
             Counted::Other => continue,
         };
-        *by_status.entry(status.to_owned()).or_insert(0) += 1;
+        let tally: &mut u32 = by_status.entry(status.to_owned()).or_insert(0);
+        *tally = tally.saturating_add(count);
         if let Counted::AiringEnded { status: AiringStatus::Completed, played_ms, topic, language, peak, .. } = &e.what
         {
             let minutes = *played_ms as f64 / 60_000.0;
@@ -240,7 +242,7 @@ fn quota_report(
                 tallies[i].attempts += 1;
                 tallies[i].completed += u32::from(*status == AiringStatus::Completed);
             }
-            Counted::SlotMissed { reason: MissReason::StationDown } => tallies[i].station_down = true,
+            Counted::SlotMissed { reason: MissReason::StationDown, .. } => tallies[i].station_down = true,
             _ => {}
         }
     }

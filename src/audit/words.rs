@@ -45,6 +45,27 @@ pub fn miss_vi(reason: MissReason) -> &'static str {
     }
 }
 
+/// A missed slot, or a run of them (`Lỡ 648.000 lần khung giờ`).
+pub fn missed_vi(count: u64) -> String {
+    match count {
+        0 | 1 => status_vi("missed").to_owned(),
+        n => format!("Lỡ {} lần khung giờ", whole_vi(n)),
+    }
+}
+
+/// A whole number as Vietnamese writes it: a dot between thousands (`648.000`).
+pub fn whole_vi(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push('.');
+        }
+        out.push(digit);
+    }
+    out
+}
+
 pub fn status_vi(status: &str) -> &'static str {
     match status {
         "completed" => "Phát trọn vẹn",
@@ -115,5 +136,14 @@ mod tests {
         assert_eq!(super::number_vi(1.64), "1,6");
         assert_eq!(super::number_vi(12.0), "12");
         assert_eq!(super::number_vi(0.04), "0");
+    }
+
+    #[test]
+    fn a_run_of_missed_slots_says_how_many_with_thousands_dotted() {
+        assert_eq!(super::whole_vi(648_000), "648.000");
+        assert_eq!(super::whole_vi(999), "999");
+        assert_eq!(super::whole_vi(1_000), "1.000");
+        assert_eq!(super::missed_vi(1), "Lỡ khung giờ");
+        assert_eq!(super::missed_vi(7_884_000), "Lỡ 7.884.000 lần khung giờ");
     }
 }

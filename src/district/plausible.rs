@@ -53,6 +53,8 @@ struct Members<'a> {
     ended_at: Option<i64>,
     played_ms: Option<i64>,
     status: Option<&'a str>,
+    scheduled_at: Option<i64>,
+    last_scheduled_at: Option<i64>,
 }
 
 impl Context {
@@ -60,13 +62,24 @@ impl Context {
     /// the office's `now`; what is implausible about it, if anything. Only an airing's body is
     /// read again.
     pub fn observe(&mut self, (seq, kind, at): (i64, &str, i64), body: &str, now: i64) -> Option<String> {
-        let e = if kind.starts_with("airing_") {
+        let e = if kind.starts_with("airing_") || kind == "slot_missed" {
             match serde_json::from_str::<Members>(body) {
                 Ok(e) => e,
                 Err(_) => return Some("the event cannot be read for plausibility".into()),
             }
         } else {
-            Members { seq, at, kind, airing_seq: None, started_at: None, ended_at: None, played_ms: None, status: None }
+            Members {
+                seq,
+                at,
+                kind,
+                airing_seq: None,
+                started_at: None,
+                ended_at: None,
+                played_ms: None,
+                status: None,
+                scheduled_at: None,
+                last_scheduled_at: None,
+            }
         };
         let mut why = Vec::new();
         if e.at > now + FUTURE_MS {
@@ -110,6 +123,13 @@ impl Context {
                     why.push(format!("its start (seq {started}) was not believed"));
                 }
                 why.extend(self.airing(&e));
+            }
+            "slot_missed" => {
+                // Missed is judged only once an instant has come and gone.
+                let last = e.last_scheduled_at.or(e.scheduled_at).unwrap_or_default();
+                if last > e.at {
+                    why.push(format!("it records a slot at {last} missed before that time came"));
+                }
             }
             _ => {}
         }
@@ -227,5 +247,10 @@ mod tests {
             body(4, T - 1_900_000, "airing_started", ""),
         ];
         assert!(judge(&never_recovered).contains("never ended by its recovery"));
+        let missed = |first: i64, last: i64| {
+            body(2, T - 1_000_000, "slot_missed", &format!(",\"scheduled_at\":{first},\"last_scheduled_at\":{last}"))
+        };
+        assert_eq!(judge(&[missed(T - 3_000_000, T - 1_000_000)]), "", "a run up to its recording");
+        assert!(judge(&[missed(T - 3_000_000, T - 900_000)]).contains("missed before that time came"));
     }
 }

@@ -130,6 +130,10 @@ pub fn members(kind: Kind) -> Vec<&'static [Member]> {
         m("slot", Text),
         m("peak", Boolean),
         m("scheduled_at", Integer),
+        // A run of one slot's consecutive instants missed for one reason: its last and how many
+        // (`run_rules`); absent for one instant.
+        m("last_scheduled_at", Integer).optional(),
+        m("count", Integer).optional(),
         m("status", OneOf(&["missed"])),
         m("reason", OneOf(MissReason::NAMES)),
         SYNCED,
@@ -194,8 +198,38 @@ pub struct SchemaError {
     pub why: String,
 }
 
-/// Checks a flat event object against its kind's schema.
+/// Checks a flat event object against its kind's schema, and the rules between its members.
 pub fn check(event: &Map<String, Value>) -> Result<Kind, SchemaError> {
+    let kind = check_members(event)?;
+    if kind == Kind::SlotMissed {
+        run_rules(event).map_err(|(member, why)| SchemaError { kind: Some(kind), member: member.into(), why })?;
+    }
+    Ok(kind)
+}
+
+/// A slot fires at most once a second (cron's finest field), so a run of missed instants names
+/// both its last instant and its count, or neither; a run is at least two instants, its last
+/// after its first, and no more of them than seconds between them.
+fn run_rules(event: &Map<String, Value>) -> Result<(), (&'static str, String)> {
+    let integer = |name: &str| event.get(name).and_then(Value::as_i64);
+    let first = integer("scheduled_at").unwrap_or_default();
+    match (integer("last_scheduled_at"), integer("count")) {
+        (None, None) => Ok(()),
+        (Some(_), None) => Err(("count", "missing: a run names its last instant and how many".into())),
+        (None, Some(_)) => Err(("last_scheduled_at", "missing: a run names its last instant and how many".into())),
+        (Some(last), _) if last <= first => {
+            Err(("last_scheduled_at", format!("{last} is not after scheduled_at {first}")))
+        }
+        (Some(_), Some(count)) if count < 2 => Err(("count", format!("{count}: a run is two instants or more"))),
+        (Some(last), Some(count)) if count - 1 > (last - first) / 1000 => Err((
+            "count",
+            format!("{count} instants in {} s: a slot fires at most once a second", (last - first) / 1000),
+        )),
+        (Some(_), Some(_)) => Ok(()),
+    }
+}
+
+fn check_members(event: &Map<String, Value>) -> Result<Kind, SchemaError> {
     let error = |kind, member: &str, why: String| SchemaError { kind, member: member.to_owned(), why };
     for member in COMMON {
         check_member(member, event.get(member.name)).map_err(|why| error(None, member.name, why))?;
@@ -362,6 +396,39 @@ mod tests {
         ended.insert("status".into(), Value::from("completed"));
         ended.insert("before_air_ok".into(), Value::Null);
         assert!(check(&ended).unwrap_err().to_string().contains("before_air_ok"), "absent, not null");
+    }
+
+    #[test]
+    fn a_run_of_missed_slots_names_its_last_instant_and_count_and_no_more_than_one_a_second() {
+        let missed = |extra: &[(&str, Value)]| {
+            let mut e: Map<String, Value> = serde_json::from_value(serde_json::json!({
+                "seq": 3, "prev_hash": "0".repeat(64), "station_id": "a", "kind": "slot_missed", "at": 90_000,
+                "slot": "sang", "peak": true, "scheduled_at": 10_000, "status": "missed",
+                "reason": "station_down", "clock_synced": true,
+            }))
+            .unwrap();
+            for (name, value) in extra {
+                e.insert((*name).to_owned(), value.clone());
+            }
+            check(&e).map_err(|e| e.to_string())
+        };
+        assert_eq!(missed(&[]), Ok(Kind::SlotMissed), "one instant, as it always was");
+        let run = |last: i64, count: i64| missed(&[("last_scheduled_at", last.into()), ("count", count.into())]);
+        assert_eq!(run(14_000, 2), Ok(Kind::SlotMissed));
+        assert_eq!(run(70_000, 61), Ok(Kind::SlotMissed), "one a second");
+        for (last, count, member, why) in [
+            (70_000, 62, "count", "at most once a second"),
+            (14_000, 1, "count", "two instants or more"),
+            (14_000, -5, "count", "two instants or more"),
+            (10_000, 2, "last_scheduled_at", "not after"),
+            (9_000, 2, "last_scheduled_at", "not after"),
+        ] {
+            let refused = run(last, count).unwrap_err();
+            assert!(refused.contains(&format!("field `{member}`")) && refused.contains(why), "{refused}");
+        }
+        assert!(missed(&[("count", 2.into())]).unwrap_err().contains("`last_scheduled_at`: missing"));
+        assert!(missed(&[("last_scheduled_at", 14_000.into())]).unwrap_err().contains("`count`: missing"));
+        assert!(missed(&[("count", Value::Null), ("last_scheduled_at", 14_000.into())]).is_err());
     }
 
     #[test]

@@ -266,11 +266,12 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Per slot, the latest scheduled instant that fired (aired or was recorded missed), UTC ms.
+    /// Per slot, the latest scheduled instant that fired (aired or was recorded missed, the last
+    /// of a missed run), UTC ms.
     pub fn last_fired_by_slot(&self) -> Result<HashMap<String, i64>, StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT slot, max(scheduled_at) FROM events WHERE slot IS NOT NULL \
-             AND kind IN ('airing_started', 'slot_missed') GROUP BY slot",
+            "SELECT slot, max(coalesce(json_extract(body, '$.last_scheduled_at'), scheduled_at)) FROM events \
+             WHERE slot IS NOT NULL AND kind IN ('airing_started', 'slot_missed') GROUP BY slot",
         )?;
         let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -318,7 +319,8 @@ impl Store {
     /// Airing and missed-slot counts by status, and when the latest airing ended, for metrics.
     pub fn airing_counts(&self) -> Result<AiringCounts, StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT status, count(*), max(at) FROM events WHERE kind IN ('airing_ended', 'slot_missed') GROUP BY status ORDER BY status",
+            "SELECT status, sum(CASE kind WHEN 'slot_missed' THEN coalesce(json_extract(body, '$.count'), 1) ELSE 1 END), \
+             max(at) FROM events WHERE kind IN ('airing_ended', 'slot_missed') GROUP BY status ORDER BY status",
         )?;
         let rows: Vec<(String, i64, Option<i64>)> =
             stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;

@@ -168,15 +168,7 @@ fn kill_9_at_random_moments_never_breaks_the_proof_nor_airs_a_slot_twice() {
         assert_eq!(n, 1, "airing {} has {n} endings", start["seq"]);
     }
     assert_eq!(starts.len(), ends.len(), "an ending without its start");
-    let mut slots: Vec<(String, i64)> = starts
-        .iter()
-        .chain(of_kind(&events, "slot_missed", None).iter())
-        .map(|e| (e["slot"].as_str().unwrap().to_owned(), e["scheduled_at"].as_i64().unwrap()))
-        .collect();
-    let handled = slots.len();
-    slots.sort();
-    slots.dedup();
-    assert_eq!(slots.len(), handled, "a slot instant was aired (or aired and missed) twice");
+    crate::helpers::assert_each_instant_handled_once(&events);
     let backup = station.dir.path().join("after-kills.sqlite");
     let run = station.loa(&["backup", backup.to_str().unwrap()]);
     assert!(run.code == 0 && run.stdout.contains("integrity ok"), "{}{}", run.stdout, run.stderr);
@@ -187,7 +179,7 @@ fn kill_9_at_random_moments_never_breaks_the_proof_nor_airs_a_slot_twice() {
         "kill loop: {kills} kills survived; {} events checked; {} airings ({completed} completed, {crashed} cut by a kill), {} slots missed",
         events.len(),
         starts.len(),
-        of_kind(&events, "slot_missed", None).len()
+        crate::helpers::missed_instants(&events)
     );
 }
 
@@ -377,19 +369,11 @@ fn the_real_clock_stepped_back_and_forward_never_double_airs_and_records_what_it
     let done = completed(&events);
     std::fs::write(&offset, "+600\n").unwrap(); // ten minutes ahead
     let events = station.wait_for("the jumped-over slots recorded, then an airing", Duration::from_secs(60), |e| {
-        of_kind(e, "slot_missed", None).len() >= 190 && completed(e) > done
+        crate::helpers::missed_instants(e) >= 190 && completed(e) > done
     });
     daemon.stop();
 
-    let mut instants: Vec<i64> = of_kind(&events, "airing_started", None)
-        .iter()
-        .chain(of_kind(&events, "slot_missed", None).iter())
-        .map(|e| e["scheduled_at"].as_i64().unwrap())
-        .collect();
-    let handled = instants.len();
-    instants.sort();
-    instants.dedup();
-    assert_eq!(instants.len(), handled, "a slot instant was handled twice");
+    crate::helpers::assert_each_instant_handled_once(&events);
     let aired: Vec<i64> =
         of_kind(&events, "airing_started", None).iter().map(|e| e["scheduled_at"].as_i64().unwrap()).collect();
     assert!(aired.windows(2).all(|w| w[0] < w[1]), "airings only move forward: {aired:?}");

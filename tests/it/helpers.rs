@@ -131,6 +131,13 @@ pub fn loa(args: &[&str]) -> Run {
     Run::from(Command::new(env!("CARGO_BIN_EXE_loa")).args(args).output().expect("run loa"))
 }
 
+/// `loa` with these arguments and extra environment variables (a stepped clock).
+pub fn loa_with_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_loa"));
+    command.args(args).envs(env.iter().copied());
+    Run::from(command.output().expect("run loa"))
+}
+
 pub struct Run {
     pub code: i32,
     pub stdout: String,
@@ -324,6 +331,29 @@ impl Station {
 /// Events of `kind` (and `status`, when given).
 pub fn of_kind<'a>(events: &'a [serde_json::Value], kind: &str, status: Option<&str>) -> Vec<&'a serde_json::Value> {
     events.iter().filter(|e| e["kind"] == kind && status.is_none_or(|s| e["status"] == s)).collect()
+}
+
+/// How many slot instants the log records missed (a `slot_missed` run counts each of its).
+pub fn missed_instants(events: &[serde_json::Value]) -> u64 {
+    of_kind(events, "slot_missed", None).iter().map(|e| e["count"].as_u64().unwrap_or(1)).sum()
+}
+
+/// Fails if a slot instant was handled twice: per slot, every airing's instant and every
+/// missed run (`scheduled_at` … `last_scheduled_at`) must lie apart from all the others.
+pub fn assert_each_instant_handled_once(events: &[serde_json::Value]) {
+    let mut spans: Vec<(String, i64, i64)> = events
+        .iter()
+        .filter(|e| (e["kind"] == "airing_started" && e["slot"].is_string()) || e["kind"] == "slot_missed")
+        .map(|e| {
+            let first = e["scheduled_at"].as_i64().unwrap();
+            (e["slot"].as_str().unwrap().to_owned(), first, e["last_scheduled_at"].as_i64().unwrap_or(first))
+        })
+        .collect();
+    spans.sort();
+    for pair in spans.windows(2) {
+        let [(slot, _, end), (next_slot, start, _)] = pair else { unreachable!() };
+        assert!(slot != next_slot || start > end, "a slot instant was handled twice: {pair:?}");
+    }
 }
 
 /// A running `loa run`; killed if the test forgets to stop it.

@@ -483,7 +483,7 @@ fn a_signed_event_that_its_kind_does_not_allow_is_refused_by_both_verifiers() {
     let missed = loa::proof::events::slot_missed(
         "sang",
         true,
-        chrono::DateTime::from_timestamp_millis(at).unwrap(),
+        loa::time::slots::InstantRun::one(chrono::DateTime::from_timestamp_millis(at - 60_000).unwrap()),
         loa::proof::events::MissReason::StationDown,
         true,
     );
@@ -509,6 +509,15 @@ fn a_signed_event_that_its_kind_does_not_allow_is_refused_by_both_verifiers() {
     };
     let (honest, python) = judge("honest", &second(&|_| {}, &same));
     assert_eq!((honest.code, python.code), (0, 0), "{} {}", honest.stderr, python.stdout);
+    // A run of missed instants: 16 in the minute before, one every 4 s.
+    let run = |last: i64, count: i64| {
+        move |f: &mut serde_json::Map<String, serde_json::Value>| {
+            f.insert("last_scheduled_at".into(), last.into());
+            f.insert("count".into(), count.into());
+        }
+    };
+    let (honest, python) = judge("honest-run", &second(&run(at, 16), &same));
+    assert_eq!((honest.code, python.code), (0, 0), "{} {}", honest.stderr, python.stdout);
 
     type Edit = Box<dyn Fn(&mut serde_json::Map<String, serde_json::Value>)>;
     let set = |name: &'static str, value: serde_json::Value| -> Edit {
@@ -530,6 +539,11 @@ fn a_signed_event_that_its_kind_does_not_allow_is_refused_by_both_verifiers() {
         ("at-null", set("at", serde_json::Value::Null), "at"),
         ("at-beyond-2^53", set("at", serde_json::json!(9_007_199_254_740_993i64)), "at"),
         ("nested", set("slot", serde_json::json!({"a": 1})), "slot"),
+        ("run-without-its-end", set("count", 16.into()), "last_scheduled_at"),
+        ("run-without-its-count", set("last_scheduled_at", at.into()), "count"),
+        ("run-of-one", Box::new(run(at, 1)), "count"),
+        ("run-ending-before-it-began", Box::new(run(at - 120_000, 16)), "last_scheduled_at"),
+        ("run-denser-than-a-second", Box::new(run(at, 62)), "count"),
     ];
     for (name, edit, member) in cases {
         let (ours, theirs) = judge(name, &second(&*edit, &same));

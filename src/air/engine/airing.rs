@@ -2,19 +2,18 @@
 //! and record exactly one outcome per planned item — also for "now" bulletins outside slots.
 
 use super::*;
-use crate::proof::events::MissReason;
+use crate::time::slots::InstantRun;
 
 impl Engine {
-    pub(super) async fn record_missed(&self, run: &Run, slot: &Slot, at: DateTime<Utc>) -> Result<(), EngineError> {
-        let reason = if at < run.started_at {
-            MissReason::StationDown
-        } else if run.busy_until.is_some_and(|busy| busy > at) {
-            MissReason::PreviousAiringOverran
-        } else {
-            MissReason::ClockJumped
-        };
-        tracing::warn!(slot = %slot.name, %at, %reason, "slot missed");
-        self.append(events::slot_missed(&slot.name, slot.peak, at, reason, self.clock.synchronized())).await?;
+    /// One `slot_missed` event for a run of instants of one slot missed for one reason.
+    pub(super) async fn record_missed(
+        &self,
+        slot: &Slot,
+        missed: InstantRun,
+        reason: MissReason,
+    ) -> Result<(), EngineError> {
+        tracing::warn!(slot = %slot.name, at = %missed.first, last = %missed.last, count = missed.count, %reason, "slot missed");
+        self.append(events::slot_missed(&slot.name, slot.peak, missed, reason, self.clock.synchronized())).await?;
         Ok(())
     }
 
@@ -45,8 +44,14 @@ impl Engine {
         let program = planner::slot_program(&clips, &queued, &last_completed, frame, &needs, &owed);
         if program.is_empty() {
             tracing::warn!(slot = %slot.name, "nothing eligible to air");
-            let fields =
-                events::slot_missed(&slot.name, slot.peak, at, MissReason::NoEligibleClip, self.clock.synchronized());
+            let missed = InstantRun::one(at);
+            let fields = events::slot_missed(
+                &slot.name,
+                slot.peak,
+                missed,
+                MissReason::NoEligibleClip,
+                self.clock.synchronized(),
+            );
             self.append(fields).await?;
             return Ok(());
         }

@@ -18,7 +18,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::watch;
 
 use crate::air::live::{ClockBehind, DeviceReport, Live};
-use crate::air::scheduler::{Due, RECOVERY_WINDOW, SlotTimer};
+use crate::air::scheduler::{Due, SlotTimer};
 use crate::air::{amplifier, planner, quota};
 use crate::audio::output::{Measurement, Output, PlayItem, PlaybackEnd, Progress, StopCause, StopSignal};
 use crate::audit::chain;
@@ -29,7 +29,7 @@ use crate::model::level::level_cdbfs;
 use crate::model::queue::Wanted;
 use crate::ops::supervisor::Supervisor;
 use crate::proof::Fields;
-use crate::proof::events::{self, AiringEvidence, AiringPlan, AiringStatus, ClockAtStart, HookOutcome};
+use crate::proof::events::{self, AiringEvidence, AiringPlan, AiringStatus, ClockAtStart, HookOutcome, MissReason};
 use crate::store::{Heartbeat, StoreError, StoreHandle};
 use crate::time::clock::Clock;
 use evidence::{Failure, Judged, evidence_of};
@@ -120,6 +120,28 @@ struct Run {
     supervisor: Supervisor,
 }
 
+impl Run {
+    /// Why a slot instant that came and went was not aired.
+    fn miss_reason(&self, at: DateTime<Utc>) -> MissReason {
+        if at < self.started_at {
+            MissReason::StationDown
+        } else if self.busy_until.is_some_and(|busy| busy > at) {
+            MissReason::PreviousAiringOverran
+        } else {
+            MissReason::ClockJumped
+        }
+    }
+
+    /// Until when a run of missed instants that began for `reason` is missed for that reason.
+    fn reason_until(&self, reason: MissReason) -> Option<DateTime<Utc>> {
+        match reason {
+            MissReason::StationDown => Some(self.started_at),
+            MissReason::PreviousAiringOverran => self.busy_until,
+            MissReason::ClockJumped | MissReason::NoEligibleClip => None,
+        }
+    }
+}
+
 impl Engine {
     /// The engine of a station, looking at the clock at least every [`WALL_CLOCK_POLL`].
     pub fn new(
@@ -163,9 +185,9 @@ impl Engine {
         self.append(started).await?;
 
         let last_fired = self.store.call(|s| s.last_fired_by_slot()).await?;
-        let resume_from = previous
-            .and_then(|h| DateTime::from_timestamp_millis(h.at))
-            .map_or(now, |alive| alive.max(now - RECOVERY_WINDOW));
+        // Every instant since the station was last alive, however long ago: the slots missed
+        // meanwhile are recorded as one run per slot, in bounded work (`SlotTimer::missed_run`).
+        let resume_from = previous.and_then(|h| DateTime::from_timestamp_millis(h.at)).unwrap_or(now);
         let mut timer = SlotTimer::new(&self.config.slots, self.config.station.timezone, &last_fired, resume_from);
         let mut run = Run {
             started_at: now,
@@ -193,10 +215,16 @@ impl Engine {
                 self.checkpoint().await;
                 self.check_chain(chain::Scope::New).await?;
             }
-            while let Some(due) = timer.due(self.clock.now(), self.cue()) {
+            loop {
+                let now = self.clock.now();
+                let Some(due) = timer.due(now, self.cue()) else { break };
                 match due {
                     Due::Air { slot, at } => self.air_slot(&mut run, timer.slot(slot).clone(), at).await?,
-                    Due::Missed { slot, at } => self.record_missed(&run, timer.slot(slot), at).await?,
+                    Due::Missed { slot, at } => {
+                        let reason = run.miss_reason(at);
+                        let missed = timer.missed_run(slot, at, now, run.reason_until(reason));
+                        self.record_missed(timer.slot(slot), missed, reason).await?;
+                    }
                 }
                 if run.stopping {
                     break;

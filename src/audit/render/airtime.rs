@@ -7,7 +7,7 @@ use chrono_tz::Tz;
 use serde_json::Value;
 
 use super::{Labels, csv, day_vi};
-use crate::audit::words::{miss_vi, status_vi};
+use crate::audit::words::{miss_vi, missed_vi, status_vi};
 use crate::proof::SealedEvent;
 use crate::proof::events::MissReason;
 
@@ -57,17 +57,25 @@ pub fn csv_vi(events: &[SealedEvent], labels: &Labels, tz: Tz) -> Vec<u8> {
             ]),
             "slot_missed" => {
                 let reason = text("reason").parse::<MissReason>().map(miss_vi).unwrap_or_default();
+                // A run of missed instants: how many, and the first and last with their days.
+                let count = body["count"].as_u64().unwrap_or(1);
+                let when =
+                    |name: &str| local(name).map(|at| format!("{} {}", at.format("%H:%M:%S"), day_vi(at.date_naive())));
+                let outcome = match (count, when("scheduled_at"), when("last_scheduled_at")) {
+                    (2.., Some(first), Some(last)) => format!("{}: {reason}, từ {first} đến {last}", missed_vi(count)),
+                    _ => format!("{}: {reason}", missed_vi(count)),
+                };
                 Some(vec![
                     day,
                     clock("scheduled_at"),
-                    String::new(),
+                    clock("last_scheduled_at"),
                     slot,
                     peak,
                     String::new(),
                     String::new(),
                     String::new(),
                     "0".to_owned(),
-                    format!("{}: {reason}", status_vi("missed")),
+                    outcome,
                     String::new(),
                 ])
             }

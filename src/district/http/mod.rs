@@ -23,7 +23,7 @@ use super::Office;
 use super::words::alarm_vi;
 use crate::audit::compliance::Standing;
 use crate::audit::render::{Labels, REPORT_STYLE, ReportFormat};
-use crate::audit::words::{escape, miss_vi, standing_vi, status_vi, time_vi};
+use crate::audit::words::{escape, miss_vi, missed_vi, standing_vi, status_vi, time_vi};
 use crate::http::{AuthFailures, conn};
 use crate::model::protocol;
 use crate::proof::events::{Counted, Logged};
@@ -432,8 +432,16 @@ async fn station_page(State(Desk { office, .. }): State<Desk>, Path(id): Path<St
                 ),
                 status_vi(status.as_str()).to_owned(),
             ),
-            Counted::SlotMissed { reason } => {
-                (String::new(), format!("{} ({})", status_vi("missed"), miss_vi(*reason)))
+            Counted::SlotMissed { reason, count } => {
+                let when = |name: &str| {
+                    let at = DateTime::<Utc>::from_timestamp_millis(body[name].as_i64()?)?;
+                    Some(time_vi(&at.with_timezone(&tz).to_rfc3339()))
+                };
+                let span = match (when("scheduled_at"), when("last_scheduled_at")) {
+                    (Some(first), Some(last)) => format!(", từ {first} đến {last}"),
+                    _ => String::new(),
+                };
+                (String::new(), format!("{} ({}){span}", missed_vi(*count), miss_vi(*reason)))
             }
             Counted::Other => continue,
         };

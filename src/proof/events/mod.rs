@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::model::clip::{Clip, Priority};
 use crate::model::level::{FLOOR_CDBFS, centi};
 use crate::proof::Fields;
+use crate::time::slots::InstantRun;
 
 mod bulletins;
 mod integrity;
@@ -101,6 +102,8 @@ pub enum Counted {
     },
     SlotMissed {
         reason: MissReason,
+        /// How many instants of the slot the event records missed (a run; 1 for one instant).
+        count: u64,
     },
     Other,
 }
@@ -122,6 +125,7 @@ struct CountedMembers<'a> {
     clock_synced: Option<bool>,
     #[serde(borrow)]
     reason: Option<std::borrow::Cow<'a, str>>,
+    count: Option<u64>,
 }
 
 impl Logged {
@@ -156,6 +160,7 @@ impl Logged {
                     .ok_or_else(|| missing("reason"))?
                     .parse()
                     .map_err(serde_json::Error::custom)?,
+                count: m.count.unwrap_or(1),
             },
             _ => Counted::Other,
         };
@@ -403,21 +408,31 @@ pub fn amplifier_hook_failed(hook: &str, slot: Option<&str>, outcome: &HookOutco
     fields(Kind::AmplifierHookFailed, [part(&failed), part(&Synced { clock_synced })])
 }
 
-pub fn slot_missed(
-    slot: &str,
-    peak: bool,
-    scheduled_at: DateTime<Utc>,
-    reason: MissReason,
-    clock_synced: bool,
-) -> Fields {
+/// A slot instant not aired, or a run of one slot's consecutive instants missed for one reason
+/// (`last_scheduled_at` and `count` only for a run of two or more: an event of one instant is as
+/// it always was).
+pub fn slot_missed(slot: &str, peak: bool, missed: InstantRun, reason: MissReason, clock_synced: bool) -> Fields {
     #[derive(Serialize)]
     struct Missed<'a> {
         slot: &'a str,
         peak: bool,
         scheduled_at: i64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        last_scheduled_at: Option<i64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        count: Option<u64>,
         status: &'a str,
         reason: MissReason,
     }
-    let missed = Missed { slot, peak, scheduled_at: scheduled_at.timestamp_millis(), status: "missed", reason };
+    let run = missed.count > 1;
+    let missed = Missed {
+        slot,
+        peak,
+        scheduled_at: missed.first.timestamp_millis(),
+        last_scheduled_at: run.then(|| missed.last.timestamp_millis()),
+        count: run.then_some(missed.count),
+        status: "missed",
+        reason,
+    };
     fields(Kind::SlotMissed, [part(&missed), part(&Synced { clock_synced })])
 }
