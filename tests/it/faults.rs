@@ -390,6 +390,60 @@ fn the_real_clock_stepped_back_and_forward_never_double_airs_and_records_what_it
     assert_eq!(verify(&station).code, 0);
 }
 
+/// A box back after a month in a storeroom (its wall clock 30 days on, libfaketime): the
+/// month's missed slots are one `slot_missed` run, and an emergency the operator queues as it
+/// comes back airs at once, outside any slot, ahead of every slot that begins after it was
+/// queued.
+#[test]
+fn a_station_back_after_a_month_records_one_run_and_airs_an_emergency_queued_at_start_at_once() {
+    let Some(library) = faketime_library() else { return };
+    let station = station(4, 1, &[TONE]);
+    let daemon = station.start(Device::Unpaced);
+    station.wait_for("a first airing", Duration::from_secs(30), |e| {
+        !of_kind(e, "airing_ended", Some("completed")).is_empty()
+    });
+    daemon.stop();
+    let emergency = station.input("khan.mp3", &fixture("mono_22k.mp3"));
+    let added = station.add(&emergency, &["--title", "Khẩn cấp: lũ", "--priority", "emergency"]);
+    assert_eq!(added.code, 0, "{}", added.stderr);
+    let emergency_id = added.json()["id"].as_i64().unwrap();
+    let token = station.token("operator");
+    let before = station.events().len();
+
+    let month = 30 * 86_400;
+    let offset = station.dir.path().join("clock-offset");
+    std::fs::write(&offset, format!("+{month}\n")).unwrap();
+    let daemon = station.start_with_env(Device::Paced, &stepped_clock(&library, &offset));
+    let body = format!("{{\"clip_id\": {emergency_id}, \"when\": \"now\"}}");
+    assert_eq!(crate::helpers::http_post(&daemon.http_base(), "/api/v1/queue", &token, &body), "202");
+    // The station's clock when the queue had answered.
+    let queued_at = chrono::Utc::now().timestamp_millis() + month * 1000;
+    // (Slots may air the emergency clip too: it leads their programs. Queued, it airs in none.)
+    let queued_airing = |a: &&serde_json::Value| a["clip_id"] == emergency_id && a["slot"].is_null();
+    let events = station.wait_for("the emergency aired", Duration::from_secs(60), |e| {
+        of_kind(e, "airing_ended", None).iter().any(queued_airing)
+    });
+    daemon.stop();
+
+    let new = &events[before..];
+    // The month is one run (the instant that fell just before the start may follow on its own,
+    // missed while the emergency aired first).
+    let runs = of_kind(new, "slot_missed", None);
+    assert!(runs.len() <= 2 && runs.iter().all(|r| r["reason"] == "station_down"), "{runs:?}");
+    assert!(runs[0]["count"].as_u64().unwrap() >= 647_999, "{}", runs[0]);
+    let urgent = of_kind(new, "airing_started", None).into_iter().find(queued_airing).unwrap();
+    let ended = of_kind(new, "airing_ended", None).into_iter().find(|a| a["airing_seq"] == urgent["seq"]).unwrap();
+    assert_eq!(ended["status"], "completed", "{ended}");
+    let late_slots: Vec<_> = of_kind(new, "airing_started", None)
+        .into_iter()
+        .filter(|a| a["slot"].is_string() && a["at"].as_i64() > Some(queued_at))
+        .filter(|a| a["seq"].as_i64() < urgent["seq"].as_i64())
+        .collect();
+    assert!(late_slots.is_empty(), "slots began after the emergency was queued and before it: {late_slots:?}");
+    crate::helpers::assert_each_instant_handled_once(&events);
+    assert_eq!(verify(&station).code, 0);
+}
+
 #[test]
 fn two_backups_into_one_directory_in_the_same_second_both_succeed() {
     let station = station(30, 5, &[]);

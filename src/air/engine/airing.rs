@@ -64,6 +64,11 @@ impl Engine {
         // slot opens the device afresh.
         let mut dead_device = None;
         for (i, planner::SlotItem { clip, queue_id, quota }) in program.iter().enumerate() {
+            // A bulletin queued "now" airs before the slot's next item, whatever that item is (an
+            // emergency clip leading the slot cannot be pre-empted, so it must not start first).
+            if self.store.call(|s| s.pending_now()).await?.any {
+                self.air_queued_within_slot(run).await?;
+            }
             if let Some(id) = *queue_id {
                 let now = self.clock.now();
                 self.store.call(move |s| s.take_queue_item(id, now)).await?;
@@ -86,9 +91,7 @@ impl Engine {
                 dead_device = Some(reason);
             }
             if status == AiringStatus::Preempted {
-                self.player.end_slot();
-                self.air_queued_now(run).await?;
-                self.player.begin_slot(&self.config.audio.device);
+                self.air_queued_within_slot(run).await?;
             }
         }
         self.player.end_slot();
@@ -96,6 +99,14 @@ impl Engine {
         run.busy_until = Some(self.clock.now());
         super::give_back_idle_pages();
         self.warn_quotas_at_risk().await
+    }
+
+    /// The bulletins queued "now", aired between two items of a slot (the amplifier stays on).
+    async fn air_queued_within_slot(&mut self, run: &mut Run) -> Result<(), EngineError> {
+        self.player.end_slot();
+        self.air_queued_now(run).await?;
+        self.player.begin_slot(&self.config.audio.device);
+        Ok(())
     }
 
     pub(super) fn warmup(&self) -> TimeDelta {

@@ -216,6 +216,8 @@ impl Engine {
                 self.check_chain(chain::Scope::New).await?;
             }
             loop {
+                // What an operator (or the office) queued "now" goes before any slot that is due.
+                self.air_queued_now(&mut run).await?;
                 let now = self.clock.now();
                 let Some(due) = timer.due(now, self.cue()) else { break };
                 match due {
