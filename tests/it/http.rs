@@ -232,13 +232,16 @@ async fn malformed_queries_and_paths_get_a_400_or_404_that_says_why() {
 async fn upload_list_show_audio_queue_retire_and_pull_airtime() {
     let api = api("");
     let base = api.serve().await;
+    // A window around today, whatever day the test runs: the schedule below must hold the clip.
+    let today = chrono::Utc::now().date_naive();
+    let (from, until) = ((today - chrono::Days::new(12)).to_string(), (today + chrono::Days::new(26)).to_string());
     let fields = [
         ("title", "Bản tin CCHC tuần 48"),
         ("topic", "cchc"),
         ("language", "hmn"),
         ("priority", "priority"),
-        ("valid_from", "2026-11-23"),
-        ("valid_until", "2026-12-31"),
+        ("valid_from", from.as_str()),
+        ("valid_until", until.as_str()),
     ];
     let (status, clip) = upload(&base, &api.operator, form(Some(("ban-tin.mp3", fixture(CBR))), &fields)).await;
     assert_eq!(status, 201, "{clip}");
@@ -246,7 +249,7 @@ async fn upload_list_show_audio_queue_retire_and_pull_airtime() {
         ("title", "Bản tin CCHC tuần 48"),
         ("language", "hmn"),
         ("priority", "priority"),
-        ("valid_until", "2026-12-31"),
+        ("valid_until", until.as_str()),
     ] {
         assert_eq!(clip[key], value, "{key}");
     }
