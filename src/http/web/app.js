@@ -518,7 +518,10 @@ function airingItem(e) {
   const when = localTime(e.started_at || e.scheduled_at || e.at);
   const what = e.kind === "slot_missed" ? escape(slotName(e.slot)) : escape(e.title);
   const silent = e.kind !== "slot_missed" && e.played_ms > 0 && e.peak_cdbfs <= -6000;
-  const evidence = e.kind === "slot_missed" ? ""
+  // A run of missed instants (a long outage): how many, and until when.
+  const run = e.kind === "slot_missed" && e.count > 1
+    ? ` · ${e.count.toLocaleString("vi-VN")} lần, đến ${localTime(e.last_scheduled_at)}` : "";
+  const evidence = e.kind === "slot_missed" ? run
     : ` · <span title="đỉnh ${(e.peak_cdbfs / 100).toFixed(1)} dBFS">đã phát ${minutes(e.played_ms)}/${minutes(e.planned_ms)}${silent ? ", im lặng" : ""}</span>`;
   const slot = e.slot ? escape(slotName(e.slot)) : "ngoài khung giờ";
   return `<div class="item airing"><div class="title">${what}</div>
