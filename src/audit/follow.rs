@@ -27,7 +27,7 @@ use tokio::sync::Notify;
 use crate::config::Upstream;
 use crate::library::ingest::{IngestError, Library};
 use crate::model::clip::{ClipMeta, Priority};
-use crate::model::protocol::{BULLETIN_AUDIO, BULLETINS, FeedPage};
+use crate::model::protocol::{BULLETIN_AUDIO, BULLETINS, FeedPage, MAX_FEED_PAGE_BYTES};
 use crate::model::queue::Wanted;
 use crate::proof::bulletin::{Manifest, Notice, Refusal, Refused};
 use crate::proof::events;
@@ -155,7 +155,7 @@ impl Follower {
         if !status.is_success() {
             return Err(format!("the office answered {status}"));
         }
-        let text = response.text().await.map_err(|e| format!("the office's feed was cut: {e}"))?;
+        let text = bounded_body(response, MAX_FEED_PAGE_BYTES).await?;
         let page: FeedPage =
             serde_json::from_str(&text).map_err(|e| format!("the office's feed is not a page: {e}"))?;
         for notice in page.notices {
@@ -352,11 +352,15 @@ impl Follower {
         self.store.call(move |s| s.append(now, fields).map(drop)).await.map_err(|e| e.to_string())
     }
 
-    /// Retires the bulletin's clip (if it was taken) and records the withdrawal.
+    /// Retires the bulletin's clip (if it was taken) and records the withdrawal, once: the same
+    /// withdrawal read again (a replay, a restart) changes nothing.
     async fn withdraw(&self, bulletin_id: i64) -> Result<(), String> {
         let now = self.clock.now();
         self.store
             .call(move |s| {
+                if s.bulletin_withdrawn(bulletin_id)? {
+                    return Ok(());
+                }
                 let clip = s.bulletin_clip(bulletin_id)?;
                 if let Some(clip) = clip {
                     s.retire_clip(clip, now, Some("withdrawn by the office"))?;
@@ -378,10 +382,26 @@ impl Follower {
     }
 }
 
-/// The `id` a refused line claims (it may be a forgery: only recorded as claimed).
+/// A response's body, read chunk by chunk up to `limit` bytes: beyond it the answer is refused,
+/// so an endless body costs at most `limit` of memory.
+async fn bounded_body(mut response: reqwest::Response, limit: usize) -> Result<String, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| format!("the office's feed was cut: {e}"))? {
+        if body.len() + chunk.len() > limit {
+            return Err(format!("the office's feed page is longer than {limit} bytes: not read"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    String::from_utf8(body).map_err(|_| "the office's feed page is not UTF-8".to_owned())
+}
+
+/// The `id` a refused line claims (it may be a forgery: only recorded as claimed), when it is
+/// one the log can hold (an integer from 1 to 2^53 - 1); else none (the refusal's `detail`
+/// and `manifest_hash` still say which line it was).
 fn claimed_id(line: &str) -> Option<i64> {
     let (body, _, _) = crate::proof::split_line(line).ok()?;
-    serde_json::from_str::<serde_json::Value>(&body).ok()?["id"].as_i64()
+    let id = serde_json::from_str::<serde_json::Value>(&body).ok()?["id"].as_i64()?;
+    (1..=crate::proof::schema::MAX_SAFE_INTEGER).contains(&id).then_some(id)
 }
 
 fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {

@@ -135,6 +135,12 @@ impl Office {
                  give a later date"
             )));
         }
+        // Every station would refuse it `expired`: a window already over is never signed.
+        if valid_until < today {
+            return Err(BulletinError::Usage(format!(
+                "--until: {valid_until} is over (today is {today}); a bulletin must be able to air: give today or later"
+            )));
+        }
         let facts = crate::library::analysis::analyse(&new.file, ClipLimits::default())
             .map_err(|e| BulletinError::NotPlayable { file: new.file.clone(), reason: e.to_string() })?;
         let (sha256, bytes) = self.keep_audio(&new.file)?;

@@ -20,6 +20,12 @@ pub const BULLETINS: &str = "/api/v1/bulletins";
 pub const BULLETIN_AUDIO: &str = "/api/v1/bulletins/{id}/audio";
 /// The longest a feed request waits for something new, in seconds.
 pub const MAX_FEED_WAIT: u64 = 60;
+/// The office fills a feed page with lines up to this many bytes (at least one line, whatever
+/// its size); the station reads no page longer than [`MAX_FEED_PAGE_BYTES`].
+pub const FEED_PAGE_FILL: usize = 256 * 1024;
+/// The most a station reads of one feed page: a body beyond it (a proxy's endless answer) is
+/// the feed failing, not memory spent.
+pub const MAX_FEED_PAGE_BYTES: usize = 1024 * 1024;
 
 /// One answer of the office's feed: the signed lines (`proof::bulletin`) after the cursor, in
 /// order, and the cursor to ask after next.

@@ -9,7 +9,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::model::clip::Priority;
+use crate::model::clip::{ClipMeta, Priority};
 use crate::proof::{Fields, StationKey, check_statement, sign_statement};
 
 /// Which stations a bulletin is for: `"all"` of the office's, or a list of ids.
@@ -191,6 +191,27 @@ fn check_manifest(m: &Manifest, station: &str, today: NaiveDate) -> Result<(), R
     }
     if m.id < 1 || m.bytes == 0 || m.duration_ms == 0 || m.airings == 0 {
         return malformed("id, bytes, duration_ms and airings must be positive");
+    }
+    // Integers every JSON implementation reads exactly, as the station's own events must hold.
+    let safe = crate::proof::schema::MAX_SAFE_INTEGER;
+    let beyond = [("id", m.id), ("created_at", m.created_at)].into_iter().find(|(_, n)| n.abs() > safe).map(|(f, _)| f);
+    let beyond = beyond.or_else(|| {
+        [("bytes", m.bytes), ("duration_ms", m.duration_ms)].into_iter().find(|(_, n)| *n > safe as u64).map(|(f, _)| f)
+    });
+    if let Some(field) = beyond {
+        return malformed(&format!("{field} is beyond 2^53 - 1, which no JSON reader reads exactly"));
+    }
+    // What an operator's upload may say, the office's bulletin may too, and no more.
+    let meta = ClipMeta {
+        title: m.title.clone(),
+        topic: m.topic.clone(),
+        language: m.language.clone(),
+        priority: m.priority,
+        valid_from: Some(m.valid_from),
+        valid_until: Some(m.valid_until),
+    };
+    if let Err(e) = meta.check() {
+        return malformed(&e.to_string());
     }
     if m.valid_until < m.valid_from {
         return malformed("valid_until is before valid_from");

@@ -102,6 +102,14 @@ impl Store {
         Ok(self.conn.query_row(sql, [bulletin_id], |r| r.get(0)).optional()?)
     }
 
+    /// Whether the log already records the withdrawal of `bulletin_id` (a withdrawal read again
+    /// is recorded once).
+    pub fn bulletin_withdrawn(&self, bulletin_id: i64) -> Result<bool, StoreError> {
+        let sql = "SELECT EXISTS (SELECT 1 FROM events WHERE kind = 'bulletin_withdrawn' \
+                   AND json_extract(body, '$.bulletin_id') = ?1)";
+        Ok(self.conn.query_row(sql, [bulletin_id], |r| r.get(0))?)
+    }
+
     /// The office's priority bulletins taken: per clip, the completed airings its window owes
     /// and those done since it was received (what `planner::Owed` leads slots with).
     pub fn priority_bulletins(&self) -> Result<Vec<(i64, u32, u32)>, StoreError> {

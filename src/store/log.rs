@@ -57,6 +57,10 @@ pub(super) fn append_in(
     fields.insert("station_id".into(), Value::from(sealer.station_id.as_str()));
     fields.insert("at".into(), Value::from(at.timestamp_millis()));
     let event = sealer.key.seal(last_seq + 1, &prev_hash, fields);
+    // The station never signs what its own verifier would refuse: the log stays verifiable
+    // whatever a caller (or a line from the network) put into the fields.
+    let object = crate::proof::read_body(&event.body).map_err(|why| StoreError::Unverifiable(why.to_string()))?;
+    crate::proof::schema::check(&object).map_err(|e| StoreError::Unverifiable(e.to_string()))?;
     tx.execute(
         "INSERT INTO events (seq, body, hash, sig) VALUES (?1, ?2, ?3, ?4)",
         params![event.seq, event.body, event.hash, event.sig],

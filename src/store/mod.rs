@@ -77,6 +77,9 @@ pub enum StoreError {
         path.display()
     )]
     OtherStation { path: PathBuf, configured: String, logged: String },
+    /// An event its kind does not allow: never signed, never written (a defect of the caller).
+    #[error("refused to write an event the proof log's verifier would refuse: {0}")]
+    Unverifiable(String),
 }
 
 impl StoreError {

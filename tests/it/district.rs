@@ -1105,6 +1105,9 @@ fn the_office_sends_a_playable_bulletin_signed_in_its_log_and_withdraws_it_once(
     let past = add(&["--until", "2020-01-01"]);
     assert_eq!(past.code, 2, "an --until before today (the default --from) is refused, not moved");
     assert!(past.stderr.contains("before the window opens"), "{}", past.stderr);
+    let over = add(&["--from", "2020-01-01", "--until", "2020-01-31"]);
+    assert_eq!(over.code, 2, "a window already over is never signed");
+    assert!(over.stderr.contains("is over"), "{}", over.stderr);
 
     let listed = office.run(&["bulletin", "list", "--json"]).json();
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");

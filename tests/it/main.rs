@@ -19,4 +19,5 @@ mod systemd;
 mod tidy;
 mod upgrade;
 mod web;
+mod wire;
 mod year;

@@ -23,7 +23,7 @@ use crate::district::bulletins::{NewBulletin, Reach};
 use crate::district::words::reach_vi;
 use crate::http::conn;
 use crate::model::clip::ClipMeta;
-use crate::model::protocol::{FeedNotice, FeedPage, MAX_FEED_WAIT};
+use crate::model::protocol::{FEED_PAGE_FILL, FeedNotice, FeedPage, MAX_FEED_WAIT};
 use crate::proof::bulletin::{AllStations, Stations};
 
 /// `after` and `wait` from the query, or which is wrong and why.
@@ -72,8 +72,18 @@ pub(super) async fn feed(
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
         };
         if !notices.is_empty() || tokio::time::Instant::now() >= deadline {
+            // A page of bounded size: the station asks after its last line for the rest.
+            let mut filled = 0;
+            let notices: Vec<FeedNotice> = notices
+                .into_iter()
+                .take_while(|n| {
+                    let first = filled == 0;
+                    filled += n.line.len();
+                    first || filled <= FEED_PAGE_FILL
+                })
+                .map(|n| FeedNotice { seq: n.seq, line: n.line })
+                .collect();
             let next_after = notices.last().map_or(after, |n| n.seq);
-            let notices = notices.into_iter().map(|n| FeedNotice { seq: n.seq, line: n.line }).collect();
             return axum::Json(FeedPage { notices, next_after }).into_response();
         }
         // Woken when the office's log moves (one watcher reads it for every waiting station);

@@ -1,0 +1,236 @@
+//! The office's feed as an attacker on the wire (or an office with a bad day) serves it: a fake
+//! office, a plain HTTP server on port 0 in the test, answers a real `loa run` station's feed
+//! requests with the lines and bodies each test chooses. Whatever it serves, the station writes
+//! only events its own verifiers accept, records one outcome per line, and spends bounded memory.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use loa::model::clip::Priority;
+use loa::proof::StationKey;
+use loa::proof::bulletin::{AllStations, Manifest, ManifestKind, Stations, Withdrawal, WithdrawalKind};
+
+use crate::helpers::{Device, Station, of_kind, verify};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// What the fake office answers a feed request with.
+#[derive(Clone)]
+enum Feed {
+    /// These (seq, line) pairs after the station's cursor, then nothing new.
+    Lines(Vec<(i64, String)>),
+    /// A body that never ends (a proxy's answer): megabytes a second, until the station hangs up.
+    Endless,
+}
+
+/// A fake office on 127.0.0.1, port 0: serves `GET /api/v1/bulletins`, 404 to the rest, until
+/// dropped. Counts the feed requests it answered.
+struct FakeOffice {
+    address: String,
+    feed: Arc<Mutex<Feed>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FakeOffice {
+    fn new(feed: Feed) -> FakeOffice {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        listener.set_nonblocking(true).unwrap();
+        let (feed, stop) = (Arc::new(Mutex::new(feed)), Arc::new(AtomicBool::new(false)));
+        let (serving, stopped) = (Arc::clone(&feed), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let (feed, stopped) = (Arc::clone(&serving), Arc::clone(&stopped));
+                        std::thread::spawn(move || answer(stream, &feed, &stopped));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        FakeOffice { address, feed, stop }
+    }
+
+    fn set(&self, feed: Feed) {
+        *self.feed.lock().unwrap() = feed;
+    }
+}
+
+impl Drop for FakeOffice {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn answer(mut stream: TcpStream, feed: &Mutex<Feed>, stopped: &AtomicBool) {
+    stream.set_nonblocking(false).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    let mut header = String::new();
+    while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+        header.clear();
+    }
+    let path = request_line.split_whitespace().nth(1).unwrap_or_default().to_owned();
+    let Some(query) = path.strip_prefix("/api/v1/bulletins?") else {
+        let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        return;
+    };
+    let after: i64 = query.split('&').find_map(|p| p.strip_prefix("after=")?.parse().ok()).unwrap_or(0);
+    let feed = feed.lock().unwrap().clone();
+    match feed {
+        Feed::Lines(lines) => {
+            let notices: Vec<serde_json::Value> = lines
+                .iter()
+                .filter(|(seq, _)| *seq > after)
+                .map(|(seq, line)| serde_json::json!({"seq": seq, "line": line}))
+                .collect();
+            if notices.is_empty() {
+                std::thread::sleep(Duration::from_millis(500)); // a long-poll that found nothing
+            }
+            let next_after = lines.iter().map(|(seq, _)| *seq).filter(|seq| *seq > after).max().unwrap_or(after);
+            let body = serde_json::json!({"notices": notices, "next_after": next_after}).to_string();
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body.as_bytes()));
+        }
+        Feed::Endless => {
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n";
+            let _ = stream
+                .write_all(head.as_bytes())
+                .and_then(|()| stream.write_all(b"{\"notices\":[{\"seq\":1,\"line\":\""));
+            let chunk = vec![b'a'; 64 * 1024];
+            while !stopped.load(Ordering::Relaxed) && stream.write_all(&chunk).is_ok() {}
+        }
+    }
+    let _ = stream.flush();
+    let mut rest = Vec::new();
+    let _ = reader.read_to_end(&mut rest);
+}
+
+/// The office key the station pins (the fake office signs with it).
+fn office() -> StationKey {
+    StationKey::from_seed([42; 32])
+}
+
+fn manifest(id: i64) -> Manifest {
+    Manifest {
+        kind: ManifestKind::Bulletin,
+        office: "UBND xã Phú Thủy".into(),
+        office_key: office().public_key_hex(),
+        id,
+        sha256: "a".repeat(64),
+        bytes: 1000,
+        duration_ms: 2000,
+        title: "Khẩn: bão số 9".into(),
+        topic: "cchc".into(),
+        language: "vi".into(),
+        priority: Priority::Emergency,
+        stations: Stations::All(AllStations::All),
+        valid_from: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+        valid_until: chrono::NaiveDate::from_ymd_opt(2099, 12, 31).unwrap(),
+        airings: 1,
+        created_at: 1_790_000_000_000,
+    }
+}
+
+fn withdrawal(id: i64) -> String {
+    let office = office();
+    Withdrawal {
+        kind: WithdrawalKind::BulletinWithdrawn,
+        office: "UBND xã Phú Thủy".into(),
+        office_key: office.public_key_hex(),
+        id,
+        at: 1_790_000_000_000,
+    }
+    .sign(&office)
+}
+
+/// A station following `fake` (its slot far off), started on the file device.
+fn follower(fake: &FakeOffice) -> Station {
+    Station::with_config(&format!(
+        "[station]\nid = \"phu-thuy\"\nname = \"Đài truyền thanh phường Phú Thủy\"\ndata_dir = \"data\"\n\
+         [http]\nlisten = \"127.0.0.1:0\"\n\
+         [[slot]]\nname = \"sang\"\ncron = \"0 30 5 1 1 *\"\nmax_minutes = 1\npeak = true\n\
+         [upstream]\nurl = \"http://{}\"\ntoken = \"loa_{}\"\n[office]\npublic_key = \"{}\"\n",
+        fake.address,
+        "a".repeat(64),
+        office().public_key_hex()
+    ))
+}
+
+/// Lines no loa office signs, or signs with values the log cannot hold, and a withdrawal served
+/// again and again: each is one refusal (or one withdrawal) with the right reason, never a
+/// bogus id, and the station's log still verifies with both verifiers.
+#[test]
+fn a_line_the_log_cannot_hold_is_refused_in_bounds_and_a_replayed_withdrawal_is_recorded_once() {
+    let huge = 9_007_199_254_740_993i64; // 2^53 + 1
+    let signed = manifest(3).sign(&office());
+    let forged = signed.replacen("\"id\":3,", &format!("\"id\":{huge},"), 1);
+    assert_ne!(forged, signed);
+    let beyond = manifest(1 << 60).sign(&office());
+    let long_title = Manifest { title: "Bão ".repeat(15_000), ..manifest(5) }.sign(&office());
+    let withdrawn = withdrawal(7);
+    let lines =
+        vec![(1, forged), (2, beyond), (3, long_title), (4, withdrawn.clone()), (5, withdrawn.clone()), (6, withdrawn)];
+    let fake = FakeOffice::new(Feed::Lines(lines));
+    let station = follower(&fake);
+    let daemon = station.start(Device::Unpaced);
+    let events = station.wait_for("every line's outcome", WAIT, |e| {
+        of_kind(e, "bulletin_refused", None).len() >= 3 && !of_kind(e, "bulletin_withdrawn", None).is_empty()
+    });
+    std::thread::sleep(Duration::from_secs(2)); // the replays have been read by now
+    let events_after = station.events();
+    daemon.stop();
+    let refused: Vec<(Option<i64>, &str)> = of_kind(&events, "bulletin_refused", None)
+        .iter()
+        .map(|r| (r["bulletin_id"].as_i64(), r["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(refused, [(None, "bad_signature"), (None, "malformed"), (Some(5), "malformed")], "{events:?}");
+    let detail = of_kind(&events, "bulletin_refused", None)[1]["detail"].as_str().unwrap().to_owned();
+    assert!(detail.contains("2^53"), "{detail}");
+    assert_eq!(of_kind(&events_after, "bulletin_withdrawn", None).len(), 1, "a replayed withdrawal is recorded once");
+    let verified = verify(&station);
+    assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
+}
+
+/// A feed answer that never ends costs the station a bounded page, not its memory, and the
+/// station reads the feed again once the office answers properly.
+#[test]
+fn an_endless_feed_body_costs_bounded_memory_and_the_feed_recovers() {
+    let fake = FakeOffice::new(Feed::Lines(Vec::new()));
+    let station = follower(&fake);
+    let daemon = station.start(Device::Unpaced);
+    std::thread::sleep(Duration::from_secs(2));
+    let idle = rss_kib(daemon.pid());
+    fake.set(Feed::Endless);
+    let mut peak = idle;
+    for _ in 0..40 {
+        std::thread::sleep(Duration::from_millis(100));
+        peak = peak.max(rss_kib(daemon.pid()));
+    }
+    assert!(peak < idle + 8 * 1024, "an endless feed body took the station from {idle} KiB to {peak} KiB");
+    fake.set(Feed::Lines(vec![(1, withdrawal(9))]));
+    station.wait_for("the feed read again", WAIT, |e| !of_kind(e, "bulletin_withdrawn", None).is_empty());
+    daemon.stop();
+    let log = std::fs::read_to_string(station.dir.path().join("daemon.log")).unwrap_or_default();
+    assert!(log.contains("longer than"), "the station said why it did not read the page:\n{log}");
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
