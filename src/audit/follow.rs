@@ -255,6 +255,13 @@ impl Follower {
         tokio::fs::create_dir_all(part.parent().expect("a staging dir")).await.map_err(|e| e.to_string())?;
         let have = tokio::fs::metadata(&part).await.map_or(0, |m| m.len());
         if have < manifest.bytes {
+            // Room for the rest and for the clip it becomes, beside the proof log's reserve: a
+            // manifest naming more than the disk holds waits (and says why), never fills it.
+            let (library, rest) = (self.library.clone(), manifest.bytes.saturating_mul(2).saturating_sub(have));
+            tokio::task::spawn_blocking(move || library.ensure_room(rest))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("bulletin {}'s audio waits: {e}", manifest.id))?;
             let path = BULLETIN_AUDIO.replace("{id}", &manifest.id.to_string());
             let mut request = client.get(format!("{}{path}", self.upstream.url)).bearer_auth(&self.upstream.token);
             if have > 0 {
@@ -282,6 +289,14 @@ impl Follower {
                 file.write_all(&chunk).await.map_err(|e| e.to_string())?;
             }
             file.sync_all().await.map_err(|e| e.to_string())?;
+            // A body that ended before the manifest's length (cleanly or not) is a download cut
+            // short, not a different file: kept, and resumed on the next try.
+            if written < manifest.bytes {
+                return Err(format!(
+                    "bulletin {}'s audio ended at {written} of {} bytes; resumed later",
+                    manifest.id, manifest.bytes
+                ));
+            }
         }
         let hashed = part.clone();
         let (bytes, sha256) = tokio::task::spawn_blocking(move || hash_file(&hashed))

@@ -144,6 +144,12 @@ impl Library {
         self.clips_dir.join(format!("{sha256}.mp3"))
     }
 
+    /// Whether `incoming` more bytes leave the configured reserve free (`ErrorKind::StorageFull`
+    /// if not): asked before a download the library will take in.
+    pub fn ensure_room(&self, incoming: u64) -> io::Result<()> {
+        Room { dir: self.staging_dir.clone(), keep_free: self.limits.keep_free_bytes }.ensure(incoming)
+    }
+
     /// Starts an upload of about `expected_bytes` (0 if unknown), refused with
     /// `ErrorKind::StorageFull` if it would leave less than the configured reserve free.
     pub fn stage(&self, expected_bytes: u64) -> io::Result<Staged> {

@@ -31,7 +31,17 @@ enum Feed {
 struct FakeOffice {
     address: String,
     feed: Arc<Mutex<Feed>>,
+    audio: Arc<Mutex<Audio>>,
     stop: Arc<AtomicBool>,
+}
+
+/// The one bulletin audio the fake office serves (any id), and the `Range` of each request.
+#[derive(Default)]
+struct Audio {
+    bytes: Vec<u8>,
+    /// The first answer ends cleanly after this many bytes (a connection cut at a boundary).
+    first_cut_at: Option<usize>,
+    ranges: Vec<Option<String>>,
 }
 
 impl FakeOffice {
@@ -40,19 +50,21 @@ impl FakeOffice {
         let address = listener.local_addr().unwrap().to_string();
         listener.set_nonblocking(true).unwrap();
         let (feed, stop) = (Arc::new(Mutex::new(feed)), Arc::new(AtomicBool::new(false)));
-        let (serving, stopped) = (Arc::clone(&feed), Arc::clone(&stop));
+        let audio = Arc::new(Mutex::new(Audio::default()));
+        let (serving, stopped, audio_served) = (Arc::clone(&feed), Arc::clone(&stop), Arc::clone(&audio));
         std::thread::spawn(move || {
             while !stopped.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((stream, _)) => {
-                        let (feed, stopped) = (Arc::clone(&serving), Arc::clone(&stopped));
-                        std::thread::spawn(move || answer(stream, &feed, &stopped));
+                        let (feed, stopped, audio) =
+                            (Arc::clone(&serving), Arc::clone(&stopped), Arc::clone(&audio_served));
+                        std::thread::spawn(move || answer(stream, (&feed, &audio), &stopped));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(20)),
                 }
             }
         });
-        FakeOffice { address, feed, stop }
+        FakeOffice { address, feed, audio, stop }
     }
 
     fn set(&self, feed: Feed) {
@@ -66,7 +78,7 @@ impl Drop for FakeOffice {
     }
 }
 
-fn answer(mut stream: TcpStream, feed: &Mutex<Feed>, stopped: &AtomicBool) {
+fn answer(mut stream: TcpStream, (feed, audio): (&Mutex<Feed>, &Mutex<Audio>), stopped: &AtomicBool) {
     stream.set_nonblocking(false).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
@@ -74,11 +86,18 @@ fn answer(mut stream: TcpStream, feed: &Mutex<Feed>, stopped: &AtomicBool) {
     if reader.read_line(&mut request_line).is_err() {
         return;
     }
-    let mut header = String::new();
+    let (mut header, mut range) = (String::new(), None);
     while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+        if let Some(value) = header.to_ascii_lowercase().strip_prefix("range:") {
+            range = Some(value.trim().to_owned());
+        }
         header.clear();
     }
     let path = request_line.split_whitespace().nth(1).unwrap_or_default().to_owned();
+    if path.starts_with("/api/v1/bulletins/") && path.ends_with("/audio") {
+        serve_audio(&mut stream, &mut audio.lock().unwrap(), range);
+        return;
+    }
     let Some(query) = path.strip_prefix("/api/v1/bulletins?") else {
         let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
         return;
@@ -115,6 +134,21 @@ fn answer(mut stream: TcpStream, feed: &Mutex<Feed>, stopped: &AtomicBool) {
     let _ = stream.flush();
     let mut rest = Vec::new();
     let _ = reader.read_to_end(&mut rest);
+}
+
+/// The audio, from the `Range` asked for; the first answer cut cleanly where `first_cut_at` says.
+fn serve_audio(stream: &mut TcpStream, audio: &mut Audio, range: Option<String>) {
+    let from: usize =
+        range.as_deref().and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok()).unwrap_or(0);
+    audio.ranges.push(range);
+    let end = audio.first_cut_at.take().unwrap_or(audio.bytes.len());
+    let body = &audio.bytes[from.min(end)..end];
+    let status = if from > 0 { "206 Partial Content" } else { "200 OK" };
+    let head = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: audio/mpeg\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body));
 }
 
 /// The office key the station pins (the fake office signs with it).
@@ -233,4 +267,35 @@ fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
+}
+
+/// An audio body that ends cleanly before the manifest's length is a download cut short: the
+/// station keeps what came, asks for the rest with `Range`, and takes the bulletin (no refusal).
+#[test]
+fn an_audio_download_cut_short_at_a_clean_end_is_resumed_not_refused() {
+    let file = format!("{}/mono_22k.mp3", crate::helpers::FIXTURES);
+    let bytes = std::fs::read(&file).unwrap();
+    let facts = loa::library::analysis::analyse(std::path::Path::new(&file), Default::default()).unwrap();
+    let sha256 = loa::proof::sha256_hex(&bytes);
+    let line = Manifest {
+        sha256,
+        bytes: bytes.len() as u64,
+        duration_ms: facts.duration_ms,
+        title: "Khẩn: cắt nước".into(),
+        ..manifest(1)
+    }
+    .sign(&office());
+    let fake = FakeOffice::new(Feed::Lines(vec![(1, line)]));
+    let half = bytes.len() / 2;
+    *fake.audio.lock().unwrap() = Audio { first_cut_at: Some(half), bytes, ranges: Vec::new() };
+    let station = follower(&fake);
+    let daemon = station.start(Device::Unpaced);
+    let events = station.wait_for("the bulletin taken after a resumed download", WAIT, |e| {
+        !of_kind(e, "bulletin_received", None).is_empty() || !of_kind(e, "bulletin_refused", None).is_empty()
+    });
+    daemon.stop();
+    assert!(of_kind(&events, "bulletin_refused", None).is_empty(), "{events:?}");
+    let ranges = fake.audio.lock().unwrap().ranges.clone();
+    assert_eq!(ranges.len(), 2, "{ranges:?}");
+    assert_eq!(ranges[1], Some(format!("bytes={half}-")), "resumed where it was cut");
 }
