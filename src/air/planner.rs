@@ -8,11 +8,12 @@ use std::collections::HashMap;
 use chrono::NaiveDate;
 
 use crate::air::quota::Need;
-use crate::model::clip::Clip;
+use crate::model::clip::{Clip, Priority};
 
-/// The office's priority bulletins (TT 39/2020 "ưu tiên"): those still owed completed airings
-/// lead every peak slot of their window; once aired as often as owed they are planned as
-/// normal bulletins.
+/// The office's priority and emergency bulletins (TT 39/2020 "ưu tiên", "khẩn cấp"): those
+/// still owed completed airings lead every peak slot of their window; once aired as often as
+/// owed they are planned as normal bulletins. An operator's own emergency clip is owed once:
+/// after one completed airing it too is planned as a normal one.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Owed {
     pub leading: Vec<i64>,
@@ -33,11 +34,14 @@ impl Owed {
         owed
     }
 
-    fn priority(&self, clip: &Clip) -> crate::model::clip::Priority {
-        match self.done.contains(&clip.id) {
-            true => crate::model::clip::Priority::Normal,
-            false => clip.meta.priority,
-        }
+    /// The priority `clip` is planned with: its own while still owed, else normal.
+    fn priority(&self, clip: &Clip, last_completed: &HashMap<i64, i64>) -> Priority {
+        let office_bulletin = self.leading.contains(&clip.id) || self.done.contains(&clip.id);
+        let aired_enough = match office_bulletin {
+            true => self.done.contains(&clip.id),
+            false => clip.meta.priority == Priority::Emergency && last_completed.contains_key(&clip.id),
+        };
+        if aired_enough { Priority::Normal } else { clip.meta.priority }
     }
 }
 
@@ -138,8 +142,9 @@ pub fn program(
             chosen.push(Planned { clip: (*clip).clone(), quota: Some(need.quota) });
         }
     }
-    eligible
-        .sort_by_key(|clip| (std::cmp::Reverse(owed.priority(clip)), last_completed.get(&clip.id).copied(), clip.id));
+    eligible.sort_by_key(|clip| {
+        (std::cmp::Reverse(owed.priority(clip, last_completed)), last_completed.get(&clip.id).copied(), clip.id)
+    });
     for clip in eligible {
         if used + clip.audio.duration_ms <= budget_ms && !chosen.iter().any(|p| p.clip.id == clip.id) {
             used += clip.audio.duration_ms;
@@ -290,5 +295,26 @@ mod tests {
         assert_eq!(ids(slot_program(&clips, &[], &last, frame(true), &[], &done)), [1, 2]);
         // Not a peak slot: no leading, though still before normal ones while owed.
         assert_eq!(ids(slot_program(&clips, &[], &last, frame(false), &[], &owed)), [2, 1]);
+    }
+
+    #[test]
+    fn an_emergency_leads_only_until_aired_as_often_as_owed_the_operators_own_once() {
+        let clips = [
+            clip(1, Priority::Normal, 60_000, (None, None)),
+            clip(2, Priority::Emergency, 60_000, (None, None)), // the office's, owed once
+            clip(3, Priority::Emergency, 60_000, (None, None)), // the operator's own
+        ];
+        let frame = SlotFrame { date: date("2026-11-23"), budget_ms: 900_000, peak: true };
+        let ids = |items: Vec<SlotItem>| items.iter().map(|i| i.clip.id).collect::<Vec<_>>();
+        let last = HashMap::from([(1, 10)]);
+        let owed = Owed::of(&[(2, 1, 0)]);
+        assert_eq!(ids(slot_program(&clips, &[], &last, frame, &[], &owed)), [2, 3, 1], "both still owed");
+        // Each aired once (2 as often as the office asked): the station's choice, by rotation.
+        let last = HashMap::from([(1, 10), (2, 50), (3, 40)]);
+        let done = Owed::of(&[(2, 1, 1)]);
+        assert_eq!(ids(slot_program(&clips, &[], &last, frame, &[], &done)), [1, 3, 2]);
+        // An office emergency owed three times keeps leading after one airing.
+        let owed = Owed::of(&[(2, 3, 1)]);
+        assert_eq!(ids(slot_program(&clips, &[], &last, frame, &[], &owed))[0], 2);
     }
 }

@@ -82,7 +82,10 @@ pub enum BulletinCommand {
         /// Last station-local date it may air (default six days after --from).
         #[arg(long, value_parser = crate::district::bulletins::parse_day)]
         until: Option<chrono::NaiveDate>,
-        /// Completed airings each station owes in the window.
+        /// Completed airings each station owes in the window. emergency: aired at once on
+        /// arrival (pre-empting anything), then leading every peak slot until aired this often;
+        /// priority: leading every peak slot until aired this often; normal: the station's
+        /// choice within the window. Aired this often, a bulletin is planned as a normal one.
         #[arg(long, default_value_t = 1)]
         airings: u32,
         #[arg(long)]

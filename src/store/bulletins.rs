@@ -110,13 +110,14 @@ impl Store {
         Ok(self.conn.query_row(sql, [bulletin_id], |r| r.get(0))?)
     }
 
-    /// The office's priority bulletins taken: per clip, the completed airings its window owes
-    /// and those done since it was received (what `planner::Owed` leads slots with).
+    /// The office's priority and emergency bulletins taken: per clip, the completed airings its
+    /// window owes and those done since it was received (what `planner::Owed` leads slots with,
+    /// and what makes one a normal bulletin once aired as often as owed).
     pub fn priority_bulletins(&self) -> Result<Vec<(i64, u32, u32)>, StoreError> {
         Ok(self
             .office_bulletins()?
             .into_iter()
-            .filter(|b| b.state == "received" && b.priority.as_deref() == Some("priority"))
+            .filter(|b| b.state == "received" && matches!(b.priority.as_deref(), Some("priority" | "emergency")))
             .filter_map(|b| Some((b.clip_id?, b.airings?, b.completed)))
             .collect())
     }

@@ -505,6 +505,43 @@ fn a_damaged_log_is_recorded_and_shown_while_the_station_keeps_airing() {
     assert_eq!(guard, 1, "the append-only trigger is put back");
 }
 
+/// A new emergency pre-empts an older one still airing (TT 39/2020: the newest warning first);
+/// the older is recorded `preempted`, not completed, so it is still owed.
+#[test]
+fn a_new_emergency_preempts_an_older_emergency_on_air() {
+    let station = crate::helpers::Station::with_config(
+        "[station]\nid = \"phu-thuy\"\nname = \"Đài phường Phú Thủy\"\ndata_dir = \"data\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+         [[slot]]\nname = \"dem\"\ncron = \"0 0 3 1 1 *\"\nmax_minutes = 1\n",
+    );
+    let add = |file: &str, bytes: &[u8], title: &str| {
+        let added = station.add(&station.input(file, bytes), &["--title", title, "--priority", "emergency"]);
+        assert_eq!(added.code, 0, "{}", added.stderr);
+        added.json()["id"].as_i64().unwrap()
+    };
+    let older = add("bao.mp3", &std::fs::read(LONG_SPEECH).unwrap(), "Khẩn cấp: bão");
+    let newer = add("lu.mp3", &crate::helpers::fixture(TONE), "Khẩn cấp: lũ quét");
+    let token = station.token("operator");
+    let daemon = station.start(Device::Paced);
+    let base = daemon.http_base();
+    let queue =
+        |id: i64| http_post(&base, "/api/v1/queue", &token, &format!("{{\"clip_id\": {id}, \"when\": \"now\"}}"));
+    assert_eq!(queue(older), "202");
+    station.wait_for("the first emergency on air", WAIT, |e| !of_kind(e, "airing_started", None).is_empty());
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(queue(newer), "202");
+    let events = station.wait_for("the second emergency aired", WAIT, |e| {
+        of_kind(e, "airing_ended", None).iter().any(|a| a["clip_id"] == newer)
+    });
+    daemon.stop();
+    let ended = of_kind(&events, "airing_ended", None);
+    let first = ended.iter().find(|a| a["clip_id"] == older).expect("the older emergency's record");
+    assert_eq!(first["status"], "preempted", "{first}");
+    let second = ended.iter().find(|a| a["clip_id"] == newer).unwrap();
+    assert_eq!(second["status"], "completed", "{second}");
+    assert!(ended.iter().position(|a| a["clip_id"] == older) < ended.iter().position(|a| a["clip_id"] == newer));
+    assert_eq!(verify(&station).code, 0);
+}
+
 #[test]
 fn an_emergency_queued_now_interrupts_a_normal_bulletin_queued_now() {
     // No slot fires during the test: only what is queued airs.

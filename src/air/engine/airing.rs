@@ -275,11 +275,11 @@ impl Engine {
                     self.beat(run, self.clock.now(), Some((seq, played))).await?;
                 }
                 _ = tokio::time::sleep_until(give_up) => break None,
-                () = self.live.rung(), if preemptible != Preemptible::No => {
+                () = self.live.rung() => {
                     let pending = self.store.call(|s| s.pending_now()).await?;
                     let wanted = match preemptible {
                         Preemptible::ByEmergency => pending.emergency,
-                        _ => pending.any,
+                        Preemptible::ByAnyNow => pending.any,
                     };
                     if wanted {
                         stop.stop(StopCause::Preempted);

@@ -71,19 +71,19 @@ pub struct Engine {
 }
 
 /// What may stop an airing early for a bulletin queued "now" (Thông tư 39/2020: an emergency
-/// interrupts anything, at once; nothing interrupts an emergency).
+/// interrupts anything at once, an older emergency included, which is then still owed; only an
+/// emergency interrupts an emergency).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Preemptible {
-    No,
     /// A slot's airing: any bulletin queued "now".
     ByAnyNow,
-    /// An airing queued "now" itself: only an emergency queued after it.
+    /// An emergency, or an airing queued "now" itself: only an emergency queued after it.
     ByEmergency,
 }
 
 impl Preemptible {
     fn of(clip: &Clip, otherwise: Preemptible) -> Preemptible {
-        if clip.meta.priority == Priority::Emergency { Preemptible::No } else { otherwise }
+        if clip.meta.priority == Priority::Emergency { Preemptible::ByEmergency } else { otherwise }
     }
 }
 

@@ -207,7 +207,10 @@ fn send_form(office: &crate::district::Office) -> String {
          <p><label>Mức <select name=\"priority\"><option value=\"normal\">Thông thường</option>\
          <option value=\"priority\">Ưu tiên</option><option value=\"emergency\">Khẩn cấp</option></select></label></p>\
          <p><label>Từ ngày <input type=\"date\" name=\"from\"></label> <label>đến ngày <input type=\"date\" name=\"until\"></label></p>\
-         <p><label>Số lần mỗi đài phải phát <input type=\"number\" name=\"airings\" value=\"1\" min=\"1\" max=\"100\"></label></p>\
+         <p><label>Số lần mỗi đài phải phát <input type=\"number\" name=\"airings\" value=\"1\" min=\"1\" max=\"100\"></label><br>\
+         <small>Khẩn cấp: phát ngay khi đài nhận được, ngắt mọi bản tin đang phát; đến khi đủ số lần thì đứng đầu \
+         mọi khung giờ cao điểm, sau đó đài tự sắp xếp. Ưu tiên: đứng đầu mọi khung giờ cao điểm đến khi đủ số lần. \
+         Thông thường: đài tự sắp xếp trong thời hạn.</small></p>\
          <p>Gửi cho (không chọn đài nào: tất cả các đài):<br>{stations}</p>\
          <p><button>Gửi bản tin</button></p></form>"
     )
