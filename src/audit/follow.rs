@@ -370,14 +370,19 @@ impl Follower {
     /// Retires the bulletin's clip (if it was taken) and records the withdrawal, once: the same
     /// withdrawal read again (a replay, a restart) changes nothing.
     async fn withdraw(&self, bulletin_id: i64) -> Result<(), String> {
-        let now = self.clock.now();
+        let (now, today) = (self.clock.now(), self.today());
         self.store
             .call(move |s| {
                 if s.bulletin_withdrawn(bulletin_id)? {
                     return Ok(());
                 }
                 let clip = s.bulletin_clip(bulletin_id)?;
-                if let Some(clip) = clip {
+                // The clip stays while another bulletin of the same audio may still air.
+                let shared = match clip {
+                    Some(clip) => s.clip_shared_by(clip, bulletin_id, today)?,
+                    None => None,
+                };
+                if let (Some(clip), None) = (clip, shared) {
                     s.retire_clip(clip, now, Some("withdrawn by the office"))?;
                 }
                 s.append(now, events::bulletin_withdrawn(bulletin_id, clip)).map(drop)

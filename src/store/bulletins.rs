@@ -34,8 +34,13 @@ impl OfficeBulletin {
     /// Still owed on `today`: received, not withdrawn, its window not over, fewer completed
     /// airings than owed.
     pub fn is_owed(&self, today: NaiveDate) -> bool {
+        self.is_live(today) && self.airings.is_some_and(|n| self.completed < n)
+    }
+
+    /// Received, not withdrawn, and its window not over on `today`: the station may still air it.
+    pub fn is_live(&self, today: NaiveDate) -> bool {
         let open = self.valid_until.as_deref().and_then(|d| d.parse::<NaiveDate>().ok()).is_some_and(|d| today <= d);
-        self.state == "received" && open && self.airings.is_some_and(|n| self.completed < n)
+        self.state == "received" && open
     }
 
     /// Why an operator may not retire the clip of a bulletin still owed.
@@ -100,6 +105,17 @@ impl Store {
         let sql = "SELECT clip_id FROM events WHERE kind = 'bulletin_received' \
                    AND json_extract(body, '$.bulletin_id') = ?1 ORDER BY seq DESC LIMIT 1";
         Ok(self.conn.query_row(sql, [bulletin_id], |r| r.get(0)).optional()?)
+    }
+
+    /// Another of the office's bulletins (not `bulletin_id`) that airs `clip_id` and may still
+    /// air on `today`: the same audio sent twice is one clip, which a withdrawal of one of them
+    /// must not retire.
+    pub fn clip_shared_by(&self, clip_id: i64, bulletin_id: i64, today: NaiveDate) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .office_bulletins()?
+            .into_iter()
+            .find(|b| b.clip_id == Some(clip_id) && b.bulletin_id != Some(bulletin_id) && b.is_live(today))
+            .and_then(|b| b.bulletin_id))
     }
 
     /// Whether the log already records the withdrawal of `bulletin_id` (a withdrawal read again

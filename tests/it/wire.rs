@@ -269,22 +269,47 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// A fixture's bytes, and a manifest `id` naming them truly (size, SHA-256, decoded length).
+fn audio_manifest(id: i64) -> (Vec<u8>, Manifest) {
+    let file = format!("{}/mono_22k.mp3", crate::helpers::FIXTURES);
+    let bytes = std::fs::read(&file).unwrap();
+    let facts = loa::library::analysis::analyse(std::path::Path::new(&file), Default::default()).unwrap();
+    let manifest = Manifest {
+        sha256: loa::proof::sha256_hex(&bytes),
+        bytes: bytes.len() as u64,
+        duration_ms: facts.duration_ms,
+        ..manifest(id)
+    };
+    (bytes, manifest)
+}
+
+/// The same audio sent as two bulletins is one clip: withdrawing one leaves the clip on air for
+/// the other, still owed.
+#[test]
+fn withdrawing_one_of_two_bulletins_of_the_same_audio_leaves_the_other_on_air() {
+    let (bytes, audio) = audio_manifest(1);
+    let owed = |id: i64, title: &str| {
+        Manifest { id, title: title.into(), priority: Priority::Priority, airings: 5, ..audio.clone() }.sign(&office())
+    };
+    let lines = vec![(1, owed(1, "Bản tin CCHC tuần 49")), (2, owed(2, "Bản tin CCHC tuần 50")), (3, withdrawal(1))];
+    let fake = FakeOffice::new(Feed::Lines(lines));
+    *fake.audio.lock().unwrap() = Audio { bytes, ..Audio::default() };
+    let station = follower(&fake);
+    let daemon = station.start(Device::Unpaced);
+    let events = station.wait_for("the withdrawal", WAIT, |e| !of_kind(e, "bulletin_withdrawn", None).is_empty());
+    daemon.stop();
+    assert_eq!(of_kind(&events, "bulletin_received", None).len(), 2, "{events:?}");
+    assert!(of_kind(&events, "clip_retired", None).is_empty(), "the clip bulletin 2 airs was retired: {events:?}");
+    let clips = station.clip_list();
+    assert!(clips.iter().all(|c| c["retired_at"].is_null()), "{clips:?}");
+}
+
 /// An audio body that ends cleanly before the manifest's length is a download cut short: the
 /// station keeps what came, asks for the rest with `Range`, and takes the bulletin (no refusal).
 #[test]
 fn an_audio_download_cut_short_at_a_clean_end_is_resumed_not_refused() {
-    let file = format!("{}/mono_22k.mp3", crate::helpers::FIXTURES);
-    let bytes = std::fs::read(&file).unwrap();
-    let facts = loa::library::analysis::analyse(std::path::Path::new(&file), Default::default()).unwrap();
-    let sha256 = loa::proof::sha256_hex(&bytes);
-    let line = Manifest {
-        sha256,
-        bytes: bytes.len() as u64,
-        duration_ms: facts.duration_ms,
-        title: "Khẩn: cắt nước".into(),
-        ..manifest(1)
-    }
-    .sign(&office());
+    let (bytes, audio) = audio_manifest(1);
+    let line = Manifest { title: "Khẩn: cắt nước".into(), ..audio }.sign(&office());
     let fake = FakeOffice::new(Feed::Lines(vec![(1, line)]));
     let half = bytes.len() / 2;
     *fake.audio.lock().unwrap() = Audio { first_cut_at: Some(half), bytes, ranges: Vec::new() };
