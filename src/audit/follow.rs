@@ -325,7 +325,20 @@ impl Follower {
             valid_until: Some(manifest.valid_until),
         };
         let (library, now, file) = (self.library.clone(), self.clock.now(), part.clone());
-        let admitted = self.store.call(move |s| library.admit_file(&file, &meta, s, now)).await;
+        let admitted = self
+            .store
+            .call(move |s| {
+                // Audio the library holds retired (a withdrawn bulletin's, sent again): back on
+                // the air as this bulletin, not received and never aired.
+                match library.admit_file(&file, &meta, s, now) {
+                    Ok(Inserted::Existing(clip)) if clip.retired_at.is_some() => {
+                        let back = s.reinstate_clip(clip.id, &meta, now).map_err(IngestError::Store)?;
+                        Ok(Inserted::Existing(back.unwrap_or(clip)))
+                    }
+                    other => other,
+                }
+            })
+            .await;
         let _ = tokio::fs::remove_file(&part).await;
         let clip = match admitted {
             Ok(Inserted::New(clip) | Inserted::Existing(clip)) => clip,

@@ -140,6 +140,36 @@ impl Store {
         Ok(clip)
     }
 
+    /// Puts a retired clip back in the library with `meta` (the office sent its audio again as a
+    /// new bulletin), recorded as `clip_added` again under its id; `None` if it is not retired.
+    pub fn reinstate_clip(&mut self, id: i64, meta: &ClipMeta, at: DateTime<Utc>) -> Result<Option<Clip>, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let reinstated = tx.execute(
+            "UPDATE clips SET title = ?2, topic = ?3, language = ?4, priority = ?5, valid_from = ?6, valid_until = ?7, \
+             retired_at = NULL WHERE id = ?1 AND retired_at IS NOT NULL",
+            params![
+                id,
+                meta.title.trim(),
+                meta.topic,
+                meta.language,
+                meta.priority.as_str(),
+                meta.valid_from.map(|d| d.to_string()),
+                meta.valid_until.map(|d| d.to_string()),
+            ],
+        )?;
+        let clip = match reinstated {
+            1 => {
+                let clip =
+                    tx.query_row(&format!("SELECT {CLIP_COLUMNS} FROM clips WHERE id = ?1"), [id], clip_from_row)?;
+                append_in(&tx, &self.sealer, at, events::clip_added(&clip))?;
+                Some(clip)
+            }
+            _ => None,
+        };
+        tx.commit()?;
+        Ok(clip)
+    }
+
     /// Clips that may air on any day (not retired), oldest first.
     pub fn active_clips(&self) -> Result<Vec<Clip>, StoreError> {
         let mut stmt =

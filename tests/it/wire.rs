@@ -304,6 +304,36 @@ fn withdrawing_one_of_two_bulletins_of_the_same_audio_leaves_the_other_on_air() 
     assert!(clips.iter().all(|c| c["retired_at"].is_null()), "{clips:?}");
 }
 
+/// The audio of a withdrawn bulletin sent again as an emergency: its clip, retired by the
+/// withdrawal, is back in the library (`clip_added` again) and the emergency airs.
+#[test]
+fn an_emergency_sent_with_the_audio_of_a_withdrawn_bulletin_airs() {
+    let (bytes, audio) = audio_manifest(1);
+    let first = Manifest { priority: Priority::Normal, title: "Bản tin CCHC tuần 49".into(), ..audio.clone() };
+    let again = Manifest { id: 3, title: "Khẩn: nhắc lại".into(), ..audio };
+    let lines = vec![(1, first.sign(&office())), (2, withdrawal(1)), (3, again.sign(&office()))];
+    let fake = FakeOffice::new(Feed::Lines(lines));
+    *fake.audio.lock().unwrap() = Audio { bytes, ..Audio::default() };
+    let station = follower(&fake);
+    let daemon = station.start(Device::Unpaced);
+    let events = station.wait_for("the emergency aired", WAIT, |e| {
+        of_kind(e, "airing_ended", Some("completed")).iter().any(|a| a["title"] == "Khẩn: nhắc lại")
+    });
+    daemon.stop();
+    let kinds: Vec<&str> = events
+        .iter()
+        .filter(|e| e["kind"].as_str().is_some_and(|k| k.starts_with("clip_") || k.starts_with("bulletin_")))
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["clip_added", "bulletin_received", "clip_retired", "bulletin_withdrawn", "clip_added", "bulletin_received"],
+        "{events:?}"
+    );
+    let verified = verify(&station);
+    assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
+}
+
 /// An audio body that ends cleanly before the manifest's length is a download cut short: the
 /// station keeps what came, asks for the rest with `Range`, and takes the bulletin (no refusal).
 #[test]
