@@ -158,6 +158,7 @@ impl Follower {
         let text = bounded_body(response, MAX_FEED_PAGE_BYTES).await?;
         let page: FeedPage =
             serde_json::from_str(&text).map_err(|e| format!("the office's feed is not a page: {e}"))?;
+        check_page(&page, cursor.after)?;
         for notice in page.notices {
             if notice.seq <= cursor.after {
                 continue;
@@ -228,7 +229,18 @@ impl Follower {
             }
             Ok(Notice::Bulletin(manifest)) => {
                 let id = manifest.id;
-                if self.store.call(move |s| s.bulletin_clip(id)).await.map_err(|e| e.to_string())?.is_some() {
+                let (taken, withdrawn) = self
+                    .store
+                    .call(move |s| Ok::<_, crate::store::StoreError>((s.bulletin_clip(id)?, s.bulletin_withdrawn(id)?)))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if taken.is_some() {
+                    return Ok(Taken::Done);
+                }
+                // Its (signed) withdrawal came first, as a reordering proxy would serve them.
+                if withdrawn {
+                    let detail = format!("the office withdrew bulletin {id} before it arrived");
+                    self.refuse(Some(id), &line_hash, Refused { reason: Refusal::Withdrawn, detail }).await?;
                     return Ok(Taken::Done);
                 }
                 match self.fetch(client, &manifest).await? {
@@ -413,6 +425,29 @@ impl Follower {
         let midnight = day.and_time(chrono::NaiveTime::MIN);
         self.timezone.from_local_datetime(&midnight).earliest().map_or_else(|| midnight.and_utc(), |t| t.to_utc())
     }
+}
+
+/// What the page's unsigned numbers may say, judged against the signed lines before the
+/// cursor moves: seqs rise, and a bulletin's seq is its signed `id` (its place in the office's
+/// log). A page that breaks either was altered on the way: not read at all.
+fn check_page(page: &FeedPage, after: i64) -> Result<(), String> {
+    let mut last = after;
+    for notice in page.notices.iter().filter(|n| n.seq > after) {
+        if notice.seq <= last {
+            return Err(format!("the office's feed is out of order at seq {}: not read", notice.seq));
+        }
+        last = notice.seq;
+        // (A line that is not a statement at all is refused on its own, below.)
+        let Ok((body, _, _)) = crate::proof::split_line(&notice.line) else { continue };
+        let signed: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        if signed["kind"] == "bulletin" && signed["id"].as_i64() != Some(notice.seq) {
+            return Err(format!(
+                "the office's feed gives seq {} to bulletin {}: altered on the way, not read",
+                notice.seq, signed["id"]
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A response's body, read chunk by chunk up to `limit` bytes: beyond it the answer is refused,

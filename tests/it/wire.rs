@@ -334,6 +334,36 @@ fn an_emergency_sent_with_the_audio_of_a_withdrawn_bulletin_airs() {
     assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
 }
 
+/// What a proxy can do to the unsigned parts of a page: a bulletin's seq raised far ahead is
+/// not believed (the page is not read, the cursor stays, and the true page is taken after), and
+/// a withdrawal served before its bulletin makes the bulletin refused `withdrawn`, never aired.
+#[test]
+fn a_raised_seq_does_not_move_the_cursor_and_a_withdrawal_served_first_keeps_its_bulletin_off_air() {
+    let (bytes, audio) = audio_manifest(1);
+    let first = Manifest { title: "Khẩn: tin 1".into(), ..audio.clone() }.sign(&office());
+    let fake = FakeOffice::new(Feed::Lines(vec![(1_000_000_000_001, first.clone())]));
+    *fake.audio.lock().unwrap() = Audio { bytes, ..Audio::default() };
+    let station = follower(&fake);
+    let daemon = station.start(Device::Unpaced);
+    std::thread::sleep(Duration::from_secs(2));
+    let second = Manifest { id: 3, title: "Khẩn: tin 3".into(), ..audio }.sign(&office());
+    fake.set(Feed::Lines(vec![(1, first), (2, withdrawal(3)), (3, second)]));
+    let events = station.wait_for("both bulletins' outcomes", Duration::from_secs(60), |e| {
+        !of_kind(e, "bulletin_received", None).is_empty() && !of_kind(e, "bulletin_refused", None).is_empty()
+    });
+    daemon.stop();
+    let received = of_kind(&events, "bulletin_received", None);
+    assert_eq!(received[0]["bulletin_id"], 1, "the true page was read from the cursor it had: {events:?}");
+    let refused = of_kind(&events, "bulletin_refused", None);
+    assert_eq!((refused[0]["bulletin_id"].as_i64(), refused[0]["reason"].as_str()), (Some(3), Some("withdrawn")));
+    assert!(
+        of_kind(&events, "airing_started", None).iter().all(|a| a["title"] != "Khẩn: tin 3"),
+        "the withdrawn emergency aired: {events:?}"
+    );
+    let log = std::fs::read_to_string(station.dir.path().join("daemon.log")).unwrap_or_default();
+    assert!(log.contains("altered on the way"), "{log}");
+}
+
 /// An audio body that ends cleanly before the manifest's length is a download cut short: the
 /// station keeps what came, asks for the rest with `Range`, and takes the bulletin (no refusal).
 #[test]
