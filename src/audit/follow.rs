@@ -352,8 +352,9 @@ impl Follower {
             })
             .await;
         let _ = tokio::fs::remove_file(&part).await;
-        let clip = match admitted {
-            Ok(Inserted::New(clip) | Inserted::Existing(clip)) => clip,
+        let (clip, new) = match admitted {
+            Ok(Inserted::New(clip)) => (clip, true),
+            Ok(Inserted::Existing(clip)) => (clip, false),
             Err(e @ (IngestError::Io(_) | IngestError::Store(_))) => return Err(e.to_string()),
             Err(e) => {
                 let refused = Refused { reason: Refusal::NotPlayable, detail: e.to_string() };
@@ -363,6 +364,11 @@ impl Follower {
         if clip.audio.duration_ms != manifest.duration_ms {
             let detail =
                 format!("it plays {} ms, the manifest says {} ms", clip.audio.duration_ms, manifest.duration_ms);
+            // A clip this refused bulletin brought in leaves the air with it.
+            if new {
+                let (now, why) = (self.clock.now(), format!("bulletin {} was refused: {detail}", manifest.id));
+                self.store.call(move |s| s.retire_clip(clip.id, now, Some(&why))).await.map_err(|e| e.to_string())?;
+            }
             return self.refuse(Some(manifest.id), line_hash, Refused { reason: Refusal::NotPlayable, detail }).await;
         }
         let (received, now, clip_id) =

@@ -364,6 +364,23 @@ fn a_raised_seq_does_not_move_the_cursor_and_a_withdrawal_served_first_keeps_its
     assert!(log.contains("altered on the way"), "{log}");
 }
 
+/// A manifest whose length is not what its audio decodes to is refused `not_playable`, and the
+/// clip it brought into the library is retired with it: it never airs.
+#[test]
+fn a_bulletin_refused_for_its_length_leaves_no_clip_on_air() {
+    let (bytes, audio) = audio_manifest(1);
+    let line = Manifest { duration_ms: audio.duration_ms + 5_000, priority: Priority::Normal, ..audio }.sign(&office());
+    let fake = FakeOffice::new(Feed::Lines(vec![(1, line)]));
+    *fake.audio.lock().unwrap() = Audio { bytes, ..Audio::default() };
+    let station = follower(&fake);
+    let daemon = station.start(Device::Unpaced);
+    let events = station.wait_for("the refusal", WAIT, |e| !of_kind(e, "bulletin_refused", None).is_empty());
+    daemon.stop();
+    assert_eq!(of_kind(&events, "bulletin_refused", None)[0]["reason"], "not_playable");
+    let clips = station.clip_list();
+    assert!(clips.iter().all(|c| c["retired_at"].is_string()), "the refused bulletin's clip stays on air: {clips:?}");
+}
+
 /// An audio body that ends cleanly before the manifest's length is a download cut short: the
 /// station keeps what came, asks for the rest with `Range`, and takes the bulletin (no refusal).
 #[test]
