@@ -5,8 +5,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use loa::air::quota::{AtRisk, QuotaStatus, standings};
 use loa::config::Config;
 use loa::model::clip::{AudioFacts, ClipMeta, Priority};
+use loa::proof::events::{self, AiringEvidence, AiringPlan, AiringStatus};
 use loa::store::Store;
-use serde_json::json;
 
 use crate::helpers::Station;
 
@@ -48,21 +48,26 @@ fn a_quota_is_at_risk_without_a_clip_or_slots_and_met_by_a_completed_airing() {
         peak_dbfs: -1.0,
         true_peak_dbfs: -1.0,
     };
-    store.insert_clip(&"ab".repeat(32), 1, &meta, &audio, Utc::now()).unwrap();
+    let clip = match store.insert_clip(&"ab".repeat(32), 1, &meta, &audio, Utc::now()).unwrap() {
+        loa::store::Inserted::New(clip) | loa::store::Inserted::Existing(clip) => clip,
+    };
     assert_eq!(status(&store, local(23, 8)).1, QuotaStatus::OnTrack, "six peak slots left this week");
     // Sunday after the week's last peak slot, nothing aired: it cannot be met any more.
     assert_eq!(status(&store, local(29, 8)), ("2026-W48".into(), QuotaStatus::AtRisk, Some(AtRisk::NotEnoughSlots)));
 
-    let mut fields = serde_json::Map::new();
-    for (k, v) in [
-        ("kind", json!("airing_ended")),
-        ("topic", json!("cchc")),
-        ("language", json!("vi")),
-        ("peak", json!(true)),
-        ("status", json!("completed")),
-    ] {
-        fields.insert(k.into(), v);
-    }
+    // A completed airing on Tuesday's peak slot, recorded as the engine records one.
+    let plan = AiringPlan::new(&clip, Some(("sang", true, local(24, 5))), 0.0);
+    let started = store.append(local(24, 5), events::airing_started(&plan, true)).unwrap();
+    let evidence = AiringEvidence {
+        started_at: Some(local(24, 5).timestamp_millis()),
+        ..AiringEvidence::unmeasured(
+            AiringStatus::Completed,
+            Some(local(24, 5).timestamp_millis() + 2000),
+            2000,
+            "".into(),
+        )
+    };
+    let fields = events::airing_ended(started.seq, &plan, &AiringEvidence { reason: None, ..evidence }, true);
     store.append(local(24, 5), fields).unwrap();
     assert_eq!(status(&store, local(29, 8)).1, QuotaStatus::Met);
     assert_eq!(status(&store, local(30, 8)), ("2026-W49".into(), QuotaStatus::OnTrack, None), "a new week starts over");
