@@ -20,7 +20,6 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, TimeZone as _, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::Notify;
 
@@ -32,6 +31,8 @@ use crate::model::queue::Wanted;
 use crate::proof::bulletin::{Manifest, Notice, Refusal, Refused};
 use crate::proof::events;
 use crate::store::{Inserted, StoreHandle};
+
+use super::feed::{bounded_body, check_page, claimed_id, hash_file};
 
 /// How long one feed request waits at the office for something new.
 const LONG_POLL: u64 = 55;
@@ -430,65 +431,6 @@ impl Follower {
     fn start_of(&self, day: NaiveDate) -> DateTime<Utc> {
         let midnight = day.and_time(chrono::NaiveTime::MIN);
         self.timezone.from_local_datetime(&midnight).earliest().map_or_else(|| midnight.and_utc(), |t| t.to_utc())
-    }
-}
-
-/// What the page's unsigned numbers may say, judged against the signed lines before the
-/// cursor moves: seqs rise, and a bulletin's seq is its signed `id` (its place in the office's
-/// log). A page that breaks either was altered on the way: not read at all.
-fn check_page(page: &FeedPage, after: i64) -> Result<(), String> {
-    let mut last = after;
-    for notice in page.notices.iter().filter(|n| n.seq > after) {
-        if notice.seq <= last {
-            return Err(format!("the office's feed is out of order at seq {}: not read", notice.seq));
-        }
-        last = notice.seq;
-        // (A line that is not a statement at all is refused on its own, below.)
-        let Ok((body, _, _)) = crate::proof::split_line(&notice.line) else { continue };
-        let signed: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        if signed["kind"] == "bulletin" && signed["id"].as_i64() != Some(notice.seq) {
-            return Err(format!(
-                "the office's feed gives seq {} to bulletin {}: altered on the way, not read",
-                notice.seq, signed["id"]
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// A response's body, read chunk by chunk up to `limit` bytes: beyond it the answer is refused,
-/// so an endless body costs at most `limit` of memory.
-async fn bounded_body(mut response: reqwest::Response, limit: usize) -> Result<String, String> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| format!("the office's feed was cut: {e}"))? {
-        if body.len() + chunk.len() > limit {
-            return Err(format!("the office's feed page is longer than {limit} bytes: not read"));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    String::from_utf8(body).map_err(|_| "the office's feed page is not UTF-8".to_owned())
-}
-
-/// The `id` a refused line claims (it may be a forgery: only recorded as claimed), when it is
-/// one the log can hold (an integer from 1 to 2^53 - 1); else none (the refusal's `detail`
-/// and `manifest_hash` still say which line it was).
-fn claimed_id(line: &str) -> Option<i64> {
-    let (body, _, _) = crate::proof::split_line(line).ok()?;
-    let id = serde_json::from_str::<serde_json::Value>(&body).ok()?["id"].as_i64()?;
-    (1..=crate::proof::schema::MAX_SAFE_INTEGER).contains(&id).then_some(id)
-}
-
-fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
-    use std::io::Read as _;
-    let mut file = std::fs::File::open(path)?;
-    let (mut hasher, mut bytes, mut buffer) = (Sha256::new(), 0u64, vec![0u8; 64 * 1024]);
-    loop {
-        let n = file.read(&mut buffer)?;
-        if n == 0 {
-            return Ok((bytes, hex::encode(hasher.finalize())));
-        }
-        hasher.update(&buffer[..n]);
-        bytes += n as u64;
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod chain;
 pub mod compliance;
+pub mod feed;
 pub mod follow;
 pub mod receipt;
 pub mod render;
