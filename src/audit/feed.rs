@@ -7,6 +7,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use crate::model::protocol::FeedPage;
+use crate::proof::office_head::OfficeHead;
 
 /// What the page's unsigned numbers may say, judged against the signed lines before the
 /// cursor moves: seqs rise, and a bulletin's seq is its signed `id` (its place in the office's
@@ -31,6 +32,34 @@ pub fn check_page(page: &FeedPage, after: i64) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The office head to keep after `page`: the page's own (`proof::office_head`) when it is
+/// signed with the pinned key and not below the one `kept`, else the kept one. A notice whose
+/// seq is beyond the page's signed head means the page was altered on the way: not read. A
+/// head that does not verify is not kept and bounds nothing (an office older than the
+/// statement sends none); each line is still judged by its own signature.
+pub fn higher_head(
+    page: &FeedPage,
+    kept: Option<&str>,
+    office_key: &ed25519_dalek::VerifyingKey,
+) -> Result<Option<String>, String> {
+    let Some(line) = &page.office_head else { return Ok(kept.map(str::to_owned)) };
+    let head = match OfficeHead::check(line, office_key) {
+        Ok(head) => head,
+        Err(why) => {
+            tracing::warn!("the office's head on the feed page does not verify with the pinned key ({why}): not kept");
+            return Ok(kept.map(str::to_owned));
+        }
+    };
+    if let Some(beyond) = page.notices.iter().find(|n| n.seq > head.seq) {
+        return Err(format!(
+            "the office's feed gives seq {} beyond the office's signed head {}: altered on the way, not read",
+            beyond.seq, head.seq
+        ));
+    }
+    let kept_seq = kept.and_then(|k| OfficeHead::check(k, office_key).ok()).map(|k| k.seq);
+    Ok(Some(if kept_seq.is_some_and(|k| k > head.seq) { kept.unwrap_or_default() } else { line }.to_owned()))
 }
 
 /// A response's body, read chunk by chunk up to `limit` bytes: beyond it the answer is refused,

@@ -26,13 +26,13 @@ use tokio::sync::Notify;
 use crate::config::Upstream;
 use crate::library::ingest::{IngestError, Library};
 use crate::model::clip::{ClipMeta, Priority};
-use crate::model::protocol::{BULLETIN_AUDIO, BULLETINS, FeedPage, MAX_FEED_PAGE_BYTES};
+use crate::model::protocol::{BULLETIN_AUDIO, BULLETINS, FeedPage, MAX_FEED_PAGE_BYTES, OFFICE_HEAD_HEADER};
 use crate::model::queue::Wanted;
 use crate::proof::bulletin::{Manifest, Notice, Refusal, Refused};
 use crate::proof::events;
 use crate::store::{Inserted, StoreHandle};
 
-use super::feed::{bounded_body, check_page, claimed_id, hash_file};
+use super::feed::{bounded_body, check_page, claimed_id, hash_file, higher_head};
 
 /// How long one feed request waits at the office for something new.
 const LONG_POLL: u64 = 55;
@@ -87,6 +87,10 @@ struct Cursor {
     after: i64,
     #[serde(default)]
     waiting: Vec<Waiting>,
+    /// The highest office head seen (`proof::office_head`, its signed line), shown back to the
+    /// office on every request so an office restored from an older copy learns it is behind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    office_head: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -150,16 +154,11 @@ impl Follower {
             self.keep(&cursor).await?;
         }
         let wait = backlog.poll_wait(self.clock.now());
-        let url = format!("{}{BULLETINS}?after={}&wait={wait}", self.upstream.url, cursor.after);
-        let response = client.get(url).bearer_auth(&self.upstream.token).send().await.map_err(|e| e.to_string())?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(format!("the office answered {status}"));
+        let page = self.fetch_page(client, &cursor, wait).await?;
+        if page.office_head != cursor.office_head && page.office_head.is_some() {
+            cursor.office_head = page.office_head.clone();
+            self.keep(&cursor).await?;
         }
-        let text = bounded_body(response, MAX_FEED_PAGE_BYTES).await?;
-        let page: FeedPage =
-            serde_json::from_str(&text).map_err(|e| format!("the office's feed is not a page: {e}"))?;
-        check_page(&page, cursor.after)?;
         for notice in page.notices {
             if notice.seq <= cursor.after {
                 continue;
@@ -172,6 +171,36 @@ impl Follower {
             self.keep(&cursor).await?;
         }
         Ok(())
+    }
+
+    /// One long-poll of the feed after the cursor, showing the office the highest head seen:
+    /// the page, checked (`feed::check_page`), its office head kept only if higher; or why not.
+    async fn fetch_page(&self, client: &reqwest::Client, cursor: &Cursor, wait: u64) -> Result<FeedPage, String> {
+        let url = format!("{}{BULLETINS}?after={}&wait={wait}", self.upstream.url, cursor.after);
+        let mut request = client.get(url).bearer_auth(&self.upstream.token);
+        if let Some(head) = &cursor.office_head {
+            request = request.header(OFFICE_HEAD_HEADER, head);
+        }
+        let response = request.send().await.map_err(|e| e.to_string())?;
+        let status = response.status();
+        if !status.is_success() {
+            let said = bounded_body(response, 4096).await.unwrap_or_default();
+            let answer: serde_json::Value = serde_json::from_str(&said).unwrap_or_default();
+            // Behind the station (restored from an older copy), the office held the poll and
+            // serves nothing until its administrator recovers it: asked again at once, so a
+            // bulletin sent after the recovery arrives at once.
+            if status == reqwest::StatusCode::SERVICE_UNAVAILABLE && answer["error"]["code"] == "office_behind" {
+                tracing::error!(url = %self.upstream.url, "the office's bulletins: {}", answer["error"]["message"]);
+                return Ok(FeedPage { notices: Vec::new(), next_after: cursor.after, office_head: None });
+            }
+            return Err(format!("the office answered {status}: {said}"));
+        }
+        let text = bounded_body(response, MAX_FEED_PAGE_BYTES).await?;
+        let mut page: FeedPage =
+            serde_json::from_str(&text).map_err(|e| format!("the office's feed is not a page: {e}"))?;
+        check_page(&page, cursor.after)?;
+        page.office_head = higher_head(&page, cursor.office_head.as_deref(), &self.upstream.office_key)?;
+        Ok(page)
     }
 
     /// Takes one line; true when it is done with (recorded), false when it must wait.
@@ -432,6 +461,11 @@ impl Follower {
         let midnight = day.and_time(chrono::NaiveTime::MIN);
         self.timezone.from_local_datetime(&midnight).earliest().map_or_else(|| midnight.and_utc(), |t| t.to_utc())
     }
+}
+
+/// The highest office head the feed has seen (its signed line), shown to the office on a push.
+pub fn office_head_seen(data_dir: &Path) -> Option<String> {
+    read_cursor(data_dir).office_head
 }
 
 /// A cursor that cannot be read starts the feed again from the beginning: every line is read

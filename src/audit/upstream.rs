@@ -9,6 +9,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ed25519_dalek::VerifyingKey;
+
 use crate::audit::receipt;
 use crate::config::Upstream;
 use crate::store::{EventQuery, StoreHandle};
@@ -31,8 +33,11 @@ pub async fn run(
     let mut backoff = Duration::from_secs(5);
     // The office's challenge from its last answer: the next push answers it.
     let mut challenge = None;
+    // Where an office that forgot part of the log asked to be pushed from (`office_behind`).
+    let mut resume = None;
     loop {
-        let wait = match push_once(&client, &upstream, &data_dir, &store, &mut challenge, clock.as_ref()).await {
+        let mut asked = Asked { challenge: &mut challenge, resume: &mut resume };
+        let wait = match push_once(&client, &upstream, &data_dir, &store, &mut asked, clock.as_ref()).await {
             Ok(true) => Duration::ZERO, // a full push: more may be waiting
             Ok(false) => {
                 backoff = Duration::from_secs(5);
@@ -69,20 +74,38 @@ pub fn office_client(upstream: &Upstream) -> reqwest::Client {
     builder.build().expect("an HTTP client of a fixed configuration builds")
 }
 
+/// What the office's last answer asked of the next push.
+struct Asked<'a> {
+    /// Its challenge: the next push answers it.
+    challenge: &'a mut Option<String>,
+    /// The seq it holds, when it forgot more than its receipt says (restored from a copy).
+    resume: &'a mut Option<i64>,
+}
+
+/// The office's receipt kept (its line) and the office head the feed saw last, if any.
+async fn shown_to_office(
+    data_dir: &std::path::Path,
+    office: VerifyingKey,
+) -> (Option<receipt::Receipt>, Option<String>) {
+    let dir = data_dir.to_owned();
+    tokio::task::spawn_blocking(move || {
+        (receipt::read(&dir, Some(&office)), crate::audit::follow::office_head_seen(&dir))
+    })
+    .await
+    .unwrap_or_default()
+}
+
 /// One push of what the office lacks. `Ok(true)`: a full batch went (push again at once).
 async fn push_once(
     client: &reqwest::Client,
     upstream: &Upstream,
     data_dir: &std::path::Path,
     store: &StoreHandle,
-    challenge: &mut Option<String>,
+    asked: &mut Asked<'_>,
     clock: &dyn crate::time::clock::Clock,
 ) -> Result<bool, String> {
-    let dir = data_dir.to_owned();
-    let office = upstream.office_key;
-    let held = tokio::task::spawn_blocking(move || receipt::read(&dir, Some(&office)).map_or(0, |r| r.head_seq))
-        .await
-        .map_err(|e| e.to_string())?;
+    let (kept, office_head) = shown_to_office(data_dir, upstream.office_key).await;
+    let held = asked.resume.take().unwrap_or_else(|| kept.as_ref().map_or(0, |r| r.head_seq));
     let query = EventQuery { after_seq: (held - 1).max(0), limit: Some(PER_PUSH), ..EventQuery::default() };
     let events = store.call(move |s| s.events(query)).await.map_err(|e| e.to_string())?;
     if events.last().is_none_or(|last| last.seq <= held) {
@@ -91,7 +114,7 @@ async fn push_once(
     let body: String = events.iter().map(|e| e.export_line() + "\n").collect();
     // The station's head now, signed over the office's last challenge: proof this push is live.
     let now = clock.now();
-    let statement = match challenge.take() {
+    let statement = match asked.challenge.take() {
         Some(c) => Some(
             store
                 .call(move |s| s.head().map(|(seq, hash)| s.head_statement((seq, &hash), &c, now)))
@@ -108,17 +131,26 @@ async fn push_once(
     if let Some(statement) = statement {
         request = request.header(crate::model::protocol::STATEMENT_HEADER, statement);
     }
+    if let Some(kept) = &kept {
+        request = request.header(crate::model::protocol::RECEIPT_HEADER, kept.line.as_str());
+    }
+    if let Some(head) = office_head {
+        request = request.header(crate::model::protocol::OFFICE_HEAD_HEADER, head);
+    }
     let response = request.send().await.map_err(|e| e.to_string())?;
     let status = response.status();
     let text = response.text().await.map_err(|e| format!("the office answered {status}: {e}"))?;
     let answer: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| format!("the office answered {status}, not JSON ({e})"))?;
-    *challenge = answer["challenge"].as_str().map(str::to_owned);
+    *asked.challenge = answer["challenge"].as_str().map(str::to_owned);
+    if status == reqwest::StatusCode::CONFLICT && answer["error"]["code"] == "office_behind" {
+        *asked.resume = answer["head"]["seq"].as_i64().filter(|seq| (0..held).contains(seq));
+    }
     if !status.is_success() {
         return Err(format!("the office answered {status}: {answer}"));
     }
     let line = answer["receipt"].as_str().ok_or("the office sent no receipt")?.to_owned();
-    let dir = data_dir.to_owned();
+    let (dir, office) = (data_dir.to_owned(), upstream.office_key);
     store
         .call(move |s| receipt::take(&dir, s, &line, Some(&office)))
         .await

@@ -56,6 +56,11 @@ pub enum DistrictCommand {
     Bulletin(BulletinCommand),
     /// Serve the dashboard and the push receiver on `[district] listen`, pulling on schedule.
     Serve,
+    /// After restoring the office from an older copy of its data, once `check` names stations
+    /// that saw more of its log than it holds: records in its log that everything up to the
+    /// highest seq they saw is lost, so no bulletin id a station has seen is used again; then
+    /// bulletins can be sent. Exit 0 (also when there was nothing to recover).
+    Recover,
 }
 
 #[derive(Debug, Subcommand)]
@@ -169,22 +174,8 @@ pub(super) fn run(command: DistrictCommand, path: &Path, out: &mut dyn Write) ->
     }
     match command {
         DistrictCommand::CheckConfig => unreachable!("handled above"),
-        DistrictCommand::Check { json } => {
-            let found = office.check_memory()?;
-            if json {
-                write_json(out, &found)?;
-            } else {
-                let text = match found.problems.is_empty() {
-                    true => format!(
-                        "the office's memory is whole: {} office events, {} station events verified\n",
-                        found.office_events, found.station_events
-                    ),
-                    false => found.problems.iter().map(|p| format!("DAMAGED: {p}\n")).collect(),
-                };
-                out.write_all(text.as_bytes()).map_err(write_err)?;
-            }
-            if found.is_whole() { Ok(()) } else { Err(failed("the office's memory is damaged (see above)")) }
-        }
+        DistrictCommand::Check { json } => check(&office, json, out),
+        DistrictCommand::Recover => recover(&office, out),
         DistrictCommand::Pull { station, json } => pull_command(&office, station.as_deref(), json, out),
         DistrictCommand::Status { json } => status(&office, json, out),
         DistrictCommand::Report { period, format } => {
@@ -226,6 +217,50 @@ pub(super) fn run(command: DistrictCommand, path: &Path, out: &mut dyn Write) ->
         DistrictCommand::Bulletin(command) => bulletin(&office, command, out),
         DistrictCommand::Serve => serve(office),
     }
+}
+
+/// `check`: the office's memory (its log, tables, held events), and whether a station has seen
+/// more of its log than it holds (restored from an older copy). Exit 1 naming what is wrong.
+fn check(office: &Office, json: bool, out: &mut dyn Write) -> Result<(), Failure> {
+    let found = office.check_memory()?;
+    let behind = office.behind()?;
+    if json {
+        let mut value = serde_json::to_value(&found).map_err(|e| failed(e.to_string()))?;
+        value["office_behind"] = serde_json::to_value(&behind).map_err(|e| failed(e.to_string()))?;
+        write_json(out, &value)?;
+    } else {
+        let mut text = match found.problems.is_empty() {
+            true => format!(
+                "the office's memory is whole: {} office events, {} station events verified\n",
+                found.office_events, found.station_events
+            ),
+            false => found.problems.iter().map(|p| format!("DAMAGED: {p}\n")).collect(),
+        };
+        text.extend(behind.iter().map(|a| format!("BEHIND: {}\n", a.describe())));
+        out.write_all(text.as_bytes()).map_err(write_err)?;
+    }
+    match (found.is_whole(), behind.is_empty()) {
+        (false, _) => Err(failed("the office's memory is damaged (see above)")),
+        (true, false) => Err(failed("the office is behind its stations (see above): run `loa district recover`")),
+        (true, true) => Ok(()),
+    }
+}
+
+/// `recover`: see [`DistrictCommand::Recover`].
+fn recover(office: &Office, out: &mut dyn Write) -> Result<(), Failure> {
+    let text = match office.recover()? {
+        None => "nothing to recover: no station has seen more of the office's log than it holds\n".to_owned(),
+        Some((ahead, head)) => {
+            let mut text: String = ahead.iter().map(|a| format!("was: {}\n", a.describe())).collect();
+            text += &format!(
+                "recovered: the office's log now reaches seq {head}; everything up to it is recorded as lost, \
+                 and the next bulletin gets id {}\n",
+                head + 1
+            );
+            text
+        }
+    };
+    out.write_all(text.as_bytes()).map_err(write_err)
 }
 
 impl From<BulletinError> for Failure {

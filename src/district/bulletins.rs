@@ -35,6 +35,10 @@ pub enum BulletinError {
     NotPlayable { file: PathBuf, reason: String },
     #[error("{0}")]
     Io(String),
+    /// A station has seen more of the office's log than it holds (`district::behind`): nothing
+    /// is signed until `loa district recover`.
+    #[error("not sent: {}", .0.describe())]
+    Behind(super::behind::Ahead),
     #[error(transparent)]
     Store(#[from] DistrictStoreError),
 }
@@ -112,6 +116,9 @@ impl Office {
     /// Proves the file playable, keeps it, signs and records the manifest. Blocking (a full
     /// decode).
     pub fn send_bulletin(&self, new: &NewBulletin) -> Result<Manifest, BulletinError> {
+        if let Some(ahead) = self.behind()?.into_iter().next() {
+            return Err(BulletinError::Behind(ahead));
+        }
         let meta = &new.meta;
         meta.check().map_err(|e| BulletinError::Usage(format!("--{}: {}", e.field.replace('_', "-"), e.message)))?;
         if let Stations::Listed(ids) = &new.stations {

@@ -8,6 +8,7 @@
 //! [`Office`] is the one entry: the CLI verbs and the server both go through it, so a pulled
 //! batch and a pushed one are judged by the same code.
 
+pub mod behind;
 pub mod bulletins;
 pub mod config;
 pub mod http;

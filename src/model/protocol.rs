@@ -33,6 +33,10 @@ pub const MAX_FEED_PAGE_BYTES: usize = 1024 * 1024;
 pub struct FeedPage {
     pub notices: Vec<FeedNotice>,
     pub next_after: i64,
+    /// The office's head when it made the page (`proof::office_head`, signed): no notice's
+    /// seq may exceed it. Absent from an office older than the statement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub office_head: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -47,6 +51,11 @@ pub struct FeedNotice {
 pub const HEAD_HEADER: &str = "loa-head";
 /// On a push: the station's head signed over the challenge of the office's last answer.
 pub const STATEMENT_HEADER: &str = "loa-head-statement";
+/// On a feed request and a push: the highest office head the station has seen (its signed line).
+pub const OFFICE_HEAD_HEADER: &str = "loa-office-head";
+/// On a push: the office's last receipt the station keeps (its signed line), so an office that
+/// holds less of the station's log than it once receipted knows it forgot, not the station.
+pub const RECEIPT_HEADER: &str = "loa-receipt";
 
 /// The token in an `Authorization` header's value `Bearer <token>` (the scheme's name in any
 /// case, RFC 9110 §11.1).

@@ -16,6 +16,7 @@ pub mod events;
 pub mod export;
 pub mod head;
 mod key;
+pub mod office_head;
 pub mod schema;
 mod verify;
 

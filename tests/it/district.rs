@@ -1648,3 +1648,99 @@ async fn the_operator_page_shows_the_offices_bulletins_and_offers_no_retire_for_
     drop(browser);
     daemon.stop();
 }
+
+/// The office's database files, copied (the office stopped): a backup, or its restore.
+fn copy_office_db(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let name = format!("district.sqlite{suffix}");
+        let _ = std::fs::remove_file(to.join(&name));
+        if from.join(&name).exists() {
+            std::fs::copy(from.join(&name), to.join(&name)).unwrap();
+        }
+    }
+}
+
+/// Waits until `loa district check` says what `done` looks for; returns its run.
+fn check_until(office: &Office, what: &str, done: impl Fn(&Run) -> bool) -> Run {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let run = office.run(&["check"]);
+        if done(&run) {
+            return run;
+        }
+        assert!(std::time::Instant::now() < deadline, "check never showed {what}: {}{}", run.stdout, run.stderr);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Issue 33, finding 5: an office restored from a backup taken before its last bulletin learns
+/// from its station that it forgot (`check` exit 1, the status and dashboard say so, no
+/// bulletin signed), the station's pushes recover by themselves, and after `recover` the next
+/// bulletin's id is beyond every one the station saw: it is received and airs.
+#[test]
+fn an_office_restored_from_an_older_copy_learns_it_is_behind_and_recovers_without_reusing_an_id() {
+    let office = Office::new("");
+    let (station, _) = follower(&office, &office_key());
+    let data = office.dir.path().join("office");
+    let backup = office.dir.path().join("backup");
+    let serving = serve(&office);
+    let daemon = station.start(Device::Unpaced);
+    let first = send(&office, TONE, "Bản tin trước bản sao", &["--until", "2099-12-31"]);
+    station.wait_for("the first bulletin", WAIT, |e| of_kind(e, "bulletin_received", None).len() == 1);
+    drop(serving);
+    copy_office_db(&data, &backup);
+    let serving = serve(&office);
+    let lost = send(&office, "mono_22k.mp3", "Bản tin sau bản sao", &["--until", "2099-12-31"]);
+    station.wait_for("the bulletin the office will forget", WAIT, |e| {
+        of_kind(e, "bulletin_received", None).iter().any(|r| r["bulletin_id"] == lost)
+    });
+    assert!(lost > first);
+    let pushed = |office: &Office| office.status()["stations"][0]["head_seq"].as_i64().unwrap_or(0);
+    let deadline = std::time::Instant::now() + WAIT;
+    while pushed(&office) < head_of(&station) {
+        assert!(std::time::Instant::now() < deadline, "the station never pushed its log");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(serving);
+    copy_office_db(&backup, &data);
+    let held_after_restore = pushed(&office);
+    assert!(held_after_restore < head_of(&station), "the backup holds less of the station's log");
+    let _serving = serve(&office);
+
+    // The office learns it from the station's next feed request.
+    let check = check_until(&office, "the office behind", |run| run.code == 1 && run.stdout.contains("BEHIND"));
+    assert!(check.stdout.contains("phu-thuy") && check.stdout.contains("loa district recover"), "{}", check.stdout);
+    let status = crate::helpers::http_get_body(&format!("http://{}", office.listen()), "/api/v1/status").1;
+    let status: Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["office_behind"][0]["station_id"], "phu-thuy", "{status}");
+    assert!(status["office_behind"][0]["seq"].as_i64().unwrap() >= lost, "{status}");
+    let (_, page) = http_get_body(&format!("http://{}", office.listen()), "/");
+    assert!(page.contains("loa district recover"), "the dashboard says so:\n{page}");
+    let file = format!("{}/{TONE}", crate::helpers::FIXTURES);
+    let refused = office.run(&["bulletin", "add", &file, "--title", "Không được ký", "--topic", "cchc"]);
+    assert_eq!(refused.code, 1, "no bulletin is signed while behind: {}", refused.stdout);
+    assert!(refused.stderr.contains("loa district recover"), "{}", refused.stderr);
+
+    let recovered = office.run(&["recover"]);
+    assert_eq!(recovered.code, 0, "{}{}", recovered.stdout, recovered.stderr);
+    let check = office.run(&["check"]);
+    assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
+    let after = send(&office, "mpeg2_16k.mp3", "Khẩn: sau khôi phục", &["--priority", "emergency"]);
+    assert!(after > lost, "id {after} is beyond every id the station saw ({lost})");
+    station.wait_for("the bulletin after the recovery aired", WAIT, |e| {
+        of_kind(e, "airing_ended", None).iter().any(|a| a["title"] == "Khẩn: sau khôi phục")
+    });
+    // The station's next push (of those events) recovers by itself: the office asks for what it
+    // forgot, and holds the whole log again, with no `gap` blamed on the station.
+    let deadline = std::time::Instant::now() + WAIT;
+    while pushed(&office) < head_of(&station) {
+        assert!(std::time::Instant::now() < deadline, "the station's push never recovered: {}", office.status());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(alarm_kinds(&office.status()).is_empty(), "the office's own forgetting is no alarm: {}", office.status());
+    assert_eq!(bulletin_status(&office, after, "aired")["aired"].as_u64(), Some(1));
+    daemon.stop();
+    let verified = crate::helpers::verify(&station);
+    assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
+}

@@ -62,6 +62,17 @@ pub(super) async fn feed(
     let mut deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     loop {
         ledger.mark_unchanged();
+        // An office that forgot what this station has seen serves no page (its ids would go
+        // back): the poll waits for a recovery (which moves the log), else says so at its end.
+        if let Some(refusal) = super::push::office_behind(&office, &station.id, request.headers()).await {
+            if tokio::time::Instant::now() >= deadline {
+                return refusal;
+            }
+            if let Ok(Err(_)) = tokio::time::timeout_at(deadline, ledger.changed()).await {
+                deadline = tokio::time::Instant::now();
+            }
+            continue;
+        }
         let read = {
             let (office, station) = (Arc::clone(&office), station.id.clone());
             tokio::task::spawn_blocking(move || office.feed(&station, after)).await
@@ -84,7 +95,13 @@ pub(super) async fn feed(
                 .map(|n| FeedNotice { seq: n.seq, line: n.line })
                 .collect();
             let next_after = notices.last().map_or(after, |n| n.seq);
-            return axum::Json(FeedPage { notices, next_after }).into_response();
+            // Signed after the notices were read: no notice's seq is beyond it.
+            let head = match tokio::task::spawn_blocking(move || office.office_head()).await {
+                Ok(Ok(head)) => head,
+                Ok(Err(e)) => return error(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()),
+                Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+            };
+            return axum::Json(FeedPage { notices, next_after, office_head: Some(head) }).into_response();
         }
         // Woken when the office's log moves (one watcher reads it for every waiting station);
         // marked seen before each read, so a move during the read still wakes it.

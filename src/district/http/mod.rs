@@ -7,26 +7,23 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
 mod bulletins;
 mod clerk;
+mod pages;
 mod push;
 
 use super::Office;
-use super::words::alarm_vi;
-use crate::audit::compliance::Standing;
-use crate::audit::render::{Labels, REPORT_STYLE, ReportFormat};
-use crate::audit::words::{escape, miss_vi, missed_vi, standing_vi, status_vi, time_vi};
+use crate::audit::render::{REPORT_STYLE, ReportFormat};
+use crate::audit::words::escape;
 use crate::http::{AuthFailures, conn};
 use crate::model::protocol;
-use crate::proof::events::{Counted, Logged};
 
 pub(super) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({"error": {"code": code, "message": message.into()}}))).into_response()
@@ -46,8 +43,8 @@ pub struct Desk {
 pub fn router(office: Arc<Office>, ledger: tokio::sync::watch::Receiver<i64>) -> Router {
     let desk = Desk { office, auth_failures: Arc::default(), ledger };
     Router::new()
-        .route("/", get(dashboard))
-        .route("/station/{id}", get(station_page))
+        .route("/", get(pages::dashboard))
+        .route("/station/{id}", get(pages::station_page))
         .route("/report", get(report))
         .route(protocol::STATUS, get(status))
         .route(protocol::PUSH, post(push::push))
@@ -200,9 +197,14 @@ fn log_round(contacts: &[super::Contact]) {
 
 async fn status(State(Desk { office, .. }): State<Desk>) -> Response {
     let (name, key) = (office.config.name.clone(), office.public_key_hex());
-    match tokio::task::spawn_blocking(move || office.status()).await {
-        Ok(Ok(stations)) => {
-            axum::Json(json!({ "office": name, "office_key": key, "stations": stations })).into_response()
+    match tokio::task::spawn_blocking(move || {
+        Ok::<_, super::store::DistrictStoreError>((office.status()?, office.behind()?))
+    })
+    .await
+    {
+        Ok(Ok((stations, behind))) => {
+            axum::Json(json!({ "office": name, "office_key": key, "stations": stations, "office_behind": behind }))
+                .into_response()
         }
         Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
@@ -300,197 +302,6 @@ fn page(title: &str, body: &str) -> Html<String> {
         title = escape(title),
         style = PAGE_STYLE.as_str()
     ))
-}
-
-async fn dashboard(State(Desk { office, .. }): State<Desk>) -> Response {
-    let now = office.clock.now();
-    let built = tokio::task::spawn_blocking(move || {
-        let status = office.status()?;
-        let tz = office.config.timezone;
-        let week = crate::time::calendar::period_of(crate::time::calendar::QuotaPeriod::Week, now, tz);
-        let month = crate::time::calendar::period_of(crate::time::calendar::QuotaPeriod::Month, now, tz);
-        let weekly = super::report::build(&office, &week, now).map_err(|e| e.to_string());
-        let monthly = super::report::build(&office, &month, now).map_err(|e| e.to_string());
-        let last_airings: Vec<Option<String>> =
-            office.config.stations.iter().map(|s| office.last_airing(&s.id).ok().flatten()).collect();
-        Ok::<_, super::store::DistrictStoreError>((
-            office.config.name.clone(),
-            status,
-            weekly,
-            monthly,
-            last_airings,
-            tz,
-        ))
-    })
-    .await;
-    let Ok(Ok((name, status, weekly, monthly, last_airings, tz))) = built else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "store", "the office database does not answer");
-    };
-    let local = |rfc: &Option<String>| {
-        rfc.as_deref()
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| time_vi(&t.with_timezone(&tz).to_rfc3339()))
-            .unwrap_or_else(|| "chưa có".to_owned())
-    };
-    let standing = |report: &Result<super::report::OfficeReport, String>, i: usize| match report {
-        Ok(r) => r.stations.get(i).map_or(String::new(), |s| {
-            s.quotas
-                .iter()
-                .map(|q| {
-                    let class = match q.standing {
-                        Standing::Met => "ok",
-                        Standing::NotMet => "alarm",
-                        _ => "pending",
-                    };
-                    format!(
-                        "<span class=\"{class}\">{}: {} ({} lần, cần {})</span>",
-                        escape(&Labels::default().quota_label(&q.quota)),
-                        standing_vi(q.standing),
-                        q.completed,
-                        q.required
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("<br>")
-        }),
-        Err(e) => escape(e),
-    };
-    let mut rows = String::new();
-    for (i, s) in status.iter().enumerate() {
-        let alarms = if s.alarms.is_empty() {
-            "<span class=\"ok\">Không</span>".to_owned()
-        } else {
-            s.alarms
-                .iter()
-                .map(|a| {
-                    format!("<div class=\"alarm\">#{} {}</div>", a.id, escape(&alarm_vi(&a.kind, a.seq, &a.detail)))
-                })
-                .collect::<String>()
-        };
-        rows.push_str(&format!(
-            "<tr><td><a href=\"/station/{id}\">{name}</a></td><td data-label=\"Liên lạc gần nhất\">{contact}</td>\
-             <td data-label=\"Tuần này\">{week}</td><td data-label=\"Tháng này\">{month}</td>\
-             <td data-label=\"Lần phát gần nhất\">{last}</td><td data-label=\"Cảnh báo\">{alarms}</td></tr>\n",
-            id = escape(&s.id),
-            name = escape(&s.name),
-            contact = local(&s.last_ok_at),
-            week = standing(&weekly, i),
-            month = standing(&monthly, i),
-            last = local(&last_airings[i]),
-        ));
-    }
-    let periods: String = crate::time::calendar::recent_periods(now.with_timezone(&tz).date_naive())
-        .into_iter()
-        .map(|(label, code)| {
-            format!(
-                "<li>{label}: <a href=\"/report?period={code}&amp;format=html\">xem, in</a> · <a href=\"/report?period={code}&amp;format=csv-vi\">tải CSV (Excel)</a> · <a href=\"/report?period={code}&amp;format=csv\">CSV cho phần mềm</a></li>"
-            )
-        })
-        .collect();
-    let body = format!(
-        "<h1>{}</h1><p class=\"center\">Theo dõi các đài truyền thanh cơ sở</p>\
-         <table><tr class=\"head\"><th>Đài</th><th>Liên lạc gần nhất</th><th>Tuần này</th><th>Tháng này</th><th>Lần phát gần nhất</th><th>Cảnh báo</th></tr>\n{rows}</table>\
-         <h2>Báo cáo</h2><ul>{periods}</ul><p><a href=\"/bulletins\">Bản tin đã gửi các đài và nơi đã phát</a></p>\
-         <p class=\"small\">Xác nhận đã xử lý một cảnh báo: trên trang của đài, hoặc <code>loa district ack SỐ --note \"…\"</code> (cảnh báo và ghi chú đều được lưu lại).</p>",
-        escape(&name)
-    );
-    page(&name, &body).into_response()
-}
-
-async fn station_page(State(Desk { office, .. }): State<Desk>, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    let Some(station) = office.config.station(&id).cloned() else {
-        return error(StatusCode::NOT_FOUND, "not_found", format!("no station {id} in district.toml"));
-    };
-    let tz = office.config.timezone;
-    let office2 = Arc::clone(&office);
-    let station_id = station.id.clone();
-    let read = tokio::task::spawn_blocking(move || {
-        let latest = office2.with_store(|s| s.latest(&station_id, 100))?;
-        let alarms = office2.with_store(|s| s.alarms(Some(&station_id), false))?;
-        Ok::<_, super::store::DistrictStoreError>((latest, alarms))
-    })
-    .await;
-    let Ok(Ok((latest, alarms))) = read else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "store", "the office database does not answer");
-    };
-    let labels = Labels::default();
-    let mut rows = String::new();
-    for e in &latest {
-        let Ok(logged) = Logged::parse(&e.body, &e.hash) else { continue };
-        // The members shown beside the counted ones (title, slot, reason), from the same
-        // verified body.
-        let body: serde_json::Value = serde_json::from_str(&e.body).unwrap_or_default();
-        let text = |name: &str| body[name].as_str().map(escape).unwrap_or_default();
-        let at = DateTime::<Utc>::from_timestamp_millis(e.at).map(|t| time_vi(&t.with_timezone(&tz).to_rfc3339()));
-        let (bulletin, outcome) = match &logged.what {
-            Counted::AiringEnded { status, topic, language, .. } => (
-                format!(
-                    "«{}» — {}, {}",
-                    text("title"),
-                    escape(&labels.topic(topic)),
-                    escape(&labels.language(language))
-                ),
-                status_vi(status.as_str()).to_owned(),
-            ),
-            Counted::SlotMissed { reason, count } => {
-                let when = |name: &str| {
-                    let at = DateTime::<Utc>::from_timestamp_millis(body[name].as_i64()?)?;
-                    Some(time_vi(&at.with_timezone(&tz).to_rfc3339()))
-                };
-                let span = match (when("scheduled_at"), when("last_scheduled_at")) {
-                    (Some(first), Some(last)) => format!(", từ {first} đến {last}"),
-                    _ => String::new(),
-                };
-                (String::new(), format!("{} ({}){span}", missed_vi(*count), miss_vi(*reason)))
-            }
-            Counted::Other => continue,
-        };
-        let detail = text("reason");
-        let detail = match detail.is_empty() {
-            true => format!("<details><summary>Chi tiết</summary>bản ghi số {}</details>", e.seq),
-            false => format!("<details><summary>Chi tiết kỹ thuật</summary>{detail} (bản ghi số {})</details>", e.seq),
-        };
-        // The station's slot names are its own codes: the office shows whether it was peak time.
-        let hours = if body["peak"].as_bool() == Some(true) { "giờ cao điểm" } else { "ngoài giờ cao điểm" };
-        rows.push_str(&format!(
-            "<tr><td data-label=\"Lúc\">{}, {hours}</td><td data-label=\"Bản tin\">{bulletin}</td>\
-             <td data-label=\"Kết quả\">{outcome}{detail}</td></tr>",
-            at.unwrap_or_default(),
-        ));
-    }
-    // A clerk signed in (the cookie; judged when the form is sent) acknowledges with a note.
-    let signed_in = clerk::presented(&headers).is_some();
-    let alarm_rows: String = alarms
-        .iter()
-        .map(|a| {
-            let state = match &a.note {
-                Some(note) => format!("đã xử lý: {}", escape(note)),
-                None if signed_in => format!(
-                    "<span class=\"alarm\">chưa xử lý</span>\
-                     <form method=\"post\" action=\"/alarms/{}/ack\">\
-                     <input name=\"note\" required maxlength=\"1000\" placeholder=\"Đã kiểm tra gì, xử lý thế nào\">\
-                     <button>Xác nhận đã xử lý</button></form>",
-                    a.id
-                ),
-                None => "<span class=\"alarm\">chưa xử lý</span>".to_owned(),
-            };
-            format!("<li>#{} {} — {state}</li>", a.id, escape(&alarm_vi(&a.kind, a.seq, &a.detail)))
-        })
-        .collect();
-    let clerk_line = match (signed_in, alarms.iter().any(|a| a.note.is_none())) {
-        (true, _) => {
-            "<form method=\"post\" action=\"/clerk/sign-out\"><button>Đăng xuất cán bộ</button></form>".to_owned()
-        }
-        (false, true) => clerk::sign_in_form(&format!("/station/{}", station.id)),
-        (false, false) => String::new(),
-    };
-    let body = format!(
-        "<nav><a href=\"/\">← Các đài</a></nav><h1>{}</h1><h2>Cảnh báo</h2><ul>{}</ul>{clerk_line}\
-         <h2>Các lượt phát gần đây</h2><table><tr class=\"head\"><th>Lúc</th><th>Bản tin</th><th>Kết quả</th></tr>{rows}</table>",
-        escape(&station.name),
-        if alarm_rows.is_empty() { "<li class=\"ok\">Không có</li>".to_owned() } else { alarm_rows },
-    );
-    page(&station.name, &body).into_response()
 }
 
 #[cfg(test)]

@@ -59,6 +59,47 @@ pub(super) async fn station_of(
     })
 }
 
+/// The office head the station shows (`loa-office-head`), judged (`district::behind`): `Some`
+/// answer 503 `office_behind` when the office's log lacks what the station has seen.
+pub(super) async fn office_behind(
+    office: &Arc<crate::district::Office>,
+    station: &str,
+    headers: &axum::http::HeaderMap,
+) -> Option<Response> {
+    let shown = headers.get(crate::model::protocol::OFFICE_HEAD_HEADER)?.to_str().ok()?.to_owned();
+    let (office, station) = (Arc::clone(office), station.to_owned());
+    match tokio::task::spawn_blocking(move || office.judge_shown_head(&station, &shown)).await {
+        Ok(Ok(None)) => None,
+        Ok(Ok(Some(ahead))) => Some(error(StatusCode::SERVICE_UNAVAILABLE, "office_behind", ahead.describe())),
+        Ok(Err(e)) => Some(error(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string())),
+        Err(e) => Some(error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())),
+    }
+}
+
+/// A push beyond what the office holds, from the office's own receipt for more
+/// (`Office::forgot_receipted`): 409 `office_behind` with the head the office holds, so the
+/// station pushes again from there (no `gap` blamed on it).
+async fn forgot(
+    office: &Arc<crate::district::Office>,
+    station: &StationEntry,
+    headers: &axum::http::HeaderMap,
+    after_seq: i64,
+) -> Option<Response> {
+    // (The receipt names the office in its own words: UTF-8, not only ASCII.)
+    let receipt = std::str::from_utf8(headers.get(crate::model::protocol::RECEIPT_HEADER)?.as_bytes()).ok()?.to_owned();
+    let (office, station) = (Arc::clone(office), station.clone());
+    match tokio::task::spawn_blocking(move || office.forgot_receipted(&station, &receipt, after_seq)).await {
+        Ok(Ok(None)) => None,
+        Ok(Ok(Some(held))) => {
+            let message = format!("this office holds your log only up to seq {held}: push again from there");
+            let body = json!({"error": {"code": "office_behind", "message": message}, "head": {"seq": held}});
+            Some((StatusCode::CONFLICT, axum::Json(body)).into_response())
+        }
+        Ok(Err(e)) => Some(error(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string())),
+        Err(e) => Some(error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())),
+    }
+}
+
 /// `POST /api/v1/push`: `Authorization: Bearer <push token>`, body: the station's new events as
 /// JSON Lines (its export lines, oldest first, beginning with the last one the office holds).
 pub(super) async fn push(
@@ -75,6 +116,7 @@ pub(super) async fn push(
         .get(crate::model::protocol::STATEMENT_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let headers = request.headers().clone();
     let text = match read_push(request.into_body()).await {
         Ok(text) => text,
         Err(refusal) => return refusal,
@@ -86,6 +128,11 @@ pub(super) async fn push(
             "line 1 is not an event as `loa airtime --format jsonl` exports it",
         );
     };
+    // What the station has seen of the office's log is kept as evidence; its events are taken.
+    let _ = office_behind(&office, &station.id, &headers).await;
+    if let Some(refusal) = forgot(&office, &station, &headers, first - 1).await {
+        return refusal;
+    }
     let judged = tokio::task::spawn_blocking(move || {
         let lines: Vec<&str> = text.split('\n').filter(|l| !l.is_empty()).collect();
         office.ingest_push(&station, lines, first - 1, statement.as_deref())

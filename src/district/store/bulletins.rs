@@ -49,6 +49,46 @@ impl DistrictStore {
         Ok(self.conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM ledger", [], |r| r.get(0))?)
     }
 
+    /// The last event of the office's log: its seq and hash (0 and the genesis hash when empty).
+    pub fn ledger_head_event(&self) -> Result<(i64, String), DistrictStoreError> {
+        let last = self
+            .conn
+            .query_row("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        Ok(last.unwrap_or_else(|| (0, crate::proof::GENESIS_HASH.to_owned())))
+    }
+
+    /// The hash of the office's event at `seq`, if its log reaches it.
+    pub fn ledger_hash(&self, seq: i64) -> Result<Option<String>, DistrictStoreError> {
+        Ok(self.conn.query_row("SELECT hash FROM ledger WHERE seq = ?1", [seq], |r| r.get(0)).optional()?)
+    }
+
+    /// The highest seq a recovery (`office_recovered`) declared lost: no id up to it is used again.
+    pub fn recovered_through(&self) -> Result<i64, DistrictStoreError> {
+        let sql = "SELECT COALESCE(MAX(json_extract(body, '$.lost_through')), 0) FROM ledger \
+                   WHERE json_extract(body, '$.kind') = 'office_recovered'";
+        Ok(self.conn.query_row(sql, [], |r| r.get(0))?)
+    }
+
+    /// Records a recovery past `lost_through`: `office_recovered` events, one at least, until the
+    /// log's head reaches it, so the next bulletin's id is beyond every one a station has seen.
+    /// Returns the new head.
+    pub fn recover_through(&mut self, lost_through: i64, stations: &str, now: i64) -> Result<i64, DistrictStoreError> {
+        let key = self.ledger_key()?.clone();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let head = |tx: &rusqlite::Transaction| -> rusqlite::Result<i64> {
+            tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM ledger", [], |r| r.get(0))
+        };
+        let fields = || ledger::fields([("lost_through", lost_through.into()), ("stations", stations.into())]);
+        ledger::append(&tx, &key, "office_recovered", fields(), now)?;
+        while head(&tx)? < lost_through {
+            ledger::append(&tx, &key, "office_recovered", fields(), now)?;
+        }
+        let reached = head(&tx)?;
+        tx.commit()?;
+        Ok(reached)
+    }
+
     /// Withdraws bulletin `id` with the signed line `sign` makes, once.
     pub fn withdraw_bulletin(
         &mut self,
