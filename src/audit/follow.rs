@@ -37,6 +37,9 @@ use super::feed::{bounded_body, check_page, claimed_id, hash_file, higher_head};
 /// How long one feed request waits at the office for something new.
 const LONG_POLL: u64 = 55;
 const MAX_BACKOFF: Duration = Duration::from_secs(600);
+/// The first retry after the feed failed: soon, since a long-poll cut by the office's restart
+/// must be waiting again before the next emergency is sent; doubling from there.
+const FIRST_RETRY: Duration = Duration::from_millis(250);
 const CURSOR_FILE: &str = "office-feed.json";
 
 /// What the follower needs from the station.
@@ -58,15 +61,15 @@ pub struct Follower {
 pub async fn run(follower: Follower, mut stopping: tokio::sync::watch::Receiver<bool>) {
     let client = crate::audit::upstream::office_client(&follower.upstream);
     let mut backlog = Backlog::default();
-    let mut backoff = Duration::from_secs(5);
+    let mut backoff = FIRST_RETRY;
     loop {
         let wait = match follower.follow_once(&client, &mut backlog).await {
             Ok(()) => {
-                backoff = Duration::from_secs(5);
+                backoff = FIRST_RETRY;
                 Duration::ZERO
             }
             Err(e) => {
-                tracing::warn!(url = %follower.upstream.url, "the office's bulletins: {e}; trying again in {} s", backoff.as_secs());
+                tracing::warn!(url = %follower.upstream.url, "the office's bulletins: {e}; trying again in {:.2} s", backoff.as_secs_f64());
                 let wait = backoff;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 wait
